@@ -1,0 +1,88 @@
+"""Array plumbing shared by eager and lazy code paths.
+
+Every algorithm works on dask arrays: an eager numpy input is wrapped
+(without copying) and the result computed at the end. This keeps one code
+path for both, and keeps memory bounded on large in-memory arrays because
+dask streams over chunks of positions.
+"""
+
+import dask.array as da
+import numpy as np
+
+__all__ = ["as_dask", "is_lazy_array", "flat_positions", "find_nonfinite"]
+
+#: Target size of one chunk when wrapping an in-memory array, in bytes.
+CHUNK_BYTES = 64 * 2**20
+
+
+def is_lazy_array(array):
+    """True for dask arrays."""
+    return isinstance(array, da.Array)
+
+
+def as_dask(array, signal_ndim):
+    """Return ``array`` as a dask array chunked over positions only.
+
+    Parameters
+    ----------
+    array : numpy.ndarray or dask.array.Array
+        Data of shape ``(*navigation, *signal)``.
+    signal_ndim : int
+        Number of trailing signal dimensions, kept whole in every chunk.
+
+    Returns
+    -------
+    dask.array.Array
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> as_dask(np.zeros((4, 5, 8, 8)), 2).chunks[-2:]
+    ((8,), (8,))
+    """
+    if is_lazy_array(array):
+        nav_ndim = array.ndim - signal_ndim
+        chunks = array.chunks[:nav_ndim] + tuple((n,) for n in array.shape[nav_ndim:])
+        if chunks != array.chunks:
+            array = array.rechunk(chunks)
+        return array
+    array = np.asarray(array)
+    nav_shape = array.shape[: array.ndim - signal_ndim]
+    per_position = max(array[(0,) * len(nav_shape)].nbytes if nav_shape else array.nbytes, 1)
+    positions = max(1, CHUNK_BYTES // per_position)
+    # Split the slowest navigation axes first so every chunk is contiguous.
+    chunks = _contiguous_chunks(nav_shape, positions)
+    return da.from_array(array, chunks=chunks + tuple(array.shape[len(nav_shape):]))
+
+
+def _contiguous_chunks(nav_shape, positions):
+    if not nav_shape:
+        return ()
+    inner = int(np.prod(nav_shape[1:])) if len(nav_shape) > 1 else 1
+    if inner <= positions:
+        return (max(1, positions // inner),) + tuple(nav_shape[1:])
+    return (1,) + _contiguous_chunks(nav_shape[1:], positions)
+
+
+def flat_positions(array, signal_ndim):
+    """Reshape ``(*navigation, *signal)`` to ``(n_positions, *signal)``."""
+    nav_ndim = array.ndim - signal_ndim
+    n = int(np.prod(array.shape[:nav_ndim])) if nav_ndim else 1
+    return array.reshape((n,) + tuple(array.shape[nav_ndim:]))
+
+
+def find_nonfinite(array, signal_ndim):
+    """Navigation indices of positions holding NaN or inf (computes for dask).
+
+    Returns
+    -------
+    numpy.ndarray
+        Integer array of shape ``(n_bad, nav_ndim)``; empty when all finite.
+    """
+    if np.dtype(array.dtype).kind in "ui":
+        return np.empty((0, array.ndim - signal_ndim), dtype=int)
+    sig_axes = tuple(range(array.ndim - signal_ndim, array.ndim))
+    bad = ~(da.isfinite(array) if is_lazy_array(array) else np.isfinite(array)).all(axis=sig_axes)
+    if is_lazy_array(bad):
+        bad = bad.compute()
+    return np.argwhere(np.atleast_1d(bad))

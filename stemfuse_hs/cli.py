@@ -1,0 +1,1078 @@
+"""The ``stemfuse`` command: phase maps from paired 4D-STEM and STEM-EDS files.
+
+::
+
+    stemfuse demo [--out DIR] [--scenario NAME] [--size SIZE]
+    stemfuse run DP_FILE EDS_FILE [--out DIR] [--params FILE] [options]
+    stemfuse report DIR
+
+``demo`` and ``run`` extract features from both scans, fuse them, cluster
+the fused features and write the results and a self-contained HTML report to
+an output folder; ``report`` rebuilds the report from such a folder.
+
+Only the standard library is imported at module level: HyperSpy, pyxem, UMAP
+and HDBSCAN take seconds to import, and ``stemfuse --help`` should not wait
+for them. Everything heavy is imported inside the command functions.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+__all__ = [
+    "CLIError",
+    "OPTIONS",
+    "SECTIONS",
+    "build_parser",
+    "default_parameters",
+    "load_params_file",
+    "main",
+    "resolve_parameters",
+]
+
+PROG = "stemfuse"
+
+#: Synthetic scenarios and sizes the demo offers (sizes that fit in memory).
+DEMO_SCENARIOS = ("chemistry_only", "structure_only", "four_phases", "precipitates")
+DEMO_SIZES = ("tiny", "small", "published")
+
+#: Parameter sections: the function each one configures.
+SECTIONS = {
+    "diffraction": "stemfuse_hs.sdt_features",
+    "eds": "stemfuse_hs.variance_features",
+    "fusion": "stemfuse_hs.fuse",
+    "clustering": "FusedSTEMSignal.cluster",
+    "statistics": "ClusterLabels.cluster_statistics",
+}
+#: Sections of a parameter file that are not function parameters.
+_RECORD_SECTIONS = {"inputs", "demo", "command", "stemfuse_version", "format"}
+_PARAMS_FORMAT = 1
+
+
+class CLIError(Exception):
+    """A problem the user can fix (bad input, existing output, bad parameter)."""
+
+
+# --------------------------------------------------------------------------
+# Option specifications
+# --------------------------------------------------------------------------
+# One table drives the argparse options, parameter files and params.json,
+# so the three cannot drift apart. The defaults repeat the package's (the
+# package cannot be imported for --help without a slow start);
+# tests/test_cli.py checks them against the function signatures.
+
+
+class _Option:
+    """One pipeline parameter: its section, Python name, flag and kind."""
+
+    def __init__(self, section, name, flag, default, help, kind, *, choices=None, metavar=None):
+        self.section, self.name, self.flag = section, name, flag
+        self.default, self.help, self.kind = default, help, kind
+        self.choices, self.metavar = choices, metavar
+
+    @property
+    def dest(self):
+        return f"{self.section}.{self.name}"
+
+
+def _opt(*args, **kwargs):
+    return _Option(*args, **kwargs)
+
+
+OPTIONS = [
+    # -- sdt_features --
+    _opt("diffraction", "binning", "--binning", 2, "detector binning: sums N x N pixels", "int", metavar="N"),
+    _opt("diffraction", "fraction", "--fraction", 0.4,
+         "fraction of the detector pixels outside the direct beam kept as features, in (0, 1]; "
+         "0.2-0.4 is the method's stable range", "float", metavar="F"),
+    _opt("diffraction", "std_scale", "--std-scale", "log",
+         "rank pixels by the standard deviation of log-scaled or raw intensities", "choice",
+         choices=("log", "linear")),
+    _opt("diffraction", "beam_centre", "--beam-centre", None,
+         "direct-beam (row, column) in unbinned detector pixels (default: found from the mean pattern)",
+         "pair", metavar=("ROW", "COL")),
+    _opt("diffraction", "beam_radius", "--beam-radius", None,
+         "radius of the excluded direct-beam disk in unbinned pixels, 0 excludes nothing "
+         "(default: found from the mean pattern)", "optfloat", metavar="R"),
+    _opt("diffraction", "normalize", "--dp-normalize", "total",
+         "scale every pattern to the scan's mean total counts before feature extraction", "choice",
+         choices=("total", "none")),
+    # -- variance_features --
+    _opt("eds", "threshold", "--eds-threshold", None,
+         "keep EDS channels whose variance over the scan exceeds this "
+         "(default: four standard errors above Poisson noise)", "optfloat", metavar="V"),
+    _opt("eds", "quantile", "--eds-quantile", None,
+         "instead of a threshold, keep channels above this quantile of the channel variances, in (0, 1) "
+         "(default: none, use the threshold)",
+         "optfloat", metavar="Q"),
+    _opt("eds", "exclude_windows", "--exclude-window", (),
+         "energy window (keV) never kept; repeat the option for several windows", "windows",
+         metavar=("LOW", "HIGH")),
+    _opt("eds", "exclude_lines", "--exclude-lines", (),
+         "X-ray lines never kept, e.g. Cu_Ka Cu_La for grid signal", "strings", metavar="LINE"),
+    _opt("eds", "normalize", "--eds-normalize", "total",
+         "scale every spectrum to the scan's mean total counts before feature extraction", "choice",
+         choices=("total", "none")),
+    # -- fuse --
+    _opt("fusion", "weighting", "--weighting", "auto",
+         "block weighting: 'auto' weights each modality by how clearly it separates phases, "
+         "'equal' gives both the same weight, 'reference' reproduces the reference notebook", "choice",
+         choices=("auto", "equal", "reference")),
+    _opt("fusion", "weights", "--weights", None,
+         "weights of the diffraction and EDS blocks, replacing the automatic ones (default: automatic)",
+         "pair", metavar=("W_DP", "W_EDS")),
+    _opt("fusion", "reference_factor", "--reference-factor", 2.4,
+         "EDS multiplier exponent for --weighting reference", "float", metavar="X"),
+    _opt("fusion", "max_samples", "--max-samples", 50_000,
+         "positions used for the scaling statistics", "int", metavar="N"),
+    # -- cluster --
+    _opt("clustering", "n_components", "--n-components", 3, "UMAP embedding dimensions", "int", metavar="N"),
+    _opt("clustering", "n_neighbors", "--n-neighbors", 10, "UMAP neighbours", "int", metavar="N"),
+    _opt("clustering", "min_dist", "--min-dist", 0.0, "UMAP minimum distance", "float", metavar="D"),
+    _opt("clustering", "metric", "--metric", "euclidean", "UMAP metric", "choice",
+         choices=("euclidean", "chebyshev", "manhattan", "cosine", "correlation")),
+    _opt("clustering", "densmap", "--densmap", True, "density-preserving UMAP (densMAP)", "bool"),
+    _opt("clustering", "pca_components", "--pca-components", None,
+         "principal components kept before UMAP (default: none, no PCA)", "optint", metavar="N"),
+    _opt("clustering", "min_cluster_size", "--min-cluster-size", 0.02,
+         "smallest cluster: a count (integer) or a fraction of the positions (decimal)",
+         "count_or_fraction", metavar="N|F"),
+    _opt("clustering", "min_samples", "--min-samples", 10, "HDBSCAN min_samples", "int", metavar="N"),
+    _opt("clustering", "cluster_selection_epsilon", "--cluster-selection-epsilon", 0.0,
+         "HDBSCAN merges clusters closer than this in the embedding", "float", metavar="E"),
+    _opt("clustering", "min_membership", "--min-membership", None,
+         "positions whose largest membership is below this become noise (default: none)",
+         "optfloat", metavar="M"),
+    _opt("clustering", "merge_threshold", "--merge-threshold", 0.5,
+         "merge clusters without a density valley this deep between them in feature space; 0 disables",
+         "float", metavar="T"),
+    _opt("clustering", "random_state", "--random-state", None,
+         "seed for repeatable maps (UMAP then runs on one thread; default: none)", "optint", metavar="SEED"),
+    _opt("clustering", "n_jobs", "--n-jobs", -1, "UMAP threads without a seed, -1 for all", "int", metavar="N"),
+    # -- cluster_statistics --
+    _opt("statistics", "mode", "--stats-mode", "membership",
+         "cluster means weighted by membership, or over the positions sure of their cluster ('hard')",
+         "choice", choices=("membership", "hard")),
+    _opt("statistics", "min_membership", "--stats-min-membership", 0.5,
+         "largest membership a position needs to count for --stats-mode hard", "float", metavar="M"),
+]
+_BY_DEST = {o.dest: o for o in OPTIONS}
+_BY_SECTION = {s: {o.name: o for o in OPTIONS if o.section == s} for s in SECTIONS}
+
+#: Where the demo's defaults differ from the package's: a fixed seed so that
+#: the demo's map (and its adjusted Rand index) is the same on every machine.
+_DEMO_DEFAULTS = {"clustering.random_state": 0}
+
+_DEMO_OPTIONS = {
+    "scenario": ("four_phases", "synthetic scenario: " + ", ".join(DEMO_SCENARIOS)),
+    "size": ("small", "synthetic data size: " + ", ".join(DEMO_SIZES)),
+    "seed": (0, "seed of the synthetic data"),
+}
+
+
+def default_parameters(command="run"):
+    """Every pipeline parameter's default, by section.
+
+    Parameters
+    ----------
+    command : {"run", "demo"}, default "run"
+        The demo fixes ``clustering.random_state`` to 0.
+
+    Returns
+    -------
+    dict
+        ``{section: {name: value}}`` for the sections in :data:`SECTIONS`
+        (and ``"demo"`` for the demo).
+    """
+    params = {s: {} for s in SECTIONS}
+    for o in OPTIONS:
+        value = o.default
+        if command == "demo":
+            value = _DEMO_DEFAULTS.get(o.dest, value)
+        params[o.section][o.name] = _plain(value)
+    if command == "demo":
+        params["demo"] = {k: v[0] for k, v in _DEMO_OPTIONS.items()}
+    return params
+
+
+def _plain(value):
+    """JSON-friendly copy: tuples become lists."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------
+# Value conversion (command line and parameter files)
+# --------------------------------------------------------------------------
+_NONE_WORDS = {"none", "null", "auto", ""}
+
+
+def _parse_optional(convert):
+    def parse(text):
+        if text.strip().lower() in _NONE_WORDS:
+            return None
+        return convert(text)
+
+    parse.__name__ = convert.__name__
+    return parse
+
+
+def _count_or_fraction(text):
+    """``"50"`` -> 50 (a count), ``"0.02"`` -> 0.02 (a fraction)."""
+    text = str(text).strip()
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+_count_or_fraction.__name__ = "count or fraction"
+
+
+def _argparse_type(option):
+    return {
+        "int": int,
+        "float": float,
+        "optfloat": _parse_optional(float),
+        "optint": _parse_optional(int),
+        "count_or_fraction": _count_or_fraction,
+        "pair": float,
+        "windows": float,
+        "strings": str,
+        "choice": str,
+    }.get(option.kind)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _convert_file_value(option, value, source):
+    """A parameter file's value as the pipeline wants it, or a clear CLIError."""
+    where = f"{source}: [{option.section}] {option.name}"
+
+    def fail(expected):
+        raise CLIError(f"{where}: expected {expected}, got {value!r}.")
+
+    if isinstance(value, str) and option.kind not in ("choice", "strings"):
+        if value.strip().lower() in _NONE_WORDS and option.default is None:
+            return None
+        if option.kind in ("int", "optint", "float", "optfloat", "count_or_fraction"):
+            try:
+                value = _count_or_fraction(value)
+            except ValueError:
+                fail("an integer" if option.kind in ("int", "optint") else "a number")
+    kind = option.kind
+    if value is None:
+        if option.default is None or kind == "choice" and "none" in option.choices:
+            return None
+        fail("a value (this parameter cannot be empty)")
+    if kind in ("int", "optint"):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            fail("an integer")
+        return value
+    if kind in ("float", "optfloat"):
+        if not _is_number(value):
+            fail("a number")
+        return float(value)
+    if kind == "count_or_fraction":
+        if not _is_number(value):
+            fail("an integer count or a decimal fraction")
+        return value
+    if kind == "bool":
+        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "false", "no", "off"):
+            return value.lower() in ("true", "yes", "on")
+        if not isinstance(value, bool):
+            fail("true or false")
+        return value
+    if kind == "choice":
+        text = str(value).lower() if value is not None else "none"
+        if text not in option.choices:
+            fail("one of " + ", ".join(option.choices))
+        return None if text == "none" else text
+    if kind == "pair":
+        if not isinstance(value, (list, tuple)) or len(value) != 2 or not all(map(_is_number, value)):
+            fail("two numbers")
+        return [float(v) for v in value]
+    if kind == "windows":
+        if isinstance(value, (list, tuple)) and len(value) == 2 and all(map(_is_number, value)):
+            value = [value]  # one window given flat: [low, high]
+        if not isinstance(value, (list, tuple)) or not all(
+            isinstance(w, (list, tuple)) and len(w) == 2 and all(map(_is_number, w)) for w in value
+        ):
+            fail("a list of [low, high] energy windows")
+        return [[float(a), float(b)] for a, b in value]
+    if kind == "strings":
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            fail("a list of X-ray line names")
+        return list(value)
+    raise AssertionError(kind)
+
+
+def _convert_cli_value(option, value):
+    if option.kind == "choice":
+        return None if value == "none" else value
+    if option.kind == "windows":
+        return [[float(a), float(b)] for a, b in value]
+    if option.kind in ("pair", "strings"):
+        return list(value)
+    return value
+
+
+# --------------------------------------------------------------------------
+# Parameter files
+# --------------------------------------------------------------------------
+def load_params_file(path):
+    """Read a TOML, YAML or JSON parameter file and check its contents.
+
+    The file holds one table (mapping) per section of :data:`SECTIONS`, e.g.
+    ``[diffraction]`` with ``fraction = 0.3``; parameters left out keep their
+    defaults. ``params.json`` written by a run is such a file, with the
+    extra ``inputs`` (or ``demo``) record.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        ``.toml``, ``.yaml``/``.yml`` or ``.json``.
+
+    Returns
+    -------
+    dict
+        ``{section: {name: value}}`` with values converted and checked,
+        plus ``inputs`` (paths resolved against the file's folder) and
+        ``demo`` when present.
+
+    Raises
+    ------
+    CLIError
+        Unreadable file, unknown section or parameter, or a value of the
+        wrong kind.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CLIError(f"parameter file '{path}' does not exist.")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                try:
+                    import tomli as tomllib
+                except ModuleNotFoundError:
+                    raise CLIError("reading TOML needs Python 3.11 or the 'tomli' package.") from None
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        elif suffix in (".yaml", ".yml"):
+            import yaml
+
+            with open(path, encoding="utf-8") as f:
+                data = yaml.safe_load(f) or {}
+        elif suffix == ".json":
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        else:
+            raise CLIError(f"parameter file '{path}': unknown type '{suffix}' (use .toml, .yaml or .json).")
+    except CLIError:
+        raise
+    except Exception as exc:
+        raise CLIError(f"cannot parse parameter file '{path}': {_one_line(exc)}") from exc
+    if not isinstance(data, dict):
+        raise CLIError(f"parameter file '{path}' must hold sections of parameters, not {type(data).__name__}.")
+    result = {}
+    for key, content in data.items():
+        if key in _RECORD_SECTIONS:
+            if key == "inputs" and isinstance(content, dict):
+                result["inputs"] = {
+                    role: str((path.parent / str(p)).resolve()) if p else None
+                    for role, p in content.items()
+                    if role in ("dp", "eds")
+                }
+            elif key == "demo" and isinstance(content, dict):
+                unknown = set(content) - set(_DEMO_OPTIONS)
+                if unknown:
+                    raise CLIError(f"{path.name}: [demo] has unknown keys {sorted(unknown)}; allowed: {sorted(_DEMO_OPTIONS)}.")
+                result["demo"] = dict(content)
+            continue
+        if key not in SECTIONS:
+            owner = [s for s, opts in _BY_SECTION.items() if key in opts]
+            if owner:
+                raise CLIError(f"{path.name}: '{key}' must be inside a section, e.g. [{owner[0]}].")
+            raise CLIError(
+                f"{path.name}: unknown section '{key}'; sections are {', '.join(SECTIONS)} "
+                "(each a table of parameters)."
+            )
+        if not isinstance(content, dict):
+            raise CLIError(f"{path.name}: section '{key}' must be a table of parameters.")
+        options = _BY_SECTION[key]
+        section = {}
+        for name, value in content.items():
+            if name not in options:
+                import difflib
+
+                close = difflib.get_close_matches(str(name), list(options), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else f"; known: {', '.join(options)}"
+                raise CLIError(f"{path.name}: [{key}] has no parameter '{name}'{hint}.")
+            section[name] = _convert_file_value(options[name], value, path.name)
+        result[key] = section
+    return result
+
+
+def resolve_parameters(args, command):
+    """Defaults, then the parameter file, then the command line.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed command line; pipeline options not given are absent.
+    command : {"run", "demo"}
+
+    Returns
+    -------
+    dict
+        ``{section: {name: value}}``, plus ``inputs`` (run) or ``demo``.
+    """
+    params = default_parameters(command)
+    from_file = load_params_file(args.params) if getattr(args, "params", None) else {}
+    for section in SECTIONS:
+        params[section].update(from_file.get(section, {}))
+    given = vars(args)
+    for dest, value in given.items():
+        if dest in _BY_DEST:
+            option = _BY_DEST[dest]
+            params[option.section][option.name] = _convert_cli_value(option, value)
+    if command == "demo":
+        params["demo"].update(from_file.get("demo", {}))
+        for key in _DEMO_OPTIONS:
+            if given.get(key) is not None:
+                params["demo"][key] = given[key]
+    else:
+        inputs = dict(from_file.get("inputs", {}))
+        for role in ("dp", "eds"):
+            if given.get(role):
+                inputs[role] = given[role]
+        params["inputs"] = inputs
+    return params
+
+
+# --------------------------------------------------------------------------
+# Argument parser
+# --------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line (with a pointer to --help)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog):
+        super().__init__(prog, max_help_position=34)
+
+
+def _default_text(option, command):
+    value = _DEMO_DEFAULTS.get(option.dest, option.default) if command == "demo" else option.default
+    if option.kind == "bool":
+        return "on" if value else "off"
+    if value is None:
+        return None  # the help text says what happens by default
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value)) if value else "none"
+    return str(value)
+
+
+def _add_pipeline_options(parser, command):
+    sections = {
+        "diffraction": "diffraction features (stemfuse_hs.sdt_features)",
+        "eds": "EDS features (stemfuse_hs.variance_features)",
+        "fusion": "fusion (stemfuse_hs.fuse)",
+        "clustering": "clustering: UMAP and HDBSCAN (FusedSTEMSignal.cluster)",
+        "statistics": "cluster means and standard deviations (ClusterLabels.cluster_statistics)",
+    }
+    for section, title in sections.items():
+        group = parser.add_argument_group(title)
+        for o in (o for o in OPTIONS if o.section == section):
+            default = _default_text(o, command)
+            help_text = o.help
+            if default is not None and "(default:" not in help_text:
+                help_text += f" (default: {default})"
+            kwargs = {"dest": o.dest, "default": argparse.SUPPRESS, "help": help_text.replace("%", "%%")}
+            if o.kind == "bool":
+                kwargs["action"] = argparse.BooleanOptionalAction
+            else:
+                kwargs["type"] = _argparse_type(o)
+                if o.metavar:
+                    kwargs["metavar"] = o.metavar
+                if o.choices:
+                    kwargs["choices"] = o.choices
+                if o.kind == "pair":
+                    kwargs["nargs"] = 2
+                elif o.kind == "windows":
+                    kwargs.update(nargs=2, action="append")
+                elif o.kind == "strings":
+                    kwargs["nargs"] = "+"
+            group.add_argument(o.flag, **kwargs)
+
+
+def _add_common_options(parser, *, out_default=None):
+    group = parser.add_argument_group("output and behaviour")
+    if out_default is not None:
+        group.add_argument(
+            "-o", "--out", default=out_default, metavar="DIR",
+            help=f"output folder; must not exist or be empty unless --overwrite (default: ./{out_default})",
+        )
+        group.add_argument(
+            "--params", metavar="FILE",
+            help="parameter file (.toml, .yaml or .json, e.g. a previous run's params.json) with one "
+            "table per section: diffraction, eds, fusion, clustering, statistics; options given on "
+            "the command line override it (default: none)",
+        )
+        group.add_argument(
+            "--overwrite", action="store_true",
+            help="replace the results of an earlier run in the output folder (default: off)",
+        )
+        group.add_argument(
+            "--dry-run", action="store_true",
+            help="check the inputs and parameters, print the resolved parameters as JSON and stop "
+            "(default: off)",
+        )
+    group.add_argument(
+        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+        help="no progress bars or stage messages; the summary is still printed (default: off)",
+    )
+    group.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS,
+        help="show tracebacks and all warnings on failure (default: off)",
+    )
+    return group
+
+
+_DESCRIPTION = """\
+Phase mapping by fusing 4D-STEM and STEM-EDS scans of the same area.
+
+Diffraction features (standard-deviation thresholding) and EDS features
+(variance thresholding) are fused and clustered (UMAP + HDBSCAN with soft
+memberships). Results, figures and a self-contained report.html are
+written to an output folder.
+"""
+
+_EPILOG = """\
+examples:
+  stemfuse demo                          synthetic data, whole pipeline, report
+  stemfuse run dp.hspy eds.hspy --out results --fraction 0.3 --random-state 0
+  stemfuse run dp.zspy eds.zspy --params params.toml --exclude-lines Cu_Ka Cu_La
+  stemfuse run --params results/params.json --out rerun
+  stemfuse report results                rebuild results/report.html
+
+Run 'stemfuse COMMAND --help' for the options of a command.
+"""
+
+_PARAMS_EPILOG = """\
+parameter files (--params) hold one table per section, for example params.toml:
+
+  [diffraction]
+  fraction = 0.3
+  [eds]
+  exclude_lines = ["Cu_Ka", "Cu_La"]
+  exclude_windows = [[7.9, 8.1]]
+  [clustering]
+  random_state = 0
+
+Leave a parameter out for its default. Command-line options override the file.
+"""
+
+
+def _wrap(text):
+    import textwrap
+
+    return textwrap.fill(text, width=min(100, max(40, _terminal_width() - 2)))
+
+
+def _terminal_width():
+    import shutil
+
+    return shutil.get_terminal_size().columns
+
+
+def build_parser():
+    """The ``stemfuse`` argument parser (subcommands ``demo``, ``run``, ``report``).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
+    from . import __version__
+
+    parser = _Parser(prog=PROG, description=_DESCRIPTION, epilog=_EPILOG, formatter_class=_Formatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s (stemfuse_hs) {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or stage messages (default: off)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and all warnings (default: off)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    demo = commands.add_parser(
+        "demo",
+        help="run the whole pipeline on built-in synthetic data with known phases",
+        description=_wrap("Generate a synthetic paired 4D-STEM / STEM-EDS scan with known phases, run the "
+        "whole pipeline on it and write the results and report.html; the adjusted Rand index of the "
+        "map against the ground truth is printed and reported. Pipeline options as for 'run'; the "
+        "demo's --random-state defaults to 0 so that its map is repeatable."),
+        epilog=_PARAMS_EPILOG,
+        formatter_class=_Formatter,
+    )
+    group = demo.add_argument_group("synthetic data")
+    group.add_argument("--scenario", choices=DEMO_SCENARIOS, default=argparse.SUPPRESS,
+                       help=f"{_DEMO_OPTIONS['scenario'][1]} (default: {_DEMO_OPTIONS['scenario'][0]})")
+    group.add_argument("--size", choices=DEMO_SIZES, default=argparse.SUPPRESS,
+                       help=f"{_DEMO_OPTIONS['size'][1]} (default: {_DEMO_OPTIONS['size'][0]})")
+    group.add_argument("--seed", type=int, default=argparse.SUPPRESS, metavar="N",
+                       help=f"{_DEMO_OPTIONS['seed'][1]} (default: {_DEMO_OPTIONS['seed'][0]})")
+    _add_common_options(demo, out_default="stemfuse-demo")
+    _add_pipeline_options(demo, "demo")
+    demo.set_defaults(func=_cmd_demo)
+
+    run = commands.add_parser(
+        "run",
+        help="map the phases of a 4D-STEM file and an EDS file of the same scan",
+        description=_wrap("Map the phases of a 4D-STEM file and a STEM-EDS file of the same scan: any "
+        "format HyperSpy/RosettaSciIO reads (.hspy, .zspy, ...), opened lazily, so files larger "
+        "than memory work."),
+        epilog=_PARAMS_EPILOG,
+        formatter_class=_Formatter,
+    )
+    run.add_argument("dp", nargs="?", metavar="DP_FILE",
+                     help="4D-STEM data (signal dimension 2); optional when --params names it")
+    run.add_argument("eds", nargs="?", metavar="EDS_FILE",
+                     help="STEM-EDS spectrum image (signal dimension 1); optional when --params names it")
+    _add_common_options(run, out_default="stemfuse-results").add_argument(
+        "--scheduler", metavar="ADDRESS",
+        help="run the dask computations on this dask.distributed scheduler, e.g. tcp://host:8786 "
+        "(needs the 'distributed' package; default: local threads)",
+    )
+    _add_pipeline_options(run, "run")
+    run.set_defaults(func=_cmd_run)
+
+    report = commands.add_parser(
+        "report",
+        help="rebuild report.html (and the figures) from a results folder",
+        description=_wrap("Rebuild the figures and report.html from the results a 'demo' or 'run' wrote "
+        "to DIR (the report and figures are replaced, the results are not touched)."),
+        formatter_class=_Formatter,
+    )
+    report.add_argument("dir", metavar="DIR", help="results folder of an earlier demo or run")
+    _add_common_options(report)
+    report.set_defaults(func=_cmd_report)
+    return parser
+
+
+# --------------------------------------------------------------------------
+# Console output
+# --------------------------------------------------------------------------
+def _one_line(exc):
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+class _Console:
+    """Stage messages and timings; silent with --quiet."""
+
+    def __init__(self, quiet):
+        self.quiet = quiet
+        self.timings = {}
+
+    def note(self, message):
+        if not self.quiet:
+            print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+    @contextlib.contextmanager
+    def stage(self, name, message=None):
+        self.note(f"{message or name} ...")
+        start = time.perf_counter()
+        # dask's progress bar writes to stdout; stdout is kept for the summary.
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+        self.timings[name] = round(time.perf_counter() - start, 3)
+
+
+def _configure_warnings(debug):
+    import logging
+    import warnings
+
+    if debug:
+        return
+    # Library deprecation notices mean nothing to a command-line user.
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
+    warnings.filterwarnings("ignore", message=r".*[Dd]eprecat.*")
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if "Deprecation" in category.__name__:
+            return  # e.g. HyperSpy's VisibleDeprecationWarning, a UserWarning
+        print(f"{PROG}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+    warnings.showwarning = show
+    for name in ("hyperspy", "rsciio", "exspy", "pyxem"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+# --------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------
+def main(argv=None):
+    """Run the ``stemfuse`` command.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success, 1 on an error (a one-line message on
+        stderr; the traceback too with ``--debug``), 2 on a usage error,
+        130 when interrupted.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    args.quiet = bool(getattr(args, "quiet", False))
+    args.debug = bool(getattr(args, "debug", False))
+    if args.command is None:
+        parser.print_help()
+        return 2
+    _configure_warnings(args.debug)
+    try:
+        return int(args.func(args) or 0)
+    except BrokenPipeError:
+        # Output piped into e.g. `head`, which stopped reading: not an error of ours.
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")
+        return 1
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        message = _one_line(exc)
+        if not isinstance(exc, (CLIError, ValueError, TypeError, OSError)):
+            message = f"{type(exc).__name__}: {message} (run with --debug for the traceback)"
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 1
+
+
+def _cmd_demo(args):
+    params = resolve_parameters(args, "demo")
+    demo = params["demo"]
+    if demo["scenario"] not in DEMO_SCENARIOS:
+        raise CLIError(f"demo scenario {demo['scenario']!r} is not one of {', '.join(DEMO_SCENARIOS)}.")
+    if demo["size"] not in DEMO_SIZES:
+        raise CLIError(f"demo size {demo['size']!r} is not one of {', '.join(DEMO_SIZES)}.")
+    if args.dry_run:
+        _print_params(params, "demo")
+        return 0
+    console = _Console(args.quiet)
+    out, created = _prepare_output(Path(args.out), args.overwrite)
+    try:
+        message = f"generating the synthetic '{demo['scenario']}' scan ({demo['size']})"
+        with console.stage("synthetic data", message):
+            from .data import synthetic_scan
+
+            scan = synthetic_scan(demo["scenario"], size=demo["size"], seed=int(demo["seed"]), lazy=False)
+        record = {
+            "demo": {
+                "scenario": scan.scenario,
+                "size": scan.size,
+                "seed": scan.seed,
+                "phases": list(scan.phases),
+                "description": scan.description,
+                "scan_shape": list(scan.truth.shape),
+            },
+            "inputs": [],
+        }
+        labels = _pipeline(scan.dp, scan.eds, params, out, console, record, show_progressbar=not args.quiet)
+        from sklearn.metrics import adjusted_rand_score
+
+        ari = float(adjusted_rand_score(scan.truth.ravel(), labels.data.ravel()))
+        record["adjusted_rand_index"] = ari
+        from . import report as report_module
+
+        scan.truth_signal().save(out / report_module.TRUTH_FILE, overwrite=True)
+        _finish(out, params, record, console, "demo", args)
+    except BaseException:
+        _cleanup(out, created)
+        raise
+    _print_summary(out, record)
+    return 0
+
+
+def _cmd_run(args):
+    params = resolve_parameters(args, "run")
+    inputs = params["inputs"]
+    for role, what in (("dp", "DP_FILE"), ("eds", "EDS_FILE")):
+        if not inputs.get(role):
+            raise CLIError(f"no {what} given (on the command line or in the [inputs] of --params).")
+        if not Path(inputs[role]).exists():
+            raise CLIError(f"{what} '{inputs[role]}' does not exist.")
+    params["inputs"] = {role: str(Path(inputs[role]).resolve()) for role in ("dp", "eds")}
+    console = _Console(args.quiet or args.dry_run)
+    client = _connect(args.scheduler, console) if args.scheduler else None
+    try:
+        with console.stage("opening the inputs"):
+            dp = _load(params["inputs"]["dp"], "DP_FILE", args.debug)
+            eds = _load(params["inputs"]["eds"], "EDS_FILE", args.debug)
+            _check_inputs(dp, eds)
+        if args.dry_run:
+            _print_params(params, "run")
+            return 0
+        out, created = _prepare_output(Path(args.out), args.overwrite, inputs=params["inputs"].values())
+        try:
+            from . import report as report_module
+
+            record = {"inputs": [], "scheduler": args.scheduler}
+            with console.stage("checksums", "SHA-256 checksums of the inputs"):
+                for role, signal in (("dp", dp), ("eds", eds)):
+                    record["inputs"].append(report_module.describe_input(role, params["inputs"][role], signal))
+            labels = _pipeline(dp, eds, params, out, console, record, show_progressbar=not args.quiet)
+            del labels
+            _finish(out, params, record, console, "run", args)
+        except BaseException:
+            _cleanup(out, created)
+            raise
+    finally:
+        if client is not None:
+            client.close()
+    _print_summary(out, record)
+    return 0
+
+
+def _cmd_report(args):
+    from . import report as report_module
+
+    directory = Path(args.dir)
+    console = _Console(args.quiet)
+    with console.stage("report", f"rebuilding the report in '{directory}'"):
+        path = report_module.write_report(directory)
+    print(f"Report: {path.resolve()}")
+    return 0
+
+
+# --------------------------------------------------------------------------
+# Pipeline pieces
+# --------------------------------------------------------------------------
+def _connect(address, console):
+    try:
+        from distributed import Client
+    except ModuleNotFoundError:
+        raise CLIError(
+            "--scheduler needs the 'distributed' package: pip install 'stemfuse_hs[distributed]'."
+        ) from None
+    console.note(f"connecting to the dask scheduler at {address}")
+    try:
+        return Client(address)
+    except Exception as exc:
+        raise CLIError(f"cannot connect to the dask scheduler at {address}: {_one_line(exc)}") from exc
+
+
+def _load(path, what, debug):
+    """Open ``path`` lazily with HyperSpy; one clear error for anything unreadable."""
+    import logging
+
+    import hyperspy.api as hs
+
+    logger = logging.getLogger("hyperspy")
+    level = logger.level
+    if not debug:
+        # HyperSpy logs its own (multi-line, coloured) error before raising.
+        logger.setLevel(logging.CRITICAL)
+    try:
+        signal = hs.load(Path(path), lazy=True)
+    except Exception as exc:
+        suffix = Path(path).suffix.lower()
+        if suffix and suffix.lstrip(".") not in _known_extensions():
+            # HyperSpy then tried an image reader, whose error says nothing useful.
+            raise CLIError(f"cannot read {what} '{path}': '{suffix}' is not a file type RosettaSciIO reads.") from exc
+        raise CLIError(f"cannot read {what} '{path}': {_one_line(exc)}") from exc
+    finally:
+        logger.setLevel(level)
+    if isinstance(signal, list):
+        if len(signal) != 1:
+            raise CLIError(
+                f"{what} '{path}' holds {len(signal)} signals; save the one to use in a file of its own."
+            )
+        signal = signal[0]
+    return signal
+
+
+def _known_extensions():
+    try:
+        from rsciio import IO_PLUGINS
+    except Exception:  # an old RosettaSciIO: do not guess
+        return set()
+    return {ext.lower() for plugin in IO_PLUGINS for ext in plugin.get("file_extensions", ())}
+
+
+def _shape_text(signal):
+    am = signal.axes_manager
+    return f"({', '.join(map(str, am.navigation_shape))}|{', '.join(map(str, am.signal_shape))})"
+
+
+def _check_inputs(dp, eds):
+    """Both files of one scan, each of the right kind, before any long computation."""
+    dp_dim = dp.axes_manager.signal_dimension
+    eds_dim = eds.axes_manager.signal_dimension
+    if dp_dim == 1 and eds_dim == 2:
+        raise CLIError(
+            f"DP_FILE holds a spectrum image {_shape_text(dp)} and EDS_FILE 4D-STEM data "
+            f"{_shape_text(eds)}: the files are swapped (give the 4D-STEM file first)."
+        )
+    if dp_dim != 2:
+        raise CLIError(f"DP_FILE must hold 4D-STEM data (signal dimension 2), not {_shape_text(dp)}.")
+    if eds_dim != 1:
+        raise CLIError(f"EDS_FILE must hold a spectrum image (signal dimension 1), not {_shape_text(eds)}.")
+    dp_scan, eds_scan = dp.axes_manager.navigation_shape, eds.axes_manager.navigation_shape
+    if dp_scan != eds_scan:
+        hint = " (transposed?)" if tuple(reversed(eds_scan)) == dp_scan else ""
+        raise CLIError(
+            f"the scans do not match: DP_FILE has navigation shape {dp_scan}, EDS_FILE {eds_scan}{hint}."
+        )
+    if not dp_scan:
+        raise CLIError("the inputs have no navigation axes: a scan is needed, not a single pattern.")
+
+
+def _pipeline(dp, eds, params, out, console, record, show_progressbar):
+    """Features, fusion, clustering, statistics; saves the signals to ``out``."""
+    import stemfuse_hs
+
+    from . import report as report_module
+
+    progress = bool(show_progressbar)
+    with console.stage("diffraction features"):
+        dpf = stemfuse_hs.sdt_features(dp, **params["diffraction"], show_progressbar=progress)
+    with console.stage("EDS features"):
+        eds_params = dict(params["eds"])
+        eds_params["exclude_windows"] = [tuple(w) for w in eds_params["exclude_windows"]]
+        edf = stemfuse_hs.variance_features(eds, **eds_params, show_progressbar=progress)
+    with console.stage("fusion"):
+        fused = stemfuse_hs.fuse(dpf, edf, **params["fusion"], show_progressbar=progress)
+        if fused._lazy:
+            # Read the raw data once here rather than once per later step.
+            fused.compute(show_progressbar=progress)
+        record["block_shares"] = fused.block_shares()
+    with console.stage("clustering"):
+        labels = fused.cluster(**params["clustering"], show_progressbar=progress)
+    stats = {}
+    if labels.n_clusters == 0:
+        import warnings
+
+        warnings.warn(
+            "no clusters found, so no cluster means are written; a smaller --min-cluster-size or "
+            "--min-samples, or no --min-membership, may find some.",
+            UserWarning,
+            stacklevel=2,
+        )
+    else:
+        with console.stage("cluster statistics"):
+            for role, signal in (("dp", dp), ("eds", eds)):
+                stats[role] = labels.cluster_statistics(signal, **params["statistics"], show_progressbar=progress)
+    with console.stage("saving"):
+        labels.save(out / report_module.LABELS_FILE, overwrite=True)
+        for role, (mean, std) in stats.items():
+            mean.save(out / report_module.MEAN_FILES[role], overwrite=True)
+            std.save(out / report_module.STD_FILES[role], overwrite=True)
+    sizes = labels.metadata.Clustering.cluster_sizes
+    record["n_clusters"] = labels.n_clusters
+    record["cluster_sizes"] = [int(n) for n in sizes]
+    record["n_noise"] = int(labels.metadata.Clustering.n_noise)
+    return labels
+
+
+def _finish(out, params, record, console, command, args):
+    from . import __version__
+    from . import report as report_module
+
+    params = dict(params)
+    params = {"format": _PARAMS_FORMAT, "command": command, "stemfuse_version": __version__, **params}
+    (out / report_module.PARAMS_FILE).write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
+    record.update(
+        command=command,
+        argv=[PROG] + list(args.argv),
+        cwd=os.getcwd(),
+        timings=dict(console.timings),
+        finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        environment=report_module.environment(),
+    )
+    report_module.write_json(out / report_module.RUN_FILE, record)
+    with console.stage("report", "writing the report"):
+        report_module.write_report(out)
+
+
+def _print_summary(out, record):
+    from . import report as report_module
+
+    summary = report_module.summary_lines(out)
+    for line in summary:
+        print(line)
+    print(f"Report: {(out / report_module.REPORT_FILE).resolve()}", flush=True)
+
+
+def _print_params(params, command):
+    from . import __version__
+
+    print(json.dumps({"format": _PARAMS_FORMAT, "command": command, "stemfuse_version": __version__, **params}, indent=2))
+
+
+def _prepare_output(out, overwrite, inputs=()):
+    """Create ``out`` or check that it may be written to.
+
+    Returns the folder and whether this call created it (so that a failed
+    run can remove the empty folder again).
+    """
+    from . import report as report_module
+
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"output '{out}' exists and is not a folder.")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise CLIError(
+                f"output folder '{out}' exists and is not empty; use --overwrite to replace its "
+                "results or choose another --out."
+            )
+        owned = [out / name for name in report_module.OUTPUT_NAMES]
+        resolved_inputs = {Path(p).resolve() for p in inputs}
+        for path in owned:
+            if path.resolve() in resolved_inputs:
+                raise CLIError(f"--overwrite would delete the input '{path}'; choose another --out.")
+        for path in owned:
+            _remove(path)
+        return out, False
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    return out, created
+
+
+def _remove(path):
+    import shutil
+
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def _cleanup(out, created):
+    """After a failure, remove a folder this run created and left empty."""
+    if created:
+        with contextlib.suppress(OSError):
+            out.rmdir()

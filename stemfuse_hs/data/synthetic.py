@@ -1,0 +1,1273 @@
+"""Deterministic synthetic paired 4D-STEM / STEM-EDS scans with ground truth.
+
+The generator draws a phase map, then renders for every scan position a
+diffraction pattern and an X-ray spectrum from the local mixture of phases,
+under the nuisances that make real phase mapping hard: a smooth thickness
+field (or a wedge), specimen bending, a direct beam that is off the detector
+centre and drifts with the scan (descan), a diffuse background, a weak
+amorphous ring from the support film, a constant Cu grid signal in the
+spectra, mixed patterns where an interface or an embedded precipitate shares
+the column, and Poisson noise at a realistic dose.
+
+Both modalities are built as dask arrays chunked over scan rows. Each row's
+noise comes from its own ``numpy.random.Generator`` seeded by
+``(seed, scenario, modality, row)``, so the counts do not depend on the
+chunking and the eager result (``lazy=False``) is the lazy graph computed.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+import threading
+
+import dask
+import dask.array as da
+import numpy as np
+from scipy.special import erfc, ndtr
+
+__all__ = ["SCENARIOS", "SIZES", "SyntheticScan", "synthetic_scan"]
+
+#: Scenario name -> one-line description of what separates its phases.
+SCENARIOS = {
+    "chemistry_only": (
+        "Ni-rich vs Mn-rich Ni-Mn-Ga Heusler: identical L2_1 [001] diffraction, "
+        "only the EDS line ratios differ."
+    ),
+    "structure_only": (
+        "304 stainless steel austenite (fcc [011]) vs strain-induced martensite "
+        "(bcc [001]) of identical composition: only the diffraction differs."
+    ),
+    "four_phases": (
+        "Fe-rich and Ni-rich Fe-Cr-Ni, each as bcc [001] and fcc [011]: each "
+        "modality alone sees only two of the four phases."
+    ),
+    "precipitates": (
+        "Ferrite (bcc [001]) matrix with round embedded TiC (NaCl [011]) "
+        "precipitates on a 3x thickness wedge."
+    ),
+}
+
+#: Size name -> ``scan_shape`` (rows, cols), ``detector`` (H, W) in pixels and
+#: ``channels`` of the spectra (20 eV for "tiny", 10 eV otherwise).
+SIZES = {
+    "tiny": {"scan_shape": (32, 48), "detector": (32, 32), "channels": 512},
+    "small": {"scan_shape": (48, 80), "detector": (64, 64), "channels": 1024},
+    "published": {"scan_shape": (50, 150), "detector": (256, 256), "channels": 2048},
+    "large": {"scan_shape": (256, 256), "detector": (256, 256), "channels": 2048},
+}
+
+# Private canonical copies so that a caller editing the public dicts cannot
+# change what a given (scenario, size, seed) generates.
+_SIZES = {k: dict(v) for k, v in SIZES.items()}
+_ENERGY_SCALE_KEV = {"tiny": 0.02, "small": 0.01, "published": 0.01, "large": 0.01}
+
+# --- Instrument -------------------------------------------------------------
+_BEAM_ENERGY_KEV = 200.0
+_WAVELENGTH_NM = 0.0025079  # relativistic electron wavelength at 200 kV
+_CONVERGENCE_MRAD = 1.5
+_DISK_RADIUS = _CONVERGENCE_MRAD * 1e-3 / _WAVELENGTH_NM  # 0.60 1/nm
+# 0.1 1/nm per pixel on a 256 px camera; smaller detectors are binned
+# versions of it, so the pattern fills every detector size the same way.
+_K_SCALE_256 = 0.1
+_NAV_SCALE_NM = 2.0
+_DWELL_S = 0.015
+_ENERGY_RESOLUTION_MNKA_EV = 130.0
+_NOMINAL_THICKNESS_NM = 60.0
+_MAX_TILT_MRAD = 3.0
+
+# --- Dose budget at relative thickness 1 and dose=1 -------------------------
+_DP_COUNTS = 6.0e4  # electrons per pattern
+_DP_DIRECT, _DP_BRAGG, _DP_DIFFUSE, _DP_RING = 0.30, 0.45, 0.22, 0.03
+_EDS_COUNTS = 150.0  # specimen X-rays per spectrum for pure Fe, 0-20.48 keV
+_EDS_CU_COUNTS = 12.0  # grid X-rays per spectrum, independent of the specimen
+_EDS_CONTINUUM_FRACTION = 0.3  # continuum / characteristic for pure Fe
+
+_UINT16_MAX = np.iinfo(np.uint16).max
+_TAG_MAP, _TAG_THICKNESS, _TAG_TILT, _TAG_BEAM, _TAG_STRUCT = 1, 2, 3, 4, 5
+_TAG_DP, _TAG_EDS = 10, 11
+_CHUNK_BYTES = 32 * 2**20
+_MIN_CHUNKS = 8
+_MIN_SCAN_SIDE = 8
+
+
+# ----------------------------------------------------------------------------
+# Materials
+# ----------------------------------------------------------------------------
+# Each structure is a zone-axis section of the reciprocal lattice written as
+# integer indices (n1, n2) on a 2-D basis; ``rule`` keeps the allowed
+# reflections and gives their relative structure factor amplitude.
+def _rule_l21_001(n1, n2):
+    # Zone [001] of Fm-3m with l = 0: h, k even. 220-type reflections are
+    # fundamental, 200-type exist only through L2_1/B2 order and are weaker.
+    allowed = (n1 % 2 == 0) & (n2 % 2 == 0)
+    return allowed, np.where((n1 + n2) % 4 == 0, 1.0, 0.3)
+
+
+def _rule_bcc_001(n1, n2):
+    return (n1 + n2) % 2 == 0, np.ones(n1.shape)
+
+
+def _rule_fcc_011(n1, n2):
+    # (h, k, -k) in the [011] zone, all-even or all-odd.
+    return (n1 - n2) % 2 == 0, np.ones(n1.shape)
+
+
+def _rule_nacl_011(n1, n2):
+    # Rock salt: all-even reflections add Ti and C, all-odd subtract them.
+    return (n1 - n2) % 2 == 0, np.where(n1 % 2 == 0, 1.0, 0.45)
+
+
+_STRUCTURES = {
+    "L2_1 [001]": {
+        "label": "L2_1 Heusler (Ni2MnGa-type, a = 0.5825 nm), [001] zone",
+        "basis": ((1 / 0.5825, 0.0), (0.0, 1 / 0.5825)),
+        "rule": _rule_l21_001,
+        "hkl": lambda n1, n2: (n1, n2, 0),
+    },
+    "bcc [001]": {
+        "label": "bcc alpha-Fe (a = 0.2866 nm), [001] zone",
+        "basis": ((1 / 0.2866, 0.0), (0.0, 1 / 0.2866)),
+        "rule": _rule_bcc_001,
+        "hkl": lambda n1, n2: (n1, n2, 0),
+    },
+    "fcc [011]": {
+        "label": "fcc gamma-Fe (a = 0.3595 nm), [011] zone",
+        "basis": ((1 / 0.3595, 0.0), (0.0, math.sqrt(2) / 0.3595)),
+        "rule": _rule_fcc_011,
+        "hkl": lambda n1, n2: (n1, n2, -n2),
+    },
+    "NaCl [011]": {
+        "label": "rock-salt TiC (a = 0.4328 nm), [011] zone",
+        "basis": ((1 / 0.4328, 0.0), (0.0, math.sqrt(2) / 0.4328)),
+        "rule": _rule_nacl_011,
+        "hkl": lambda n1, n2: (n1, n2, -n2),
+    },
+}
+
+# Compositions in atomic percent.
+_HEUSLER_NI = {"Ni": 55.0, "Mn": 20.0, "Ga": 25.0}
+_HEUSLER_MN = {"Ni": 45.0, "Mn": 30.0, "Ga": 25.0}
+_STEEL_304 = {"Fe": 70.0, "Cr": 19.5, "Ni": 8.5, "Mn": 2.0}
+_FE_RICH = {"Fe": 72.0, "Cr": 18.0, "Ni": 10.0}
+_NI_RICH = {"Fe": 25.0, "Cr": 20.0, "Ni": 55.0}
+_FERRITE = {"Fe": 97.5, "Mn": 1.5, "Cr": 1.0}
+_TIC = {"Ti": 44.0, "V": 6.0, "C": 50.0}
+
+# scenario -> list of (phase name, structure key, composition)
+_PHASES = {
+    "chemistry_only": [
+        ("Ni-rich Heusler", "L2_1 [001]", _HEUSLER_NI),
+        ("Mn-rich Heusler", "L2_1 [001]", _HEUSLER_MN),
+    ],
+    "structure_only": [
+        ("austenite (fcc)", "fcc [011]", _STEEL_304),
+        ("martensite (bcc)", "bcc [001]", _STEEL_304),
+    ],
+    "four_phases": [
+        ("Fe-rich bcc", "bcc [001]", _FE_RICH),
+        ("Fe-rich fcc", "fcc [011]", _FE_RICH),
+        ("Ni-rich bcc", "bcc [001]", _NI_RICH),
+        ("Ni-rich fcc", "fcc [011]", _NI_RICH),
+    ],
+    "precipitates": [
+        ("ferrite matrix (bcc)", "bcc [001]", _FERRITE),
+        ("TiC precipitate", "NaCl [011]", _TIC),
+    ],
+}
+
+_DESCRIPTIONS = {
+    "chemistry_only": (
+        "Two Ni-Mn-Ga Heusler phases, Ni-rich Ni55Mn20Ga25 and Mn-rich "
+        "Ni45Mn30Ga25, share one L2_1 lattice (a = 0.5825 nm) in one [001] "
+        "orientation, so their noise-free diffraction is identical and only the "
+        "Ni K / Mn K line ratio separates them."
+    ),
+    "structure_only": (
+        "304 stainless steel (Fe70 Cr19.5 Ni8.5 Mn2) as austenite (fcc, "
+        "a = 0.3595 nm, [011] zone) and strain-induced martensite (bcc, "
+        "a = 0.2866 nm, [001] zone): the composition is identical, so only the "
+        "Bragg spot positions separate them."
+    ),
+    "four_phases": (
+        "Two compositions, Fe-rich Fe72Cr18Ni10 and Ni-rich Ni55Cr20Fe25, each "
+        "as bcc [001] (a = 0.2866 nm) and fcc [011] (a = 0.3595 nm): EDS alone "
+        "sees two groups (by composition), diffraction alone sees two groups "
+        "(by structure), and only the fused data separate all four."
+    ),
+    "precipitates": (
+        "A ferrite matrix (bcc [001], Fe97.5 Mn1.5 Cr1) holds several round, "
+        "embedded (Ti,V)C precipitates (rock salt, a = 0.4328 nm, [011] zone, "
+        "in a different in-plane orientation) that differ in both structure "
+        "and composition; each precipitate column still carries 10-48 % matrix "
+        "signal, and the foil is a wedge whose thickness grows about 3x across "
+        "the scan, which dominates the raw count rates."
+    ),
+}
+
+_NUISANCES = (
+    " Nuisances: {thickness} scales the scattered electrons and the X-ray "
+    "counts; thickness and specimen bending (up to 3 mrad) change every "
+    "reflection's intensity by its own Pendelloesung-like factor, so one spot "
+    "varies several-fold within a phase and Friedel mates differ; the direct "
+    "beam sits a few percent off the detector centre and drifts by 1-2 px per "
+    "128 px of detector across the scan (descan), carrying the Bragg disks with "
+    "it; a diffuse background and a weak amorphous-carbon ring are present "
+    "everywhere;{interfaces} spectra hold only tens to a few hundred counts on "
+    "a Kramers continuum, plus a constant Cu grid signal (Cu Ka, Kb, L); all "
+    "counts are Poisson."
+)
+
+
+def _description(scenario):
+    if scenario == "precipitates":
+        thickness, interfaces = "the wedge (relative thickness 0.5-1.5)", ""
+    else:
+        thickness = "a smooth thickness field (relative 0.5-1.5)"
+        interfaces = " interfaces mix neighbouring phases over about one position;"
+    return _DESCRIPTIONS[scenario] + _NUISANCES.format(
+        thickness=thickness, interfaces=interfaces
+    )
+
+
+# ----------------------------------------------------------------------------
+# Small helpers
+# ----------------------------------------------------------------------------
+def _rng(seed, *tags):
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=tags))
+
+
+def _scenario_index(scenario):
+    return list(SCENARIOS).index(scenario)
+
+
+def _smooth_field(rng, shape, sigma):
+    """Zero-mean, unit-variance Gaussian random field, correlation ``sigma``.
+
+    Filtering in Fourier space keeps the cost independent of ``sigma`` (the
+    "large" scan needs sigma ~ 40 positions); the margin removes the wrap.
+    """
+    margin = int(math.ceil(3 * sigma))
+    big = (shape[0] + 2 * margin, shape[1] + 2 * margin)
+    spectrum = np.fft.rfft2(rng.standard_normal(big))
+    fy = np.fft.fftfreq(big[0])[:, None]
+    fx = np.fft.rfftfreq(big[1])[None, :]
+    spectrum *= np.exp(-2.0 * (math.pi * sigma) ** 2 * (fx**2 + fy**2))
+    field = np.fft.irfft2(spectrum, s=big)[
+        margin : margin + shape[0], margin : margin + shape[1]
+    ]
+    field -= field.mean()
+    std = field.std()
+    return field / std if std > 0 else field
+
+
+def _unit_grid(shape):
+    v, u = np.meshgrid(
+        np.linspace(-0.5, 0.5, shape[0]), np.linspace(-0.5, 0.5, shape[1]), indexing="ij"
+    )
+    return u, v
+
+
+def _rescale(field, low, high):
+    span = field.max() - field.min()
+    if span == 0:
+        return np.full_like(field, 0.5 * (low + high))
+    return low + (high - low) * (field - field.min()) / span
+
+
+def _domain_weights(rng, shape, n_phases, min_fraction=0.15, interface=1.5):
+    """Smooth-bounded domains: argmax of biased smooth random fields.
+
+    The biases are tuned so that every phase gets a drawn target fraction
+    of at least ``min_fraction``; a softmax turns the hard map into mixing
+    weights that change over about ``interface`` positions, like an inclined
+    boundary seen through the foil.
+    """
+    sigma = 0.15 * min(shape)
+    fields = np.stack([_smooth_field(rng, shape, sigma) for _ in range(n_phases)], -1)
+    target = min_fraction + (1 - n_phases * min_fraction) * rng.dirichlet(
+        np.full(n_phases, 2.0)
+    )
+    bias = np.zeros(n_phases)
+    for _ in range(400):
+        labels = np.argmax(fields + bias, axis=-1)
+        fraction = np.bincount(labels.ravel(), minlength=n_phases) / labels.size
+        error = target - fraction
+        if np.abs(error).max() < 0.01:
+            break
+        bias += 1.5 * error
+    score = fields + bias
+    gy, gx = np.gradient(fields, axis=(0, 1))
+    slope = float(np.median(np.hypot(gy, gx)))
+    # For two fields the logistic 10-90 % width is 4.4 T / |grad(f1 - f2)|.
+    temperature = max(interface * math.sqrt(2) * slope / 4.4, 1e-6)
+    z = (score - score.max(axis=-1, keepdims=True)) / temperature
+    weights = np.exp(z)
+    weights /= weights.sum(axis=-1, keepdims=True)
+    # Far from interfaces a position is one pure phase, not a 99.9 % mix.
+    weights[weights < 0.03] = 0.0
+    weights /= weights.sum(axis=-1, keepdims=True)
+    return weights
+
+
+def _precipitate_weights(rng, shape):
+    """Matrix (phase 0) with round embedded precipitates (phase 1).
+
+    Radii are log-uniform between a few positions and 10 % of the scan width;
+    precipitates are added until they cover a drawn 7-12 % of the scan. A
+    precipitate fills only part of the column, most at its centre, so its
+    patterns and spectra keep some matrix signal (fraction 1 - p).
+    """
+    rows, cols = shape
+    r_min = max(1.5, 0.03 * cols)
+    r_max = max(r_min + 1.0, 0.10 * cols)
+    coverage_target = rng.uniform(0.07, 0.12)
+    cap = 0.13 * rows * cols
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    p = np.zeros(shape)
+    placed = []
+    for _ in range(300):
+        covered = np.count_nonzero(p)
+        if covered >= coverage_target * p.size and len(placed) >= 3:
+            break
+        radius = math.exp(rng.uniform(math.log(r_min), math.log(r_max)))
+        # Shrink a precipitate that would overshoot the cap, keeping room for
+        # at least three; pixelated disks hold about pi (r + 0.5)^2 positions.
+        reserve = max(0, 2 - len(placed)) * math.pi * (r_min + 0.5) ** 2
+        fit = math.sqrt(max(cap - covered - reserve, 0) / math.pi) - 0.5
+        if fit < r_min:
+            if len(placed) >= 3:
+                break
+            fit = r_min
+        radius = min(radius, fit)
+        margin = radius + 1.0
+        if 2 * margin >= min(rows, cols):
+            continue
+        for _attempt in range(50):
+            cy = rng.uniform(margin, rows - 1 - margin)
+            cx = rng.uniform(margin, cols - 1 - margin)
+            if all(math.hypot(cy - y, cx - x) > radius + r + 2 for y, x, r in placed):
+                break
+        else:
+            continue
+        placed.append((cy, cx, radius))
+        d = np.hypot(yy - cy, xx - cx) / radius
+        inside = d < 1
+        p[inside] = 0.52 + 0.38 * np.sqrt(1 - d[inside] ** 2)
+    return np.stack([1 - p, p], -1)
+
+
+def _disk_window(shape, cy, cx, radius, sigma, supersample=4):
+    """Unit-sum soft-edged disk as a small window: (y0, x0, float32 array).
+
+    Supersampled so that sub-pixel disks (the binned detectors) keep their
+    size; clipped to ``shape`` (it only loses the far tail of the edge).
+    """
+    half = int(math.ceil(radius + 4 * sigma + 1))
+    y0, y1 = int(math.floor(cy)) - half, int(math.floor(cy)) + half + 2
+    x0, x1 = int(math.floor(cx)) - half, int(math.floor(cx)) + half + 2
+    sub = (np.arange(supersample) + 0.5) / supersample - 0.5
+    ys = (np.arange(y0, y1)[:, None] + sub[None, :]).ravel()
+    xs = (np.arange(x0, x1)[:, None] + sub[None, :]).ravel()
+    r = np.hypot(ys[:, None] - cy, xs[None, :] - cx)
+    profile = 0.5 * erfc((r - radius) / (math.sqrt(2) * sigma))
+    profile = profile.reshape(y1 - y0, supersample, x1 - x0, supersample).mean(axis=(1, 3))
+    profile /= profile.sum()
+    cy0, cx0 = max(y0, 0), max(x0, 0)
+    cy1, cx1 = min(y1, shape[0]), min(x1, shape[1])
+    window = profile[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
+    return cy0, cx0, np.ascontiguousarray(window, dtype=np.float32)
+
+
+def _fwhm_kev(energy_kev, resolution_mnka_ev=_ENERGY_RESOLUTION_MNKA_EV):
+    """Detector FWHM as exspy models it (Fiori & Newbury), in keV."""
+    from exspy.material import elements
+
+    e_mnka = elements.Mn.Atomic_properties.Xray_lines.Ka["energy (keV)"]
+    return math.sqrt(2.5 * (energy_kev - e_mnka) * 1000.0 + resolution_mnka_ev**2) / 1000.0
+
+
+def _detector_efficiency(energy_kev):
+    # Window absorption removes the lowest energies, a thin Si crystal lets
+    # the hardest X-rays through.
+    e = np.maximum(np.asarray(energy_kev, dtype=float), 1e-3)
+    return np.exp(-((0.25 / e) ** 2.5)) * (1 - np.exp(-((22.0 / e) ** 1.5)))
+
+
+_FLUORESCENCE_A = {"K": 1.0e6, "L": 1.1e8, "M": 5.0e9}
+
+
+@functools.lru_cache(maxsize=None)
+def _xray_lines(element):
+    """(energy keV, relative generated intensity) of every line of ``element``.
+
+    Intensity per atom is fluorescence yield Z^4 / (a + Z^4) over the family's
+    alpha energy (a stand-in for the ionisation edge), times the database
+    weight of the line within its family.
+    """
+    from exspy.material import elements
+
+    props = elements[element]
+    z = props.General_properties.Z
+    lines = props.Atomic_properties.Xray_lines
+    alpha = {}
+    for name in lines.keys():
+        family = name[0]
+        if family not in alpha or name == family + "a":
+            alpha[family] = lines[name]["energy (keV)"]
+    out = []
+    for name in lines.keys():
+        family = name[0]
+        omega = z**4 / (_FLUORESCENCE_A[family] + z**4)
+        out.append(
+            (lines[name]["energy (keV)"], lines[name]["weight"] * omega / alpha[family])
+        )
+    return out
+
+
+def _element_z(element):
+    from exspy.material import elements
+
+    return elements[element].General_properties.Z
+
+
+def _binned_lines(edges, lines):
+    """Gaussian lines integrated over channel edges (area conserved)."""
+    out = np.zeros(edges.size - 1)
+    for energy, intensity in lines:
+        sigma = _fwhm_kev(energy) / (2 * math.sqrt(2 * math.log(2)))
+        cdf = ndtr((edges - energy) / sigma)
+        out += intensity * np.diff(cdf)
+    return out
+
+
+def _characteristic(edges, composition):
+    lines = []
+    for element, at_percent in composition.items():
+        lines += [(e, w * at_percent / 100.0) for e, w in _xray_lines(element)]
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    eff = _detector_efficiency(centres)
+    return _binned_lines(edges, lines) * eff
+
+
+def _continuum(edges, composition):
+    # Kramers: thin-film bremsstrahlung per atom ~ Z^2 (E0 - E) / E.
+    centres = np.maximum(0.5 * (edges[:-1] + edges[1:]), 1e-3)
+    z2 = sum(at / 100.0 * _element_z(el) ** 2 for el, at in composition.items())
+    shape = np.clip(_BEAM_ENERGY_KEV / centres - 1.0, 0, None)
+    return z2 * shape * _detector_efficiency(centres) * np.diff(edges)
+
+
+@functools.lru_cache(maxsize=None)
+def _eds_norm():
+    """Scales so that pure Fe gives ``_EDS_COUNTS`` over 0-20.48 keV."""
+    edges = np.arange(2049) * 0.01 - 0.005
+    fe = {"Fe": 100.0}
+    char = _characteristic(edges, fe).sum()
+    cont = _continuum(edges, fe).sum()
+    return {
+        "continuum": _EDS_CONTINUUM_FRACTION * char / cont,
+        "total": 1.0 / (char * (1 + _EDS_CONTINUUM_FRACTION)),
+        "cu": 1.0 / _characteristic(edges, {"Cu": 100.0}).sum(),
+    }
+
+
+# ----------------------------------------------------------------------------
+# The generator: small, picklable state; heavy templates built on first use
+# ----------------------------------------------------------------------------
+class _Generator:
+    def __init__(self, scenario, size, seed, scan_shape, dose):
+        self.scenario, self.size, self.seed, self.dose = scenario, size, seed, float(dose)
+        # Scenarios draw from separate streams: the same seed gives unrelated
+        # maps for, say, chemistry_only and structure_only.
+        self.stream = _scenario_index(scenario)
+        self.rows, self.cols = scan_shape
+        self.det_h, self.det_w = _SIZES[size]["detector"]
+        self.channels = _SIZES[size]["channels"]
+        self.e_scale = _ENERGY_SCALE_KEV[size]
+        self.k_scale = _K_SCALE_256 * 256 / self.det_w
+        self.phase_defs = _PHASES[scenario]
+        self.structure_keys = list(dict.fromkeys(s for _, s, _ in self.phase_defs))
+        self.phase_structure = np.array(
+            [self.structure_keys.index(s) for _, s, _ in self.phase_defs]
+        )
+        self._make_fields()
+        self._make_beam()
+        self._make_structures()
+        self._lock = threading.Lock()
+        self._cache = {}
+
+    def __getstate__(self):
+        # Workers rebuild the templates rather than receive them.
+        state = self.__dict__.copy()
+        state["_lock"] = None
+        state["_cache"] = {}
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def __dask_tokenize__(self):
+        return (
+            "stemfuse_hs.synthetic",
+            self.scenario,
+            self.size,
+            self.seed,
+            self.dose,
+            self.rows,
+            self.cols,
+        )
+
+    # --- scan-sized fields ------------------------------------------------
+    def _make_fields(self):
+        shape = (self.rows, self.cols)
+        rng = _rng(self.seed, self.stream, _TAG_MAP)
+        if self.scenario == "precipitates":
+            self.weights = _precipitate_weights(rng, shape)
+        else:
+            self.weights = _domain_weights(rng, shape, len(self.phase_defs))
+        self.weights = self.weights.astype(np.float32)
+        self.truth = np.argmax(self.weights, axis=-1).astype(np.int64)
+
+        rng = _rng(self.seed, self.stream, _TAG_THICKNESS)
+        u, v = _unit_grid(shape)
+        if self.scenario == "precipitates":
+            angle = rng.uniform(-0.25, 0.25)  # wedge runs roughly along x
+            ramp = math.cos(angle) * u + math.sin(angle) * v
+            raw = ramp + 0.03 * _smooth_field(rng, shape, 0.2 * min(shape))
+        else:
+            angle = rng.uniform(0, 2 * math.pi)
+            ramp = math.cos(angle) * u + math.sin(angle) * v
+            raw = 0.5 * ramp + 0.35 * _smooth_field(rng, shape, 0.3 * min(shape))
+        self.thickness = _rescale(raw, 0.5, 1.5).astype(np.float32)
+
+        rng = _rng(self.seed, self.stream, _TAG_TILT)
+        bend = rng.normal(size=(2, 2))
+        tilt = np.stack(
+            [
+                _smooth_field(rng, shape, 0.25 * min(shape))
+                + 2.0 * (bend[i, 0] * u + bend[i, 1] * v)
+                for i in range(2)
+            ],
+            -1,
+        )
+        tilt -= tilt.mean(axis=(0, 1))
+        self.tilt = (tilt * _MAX_TILT_MRAD / np.abs(tilt).max()).astype(np.float32)
+
+    def _make_beam(self):
+        rng = _rng(self.seed, self.stream, _TAG_BEAM)
+        h, w = self.det_h, self.det_w
+        signs = rng.choice([-1.0, 1.0], size=2)
+        offset = signs * rng.uniform(0.03, 0.05, size=2) * np.array([w, h])
+        self.beam0 = np.array([(w - 1) / 2, (h - 1) / 2]) + offset  # (x, y) px
+        # Descan: mostly linear in the scan position plus a little curvature.
+        u, v = _unit_grid((self.rows, self.cols))
+        lin = rng.normal(size=(2, 2))
+        quad = rng.normal(size=2) * 0.3
+        drift = np.stack(
+            [lin[i, 0] * u + lin[i, 1] * v + quad[i] * (u**2 + v**2) for i in range(2)], -1
+        )
+        drift -= drift.mean(axis=(0, 1))
+        # Peak-to-peak excursion of 1-2 px on a 128 px camera.
+        span = drift.reshape(-1, 2)
+        span = math.hypot(*(span.max(0) - span.min(0)))
+        target = rng.uniform(0.008, 0.015) * w
+        self.drift = (drift * target / span).astype(np.float32)
+        self.pad = int(math.ceil(np.abs(self.drift).max())) + 1
+        self.disk_radius_px = _DISK_RADIUS / self.k_scale
+        self.disk_sigma_px = 0.35 + 0.08 * self.disk_radius_px
+
+    def _make_structures(self):
+        rng = _rng(self.seed, self.stream, _TAG_STRUCT)
+        margin = self.disk_radius_px + 3 * self.disk_sigma_px + self.pad + 0.5
+        bx, by = self.beam0
+        self.structures = []
+        for key in self.structure_keys:
+            spec = _STRUCTURES[key]
+            b1, b2 = np.array(spec["basis"][0]), np.array(spec["basis"][1])
+            angle = rng.uniform(0, 2 * math.pi)
+            rot = np.array(
+                [[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]]
+            )
+            reach = self.k_scale * max(self.det_h, self.det_w)
+            n = int(math.ceil(reach / min(np.linalg.norm(b1), np.linalg.norm(b2)))) + 1
+            n1, n2 = np.meshgrid(np.arange(-n, n + 1), np.arange(-n, n + 1), indexing="ij")
+            n1, n2 = n1.ravel(), n2.ravel()
+            allowed, factor = spec["rule"](n1, n2)
+            g = (n1[:, None] * b1 + n2[:, None] * b2) @ rot.T
+            px = bx + g[:, 0] / self.k_scale
+            py = by + g[:, 1] / self.k_scale
+            inside = (
+                (px >= margin)
+                & (px <= self.det_w - 1 - margin)
+                & (py >= margin)
+                & (py <= self.det_h - 1 - margin)
+            )
+            keep = allowed & inside & ((n1 != 0) | (n2 != 0))
+            n1, n2, g, factor = n1[keep], n2[keep], g[keep], factor[keep]
+            gnorm = np.hypot(g[:, 0], g[:, 1])
+            order = np.lexsort((np.arctan2(g[:, 1], g[:, 0]), np.round(gnorm, 6)))
+            n1, n2, g, factor, gnorm = (a[order] for a in (n1, n2, g, factor, gnorm))
+            # Friedel mates share extinction distance and phase; bending still
+            # splits them because the excitation error is odd in g.
+            canonical = [max((a, b), (-a, -b)) for a, b in zip(n1.tolist(), n2.tolist())]
+            unique = sorted(set(canonical))
+            xi = rng.uniform(0.8, 1.25, len(unique))
+            phi = rng.uniform(0, 2 * math.pi, len(unique))
+            amp = rng.uniform(0.4, 0.75, len(unique))
+            pick = np.array([unique.index(c) for c in canonical], dtype=int)
+            # Kinematic-ish: |F|^2 times an atomic form factor / Debye-Waller fall-off.
+            weight = factor**2 * np.exp(-((gnorm / 7.0) ** 2))
+            self.structures.append(
+                {
+                    "key": key,
+                    "label": spec["label"],
+                    "g": g.astype(np.float64),
+                    "hkl": [tuple(int(i) for i in spec["hkl"](a, b)) for a, b in zip(n1, n2)],
+                    "xi": (0.55 * (1 + gnorm / 6.0) * xi[pick]).astype(np.float32),
+                    "phi": phi[pick].astype(np.float32),
+                    "amp": amp[pick].astype(np.float32),
+                    "base": (weight / weight.sum()).astype(np.float32),
+                }
+            )
+
+    # --- diffraction --------------------------------------------------------
+    def _templates(self):
+        with self._lock:
+            if "dp" not in self._cache:
+                self._cache["dp"] = self._build_templates()
+            return self._cache["dp"]
+
+    def _build_templates(self):
+        # Disks are kept as small windows: a dense (n_spots x pixels) matrix
+        # product would spend >99 % of its time on zeros.
+        p = self.pad
+        shape = (self.det_h + 2 * p, self.det_w + 2 * p)
+        bx, by = self.beam0 + p
+        r, sigma = self.disk_radius_px, self.disk_sigma_px
+        disks = [_disk_window(shape, by, bx, r, sigma)]
+        for s in self.structures:
+            for gx, gy in s["g"]:
+                disks.append(
+                    _disk_window(shape, by + gy / self.k_scale, bx + gx / self.k_scale, r, sigma)
+                )
+        yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+        k = np.hypot(yy - by, xx - bx) * self.k_scale
+        # Inelastic halo near the beam plus thermal diffuse scattering that
+        # peaks outside it, both centred on the (drifting) direct beam.
+        halo = 1.0 / (1 + (k / 0.6) ** 2) ** 1.5
+        tds = np.exp(-k / 3.5) / (1 + (0.8 / np.maximum(k, 1e-3)) ** 2)
+        diffuse = 0.4 * halo / halo.sum() + 0.6 * tds / tds.sum()
+        # The support film is uniform, so its ring has fixed counts.
+        ring = np.exp(-0.5 * ((k - 4.7) / 0.45) ** 2)
+        ring *= self.dose * _DP_COUNTS * _DP_RING / ring.sum()
+        return {
+            "diffuse": diffuse.astype(np.float32),
+            "ring": ring.astype(np.float32),
+            "disks": disks,
+        }
+
+    def spot_intensity(self, structure, thickness, tilt):
+        """Expected counts in every disk of one structure at full weight."""
+        s = self.structures[structure]
+        t = thickness[:, None]
+        # Excitation error ~ g . tilt (rad * 1/nm). Broadcasting rather than
+        # a matrix product: BLAS threads cost more than they save at K = 2.
+        g = s["g"].astype(np.float32)
+        excitation = (tilt[:, :1] * g[:, 0] + tilt[:, 1:] * g[:, 1]) * np.float32(1e-3)
+        phase = (
+            2 * np.pi * t / s["xi"][None, :]
+            + np.pi * _NOMINAL_THICKNESS_NM * t * excitation
+            + s["phi"][None, :]
+        )
+        scale = np.float32(self.dose * _DP_COUNTS * _DP_BRAGG)
+        return scale * s["base"][None, :] * t * (1 + s["amp"][None, :] * np.cos(phase))
+
+    def _coefficients(self, t, tilt, w):
+        d = np.float32(self.dose * _DP_COUNTS)
+        # Columns: diffuse background, direct beam, then every Bragg disk.
+        # Multiple scattering makes the diffuse part grow faster than t, and
+        # drains the direct beam.
+        columns = [
+            (d * _DP_DIFFUSE * t * (0.8 + 0.2 * t))[:, None],
+            (d * _DP_DIRECT * np.exp(-(t - 1) / 1.5))[:, None],
+        ]
+        for i in range(len(self.structures)):
+            w_struct = w[:, self.phase_structure == i].sum(axis=1)
+            columns.append(w_struct[:, None] * self.spot_intensity(i, t, tilt))
+        return np.concatenate(columns, axis=1).astype(np.float32)
+
+    def _render(self, r, c0, c1):
+        """Noise-free patterns of positions (r, c0:c1), float32 (n, H, W)."""
+        templates = self._templates()
+        p, h, w = self.pad, self.det_h, self.det_w
+        drift = self.drift[r, c0:c1]
+        fx, fy = np.floor(drift[:, 0]), np.floor(drift[:, 1])
+        ax, ay = drift[:, 0] - fx, drift[:, 1] - fy
+        keys = np.stack([fy, fx], 1).astype(int)
+        # Bilinear sub-pixel shift of a padded render. Sorting by the integer
+        # part of the drift makes each group a contiguous slab that reads the
+        # same window of the canvas, so the shift is two lerps on views.
+        order = np.lexsort((keys[:, 1], keys[:, 0]))
+        n = order.size
+        coef = self._coefficients(
+            self.thickness[r, c0:c1], self.tilt[r, c0:c1], self.weights[r, c0:c1]
+        )[order]
+        canvas = coef[:, :1] * templates["diffuse"].reshape(1, -1)
+        canvas += templates["ring"].reshape(1, -1)
+        canvas = canvas.reshape(n, h + 2 * p, w + 2 * p)
+        for j, (y0, x0, window) in enumerate(templates["disks"], start=1):
+            wy, wx = window.shape
+            canvas[:, y0 : y0 + wy, x0 : x0 + wx] += coef[:, j, None, None] * window
+        change = np.flatnonzero(np.any(np.diff(keys[order], axis=0) != 0, axis=1)) + 1
+        out = np.empty((n, h, w), dtype=np.float32)
+        for s0, s1 in zip([0, *change], [*change, n]):
+            ky, kx = keys[order[s0]]
+            y0, x0 = p - ky - 1, p - kx - 1
+            c = canvas[s0:s1]
+            tmp = c[:, y0 : y0 + h] - c[:, y0 + 1 : y0 + 1 + h]
+            tmp *= ay[order[s0:s1], None, None]
+            tmp += c[:, y0 + 1 : y0 + 1 + h]
+            blk = tmp[:, :, x0 : x0 + w] - tmp[:, :, x0 + 1 : x0 + 1 + w]
+            blk *= ax[order[s0:s1], None, None]
+            blk += tmp[:, :, x0 + 1 : x0 + 1 + w]
+            out[order[s0:s1]] = blk
+        # Rounding in the lerps can leave -1e-9 where a disk edge meets zero.
+        np.maximum(out, 0, out=out)
+        return out
+
+    def _batches(self):
+        # About 4 MB of float32 patterns at a time: big enough to vectorise,
+        # small enough that temporaries are recycled instead of page-faulted.
+        step = max(1, min(self.cols, 2**20 // (self.det_h * self.det_w)))
+        return [(c0, min(c0 + step, self.cols)) for c0 in range(0, self.cols, step)]
+
+    def expected_dp(self, r0, r1):
+        """Noise-free patterns of rows r0:r1, float32 (rows, cols, H, W)."""
+        out = np.empty((r1 - r0, self.cols, self.det_h, self.det_w), dtype=np.float32)
+        for r in range(r0, r1):
+            for c0, c1 in self._batches():
+                out[r - r0, c0:c1] = self._render(r, c0, c1)
+        return out
+
+    def dp_block(self, rows):
+        rows = np.asarray(rows)
+        out = np.empty((rows.size, self.cols, self.det_h, self.det_w), dtype=np.uint16)
+        for i, r in enumerate(rows.tolist()):
+            rng = _rng(self.seed, self.stream, _TAG_DP, r)
+            for c0, c1 in self._batches():
+                counts = rng.poisson(self._render(r, c0, c1))
+                np.minimum(counts, _UINT16_MAX, out=counts)
+                out[i, c0:c1] = counts
+        return out
+
+    # --- EDS --------------------------------------------------------------
+    def energy_edges(self):
+        return (np.arange(self.channels + 1) - 0.5) * self.e_scale
+
+    def _eds_templates(self):
+        with self._lock:
+            if "eds" not in self._cache:
+                norm = _eds_norm()
+                edges = self.energy_edges()
+                phases = []
+                for _, _, comp in self.phase_defs:
+                    spec = _characteristic(edges, comp) + norm["continuum"] * _continuum(
+                        edges, comp
+                    )
+                    phases.append(spec * norm["total"] * _EDS_COUNTS)
+                cu = _characteristic(edges, {"Cu": 100.0}) * norm["cu"] * _EDS_CU_COUNTS
+                self._cache["eds"] = (
+                    np.array(phases, dtype=np.float32),
+                    cu.astype(np.float32),
+                )
+            return self._cache["eds"]
+
+    def expected_eds(self, r0, r1):
+        """Noise-free spectra of rows r0:r1, float32 (rows, cols, channels)."""
+        phases, cu = self._eds_templates()
+        w = self.weights[r0:r1] * self.thickness[r0:r1, :, None]
+        out = np.broadcast_to(cu, (*w.shape[:2], cu.size)).copy()
+        for k in range(phases.shape[0]):
+            out += w[..., k, None] * phases[k]
+        out *= np.float32(self.dose)
+        return out
+
+    def eds_block(self, rows):
+        rows = np.asarray(rows)
+        out = np.empty((rows.size, self.cols, self.channels), dtype=np.uint16)
+        for i, r in enumerate(rows.tolist()):
+            rng = _rng(self.seed, self.stream, _TAG_EDS, r)
+            counts = rng.poisson(self.expected_eds(r, r + 1)[0])
+            np.minimum(counts, _UINT16_MAX, out=counts)
+            out[i] = counts
+        return out
+
+
+def _dp_block(rows, gen):
+    return gen.dp_block(rows)
+
+
+def _eds_block(rows, gen):
+    return gen.eds_block(rows)
+
+
+# ----------------------------------------------------------------------------
+# Public API
+# ----------------------------------------------------------------------------
+class SyntheticScan:
+    """A synthetic paired 4D-STEM / STEM-EDS scan with its ground truth.
+
+    Returned by :func:`synthetic_scan`; not meant to be built directly.
+
+    Attributes
+    ----------
+    dp : pyxem.signals.Diffraction2D or pyxem.signals.LazyDiffraction2D
+        Diffraction patterns, uint16 counts, axes ``("x", "y" | "kx", "ky")``
+        with the scan in nm and the detector in 1/nm (zero at the detector
+        centre, not at the direct beam).
+    eds : exspy.signals.EDSTEMSpectrum or exspy.signals.LazyEDSTEMSpectrum
+        Spectrum image, uint16 counts, axes ``("x", "y" | "Energy")``; the
+        navigation axes equal those of ``dp``.
+    truth : numpy.ndarray of int, shape (rows, cols)
+        Ground-truth phase index, ``0 .. len(phases) - 1``: the phase with the
+        largest share of the column.
+    phases : list of str
+        Phase names; ``phases[i]`` is the phase of ``truth == i``.
+    scenario, size : str
+        The arguments of :func:`synthetic_scan`.
+    seed : int
+        The seed the scan was generated from.
+    dose : float
+        Dose multiplier (1 = default counts).
+    lazy : bool
+        Whether ``dp`` and ``eds`` are lazy.
+    description : str
+        What differs between the phases and what the nuisances are.
+    phase_weights : numpy.ndarray, shape (rows, cols, n_phases)
+        Share of each phase in the column (mixed at interfaces and in
+        embedded precipitates); ``truth`` is its argmax.
+    thickness : numpy.ndarray, shape (rows, cols)
+        Relative thickness (0.5 - 1.5) that scales scattered electrons and
+        X-rays.
+    tilt : numpy.ndarray, shape (rows, cols, 2)
+        Local crystal tilt (bending) in mrad, components (x, y).
+    beam_center : numpy.ndarray, shape (rows, cols, 2)
+        Direct-beam position in detector pixels, (x, y) = (column, row),
+        including the descan drift.
+    structures : list of str
+        Structure and zone axis of each phase, e.g. ``"bcc [001]"``.
+    compositions : list of dict
+        Composition of each phase in atomic percent.
+    elements : list of str
+        Elements present in the spectra, the Cu of the grid included.
+    g_vectors : list of numpy.ndarray
+        Per phase, the reciprocal-lattice vectors (gx, gy) in 1/nm of the
+        rendered Bragg disks, relative to the direct beam.
+    hkl : list of list of tuple
+        Per phase, the Miller indices of those disks.
+
+    Examples
+    --------
+    >>> from stemfuse_hs.data import synthetic_scan
+    >>> scan = synthetic_scan("structure_only", size="tiny", seed=1)
+    >>> scan.phases
+    ['austenite (fcc)', 'martensite (bcc)']
+    >>> scan.truth.shape
+    (32, 48)
+    """
+
+    def __init__(self, *, dp, eds, gen, lazy):
+        self.dp = dp
+        self.eds = eds
+        self._gen = gen
+        self.lazy = lazy
+        self.scenario = gen.scenario
+        self.size = gen.size
+        self.seed = gen.seed
+        self.dose = gen.dose
+        self.truth = gen.truth.copy()
+        self.phases = [name for name, _, _ in gen.phase_defs]
+        self.description = _description(gen.scenario)
+        self.phase_weights = gen.weights.copy()
+        self.thickness = gen.thickness.copy()
+        self.tilt = gen.tilt.copy()
+        self.beam_center = (gen.beam0[None, None, :] + gen.drift).astype(np.float32)
+        self.structures = [s for _, s, _ in gen.phase_defs]
+        self.compositions = [dict(c) for _, _, c in gen.phase_defs]
+        self.elements = _scan_elements(gen)
+        self.g_vectors = [gen.structures[i]["g"].copy() for i in gen.phase_structure]
+        self.hkl = [list(gen.structures[i]["hkl"]) for i in gen.phase_structure]
+
+    def __repr__(self):
+        rows, cols = self.truth.shape
+        return (
+            f"<SyntheticScan {self.scenario!r}, size={self.size!r}, seed={self.seed}, "
+            f"scan {rows}x{cols}, {len(self.phases)} phases, "
+            f"{'lazy' if self.lazy else 'in memory'}>"
+        )
+
+    @property
+    def coverage(self):
+        """Fraction of the scan covered by each phase (from ``truth``).
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape (n_phases,), sums to 1.
+
+        Examples
+        --------
+        >>> from stemfuse_hs.data import synthetic_scan
+        >>> scan = synthetic_scan("four_phases", size="tiny", lazy=True)
+        >>> bool(scan.coverage.min() >= 0.12)
+        True
+        """
+        return np.bincount(self.truth.ravel(), minlength=len(self.phases)) / self.truth.size
+
+    def truth_signal(self):
+        """The ground-truth phase map as a HyperSpy signal, for plotting.
+
+        Returns
+        -------
+        hyperspy.signals.Signal2D
+            Integer phase indices with the scan axes ``x`` and ``y`` (nm) of
+            ``dp``; ``metadata.Sample.phases`` lists the phase names.
+
+        Examples
+        --------
+        >>> from stemfuse_hs.data import synthetic_scan
+        >>> scan = synthetic_scan("precipitates", size="tiny", lazy=True)
+        >>> truth = scan.truth_signal()
+        >>> truth.axes_manager.signal_shape
+        (48, 32)
+        >>> truth.plot(cmap="viridis")  # doctest: +SKIP
+        """
+        import hyperspy.api as hs
+
+        axes = [dict(a) for a in _nav_axes(self.truth.shape)]
+        for a in axes:
+            a["navigate"] = False
+        s = hs.signals.Signal2D(self.truth.copy(), axes=axes)
+        s.metadata.General.title = f"Ground truth: {self.scenario} (seed {self.seed})"
+        s.metadata.set_item("Sample.phases", list(self.phases))
+        return s
+
+    def spot_intensities(self, phase):
+        """Noise-free expected counts in each Bragg disk of one phase.
+
+        Parameters
+        ----------
+        phase : int
+            Phase index (a value of ``truth``).
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape (rows, cols, n_spots), float32, in the order of
+            ``g_vectors[phase]``: the counts each disk would hold if the
+            column were that phase alone; NaN where ``truth != phase``.
+
+        Examples
+        --------
+        >>> from stemfuse_hs.data import synthetic_scan
+        >>> scan = synthetic_scan("four_phases", size="tiny", lazy=True)
+        >>> spots = scan.spot_intensities(0)
+        >>> spots.shape[-1] == len(scan.g_vectors[0])
+        True
+        """
+        if not isinstance(phase, numbers.Integral) or not 0 <= phase < len(self.phases):
+            raise ValueError(
+                f"phase={phase!r} is not one of {list(range(len(self.phases)))}"
+            )
+        gen = self._gen
+        values = gen.spot_intensity(
+            int(gen.phase_structure[phase]),
+            gen.thickness.reshape(-1),
+            gen.tilt.reshape(-1, 2),
+        ).reshape(gen.rows, gen.cols, -1)
+        values[self.truth != phase] = np.nan
+        return values
+
+    def expected_dp(self, rows=slice(None)):
+        """Noise-free diffraction patterns (the Poisson means) of some rows.
+
+        Parameters
+        ----------
+        rows : slice, optional
+            Scan rows to render (step 1); all rows by default, which for big
+            sizes needs a lot of memory (float32).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32, shape (n_rows, cols, H, W).
+
+        Examples
+        --------
+        >>> from stemfuse_hs.data import synthetic_scan
+        >>> scan = synthetic_scan("four_phases", size="tiny", lazy=True)
+        >>> scan.expected_dp(slice(0, 2)).shape
+        (2, 48, 32, 32)
+        """
+        r0, r1 = _row_range(rows, self._gen.rows)
+        return self._gen.expected_dp(r0, r1)
+
+    def expected_eds(self, rows=slice(None)):
+        """Noise-free spectra (the Poisson means) of some rows.
+
+        Parameters
+        ----------
+        rows : slice, optional
+            Scan rows (step 1); all rows by default.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32, shape (n_rows, cols, channels).
+
+        Examples
+        --------
+        >>> from stemfuse_hs.data import synthetic_scan
+        >>> scan = synthetic_scan("four_phases", size="tiny", lazy=True)
+        >>> scan.expected_eds().shape
+        (32, 48, 512)
+        """
+        r0, r1 = _row_range(rows, self._gen.rows)
+        return self._gen.expected_eds(r0, r1)
+
+
+def _row_range(rows, n):
+    if not isinstance(rows, slice):
+        raise ValueError(f"rows={rows!r} is not a slice")
+    r0, r1, step = rows.indices(n)
+    if step != 1:
+        raise ValueError(f"rows={rows!r} must have step 1")
+    return r0, max(r0, r1)
+
+
+def _scan_elements(gen):
+    return sorted({el for _, _, comp in gen.phase_defs for el in comp} | {"Cu"})
+
+
+def _nav_axes(scan_shape):
+    rows, cols = scan_shape
+    return [
+        {"name": "y", "size": rows, "scale": _NAV_SCALE_NM, "offset": 0.0, "units": "nm",
+         "navigate": True},
+        {"name": "x", "size": cols, "scale": _NAV_SCALE_NM, "offset": 0.0, "units": "nm",
+         "navigate": True},
+    ]
+
+
+def _check_choice(name, value, allowed):
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name}={value!r} is not one of {list(allowed)}")
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def synthetic_scan(
+    scenario="four_phases",
+    size="tiny",
+    seed=0,
+    lazy=False,
+    *,
+    scan_shape=None,
+    dose=1.0,
+    chunk_rows=None,
+):
+    """Generate a deterministic paired 4D-STEM / STEM-EDS scan with ground truth.
+
+    Parameters
+    ----------
+    scenario : str, optional
+        One of :data:`SCENARIOS`: ``"chemistry_only"``, ``"structure_only"``,
+        ``"four_phases"`` (default) or ``"precipitates"``.
+    size : str, optional
+        One of :data:`SIZES`: ``"tiny"`` (default, for unit tests),
+        ``"small"``, ``"published"`` (~1 GB of diffraction data) or
+        ``"large"`` (8.6 GB, lazy only).
+    seed : int, optional
+        Non-negative seed; the same arguments always give the same counts.
+    lazy : bool, optional
+        Return lazy signals backed by dask arrays chunked over scan rows. The
+        eager result is the same graph computed, bit for bit.
+    scan_shape : tuple of int, optional
+        ``(rows, cols)`` overriding the size's scan shape (each >= 8); the
+        detector and the channels stay those of ``size``.
+    dose : float, optional
+        Multiplies the electron dose and the X-ray counts (default 1: about
+        6e4 electrons per pattern and 150 specimen X-rays per spectrum at
+        relative thickness 1). Counts clip at 65535.
+    chunk_rows : int, optional
+        Scan rows per dask chunk; by default at most 32 MiB of diffraction
+        data and at least 8 chunks. Does not change the data.
+
+    Returns
+    -------
+    SyntheticScan
+        ``dp``, ``eds``, ``truth``, ``phases`` and the generator's fields.
+
+    Raises
+    ------
+    ValueError
+        If an argument is not allowed, or if ``lazy=False`` would hold more
+        than 4 GiB of diffraction data in memory.
+
+    See Also
+    --------
+    SCENARIOS, SIZES
+
+    Notes
+    -----
+    Each scan row's Poisson noise is drawn from its own
+    ``numpy.random.default_rng(SeedSequence(seed, spawn_key=(scenario,
+    modality, row)))``, so the data do not depend on ``chunk_rows`` or on the
+    scheduler. Rendering is vectorised: per structure, the Bragg disks are
+    precomputed soft-edged windows at zero drift, scaled per position by their
+    thickness- and tilt-dependent intensities; the descan is a bilinear
+    sub-pixel shift of the padded render.
+
+    Examples
+    --------
+    >>> from stemfuse_hs.data import synthetic_scan
+    >>> scan = synthetic_scan("four_phases", size="tiny", seed=0)
+    >>> scan.dp.data.shape, scan.dp.data.dtype
+    ((32, 48, 32, 32), dtype('uint16'))
+    >>> scan.eds.data.shape
+    (32, 48, 512)
+    >>> scan.phases
+    ['Fe-rich bcc', 'Fe-rich fcc', 'Ni-rich bcc', 'Ni-rich fcc']
+
+    Out-of-core: nothing is computed until asked for.
+
+    >>> big = synthetic_scan("precipitates", size="large", lazy=True)
+    >>> big.dp
+    <LazyDiffraction2D, title: Synthetic 4D-STEM: precipitates (large, seed 0), dimensions: (256, 256|256, 256)>
+    """
+    _check_choice("scenario", scenario, SCENARIOS)
+    _check_choice("size", size, _SIZES)
+    if not _is_int(seed) or seed < 0:
+        raise ValueError(f"seed={seed!r} is not a non-negative integer")
+    if not isinstance(lazy, (bool, np.bool_)):
+        raise ValueError(f"lazy={lazy!r} is not one of [True, False]")
+    lazy = bool(lazy)
+    if scan_shape is None:
+        scan_shape = _SIZES[size]["scan_shape"]
+    elif (
+        not isinstance(scan_shape, (tuple, list))
+        or len(scan_shape) != 2
+        or not all(_is_int(n) and n >= _MIN_SCAN_SIDE for n in scan_shape)
+    ):
+        raise ValueError(
+            f"scan_shape={scan_shape!r} is not a (rows, cols) pair of integers "
+            f">= {_MIN_SCAN_SIDE}"
+        )
+    scan_shape = (int(scan_shape[0]), int(scan_shape[1]))
+    if (
+        isinstance(dose, bool)
+        or not isinstance(dose, numbers.Real)
+        or not math.isfinite(dose)
+        or dose <= 0
+    ):
+        raise ValueError(f"dose={dose!r} is not a positive finite number")
+    if chunk_rows is not None and (not _is_int(chunk_rows) or chunk_rows < 1):
+        raise ValueError(f"chunk_rows={chunk_rows!r} is not a positive integer or None")
+
+    h, w = _SIZES[size]["detector"]
+    dp_bytes = scan_shape[0] * scan_shape[1] * h * w * 2
+    if not lazy and dp_bytes > 4 * 2**30:
+        raise ValueError(
+            f"lazy=False with size={size!r} would hold {dp_bytes / 1e9:.1f} GB of "
+            "diffraction data in memory; pass lazy=True (or a smaller scan_shape)"
+        )
+
+    gen = _Generator(scenario, size, int(seed), scan_shape, dose)
+    rows, cols = scan_shape
+    if chunk_rows is None:
+        # Small enough for memory, many enough for all cores to take part.
+        chunk_rows = max(
+            1, min(_CHUNK_BYTES // (cols * h * w * 2), math.ceil(rows / _MIN_CHUNKS))
+        )
+    chunk_rows = min(int(chunk_rows), rows)
+    token = dask.base.tokenize(gen, chunk_rows)
+    row_index = da.arange(rows, chunks=chunk_rows)
+    dp_data = da.map_blocks(
+        _dp_block,
+        row_index,
+        gen=gen,
+        new_axis=[1, 2, 3],
+        chunks=(row_index.chunks[0], (cols,), (h,), (w,)),
+        dtype=np.uint16,
+        meta=np.empty((0, 0, 0, 0), dtype=np.uint16),
+        name=f"stemfuse-synthetic-dp-{token}",
+    )
+    eds_data = da.map_blocks(
+        _eds_block,
+        row_index,
+        gen=gen,
+        new_axis=[1, 2],
+        chunks=(row_index.chunks[0], (cols,), (gen.channels,)),
+        dtype=np.uint16,
+        meta=np.empty((0, 0, 0), dtype=np.uint16),
+        name=f"stemfuse-synthetic-eds-{token}",
+    )
+    if not lazy:
+        # Storing into preallocated arrays keeps the peak at one copy.
+        dp_np = np.empty(dp_data.shape, dtype=np.uint16)
+        eds_np = np.empty(eds_data.shape, dtype=np.uint16)
+        da.store([dp_data, eds_data], [dp_np, eds_np], lock=False)
+        dp_data, eds_data = dp_np, eds_np
+
+    dp = _make_dp(dp_data, gen, lazy)
+    eds = _make_eds(eds_data, gen, lazy)
+    return SyntheticScan(dp=dp, eds=eds, gen=gen, lazy=lazy)
+
+
+def _title(gen, what):
+    return f"Synthetic {what}: {gen.scenario} ({gen.size}, seed {gen.seed})"
+
+
+def _make_dp(data, gen, lazy):
+    import pyxem.signals as ps
+
+    axes = _nav_axes((gen.rows, gen.cols)) + [
+        {"name": name, "size": n, "scale": gen.k_scale, "offset": -n / 2 * gen.k_scale,
+         "units": "1/nm", "navigate": False}
+        for name, n in (("ky", gen.det_h), ("kx", gen.det_w))
+    ]
+    cls = ps.LazyDiffraction2D if lazy else ps.Diffraction2D
+    s = cls(data, axes=axes)
+    s.metadata.General.title = _title(gen, "4D-STEM")
+    s.metadata.set_item("Acquisition_instrument.TEM.beam_energy", _BEAM_ENERGY_KEV)
+    s.metadata.set_item("Acquisition_instrument.TEM.convergence_angle", _CONVERGENCE_MRAD)
+    s.metadata.set_item(
+        "Acquisition_instrument.TEM.Detector.Diffraction.exposure_time", _DWELL_S
+    )
+    return s
+
+
+def _make_eds(data, gen, lazy):
+    import exspy.signals as es
+
+    axes = _nav_axes((gen.rows, gen.cols)) + [
+        {"name": "Energy", "size": gen.channels, "scale": gen.e_scale, "offset": 0.0,
+         "units": "keV", "navigate": False}
+    ]
+    cls = es.LazyEDSTEMSpectrum if lazy else es.EDSTEMSpectrum
+    s = cls(data, axes=axes)
+    s.metadata.General.title = _title(gen, "STEM-EDS")
+    s.set_microscope_parameters(
+        beam_energy=_BEAM_ENERGY_KEV,
+        live_time=_DWELL_S,
+        energy_resolution_MnKa=_ENERGY_RESOLUTION_MNKA_EV,
+        display=False,
+    )
+    s.add_elements(_scan_elements(gen))
+    s.add_lines()
+    return s

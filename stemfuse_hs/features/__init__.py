@@ -1,0 +1,27 @@
+"""Feature extraction on numpy/dask arrays: one module per extractor.
+
+Each extractor turns ``(*navigation, *signal)`` data into a
+``(*navigation, n_features)`` float32 block plus what a user needs to judge
+it (maps, masks, thresholds). Nothing here knows about HyperSpy signals or
+about clustering.
+"""
+
+from ._common import normalize_by_total, position_totals, safe_log
+from .sdt import SDTResult, bin_patterns, disk_mask, find_direct_beam, sdt, select_top_fraction
+from .variance import VarianceResult, line_windows, variance_threshold, xray_line_energy
+
+__all__ = [
+    "SDTResult",
+    "VarianceResult",
+    "bin_patterns",
+    "disk_mask",
+    "find_direct_beam",
+    "line_windows",
+    "normalize_by_total",
+    "position_totals",
+    "safe_log",
+    "sdt",
+    "select_top_fraction",
+    "variance_threshold",
+    "xray_line_energy",
+]

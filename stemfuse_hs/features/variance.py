@@ -1,0 +1,298 @@
+"""Variance thresholding of spectrum images (STEM-EDS).
+
+Channels whose counts vary across the scan more than counting noise can
+explain carry the chemical contrast; the rest (empty channels, flat
+continuum) only add noise. Known artefacts that vary for reasons other than
+the sample (the Cu grid lines) can be excluded by energy window or by X-ray
+line name.
+
+All functions take numpy or dask arrays of shape ``(*navigation, channels)``.
+"""
+
+from dataclasses import dataclass, field
+
+import dask
+import dask.array as da
+import numpy as np
+
+from .._arrays import as_dask, is_lazy_array
+from .._validation import check_choice, check_fraction, check_numeric_dtype, check_real
+from ._common import NORMALIZATIONS, normalize_by_total, position_totals, safe_log
+
+__all__ = ["VarianceResult", "xray_line_energy", "line_windows", "variance_threshold"]
+
+#: Detector resolution at Mn Ka assumed when the metadata gives none, in eV.
+DEFAULT_RESOLUTION_MNKA = 130.0
+#: Number of standard errors above Poisson dispersion that marks a channel as varying.
+AUTO_SIGNIFICANCE = 4.0
+
+
+@dataclass
+class VarianceResult:
+    """What variance thresholding found and extracted.
+
+    Attributes
+    ----------
+    features : numpy.ndarray or dask.array.Array
+        ``(*navigation, n_kept)`` float32 ``log1p`` counts of the kept channels.
+    variance, mean : numpy.ndarray
+        ``(channels,)`` per-channel variance and mean over positions.
+    threshold : numpy.ndarray
+        ``(channels,)`` the variance a channel had to exceed (a constant for
+        a given value or quantile; per channel for the automatic threshold).
+    kept, excluded : numpy.ndarray
+        ``(channels,)`` boolean masks.
+    parameters : dict
+        Every parameter used, for provenance.
+    """
+
+    features: object
+    variance: np.ndarray
+    mean: np.ndarray
+    threshold: np.ndarray
+    kept: np.ndarray
+    excluded: np.ndarray
+    parameters: dict = field(default_factory=dict)
+
+
+def xray_line_energy(line):
+    """Energy in keV of an X-ray line named like ``"Cu_Ka"`` (exspy's database).
+
+    Examples
+    --------
+    >>> round(xray_line_energy("Cu_Ka"), 3)
+    8.048
+    """
+    from exspy.material import elements
+
+    if not isinstance(line, str) or "_" not in line:
+        raise ValueError(f"X-ray line {line!r} is not of the form 'Element_Line', e.g. 'Cu_Ka'.")
+    element, name = line.split("_", 1)
+    try:
+        lines = elements[element].Atomic_properties.Xray_lines
+    except (AttributeError, KeyError):
+        raise ValueError(f"X-ray line {line!r}: element {element!r} is not in exspy's database.") from None
+    if name not in lines:
+        known = sorted(lines.keys())
+        raise ValueError(f"X-ray line {line!r}: {element} has no line {name!r}; it has {known}.")
+    return float(lines[name]["energy (keV)"])
+
+
+def fwhm_at_energy(energy, resolution_mnka=DEFAULT_RESOLUTION_MNKA):
+    """Detector peak width (FWHM, keV) at ``energy`` keV (Fiori & Newbury, 1978).
+
+    Examples
+    --------
+    >>> round(fwhm_at_energy(5.8987, 130.0), 4)
+    0.13
+    """
+    fwhm_ev = np.sqrt(max(resolution_mnka**2 + 2.5 * (energy - 5.8987) * 1000.0, 1.0))
+    return float(fwhm_ev / 1000.0)
+
+
+def line_windows(lines, resolution_mnka=DEFAULT_RESOLUTION_MNKA, width=1.0):
+    """Energy windows (keV) of ``width`` FWHM either side of each X-ray line.
+
+    Examples
+    --------
+    >>> [round(e, 2) for e in line_windows(["Cu_Ka"])[0]]
+    [7.9, 8.2]
+    """
+    windows = []
+    for line in lines:
+        energy = xray_line_energy(line)
+        half = width * fwhm_at_energy(energy, resolution_mnka)
+        windows.append((energy - half, energy + half))
+    return windows
+
+
+def _fwhm_channels(energies, resolution_mnka):
+    """Channels in one detector FWHM at Mn Ka (at least 1, odd)."""
+    step = float(np.median(np.abs(np.diff(energies)))) if energies.size > 1 else 1.0
+    width = int(round(resolution_mnka / 1000.0 / step)) if step > 0 else 1
+    return max(1, width | 1)
+
+
+def _window_sum(block, width):
+    from scipy.ndimage import uniform_filter1d
+
+    if width == 1:
+        return block
+    return (uniform_filter1d(block, width, axis=-1, mode="constant") * width).astype(np.float32)
+
+
+def _validate_windows(windows):
+    checked = []
+    for window in windows:
+        if np.ndim(window) != 1 or len(window) != 2:
+            raise ValueError(
+                f"exclude_windows must be a list of (low, high) energies in keV, got {window!r}."
+            )
+        low, high = (float(w) for w in window)
+        if not low < high:
+            raise ValueError(f"exclude_windows: low must be below high, got {window!r}.")
+        checked.append((low, high))
+    return checked
+
+
+def variance_threshold(
+    data,
+    energies,
+    *,
+    threshold=None,
+    quantile=None,
+    exclude_windows=(),
+    exclude_lines=(),
+    resolution_mnka=DEFAULT_RESOLUTION_MNKA,
+    normalize="total",
+):
+    """Per-channel variance thresholding on an array of spectra.
+
+    Parameters
+    ----------
+    data : numpy.ndarray or dask.array.Array
+        ``(*navigation, channels)`` spectra (counts).
+    energies : array_like
+        ``(channels,)`` channel energies in keV.
+    threshold : float, optional
+        Keep channels whose variance (of the normalised counts) exceeds this.
+    quantile : float, optional
+        Keep channels whose variance exceeds this quantile (in (0, 1)) of all
+        channel variances. Only one of ``threshold`` and ``quantile``.
+    exclude_windows : sequence of (float, float)
+        Energy windows (keV) never kept.
+    exclude_lines : sequence of str
+        X-ray lines (e.g. ``"Cu_Ka"``) never kept: one FWHM either side.
+    resolution_mnka : float
+        Detector resolution at Mn Ka in eV, for the line windows.
+    normalize : {"total", None}, default "total"
+        Scale each spectrum to the scan's mean total counts first.
+
+    Returns
+    -------
+    VarianceResult
+
+    Notes
+    -----
+    With neither ``threshold`` nor ``quantile``, a channel is kept when its
+    variance exceeds what Poisson counting noise gives. For raw counts the
+    noise variance equals the mean; after normalisation, where position
+    ``i``'s counts are multiplied by ``r_i``, it is the mean over positions
+    of ``r_i`` times the normalised counts. The test is made on counts summed
+    over one detector FWHM around each channel (from ``resolution_mnka``),
+    which gathers a line's counts: a channel is kept when that sum's
+    variance exceeds its noise variance ``v`` by ``1 + 4 * sqrt((2 + 1 / v)
+    / (n - 1))`` (four standard errors of the sample variance of Poisson
+    counts over ``n`` positions). The
+    ``threshold`` returned is this rule expressed on the channel variances.
+    This assumes the data are counts (not already scaled).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> spectra = rng.poisson(1.0, size=(20, 30, 64)).astype(float)
+    >>> spectra[:10, :, 5] += 20  # one channel with real contrast
+    >>> result = variance_threshold(spectra, np.arange(64) * 0.2)
+    >>> np.flatnonzero(result.kept).tolist()
+    [5]
+    """
+    lazy = is_lazy_array(data)
+    check_numeric_dtype("data", data.dtype)
+    if data.ndim < 2:
+        raise ValueError(
+            f"data must have at least one navigation and one signal dimension, got shape {data.shape}."
+        )
+    energies = np.asarray(energies, dtype=np.float64)
+    if energies.shape != (data.shape[-1],):
+        raise ValueError(
+            f"energies has shape {energies.shape}, expected ({data.shape[-1]},) to match the channels."
+        )
+    if threshold is not None and quantile is not None:
+        raise ValueError("Give either threshold or quantile, not both.")
+    if threshold is not None:
+        threshold = check_real("threshold", threshold, minimum=0)
+    if quantile is not None:
+        quantile = check_fraction("quantile", quantile, closed_high=False)
+    check_choice("normalize", normalize, NORMALIZATIONS)
+    resolution_mnka = check_real("resolution_mnka", resolution_mnka, minimum=0, strict_minimum=True)
+    if isinstance(exclude_lines, str):
+        exclude_lines = [exclude_lines]
+    windows = _validate_windows(exclude_windows) + line_windows(exclude_lines, resolution_mnka)
+
+    nav_axes = tuple(range(data.ndim - 1))
+    n_positions = int(np.prod(data.shape[:-1]))
+    spectra = as_dask(data, 1).astype(np.float32)
+    if normalize == "total":
+        totals = position_totals(spectra, 1)
+        spectra = normalize_by_total(spectra, 1, totals)
+        scale = normalize_by_total(da.ones(totals.shape, chunks=spectra.chunks[:-1])[..., None], 1, totals)
+    else:
+        scale = da.ones(spectra.shape[:-1] + (1,), chunks=spectra.chunks[:-1] + ((1,),))
+    # A count scaled by r contributes r**2 to the Poisson variance of the
+    # scaled data, so the noise variance of a channel is the mean of
+    # (scaled counts * r) over positions; without normalisation (r = 1) it is
+    # the mean, the usual Poisson dispersion.
+    # Counts summed over one detector FWHM gather a line before its
+    # dispersion is tested: at tens of counts per spectrum single channels
+    # hold too few counts for the test to see chemistry.
+    width = _fwhm_channels(energies, resolution_mnka)
+    windowed = spectra.map_blocks(_window_sum, width, dtype=np.float32)
+    variance, mean, window_variance, window_noise = dask.compute(
+        spectra.var(axis=nav_axes, dtype=np.float64),
+        spectra.mean(axis=nav_axes, dtype=np.float64),
+        windowed.var(axis=nav_axes, dtype=np.float64),
+        (windowed * scale).mean(axis=nav_axes, dtype=np.float64),
+    )
+
+    if threshold is not None:
+        limit = np.full(variance.shape, threshold)
+        rule = "value"
+    elif quantile is not None:
+        limit = np.full(variance.shape, np.quantile(variance, quantile))
+        rule = "quantile"
+    else:
+        # The sample variance of Poisson counts with mean m scatters by
+        # sqrt((2 + 1 / m) / (n - 1)) of the variance: much more than the
+        # Gaussian sqrt(2 / (n - 1)) for nearly empty channels.
+        low_count = 1.0 / np.maximum(window_noise, 1e-12)
+        spread = AUTO_SIGNIFICANCE * np.sqrt((2.0 + low_count) / max(n_positions - 1, 1))
+        # Expressed on the single-channel variance scale, so that the
+        # threshold plots against the channel variances.
+        ratio = np.divide(window_variance, window_noise * (1.0 + spread), out=np.zeros_like(window_variance), where=window_noise > 0)
+        limit = np.divide(variance, ratio, out=np.full_like(variance, np.inf), where=ratio > 0)
+        rule = "poisson"
+    excluded = np.zeros(energies.shape, dtype=bool)
+    for low, high in windows:
+        excluded |= (energies >= low) & (energies <= high)
+    kept = (variance > limit) & ~excluded
+    if rule == "poisson":
+        kept = (ratio > 1.0) & ~excluded
+    if not kept.any():
+        raise ValueError(
+            f"No channel has a variance above the threshold ({rule} rule, largest variance "
+            f"{variance[~excluded].max() if (~excluded).any() else 0:.4g}); "
+            "lower threshold or quantile, or check the excluded windows."
+        )
+    features = safe_log(spectra[..., np.flatnonzero(kept)])
+    if not lazy:
+        features = features.compute()
+    parameters = {
+        "threshold_rule": rule,
+        "threshold": float(threshold) if threshold is not None else float("nan"),
+        "quantile": float(quantile) if quantile is not None else float("nan"),
+        "exclude_windows": [list(w) for w in _validate_windows(exclude_windows)],
+        "exclude_lines": list(exclude_lines),
+        "resolution_mnka": resolution_mnka,
+        "normalize": "none" if normalize is None else normalize,
+        "n_features": int(kept.sum()),
+    }
+    return VarianceResult(
+        features=features,
+        variance=variance.astype(np.float32),
+        mean=mean.astype(np.float32),
+        threshold=limit.astype(np.float32),
+        kept=kept,
+        excluded=excluded,
+        parameters=parameters,
+    )

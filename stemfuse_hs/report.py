@@ -1,0 +1,725 @@
+"""The results folder of a ``stemfuse`` run and its self-contained HTML report.
+
+A run writes its results (signals, ``params.json``, ``run.json``) to a
+folder; :func:`write_report` reads them back and draws the figures and
+``report.html`` from them alone, so ``stemfuse report DIR`` rebuilds exactly
+what the run wrote.
+
+The figures are drawn by small private helpers on the package palette; they
+stand in for :mod:`stemfuse_hs.plot` figures and are meant to be replaced by
+them.
+"""
+
+import base64
+import datetime
+import hashlib
+import html
+import io
+import json
+import math
+import platform
+import sys
+from pathlib import Path
+
+__all__ = [
+    "FIGURE_FILES",
+    "LABELS_FILE",
+    "MEAN_FILES",
+    "OUTPUT_NAMES",
+    "PARAMS_FILE",
+    "REPORT_FILE",
+    "RUN_FILE",
+    "STD_FILES",
+    "TRUTH_FILE",
+    "describe_input",
+    "environment",
+    "sha256sum",
+    "summary_lines",
+    "write_json",
+    "write_report",
+]
+
+LABELS_FILE = "labels.zspy"
+MEAN_FILES = {"dp": "cluster_mean_dp.zspy", "eds": "cluster_mean_eds.zspy"}
+STD_FILES = {"dp": "cluster_std_dp.zspy", "eds": "cluster_std_eds.zspy"}
+TRUTH_FILE = "truth.zspy"
+PARAMS_FILE = "params.json"
+RUN_FILE = "run.json"
+REPORT_FILE = "report.html"
+FIGURE_FILES = {
+    "label_map": "label_map.png",
+    "max_membership": "max_membership.png",
+    "mean_patterns": "cluster_mean_patterns.png",
+    "mean_spectra": "cluster_mean_spectra.png",
+    "embedding": "embedding.png",
+}
+#: Everything a run may write: what ``--overwrite`` replaces, nothing else.
+OUTPUT_NAMES = (
+    [LABELS_FILE, TRUTH_FILE, PARAMS_FILE, RUN_FILE, REPORT_FILE]
+    + list(MEAN_FILES.values())
+    + list(STD_FILES.values())
+    + list(FIGURE_FILES.values())
+)
+
+#: Block size for hashing: large inputs are never read whole into memory.
+HASH_BLOCK = 16 * 2**20
+
+
+# --------------------------------------------------------------------------
+# Provenance
+# --------------------------------------------------------------------------
+def sha256sum(path, block_size=HASH_BLOCK):
+    """SHA-256 of a file, or of a folder (a ``.zspy`` store) of files.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+    block_size : int, default 16 MiB
+        Bytes read at a time.
+
+    Returns
+    -------
+    str
+        Hexadecimal digest. For a folder: the digest of the lines
+        ``"<relative/path>\\0<sha256 of the file>\\n"`` of all its files in
+        sorted order, so a copy of the folder anywhere has the same checksum.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.txt"
+    >>> _ = p.write_bytes(b"abc")
+    >>> sha256sum(p)[:16]
+    'ba7816bf8f01cfea'
+    """
+    path = Path(path)
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            relative = child.relative_to(path).as_posix()
+            digest.update(f"{relative}\0{sha256sum(child, block_size)}\n".encode())
+        return digest.hexdigest()
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(block_size), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _size_on_disk(path):
+    path = Path(path)
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def describe_input(role, path, signal):
+    """What the report says about one input file.
+
+    Parameters
+    ----------
+    role : {"dp", "eds"}
+    path : str or pathlib.Path
+    signal : hyperspy signal
+        The signal loaded from ``path``.
+
+    Returns
+    -------
+    dict
+        Name, absolute path, bytes, SHA-256, signal class, shape, dtype, title.
+    """
+    path = Path(path).resolve()
+    am = signal.axes_manager
+    return {
+        "role": role,
+        "name": path.name,
+        "path": str(path),
+        "bytes": int(_size_on_disk(path)),
+        "sha256": sha256sum(path),
+        "signal": type(signal).__name__,
+        "shape": f"({', '.join(map(str, am.navigation_shape))}|{', '.join(map(str, am.signal_shape))})",
+        "dtype": str(signal.data.dtype),
+        "title": str(signal.metadata.get_item("General.title", "")),
+    }
+
+
+def environment():
+    """Python, platform and the versions of the packages a result depends on.
+
+    Returns
+    -------
+    dict
+    """
+    from importlib import metadata
+
+    from .signals.labels import software_versions
+
+    versions = dict(software_versions())
+    for package in ("rosettasciio", "zarr", "matplotlib", "scipy", "distributed"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": versions,
+    }
+
+
+def _jsonable(value):
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return _jsonable(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_json(path, obj):
+    """Write ``obj`` (numpy values allowed) as indented JSON."""
+    Path(path).write_text(json.dumps(_jsonable(obj), indent=2) + "\n", encoding="utf-8")
+
+
+def _read_json(path):
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------
+# Reading a results folder
+# --------------------------------------------------------------------------
+class _Results:
+    """The saved results of one run, loaded from its folder."""
+
+    def __init__(self, directory):
+        import warnings
+
+        import hyperspy.api as hs
+
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise FileNotFoundError(f"results folder '{directory}' does not exist.")
+        if not (directory / LABELS_FILE).exists():
+            raise FileNotFoundError(
+                f"'{directory}' holds no {LABELS_FILE}: not the output folder of 'stemfuse run' or 'stemfuse demo'."
+            )
+        self.directory = directory
+        self.params = _read_json(directory / PARAMS_FILE)
+        self.run = _read_json(directory / RUN_FILE)
+
+        def load(name):
+            path = directory / name
+            if not path.exists():
+                return None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return hs.load(path)
+
+        self.labels = load(LABELS_FILE)
+        if not hasattr(self.labels, "n_clusters"):
+            raise ValueError(
+                f"{directory / LABELS_FILE} did not load as ClusterLabels "
+                f"(got {type(self.labels).__name__}); is stemfuse_hs installed as a HyperSpy extension?"
+            )
+        self.means = {role: load(name) for role, name in MEAN_FILES.items()}
+        self.stds = {role: load(name) for role, name in STD_FILES.items()}
+        self.truth = load(TRUTH_FILE)
+
+    @property
+    def n_clusters(self):
+        return self.labels.n_clusters
+
+    def cluster_table(self):
+        """Rows ``(label, positions, fraction, mean largest membership)``, noise last."""
+        import numpy as np
+
+        labels = np.asarray(self.labels.data).ravel()
+        memberships = np.asarray(self.labels.memberships.data).reshape(self.n_clusters, labels.size)
+        largest = memberships.max(axis=0) if self.n_clusters else np.zeros(labels.size)
+        rows = []
+        for label in list(range(self.n_clusters)) + [-1]:
+            where = labels == label
+            count = int(where.sum())
+            if label == -1 and count == 0:
+                continue
+            confidence = float(largest[where].mean()) if count else float("nan")
+            rows.append((label, count, count / labels.size, confidence))
+        return rows
+
+
+def summary_lines(directory):
+    """The lines ``stemfuse`` prints after a run: clusters and, for the demo, the ARI.
+
+    Parameters
+    ----------
+    directory : str or pathlib.Path
+
+    Returns
+    -------
+    list of str
+    """
+    run = _read_json(Path(directory) / RUN_FILE)
+    lines = []
+    sizes = run.get("cluster_sizes")
+    if sizes is not None:
+        text = f"Clusters: {len(sizes)} ({', '.join(str(s) for s in sizes)} positions)" if sizes else "Clusters: none found"
+        if run.get("n_noise"):
+            text += f", noise: {run['n_noise']} positions"
+        lines.append(text)
+    if run.get("adjusted_rand_index") is not None:
+        lines.append(f"Adjusted Rand index vs the ground truth: {run['adjusted_rand_index']:.3f}")
+    if run.get("timings"):
+        lines.append(f"Time: {sum(run['timings'].values()):.1f} s")
+    return lines
+
+
+# --------------------------------------------------------------------------
+# Figures (stand-ins for stemfuse_hs.plot)
+# --------------------------------------------------------------------------
+def _figure(width, height):
+    from matplotlib.figure import Figure
+
+    # A bare Figure needs no pyplot and no GUI backend: safe on servers.
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _png(fig, dpi=110):
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def _scan_axes(signal):
+    """Scale and units of the image axes of a map (HyperSpy signal axes)."""
+    axes = signal.axes_manager.signal_axes
+    units = axes[0].units if axes else None
+    return (axes[0].scale if axes else 1.0), (units if isinstance(units, str) else None)
+
+
+def _add_scalebar(ax, signal):
+    scale, units = _scan_axes(signal)
+    if not units:
+        return
+    try:
+        from matplotlib_scalebar.scalebar import ScaleBar
+
+        ax.add_artist(ScaleBar(scale, units, location="lower right", box_alpha=0.7, color="black"))
+    except (ImportError, ValueError, KeyError):
+        pass  # units the scalebar does not know: the map stays without one
+
+
+def _image_axes(ax):
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _legend_handles(n, names, sizes=None, noise=0):
+    from matplotlib.patches import Patch
+
+    from .plot.palette import NOISE_COLOUR, cluster_colours
+
+    handles = []
+    for i, colour in enumerate(cluster_colours(n)):
+        text = names[i] if names else f"cluster {i}"
+        if sizes is not None:
+            text += f" ({sizes[i]})"
+        handles.append(Patch(facecolor=colour, edgecolor="none", label=text))
+    if noise:
+        handles.append(Patch(facecolor=NOISE_COLOUR, edgecolor="none", label=f"noise ({noise})"))
+    return handles
+
+
+def _as_image(data):
+    import numpy as np
+
+    data = np.asarray(data)
+    return data.reshape(1, -1) if data.ndim == 1 else data
+
+
+def _map_height(shape, width=4.0):
+    """Figure height for a map drawn ``width`` inches wide, plus its title."""
+    rows, cols = (1, shape[0]) if len(shape) == 1 else shape[:2]
+    return min(8.0, max(1.5, width * rows / max(cols, 1))) + 0.6
+
+
+def _fig_label_map(results):
+    from .plot.palette import label_rgb
+
+    labels = results.labels
+    k = results.n_clusters
+    data = _as_image(labels.data).astype(int)
+    panels = [("Phase map", labels, label_rgb(data, k))]
+    if results.truth is not None:
+        truth = _as_image(results.truth.data).astype(int)
+        n_phases = int(truth.max()) + 1 if truth.size else 0
+        panels.append(("Ground truth", results.truth, label_rgb(truth, n_phases)))
+    fig = _figure(5.6 * len(panels), _map_height(data.shape))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    sizes = [int((data == i).sum()) for i in range(k)]
+    for ax, (title, signal, image) in zip(axes, panels):
+        ax.imshow(image, interpolation="nearest")
+        ax.set_title(title)
+        _image_axes(ax)
+        _add_scalebar(ax, signal)
+    axes[0].legend(
+        handles=_legend_handles(k, None, sizes, int((data < 0).sum())),
+        loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False,
+    )
+    if results.truth is not None:
+        truth = _as_image(results.truth.data).astype(int)
+        names = list(results.truth.metadata.get_item("Sample.phases", []) or [])
+        n_phases = int(truth.max()) + 1
+        if len(names) != n_phases:
+            names = [f"phase {i}" for i in range(n_phases)]
+        axes[1].legend(
+            handles=_legend_handles(n_phases, names),
+            loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False,
+        )
+    return fig
+
+
+def _fig_max_membership(results):
+    signal = results.labels.max_membership
+    fig = _figure(5.6, _map_height(signal.data.shape))
+    ax = fig.subplots()
+    image = ax.imshow(_as_image(signal.data), vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
+    ax.set_title("Largest membership (confidence)")
+    _image_axes(ax)
+    _add_scalebar(ax, results.labels)
+    fig.colorbar(image, ax=ax, shrink=0.85, label="membership")
+    return fig
+
+
+def _grid(n, max_columns=5):
+    columns = max(1, min(n, max_columns))
+    return columns, max(1, math.ceil(n / columns))
+
+
+def _no_clusters(fig, what):
+    ax = fig.subplots()
+    ax.text(0.5, 0.5, f"No clusters: no {what}.", ha="center", va="center")
+    ax.set_axis_off()
+    return fig
+
+
+def _fig_mean_patterns(results):
+    import numpy as np
+
+    from .plot.palette import cluster_colours
+
+    mean = results.means.get("dp")
+    k = 0 if mean is None else mean.data.shape[0]
+    columns, rows = _grid(k)
+    fig = _figure(2.4 * columns + 0.6, 2.5 * rows + 0.4)
+    if k == 0:
+        return _no_clusters(fig, "mean patterns")
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    colours = cluster_colours(k)
+    for i, ax in enumerate(axes):
+        if i >= k:
+            ax.set_axis_off()
+            continue
+        pattern = np.nan_to_num(np.asarray(mean.data[i], dtype=np.float64), nan=0.0)
+        # Bragg disks are orders of magnitude weaker than the direct beam.
+        ax.imshow(np.log1p(np.clip(pattern, 0, None)), cmap="inferno", interpolation="nearest")
+        ax.set_title(f"cluster {i}", color=colours[i], fontweight="bold")
+        _image_axes(ax)
+        for spine in ax.spines.values():
+            spine.set_edgecolor(colours[i])
+            spine.set_linewidth(3)
+    fig.suptitle("Cluster mean diffraction patterns (log scale)")
+    return fig
+
+
+def _fig_mean_spectra(results):
+    import numpy as np
+
+    from .plot.palette import cluster_colours
+
+    mean = results.means.get("eds")
+    k = 0 if mean is None else mean.data.shape[0]
+    fig = _figure(8.0, 4.0)
+    if k == 0:
+        return _no_clusters(fig, "mean spectra")
+    ax = fig.subplots()
+    axis = mean.axes_manager.signal_axes[0]
+    energy = np.asarray(axis.axis)
+    for i, colour in enumerate(cluster_colours(k)):
+        ax.plot(energy, np.asarray(mean.data[i]), color=colour, lw=1.0, label=f"cluster {i}")
+    units = axis.units if isinstance(axis.units, str) else ""
+    ax.set_xlabel(f"{axis.name or 'Energy'}" + (f" ({units})" if units else ""))
+    ax.set_ylabel("mean counts")
+    ax.set_xlim(energy[0], energy[-1])
+    ax.set_ylim(bottom=0)
+    ax.set_title("Cluster mean spectra")
+    ax.legend(fontsize="small", ncols=max(1, math.ceil(k / 10)), frameon=False)
+    return fig
+
+
+def _fig_embedding(results):
+    import numpy as np
+
+    from .plot.palette import label_rgb
+
+    embedding = np.asarray(results.labels.embedding.data)
+    points = embedding.reshape(-1, embedding.shape[-1])
+    labels = np.asarray(results.labels.data).ravel()
+    colours = label_rgb(labels, results.n_clusters)
+    pairs = [(0, 1), (2, 1)] if points.shape[1] >= 3 else [(0, min(1, points.shape[1] - 1))]
+    fig = _figure(4.3 * len(pairs), 4.0)
+    axes = fig.subplots(1, len(pairs), squeeze=False)[0]
+    order = np.random.default_rng(0).permutation(len(points))  # no cluster drawn over all others
+    size = max(0.5, min(6.0, 20000 / max(len(points), 1)))
+    for ax, (a, b) in zip(axes, pairs):
+        ax.scatter(points[order, a], points[order, b], c=colours[order], s=size, linewidths=0)
+        ax.set_xlabel(f"component {a}")
+        ax.set_ylabel(f"component {b}")
+    fig.suptitle("UMAP embedding, coloured by cluster")
+    return fig
+
+
+_FIGURES = {
+    "label_map": (_fig_label_map, "Phase map: clusters in the package palette (noise grey)."),
+    "max_membership": (_fig_max_membership, "Largest soft membership at every position: low values mark interfaces and uncertain positions."),
+    "mean_patterns": (_fig_mean_patterns, "Mean diffraction pattern of every cluster (membership-weighted unless the statistics mode is 'hard')."),
+    "mean_spectra": (_fig_mean_spectra, "Mean spectrum of every cluster."),
+    "embedding": (_fig_embedding, "The fused features embedded by UMAP; HDBSCAN found the clusters in this space."),
+}
+
+
+# --------------------------------------------------------------------------
+# HTML
+# --------------------------------------------------------------------------
+_CSS = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 1.6em; }
+table { border-collapse: collapse; margin: .6em 0; font-size: .92em; }
+th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: left; vertical-align: top; }
+th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+code, .mono { font-family: ui-monospace, monospace; font-size: .9em; word-break: break-all; }
+.swatch { display: inline-block; width: 1em; height: 1em; border: 1px solid #999; vertical-align: middle; }
+figure { margin: 1em 0; } figure img { max-width: 100%; } figcaption { color: #555; font-size: .9em; }
+.key { font-size: 1.15em; background: #f6f8fa; padding: .6em 1em; border-left: 4px solid #4a90d9; }
+"""
+
+
+def _e(value):
+    return html.escape(str(value))
+
+
+def _format(value):
+    if isinstance(value, float):
+        return "none" if not math.isfinite(value) else f"{value:.6g}"
+    if value is None:
+        return "none"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_format(v) for v in value) + "]" if value else "[]"
+    return str(value)
+
+
+def _table(rows, header=None, numeric=()):
+    parts = ["<table>"]
+    if header:
+        parts.append("<tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr>")
+    for row in rows:
+        cells = []
+        for i, cell in enumerate(row):
+            raw = cell if isinstance(cell, _Raw) else _e(cell)
+            cls = ' class="num"' if i in numeric else ""
+            cells.append(f"<td{cls}>{raw}</td>")
+        parts.append("<tr>" + "".join(cells) + "</tr>")
+    parts.append("</table>")
+    return "\n".join(parts)
+
+
+class _Raw(str):
+    """Table cell already in HTML."""
+
+
+def _bytes_text(n):
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def _plain_dict(node):
+    if hasattr(node, "as_dictionary"):
+        node = node.as_dictionary()
+    return node if isinstance(node, dict) else {}
+
+
+def _derived_rows(labels):
+    """What the pipeline found or resolved, from the label map's metadata."""
+    rows = []
+    clustering = labels.metadata.Clustering
+    fusion = _plain_dict(clustering.get_item("fusion", {}))
+    blocks = fusion.get("Blocks", {})
+    for name, block in blocks.items():
+        for key, value in _plain_dict(block.get("feature_parameters", {})).items():
+            rows.append((f"{name} features", key, _format(_jsonable(value))))
+        for key in ("weight", "normalizer", "coherence", "discreteness"):
+            if key in block:
+                rows.append((f"{name} block", key, _format(_jsonable(block[key]))))
+    for key, value in _plain_dict(fusion.get("parameters", {})).items():
+        rows.append(("fusion", key, _format(_jsonable(value))))
+    for key, value in labels.parameters.items():
+        rows.append(("clustering", key, _format(_jsonable(value))))
+    return rows
+
+
+def write_report(directory):
+    """Draw the figures and write ``report.html`` from a results folder.
+
+    Parameters
+    ----------
+    directory : str or pathlib.Path
+        Output folder of ``stemfuse run`` or ``stemfuse demo``.
+
+    Returns
+    -------
+    pathlib.Path
+        The report. The figures are written next to it as PNG files and
+        embedded in it (base64), so the page stands alone.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder or its ``labels.zspy`` is missing.
+    """
+    from matplotlib.colors import to_hex
+
+    from .plot.palette import NOISE_COLOUR, cluster_colours
+
+    results = _Results(directory)
+    directory = results.directory
+    run, params = results.run, results.params
+    k = results.n_clusters
+    colours = cluster_colours(k)
+
+    figures = []
+    for key, (draw, caption) in _FIGURES.items():
+        png = _png(draw(results))
+        (directory / FIGURE_FILES[key]).write_bytes(png)
+        figures.append((key, caption, base64.b64encode(png).decode("ascii")))
+
+    title = "stemfuse phase map"
+    body = [f"<h1>{_e(title)}: {_e(directory.resolve().name)}</h1>"]
+    key_facts = [f"<b>{k}</b> cluster{'s' if k != 1 else ''}"]
+    if run.get("adjusted_rand_index") is not None:
+        key_facts.append(f"adjusted Rand index vs the ground truth <b>{run['adjusted_rand_index']:.3f}</b>")
+    if run.get("timings"):
+        key_facts.append(f"computed in {sum(run['timings'].values()):.1f} s")
+    body.append(f'<p class="key">{"; ".join(key_facts)}.</p>')
+
+    demo = run.get("demo")
+    body.append("<h2>Data</h2>")
+    if demo:
+        body.append(
+            f"<p>Synthetic scan generated in memory by <code>stemfuse_hs.data.synthetic_scan"
+            f"({_e(repr(demo.get('scenario')))}, size={_e(repr(demo.get('size')))}, seed={_e(demo.get('seed'))})"
+            f"</code>, scan {_e(' x '.join(map(str, demo.get('scan_shape', []))))}: no input files. "
+            f"{_e(demo.get('description', ''))}</p>"
+        )
+        body.append(_table([(i, name) for i, name in enumerate(demo.get("phases", []))], ["phase", "name"]))
+    if run.get("inputs"):
+        rows = [
+            (
+                {"dp": "4D-STEM", "eds": "STEM-EDS"}.get(item["role"], item["role"]),
+                _Raw(f'<span class="mono">{_e(item["name"])}</span>'),
+                _Raw(f'<span class="mono">{_e(item["path"])}</span>'),
+                _bytes_text(item["bytes"]),
+                _Raw(f'<span class="mono">{_e(item["sha256"])}</span>'),
+                f"{item['signal']} {item['shape']} {item['dtype']}",
+            )
+            for item in run["inputs"]
+        ]
+        body.append(_table(rows, ["input", "file", "path", "size", "SHA-256", "signal"]))
+    if run.get("scheduler"):
+        body.append(f"<p>Dask scheduler: <code>{_e(run['scheduler'])}</code></p>")
+
+    body.append("<h2>Clusters</h2>")
+    rows = []
+    for label, count, fraction, confidence in results.cluster_table():
+        colour = to_hex(NOISE_COLOUR if label < 0 else colours[label])
+        name = "noise" if label < 0 else f"cluster {label}"
+        rows.append(
+            (
+                _Raw(f'<span class="swatch" style="background:{colour}"></span> {_e(name)}'),
+                count,
+                f"{100 * fraction:.1f} %",
+                _format(confidence),
+            )
+        )
+    body.append(_table(rows, ["cluster", "positions", "share of scan", "mean largest membership"], numeric=(1, 2, 3)))
+    if run.get("block_shares"):
+        shares = ", ".join(f"{_e(name)} {100 * share:.1f} %" for name, share in run["block_shares"].items())
+        body.append(f"<p>Share of the fused variance by block: {shares}.</p>")
+
+    body.append("<h2>Figures</h2>")
+    for key, caption, data in figures:
+        body.append(
+            f'<figure id="{_e(key)}"><img alt="{_e(key)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{_e(caption)} ({_e(FIGURE_FILES[key])})</figcaption></figure>"
+        )
+
+    body.append("<h2>Parameters</h2>")
+    if params:
+        body.append(
+            f"<p>As given (defaults filled in); <code>{_e(PARAMS_FILE)}</code> reruns them with "
+            f"<code>stemfuse run --params {_e(PARAMS_FILE)}</code>.</p>"
+        )
+        rows = []
+        for section, values in params.items():
+            if isinstance(values, dict) and section not in ("inputs",):
+                for name, value in values.items():
+                    rows.append((section, name, _format(value)))
+        body.append(_table(rows, ["section", "parameter", "value"]))
+    body.append("<h3>Found and resolved by the pipeline</h3>")
+    body.append(_table(_derived_rows(results.labels), ["step", "parameter", "value"]))
+
+    if run.get("timings"):
+        body.append("<h2>Timings</h2>")
+        rows = [(stage, f"{seconds:.2f} s") for stage, seconds in run["timings"].items()]
+        rows.append((_Raw("<b>total</b>"), f"{sum(run['timings'].values()):.2f} s"))
+        body.append(_table(rows, ["stage", "time"], numeric=(1,)))
+
+    body.append("<h2>Software</h2>")
+    env = run.get("environment") or {}
+    packages = env.get("packages") or _plain_dict(results.labels.metadata.Clustering.get_item("versions", {}))
+    rows = [("python", env.get("python", "")), ("platform", env.get("platform", ""))] if env else []
+    rows += sorted(packages.items())
+    body.append(_table(rows, ["software", "version"]))
+    if run.get("argv"):
+        body.append(f"<p>Command: <code>{_e(' '.join(run['argv']))}</code>")
+        if run.get("cwd"):
+            body.append(f" in <code>{_e(run['cwd'])}</code>")
+        body.append("</p>")
+    generated = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    finished = run.get("finished")
+    body.append(
+        f"<p><small>Results {('computed ' + _e(finished) + '; ') if finished else ''}report generated {_e(generated)}."
+        "</small></p>"
+    )
+
+    page = (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        f"<title>{_e(title)}: {_e(directory.resolve().name)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body>\n</html>\n"
+    )
+    path = directory / REPORT_FILE
+    path.write_text(page, encoding="utf-8")
+    return path

@@ -1,0 +1,170 @@
+"""``FusedSTEMSignal``: per-position feature vectors or spectra ("fused_stem", 1-D)."""
+
+import numpy as np
+from hyperspy._signals.lazy import LazySignal
+from hyperspy.signals import Signal1D
+
+from .._arrays import find_nonfinite, is_lazy_array
+from .._progress import dask_progress, stage_bar
+from ..clustering import embed, merge_indistinct, soft_cluster
+
+__all__ = ["FusedSTEMSignal", "LazyFusedSTEMSignal"]
+
+
+class FusedSTEMSignal(Signal1D):
+    """Per-position vectors of one scan: a spectrum image, features, or fused features.
+
+    ``eds.set_signal_type("fused_stem")`` gives a spectrum image
+    :meth:`variance_features`; :func:`~stemfuse_hs.sdt_features`,
+    :func:`~stemfuse_hs.variance_features` and :func:`~stemfuse_hs.fuse`
+    return this class; :meth:`cluster` maps the phases.
+
+    Examples
+    --------
+    >>> import stemfuse_hs
+    >>> scan = stemfuse_hs.data.synthetic_scan("four_phases", size="tiny")
+    >>> fused = stemfuse_hs.fuse(scan.dp, scan.eds)
+    >>> labels = fused.cluster(random_state=0)  # doctest: +SKIP
+    >>> labels.plot()  # doctest: +SKIP
+    """
+
+    _signal_type = "fused_stem"
+
+    def variance_features(self, **kwargs):
+        """Variance-thresholded features of this spectrum image.
+
+        See :func:`stemfuse_hs.variance_features` for the parameters.
+        """
+        from .extract import variance_features
+
+        return variance_features(self, **kwargs)
+
+    def fuse(self, *others, **kwargs):
+        """Fuse with other signals of the same scan; see :func:`stemfuse_hs.fuse`."""
+        from .fuse import fuse
+
+        return fuse(self, *others, **kwargs)
+
+    def block_shares(self, **kwargs):
+        """Each block's share of the total variance; see :func:`stemfuse_hs.block_shares`."""
+        from .fuse import block_shares
+
+        return block_shares(self, **kwargs)
+
+    def cluster(
+        self,
+        *,
+        n_components=3,
+        n_neighbors=10,
+        min_dist=0.0,
+        metric="euclidean",
+        densmap=True,
+        pca_components=None,
+        min_cluster_size=0.02,
+        min_samples=10,
+        cluster_selection_epsilon=0.0,
+        min_membership=None,
+        merge_threshold=0.5,
+        random_state=None,
+        n_jobs=-1,
+        show_progressbar=None,
+    ):
+        """Map phases: UMAP embedding, HDBSCAN with soft memberships, merging.
+
+        Parameters
+        ----------
+        n_components : int, default 3
+            Embedding dimensions.
+        n_neighbors : int, default 10
+        min_dist : float, default 0.0
+        metric : {"euclidean", "chebyshev", "manhattan", "cosine", "correlation"}
+            UMAP's metric; the method used "euclidean" and "chebyshev".
+        densmap : bool, default True
+        pca_components : int, optional
+            Principal components kept before UMAP; off by default (the method).
+        min_cluster_size : int or float, default 0.02
+            Smallest cluster as a count or a fraction of the positions.
+        min_samples : int, default 10
+        cluster_selection_epsilon : float, default 0.0
+        min_membership : float, optional
+            Positions whose largest membership is below this become noise (-1).
+        merge_threshold : float, default 0.5
+            Clusters without a density valley at least this deep between
+            them in the fused feature space (see
+            :func:`stemfuse_hs.clustering.separation`) are merged: thickness
+            or bending can split one phase into several dense regions of the
+            embedding. 0 disables.
+        random_state : int, optional
+            Seed for repeatable maps.
+        n_jobs : int, default -1
+            Threads for UMAP when no seed is given.
+        show_progressbar : bool, optional
+
+        Returns
+        -------
+        ClusterLabels
+            The label map (signal axes = scan axes), with memberships,
+            embedding and all parameters.
+
+        Examples
+        --------
+        >>> import stemfuse_hs
+        >>> scan = stemfuse_hs.data.synthetic_scan("four_phases", size="tiny")
+        >>> labels = stemfuse_hs.fuse(scan.dp, scan.eds).cluster(random_state=0)
+        >>> labels.n_clusters
+        4
+        """
+        from .labels import build_cluster_labels
+
+        nav_ndim = self.axes_manager.navigation_dimension
+        if nav_ndim == 0:
+            raise ValueError("cluster needs a scan: this signal has no navigation axes.")
+        stages = ["features", "embedding", "clustering"]
+        with stage_bar(stages, show_progressbar, "stemfuse cluster") as bar:
+            with dask_progress(show_progressbar):
+                data = self.data.compute() if is_lazy_array(self.data) else self.data
+            bad = find_nonfinite(data, 1)
+            if bad.size:
+                raise ValueError(
+                    f"cluster: {len(bad)} positions hold NaN or inf features, first at navigation "
+                    f"index {tuple(int(v) for v in bad[0])}; clean the data or exclude them."
+                )
+            scan_shape = data.shape[:nav_ndim]
+            matrix = np.asarray(data, dtype=np.float32).reshape((int(np.prod(scan_shape)), -1))
+            bar.update()
+            embedding = embed(
+                matrix,
+                n_components=n_components,
+                n_neighbors=n_neighbors,
+                min_dist=min_dist,
+                metric=metric,
+                densmap=densmap,
+                pca_components=pca_components,
+                random_state=random_state,
+                n_jobs=n_jobs,
+            )
+            bar.update()
+            result = soft_cluster(
+                embedding,
+                min_cluster_size=min_cluster_size,
+                min_samples=min_samples,
+                cluster_selection_epsilon=cluster_selection_epsilon,
+                min_membership=min_membership,
+            )
+            result = merge_indistinct(result, matrix, threshold=merge_threshold)
+            bar.update()
+        parameters = {
+            "n_components": n_components,
+            "n_neighbors": n_neighbors,
+            "min_dist": float(min_dist),
+            "metric": metric,
+            "densmap": bool(densmap),
+            "pca_components": -1 if pca_components is None else int(pca_components),
+            "random_state": -1 if random_state is None else int(random_state),
+        }
+        parameters.update(result.parameters)
+        return build_cluster_labels(self, result, embedding, parameters)
+
+
+class LazyFusedSTEMSignal(LazySignal, FusedSTEMSignal):
+    """Lazy (dask-backed) twin of :class:`~stemfuse_hs.signals.features.FusedSTEMSignal`."""

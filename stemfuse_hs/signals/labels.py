@@ -1,0 +1,221 @@
+"""``ClusterLabels``: the phase map and everything needed to read it ("fused_stem_labels")."""
+
+import copy
+
+import numpy as np
+from hyperspy._signals.lazy import LazySignal
+from hyperspy.signals import Signal2D
+
+from .._progress import dask_progress
+from ..clustering.means import cluster_statistics, cluster_weights
+from ._axes import check_signal, index_axis, navigation_axes_dicts, signal_axes_dicts
+
+__all__ = ["ClusterLabels", "LazyClusterLabels", "build_cluster_labels", "software_versions"]
+
+
+def software_versions():
+    """Versions of the packages that shape a result, for provenance."""
+    from importlib import metadata
+
+    versions = {}
+    for package in ("stemfuse_hs", "hyperspy", "pyxem", "exspy", "umap-learn", "hdbscan", "scikit-learn", "numpy", "dask"):
+        try:
+            versions[package.replace("-", "_")] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            if package == "stemfuse_hs":
+                from .. import __version__
+
+                versions[package] = __version__
+            else:
+                versions[package.replace("-", "_")] = "not installed"
+    return versions
+
+
+def _scan_axes(fused):
+    axes = [dict(a, navigate=False) for a in navigation_axes_dicts(fused)]
+    if len(axes) == 1:
+        # A line scan is drawn as a one-row image.
+        axes.insert(0, {"name": "y", "size": 1, "scale": 1.0, "offset": 0.0, "units": axes[0].get("units"), "navigate": False})
+    return axes
+
+
+def build_cluster_labels(fused, result, embedding, parameters):
+    """Assemble a :class:`ClusterLabels` from array results (used by ``cluster``)."""
+    scan_axes = _scan_axes(fused)
+    scan_shape = tuple(a["size"] for a in scan_axes)
+    labels = ClusterLabels(result.labels.reshape(scan_shape).astype(np.int32), axes=copy.deepcopy(scan_axes))
+    labels.metadata.General.title = "Cluster labels"
+    k = result.n_clusters
+    memberships = Signal2D(
+        np.moveaxis(result.memberships, -1, 0).reshape((k,) + scan_shape).astype(np.float32),
+        axes=[index_axis("cluster", k, navigate=True)] + copy.deepcopy(scan_axes),
+    )
+    memberships.metadata.General.title = "Cluster memberships"
+    from hyperspy.signals import Signal1D
+
+    embedding_signal = Signal1D(
+        embedding.reshape(scan_shape + (embedding.shape[-1],)).astype(np.float32),
+        axes=[dict(a, navigate=True) for a in copy.deepcopy(scan_axes)] + [index_axis("component", embedding.shape[-1])],
+    )
+    embedding_signal.metadata.General.title = "Embedding"
+    sizes = np.array([(result.labels == i).sum() for i in range(k)], dtype=np.int64)
+    fusion = fused.metadata.get_item("Fusion", None)
+    labels.metadata.set_item(
+        "Clustering",
+        {
+            "n_clusters": int(k),
+            "cluster_sizes": sizes,
+            "n_noise": int((result.labels < 0).sum()),
+            "parameters": parameters,
+            "memberships": memberships,
+            "embedding": embedding_signal,
+            "fusion": fusion.as_dictionary() if fusion is not None else {},
+            "source_title": fused.metadata.General.title,
+            "versions": software_versions(),
+        },
+    )
+    return labels
+
+
+class ClusterLabels(Signal2D):
+    """The phase map of a scan: integer labels, -1 for noise.
+
+    Its signal axes are the scan axes, so ``.plot()`` draws the map with a
+    scalebar in the scan's units. Memberships, the embedding and every
+    parameter travel in ``metadata.Clustering`` and are saved with it.
+
+    Examples
+    --------
+    >>> import stemfuse_hs
+    >>> scan = stemfuse_hs.data.synthetic_scan("four_phases", size="tiny")
+    >>> labels = stemfuse_hs.fuse(scan.dp, scan.eds).cluster(random_state=0)
+    >>> labels.memberships.axes_manager.navigation_axes[0].name
+    'cluster'
+    >>> means = labels.cluster_means(scan.eds)
+    >>> means.axes_manager.navigation_shape == (labels.n_clusters,)
+    True
+    """
+
+    _signal_type = "fused_stem_labels"
+
+    @property
+    def n_clusters(self):
+        """Number of clusters (noise not counted)."""
+        return int(self.metadata.Clustering.n_clusters)
+
+    @property
+    def memberships(self):
+        """Soft memberships: navigation axis "cluster", signal axes = scan."""
+        return self.metadata.Clustering.memberships
+
+    @property
+    def max_membership(self):
+        """Largest membership of every position (its confidence), as a map."""
+        memberships = self.memberships.data
+        data = memberships.max(axis=0) if memberships.shape[0] else np.zeros(self.data.shape, np.float32)
+        out = Signal2D(np.asarray(data, dtype=np.float32), axes=copy.deepcopy(signal_axes_dicts(self)))
+        out.metadata.General.title = "Largest membership"
+        return out
+
+    @property
+    def embedding(self):
+        """Embedding: navigation = scan, signal axis "component"."""
+        return self.metadata.Clustering.embedding
+
+    @property
+    def parameters(self):
+        """Every clustering parameter used, as a dictionary."""
+        return self.metadata.Clustering.parameters.as_dictionary()
+
+    def _weights(self, mode, min_membership):
+        n = int(np.prod(self.data.shape))
+        memberships = np.moveaxis(np.asarray(self.memberships.data), 0, -1).reshape(n, -1)
+        return cluster_weights(self.data.reshape(n), memberships, mode, min_membership)
+
+    def cluster_statistics(self, signal, mode="membership", min_membership=0.5, show_progressbar=None):
+        """Mean and standard deviation of ``signal`` over each cluster.
+
+        Parameters
+        ----------
+        signal : hyperspy signal
+            Any signal of the same scan (4D-STEM, spectrum image, features),
+            eager or lazy; lazy data is read once, chunk by chunk.
+        mode : {"membership", "hard"}, default "membership"
+            Weight every position by its membership, or take positions
+            labelled with the cluster whose largest membership is at least
+            ``min_membership``.
+        min_membership : float, default 0.5
+            For ``mode="hard"``.
+        show_progressbar : bool, optional
+
+        Returns
+        -------
+        mean, std : hyperspy signals
+            Of the input's class (a diffraction signal stays one; a spectrum
+            keeps its energy axis and metadata), navigation axis "cluster".
+
+        Examples
+        --------
+        >>> import stemfuse_hs
+        >>> scan = stemfuse_hs.data.synthetic_scan("four_phases", size="tiny")
+        >>> labels = stemfuse_hs.fuse(scan.dp, scan.eds).cluster(random_state=0)
+        >>> mean, std = labels.cluster_statistics(scan.dp)
+        >>> type(mean).__name__, mean.axes_manager.navigation_shape
+        ('Diffraction2D', (4,))
+        """
+        from hyperspy.signal import BaseSignal
+
+        if not isinstance(signal, BaseSignal):
+            raise TypeError(f"cluster_statistics expects a HyperSpy signal, got {type(signal).__name__}.")
+        scan = signal.axes_manager.navigation_shape
+        own = tuple(a.size for a in self.axes_manager.signal_axes)
+        if int(np.prod(scan)) != int(np.prod(own)) or (len(scan) == 2 and scan != own):
+            raise ValueError(
+                f"cluster_statistics: the signal's scan {scan} is not the label map's {own}."
+            )
+        check_signal(signal, signal.axes_manager.signal_dimension, "cluster_statistics")
+        weights = self._weights(mode, min_membership)
+        with dask_progress(show_progressbar):
+            mean, std = cluster_statistics(signal.data, signal.axes_manager.signal_dimension, weights)
+        return _like(signal, mean, "mean"), _like(signal, std, "standard deviation")
+
+    def cluster_means(self, signal, mode="membership", min_membership=0.5, show_progressbar=None):
+        """Mean of ``signal`` over each cluster; see :meth:`cluster_statistics`."""
+        return self.cluster_statistics(signal, mode, min_membership, show_progressbar)[0]
+
+    def cluster_stds(self, signal, mode="membership", min_membership=0.5, show_progressbar=None):
+        """Standard deviation of ``signal`` in each cluster; see :meth:`cluster_statistics`."""
+        return self.cluster_statistics(signal, mode, min_membership, show_progressbar)[1]
+
+    def plot(self, *args, **kwargs):
+        """Plot the map in the package's cluster palette (noise grey), with a scalebar.
+
+        Arguments go to HyperSpy's ``Signal2D.plot``.
+        """
+        from ..plot.palette import label_colormap
+
+        cmap, norm_kwargs = label_colormap(self.n_clusters)
+        for key, value in norm_kwargs.items():
+            kwargs.setdefault(key, value)
+        kwargs.setdefault("cmap", cmap)
+        kwargs.setdefault("colorbar", False)
+        return super().plot(*args, **kwargs)
+
+
+class LazyClusterLabels(LazySignal, ClusterLabels):
+    """Lazy twin of :class:`~stemfuse_hs.signals.labels.ClusterLabels` (what ``hs.load(..., lazy=True)`` gives)."""
+
+
+def _like(template, data, what):
+    """A signal of ``template``'s kind holding per-cluster ``data``."""
+    from hyperspy.signal import BaseSignal
+
+    axes = [index_axis("cluster", data.shape[0], navigate=True)] + copy.deepcopy(signal_axes_dicts(template))
+    metadata = template.metadata.deepcopy().as_dictionary()
+    for node in ("Features", "Fusion", "Clustering"):
+        metadata.pop(node, None)
+    out = BaseSignal(data, axes=axes, metadata=metadata)
+    out.axes_manager._update_attributes()
+    out._assign_subclass()
+    out.metadata.General.title = f"Cluster {what} of {template.metadata.General.title}".strip()
+    return out

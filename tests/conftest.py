@@ -1,0 +1,100 @@
+"""Shared test set-up: quiet HyperSpy, a headless matplotlib, synthetic scans.
+
+The synthetic scans are generated once per session (``scan_cache``) and
+shared; tests that might modify a signal take it through ``fresh_scan``,
+which hands out deep copies.
+"""
+
+
+import types
+
+import matplotlib
+
+matplotlib.use("Agg")  # before anything imports pyplot
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import hyperspy.api as hs  # noqa: E402
+
+hs.preferences.General.show_progressbar = False
+
+SCENARIOS = ("four_phases", "chemistry_only", "structure_only", "precipitates")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: takes more than a minute (still runs by default; deselect with -m 'not slow')"
+    )
+
+
+class _ScanCache:
+    """Tiny synthetic scans, generated on first request and then reused.
+
+    The returned :class:`~stemfuse_hs.data.SyntheticScan` objects are shared
+    by the whole session: read them, never modify them (use ``fresh_scan``).
+    """
+
+    def __init__(self):
+        self._scans = {}
+
+    def __call__(self, scenario, lazy=False):
+        key = (scenario, bool(lazy))
+        if key not in self._scans:
+            from stemfuse_hs.data import synthetic_scan
+
+            self._scans[key] = synthetic_scan(scenario, size="tiny", seed=0, lazy=bool(lazy))
+        return self._scans[key]
+
+
+@pytest.fixture(scope="session")
+def scan_cache():
+    """``scan_cache(scenario, lazy=False)`` -> shared tiny SyntheticScan (read only)."""
+    return _ScanCache()
+
+
+@pytest.fixture
+def fresh_scan(scan_cache):
+    """``fresh_scan(scenario, lazy=False)`` -> namespace with deep copies of ``dp`` and ``eds``.
+
+    ``truth``, ``beam_center`` and the shared ``scan`` itself are included
+    for reference; only ``dp`` and ``eds`` are copies that may be modified.
+    """
+
+    def make(scenario, lazy=False):
+        scan = scan_cache(scenario, lazy)
+        return types.SimpleNamespace(
+            dp=scan.dp.deepcopy(),
+            eds=scan.eds.deepcopy(),
+            truth=scan.truth.copy(),
+            beam_center=np.array(scan.beam_center, copy=True),
+            scan=scan,
+        )
+
+    return make
+
+
+@pytest.fixture(params=SCENARIOS)
+def scenario(request):
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def four_phases(scan_cache):
+    """Shared eager four_phases scan (read only)."""
+    return scan_cache("four_phases")
+
+
+@pytest.fixture(scope="session")
+def four_phases_lazy(scan_cache):
+    """Shared lazy four_phases scan (read only)."""
+    return scan_cache("four_phases", lazy=True)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+

@@ -1,0 +1,475 @@
+"""Tests of the ``stemfuse`` command (stemfuse_hs.cli and stemfuse_hs.report).
+
+The commands run in subprocesses (``python -m stemfuse_hs``) on tiny
+synthetic scans, as a user would run them. The three runs that cluster (each
+pays UMAP's numba compilation) start together in the background and are
+awaited by the tests that read their results, so they share the cores.
+"""
+
+import base64
+import hashlib
+import inspect
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stemfuse_hs import cli
+from stemfuse_hs import report as report_module
+
+TIMEOUT = 600
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _command(*args):
+    return [sys.executable, "-m", "stemfuse_hs", *map(str, args)]
+
+
+def _env():
+    # Headless, and no user HyperSpy preferences popping up progress bars.
+    return dict(os.environ, MPLBACKEND="Agg")
+
+
+def stemfuse(*args, cwd=None):
+    """Run ``stemfuse ARGS`` to completion."""
+    return subprocess.run(
+        _command(*args), capture_output=True, text=True, timeout=TIMEOUT, cwd=cwd, env=_env()
+    )
+
+
+class Background:
+    """A ``stemfuse`` run started now, awaited later."""
+
+    def __init__(self, *args, cwd=None):
+        self.args = args
+        self.process = subprocess.Popen(
+            _command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=_env()
+        )
+        self._result = None
+
+    def result(self):
+        if self._result is None:
+            stdout, stderr = self.process.communicate(timeout=TIMEOUT)
+            self._result = subprocess.CompletedProcess(self.args, self.process.returncode, stdout, stderr)
+        return self._result
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert lines, "no message on stderr"
+    assert lines[-1].startswith("stemfuse: error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[-1], lines[-1]
+    # Only stage notes ("stemfuse: ... ...") may come before the error line.
+    assert all(line.startswith("stemfuse: ") for line in lines), result.stderr
+
+
+# --------------------------------------------------------------------------
+# Fixtures: input files and the background runs
+# --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, scan_cache):
+    """Tiny four_phases scan saved as .hspy and .zspy, plus a cropped EDS scan."""
+    folder = tmp_path_factory.mktemp("inputs")
+    scan = scan_cache("four_phases")
+    paths = {
+        "dp_hspy": folder / "dp.hspy",
+        "dp_zspy": folder / "dp.zspy",
+        "eds_hspy": folder / "eds.hspy",
+        "eds_zspy": folder / "eds.zspy",
+        "eds_cropped": folder / "eds_cropped.hspy",
+    }
+    scan.dp.save(paths["dp_hspy"])
+    scan.dp.save(paths["dp_zspy"])
+    scan.eds.save(paths["eds_hspy"])
+    scan.eds.save(paths["eds_zspy"])
+    scan.eds.inav[:, :-4].save(paths["eds_cropped"])
+    params = folder / "params.toml"
+    params.write_text(
+        "[diffraction]\nfraction = 0.3\nbinning = 4\n"
+        "[eds]\nexclude_lines = [\"Cu_Ka\", \"Cu_La\"]\n"
+        "[clustering]\nrandom_state = 5\nn_neighbors = 12\n",
+        encoding="utf-8",
+    )
+    paths["params"] = params
+    paths["folder"] = folder
+    paths["truth_shape"] = scan.truth.shape
+    return paths
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, files):
+    """The demo and two runs, started together in the background."""
+    out = tmp_path_factory.mktemp("runs")
+    overwritten = out / "run_zspy"
+    overwritten.mkdir()
+    (overwritten / "notes.txt").write_text("not ours", encoding="utf-8")
+    (overwritten / report_module.REPORT_FILE).write_text("stale", encoding="utf-8")
+    started = {
+        "demo": Background("demo", "--size", "tiny", "--out", out / "demo", "--random-state", 0),
+        # .hspy diffraction + .zspy EDS; TOML parameters, two overridden on the command line.
+        "run_hspy": Background(
+            "run", files["dp_hspy"], files["eds_zspy"], "--out", out / "run_hspy",
+            "--params", files["params"], "--binning", 2, "--random-state", 0,
+        ),
+        # .zspy diffraction + .hspy EDS, quiet, into an existing folder with --overwrite.
+        "run_zspy": Background(
+            "run", files["dp_zspy"], files["eds_hspy"], "--out", overwritten,
+            "--overwrite", "--quiet", "--random-state", 0,
+        ),
+    }
+    paths = {name: out / name for name in started}
+    yield {"out": paths, "process": started}
+    for run in started.values():
+        run.stop()
+
+
+def finished(runs, name):
+    result = runs["process"][name].result()
+    assert result.returncode == 0, f"{name} failed:\n{result.stderr[-3000:]}"
+    return result, runs["out"][name]
+
+
+def img_payloads(page):
+    return re.findall(r'<img[^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+
+
+# --------------------------------------------------------------------------
+# Whole runs
+# --------------------------------------------------------------------------
+def test_demo_writes_every_file_and_a_complete_report(runs):
+    result, out = finished(runs, "demo")
+    names = report_module.OUTPUT_NAMES
+    for name in names:
+        assert (out / name).exists(), name
+    report_path = (out / report_module.REPORT_FILE).resolve()
+    assert f"Report: {report_path}" in result.stdout
+    ari = re.search(r"Adjusted Rand index vs the ground truth: ([0-9.]+)", result.stdout)
+    assert ari and 0 <= float(ari.group(1)) <= 1
+
+    page = report_path.read_text(encoding="utf-8")
+    payloads = img_payloads(page)
+    assert len(payloads) == len(report_module.FIGURE_FILES)
+    for payload in payloads:
+        assert base64.b64decode(payload).startswith(PNG_MAGIC)
+    for figure in report_module.FIGURE_FILES.values():
+        assert (out / figure).read_bytes().startswith(PNG_MAGIC)
+        assert figure in page
+    for name in cli._BY_SECTION["clustering"]:
+        assert f"<td>{name}</td>" in page
+    assert "adjusted Rand index" in page and ari.group(1) in page
+    for stage in ("clustering", "diffraction features", "EDS features", "fusion"):
+        assert f"<td>{stage}</td>" in page
+    assert "umap_learn" in page and "hyperspy" in page
+    assert "src=\"http" not in page and "<script" not in page  # one self-contained page
+
+    params = json.loads((out / report_module.PARAMS_FILE).read_text())
+    assert params["command"] == "demo"
+    assert params["demo"] == {"scenario": "four_phases", "size": "tiny", "seed": 0}
+    assert params["clustering"]["random_state"] == 0
+    run = json.loads((out / report_module.RUN_FILE).read_text())
+    assert run["n_clusters"] == len(run["cluster_sizes"])
+    assert sum(run["cluster_sizes"]) + run["n_noise"] == 32 * 48
+
+
+def test_demo_results_load_with_their_types(runs):
+    import hyperspy.api as hs
+
+    _, out = finished(runs, "demo")
+    labels = hs.load(out / report_module.LABELS_FILE)
+    assert type(labels).__name__ == "ClusterLabels"
+    k = labels.n_clusters
+    assert k >= 1
+    assert labels.memberships.axes_manager.navigation_shape == (k,)
+    assert labels.embedding.axes_manager.signal_shape == (3,)
+    assert labels.parameters["random_state"] == 0
+    expected = {"dp": "Diffraction2D", "eds": "EDSTEMSpectrum"}
+    for role, cls in expected.items():
+        for name in (report_module.MEAN_FILES[role], report_module.STD_FILES[role]):
+            signal = hs.load(out / name)
+            assert type(signal).__name__ == cls, name
+            assert signal.axes_manager.navigation_shape == (k,)
+
+
+def _sha256(path):
+    return report_module.sha256sum(path)
+
+
+def test_run_on_hspy_and_zspy_files_with_toml_params_and_overrides(runs, files):
+    import hyperspy.api as hs
+
+    result, out = finished(runs, "run_hspy")
+    assert "Report: " in result.stdout
+    assert "stemfuse: clustering ..." in result.stderr  # stage notes when not --quiet
+    params = json.loads((out / report_module.PARAMS_FILE).read_text())
+    assert params["inputs"] == {"dp": str(files["dp_hspy"].resolve()), "eds": str(files["eds_zspy"].resolve())}
+    # From the TOML file ...
+    assert params["diffraction"]["fraction"] == 0.3
+    assert params["eds"]["exclude_lines"] == ["Cu_Ka", "Cu_La"]
+    assert params["clustering"]["n_neighbors"] == 12
+    # ... unless given on the command line.
+    assert params["diffraction"]["binning"] == 2
+    assert params["clustering"]["random_state"] == 0
+    # And what the pipeline actually used, as recorded in the label map.
+    labels = hs.load(out / report_module.LABELS_FILE)
+    assert labels.parameters["random_state"] == 0
+    assert labels.parameters["n_neighbors"] == 12
+    blocks = labels.metadata.Clustering.fusion["Blocks"]
+    assert blocks["diffraction"]["feature_parameters"]["binning"] == 2
+    assert blocks["diffraction"]["feature_parameters"]["fraction"] == 0.3
+    assert list(blocks["eds"]["feature_parameters"]["exclude_lines"]) == ["Cu_Ka", "Cu_La"]
+    assert labels.axes_manager.signal_shape == (48, 32)
+
+    run = json.loads((out / report_module.RUN_FILE).read_text())
+    inputs = {item["role"]: item for item in run["inputs"]}
+    with open(files["dp_hspy"], "rb") as f:
+        assert inputs["dp"]["sha256"] == hashlib.sha256(f.read()).hexdigest()
+    assert inputs["eds"]["sha256"] == _sha256(files["eds_zspy"])
+    page = (out / report_module.REPORT_FILE).read_text(encoding="utf-8")
+    for item in inputs.values():
+        assert item["name"] in page and item["sha256"] in page
+    assert len(img_payloads(page)) == len(report_module.FIGURE_FILES)
+
+
+def test_run_zspy_and_hspy_quiet_overwrite(runs, files):
+    result, out = finished(runs, "run_zspy")
+    assert result.stdout.strip().splitlines()[-1].startswith("Report: ")
+    assert "stemfuse:" not in result.stderr and "%|" not in result.stderr and "Completed" not in result.stderr
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "not ours"  # only our files are replaced
+    assert (out / report_module.REPORT_FILE).read_text(encoding="utf-8") != "stale"
+    run = json.loads((out / report_module.RUN_FILE).read_text())
+    assert [item["name"] for item in run["inputs"]] == ["dp.zspy", "eds.hspy"]
+    # Same scan, same parameters and seed as the .hspy/.zspy demo: same map.
+    _, demo = finished(runs, "demo")
+    assert run["cluster_sizes"] == json.loads((demo / report_module.RUN_FILE).read_text())["cluster_sizes"]
+
+
+def test_report_rebuilds_the_page_from_the_results(runs):
+    _, out = finished(runs, "demo")
+    page = out / report_module.REPORT_FILE
+    before = page.read_text(encoding="utf-8")
+    page.unlink()
+    (out / report_module.FIGURE_FILES["label_map"]).unlink()
+    result = stemfuse("report", out, "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert f"Report: {page.resolve()}" in result.stdout
+    after = page.read_text(encoding="utf-8")
+    assert (out / report_module.FIGURE_FILES["label_map"]).exists()
+    assert len(img_payloads(after)) == len(report_module.FIGURE_FILES)
+    # Same content apart from the time the page was generated.
+    strip = lambda text: re.sub(r"report generated [^<]*", "", text)  # noqa: E731
+    assert [line for line in strip(after).splitlines() if "base64" not in line] == [
+        line for line in strip(before).splitlines() if "base64" not in line
+    ]
+
+
+def test_params_json_is_accepted_by_run_and_demo(runs, files):
+    _, demo_out = finished(runs, "demo")
+    saved = json.loads((demo_out / report_module.PARAMS_FILE).read_text())
+    result = stemfuse("run", files["dp_hspy"], files["eds_hspy"], "--params", demo_out / "params.json",
+                      "--dry-run", "--quiet")
+    assert result.returncode == 0, result.stderr
+    resolved = json.loads(result.stdout)
+    for section in cli.SECTIONS:
+        assert resolved[section] == saved[section]
+    result = stemfuse("demo", "--params", demo_out / "params.json", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["demo"] == saved["demo"]
+
+    # A run's params.json names its inputs: no file arguments needed.
+    _, run_out = finished(runs, "run_hspy")
+    result = stemfuse("run", "--params", run_out / "params.json", "--dry-run", "--quiet", "--fraction", 0.25)
+    assert result.returncode == 0, result.stderr
+    resolved = json.loads(result.stdout)
+    assert resolved["inputs"]["dp"] == str(files["dp_hspy"].resolve())
+    assert resolved["diffraction"]["fraction"] == 0.25
+    assert resolved["clustering"]["n_neighbors"] == 12
+
+
+# --------------------------------------------------------------------------
+# Failures: one line on stderr, non-zero exit, no traceback
+# --------------------------------------------------------------------------
+def test_missing_file(files, tmp_path):
+    result = stemfuse("run", tmp_path / "nothere.hspy", files["eds_hspy"], "--out", tmp_path / "out")
+    assert_one_line_error(result, "nothere.hspy", "does not exist")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name, content", [("junk.hspy", b"this is not HDF5"), ("junk.abc", b"\x00\x01")])
+def test_unreadable_file(files, tmp_path, name, content):
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    result = stemfuse("run", bad, files["eds_hspy"], "--out", tmp_path / "out")
+    assert_one_line_error(result, "cannot read DP_FILE", name)
+    assert not (tmp_path / "out").exists()
+
+
+def test_debug_shows_the_traceback(files, tmp_path):
+    bad = tmp_path / "junk.hspy"
+    bad.write_bytes(b"this is not HDF5")
+    result = stemfuse("--debug", "run", bad, files["eds_hspy"], "--out", tmp_path / "out")
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr
+
+
+def test_mismatched_scans(files, tmp_path):
+    result = stemfuse("run", files["dp_hspy"], files["eds_cropped"], "--out", tmp_path / "out")
+    assert_one_line_error(result, "(48, 32)", "(48, 28)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_parameter_out_of_range(files, tmp_path):
+    result = stemfuse("run", files["dp_hspy"], files["eds_hspy"], "--out", tmp_path / "out", "--fraction", 2, "-q")
+    assert_one_line_error(result, "fraction", "2")
+    assert not (tmp_path / "out").exists()  # a failed run leaves no empty folder behind
+
+
+def test_existing_output_folder_needs_overwrite(tmp_path):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine", encoding="utf-8")
+    result = stemfuse("demo", "--size", "tiny", "--out", out)
+    assert_one_line_error(result, "taken", "--overwrite")
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
+def test_usage_errors_are_one_line(tmp_path):
+    result = stemfuse("run", "a.hspy", "b.hspy", "--binning", "two")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "--binning" in result.stderr
+    result = stemfuse("demo", "--size", "huge")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bad_parameter_files(files, tmp_path):
+    typo = tmp_path / "typo.toml"
+    typo.write_text("[clustering]\nrandom_sate = 1\n", encoding="utf-8")
+    result = stemfuse("demo", "--params", typo, "--dry-run")
+    assert_one_line_error(result, "random_sate", "random_state")
+    flat = tmp_path / "flat.yaml"
+    flat.write_text("fraction: 0.3\n", encoding="utf-8")
+    result = stemfuse("demo", "--params", flat, "--dry-run")
+    assert_one_line_error(result, "[diffraction]")
+
+
+# --------------------------------------------------------------------------
+# Help, start-up, parameters
+# --------------------------------------------------------------------------
+def test_help_lists_every_option_with_its_default():
+    top = stemfuse("--help")
+    assert top.returncode == 0
+    for command in ("demo", "run", "report"):
+        assert command in top.stdout
+    for command in ("run", "demo"):
+        text = stemfuse(command, "--help").stdout
+        flat = " ".join(text.split())
+        for option in cli.OPTIONS:
+            assert option.flag in text, option.flag
+        assert "--binning N detector binning: sums N x N pixels (default: 2)" in flat
+        assert "(default: 0.4)" in flat and "(default: euclidean)" in flat
+        assert "--out DIR" in flat and "--params FILE" in flat and "--overwrite" in flat
+        # Every option says what happens when it is not given.
+        for block in re.split(r"\n  (?=-)", text.split("options:", 1)[1]):
+            if block.startswith("-") and not block.startswith("-h"):
+                assert "default" in " ".join(block.split()), block
+    demo_help = " ".join(stemfuse("demo", "--help").stdout.split())
+    assert "(default: 0)" in demo_help.rsplit("--random-state SEED", 1)[1][:200]
+    assert "--scheduler ADDRESS" in stemfuse("run", "--help").stdout
+
+
+def test_help_does_not_import_the_scientific_stack():
+    code = (
+        "import sys\n"
+        "from stemfuse_hs.cli import main\n"
+        "try:\n    main(['run', '--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('hyperspy', 'pyxem', 'exspy', 'umap', 'hdbscan', 'numpy', 'dask', 'matplotlib') "
+        "if m in sys.modules]\n"
+        "print('HEAVY:' + ','.join(heavy))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "HEAVY:"
+
+
+def test_option_defaults_follow_the_package():
+    import stemfuse_hs
+    from stemfuse_hs.clustering import MEAN_MODES, METRICS
+    from stemfuse_hs.data import SCENARIOS
+    from stemfuse_hs.features.sdt import STD_SCALES
+    from stemfuse_hs.fusion import WEIGHTINGS
+
+    functions = {
+        "diffraction": stemfuse_hs.sdt_features,
+        "eds": stemfuse_hs.variance_features,
+        "fusion": stemfuse_hs.fuse,
+        "clustering": stemfuse_hs.FusedSTEMSignal.cluster,
+        "statistics": stemfuse_hs.ClusterLabels.cluster_statistics,
+    }
+    for section, function in functions.items():
+        signature = inspect.signature(function)
+        keywords = {
+            name: p.default
+            for name, p in signature.parameters.items()
+            if p.default is not inspect.Parameter.empty and name != "show_progressbar"
+        }
+        options = {o.name: o.default for o in cli.OPTIONS if o.section == section}
+        assert set(options) == set(keywords), section
+        for name, default in keywords.items():
+            expected = list(default) if isinstance(default, tuple) else default
+            got = list(options[name]) if isinstance(options[name], tuple) else options[name]
+            assert got == expected, f"{section}.{name}: CLI {got!r}, package {expected!r}"
+    choices = {o.dest: set(o.choices) for o in cli.OPTIONS if o.choices}
+    assert choices["diffraction.std_scale"] == set(STD_SCALES)
+    assert choices["fusion.weighting"] == set(WEIGHTINGS)
+    assert choices["clustering.metric"] == set(METRICS)
+    assert choices["statistics.mode"] == set(MEAN_MODES)
+    assert set(cli.DEMO_SCENARIOS) == set(SCENARIOS)
+
+
+def test_parameter_precedence(tmp_path):
+    params_file = tmp_path / "p.yaml"
+    params_file.write_text(
+        "diffraction:\n  fraction: 0.3\n  beam_centre: [16, 15]\n"
+        "eds:\n  exclude_windows: [7.9, 8.2]\n  normalize: none\n"
+        "clustering:\n  min_cluster_size: 40\n  densmap: false\n",
+        encoding="utf-8",
+    )
+    args = cli.build_parser().parse_args(
+        ["run", "a.hspy", "b.hspy", "--params", str(params_file), "--fraction", "0.2",
+         "--min-cluster-size", "0.05", "--exclude-window", "1", "2", "--exclude-window", "3", "4"]
+    )
+    params = cli.resolve_parameters(args, "run")
+    assert params["diffraction"]["fraction"] == 0.2
+    assert params["diffraction"]["beam_centre"] == [16.0, 15.0]
+    assert params["eds"]["exclude_windows"] == [[1.0, 2.0], [3.0, 4.0]]
+    assert params["eds"]["normalize"] is None
+    assert params["clustering"]["min_cluster_size"] == 0.05
+    assert params["clustering"]["densmap"] is False
+    assert params["clustering"]["random_state"] is None
+    assert params["inputs"] == {"dp": "a.hspy", "eds": "b.hspy"}
+    assert cli.default_parameters("demo")["clustering"]["random_state"] == 0
+
+
+def test_sha256_of_files_and_folders(tmp_path):
+    data = os.urandom(3 * 1024 + 7)
+    path = tmp_path / "a.bin"
+    path.write_bytes(data)
+    assert report_module.sha256sum(path, block_size=1000) == hashlib.sha256(data).hexdigest()
+    folder = tmp_path / "store.zspy"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "0").write_bytes(b"x")
+    first = report_module.sha256sum(folder)
+    (folder / "sub" / "0").write_bytes(b"y")
+    assert report_module.sha256sum(folder) != first
