@@ -9,7 +9,7 @@ dask streams over chunks of positions.
 import dask.array as da
 import numpy as np
 
-__all__ = ["as_dask", "is_lazy_array", "flat_positions", "find_nonfinite"]
+__all__ = ["as_dask", "is_lazy_array", "flat_positions", "find_nonfinite", "raise_if_nonfinite"]
 
 #: Target size of one chunk when wrapping an in-memory array, in bytes.
 CHUNK_BYTES = 64 * 2**20
@@ -86,3 +86,18 @@ def find_nonfinite(array, signal_ndim):
     if is_lazy_array(bad):
         bad = bad.compute()
     return np.argwhere(np.atleast_1d(bad))
+
+
+def raise_if_nonfinite(array, signal_ndim, what="data"):
+    """Raise a ValueError saying how many positions hold NaN or inf, and where.
+
+    Called after a reduction came out non-finite, so that clean data pays
+    nothing for the check.
+    """
+    bad = find_nonfinite(array, signal_ndim)
+    if bad.size:
+        first = tuple(int(v) for v in bad[0])
+        raise ValueError(
+            f"{what} holds NaN or inf at {len(bad)} positions, first at navigation index {first} "
+            "(array order); replace them or crop them away (e.g. with signal.inav) first."
+        )

@@ -269,9 +269,9 @@ def _convert_file_value(option, value, source):
                 fail("an integer" if option.kind in ("int", "optint") else "a number")
     kind = option.kind
     if value is None:
-        if option.default is None or kind == "choice" and "none" in option.choices:
-            return None
-        fail("a value (this parameter cannot be empty)")
+        if kind == "choice" and "none" in option.choices:
+            return None  # e.g. normalize: null means no normalisation
+        return _plain(option.default)
     if kind in ("int", "optint"):
         if isinstance(value, float) and value.is_integer():
             value = int(value)
@@ -779,6 +779,8 @@ def _cmd_demo(args):
         raise CLIError(f"demo scenario {demo['scenario']!r} is not one of {', '.join(DEMO_SCENARIOS)}.")
     if demo["size"] not in DEMO_SIZES:
         raise CLIError(f"demo size {demo['size']!r} is not one of {', '.join(DEMO_SIZES)}.")
+    if isinstance(demo["seed"], bool) or not isinstance(demo["seed"], int) or demo["seed"] < 0:
+        raise CLIError(f"demo seed must be a non-negative integer, got {demo['seed']!r}.")
     if args.dry_run:
         _print_params(params, "demo")
         return 0
@@ -813,7 +815,7 @@ def _cmd_demo(args):
     except BaseException:
         _cleanup(out, created)
         raise
-    _print_summary(out, record)
+    _print_summary(out)
     return 0
 
 
@@ -844,8 +846,7 @@ def _cmd_run(args):
             with console.stage("checksums", "SHA-256 checksums of the inputs"):
                 for role, signal in (("dp", dp), ("eds", eds)):
                     record["inputs"].append(report_module.describe_input(role, params["inputs"][role], signal))
-            labels = _pipeline(dp, eds, params, out, console, record, show_progressbar=not args.quiet)
-            del labels
+            _pipeline(dp, eds, params, out, console, record, show_progressbar=not args.quiet)
             _finish(out, params, record, console, "run", args)
         except BaseException:
             _cleanup(out, created)
@@ -853,7 +854,7 @@ def _cmd_run(args):
     finally:
         if client is not None:
             client.close()
-    _print_summary(out, record)
+    _print_summary(out)
     return 0
 
 
@@ -956,6 +957,7 @@ def _pipeline(dp, eds, params, out, console, record, show_progressbar):
     import stemfuse_hs
 
     from . import report as report_module
+    from ._arrays import is_lazy_array
 
     progress = bool(show_progressbar)
     with console.stage("diffraction features"):
@@ -966,7 +968,7 @@ def _pipeline(dp, eds, params, out, console, record, show_progressbar):
         edf = stemfuse_hs.variance_features(eds, **eds_params, show_progressbar=progress)
     with console.stage("fusion"):
         fused = stemfuse_hs.fuse(dpf, edf, **params["fusion"], show_progressbar=progress)
-        if fused._lazy:
+        if is_lazy_array(fused.data):
             # Read the raw data once here rather than once per later step.
             fused.compute(show_progressbar=progress)
         record["block_shares"] = fused.block_shares()
@@ -1002,9 +1004,8 @@ def _finish(out, params, record, console, command, args):
     from . import __version__
     from . import report as report_module
 
-    params = dict(params)
     params = {"format": _PARAMS_FORMAT, "command": command, "stemfuse_version": __version__, **params}
-    (out / report_module.PARAMS_FILE).write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
+    report_module.write_json(out / report_module.PARAMS_FILE, params)
     record.update(
         command=command,
         argv=[PROG] + list(args.argv),
@@ -1018,7 +1019,7 @@ def _finish(out, params, record, console, command, args):
         report_module.write_report(out)
 
 
-def _print_summary(out, record):
+def _print_summary(out):
     from . import report as report_module
 
     summary = report_module.summary_lines(out)

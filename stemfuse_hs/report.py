@@ -186,7 +186,15 @@ def _jsonable(value):
 
 
 def write_json(path, obj):
-    """Write ``obj`` (numpy values allowed) as indented JSON."""
+    """Write ``obj`` as indented JSON.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+    obj : dict
+        May hold numpy arrays and scalars (written as lists and numbers)
+        and non-finite floats (written as ``null``).
+    """
     Path(path).write_text(json.dumps(_jsonable(obj), indent=2) + "\n", encoding="utf-8")
 
 

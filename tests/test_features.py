@@ -324,12 +324,6 @@ def test_select_top_fraction_with_all_scores_equal():
         assert not (selected & ~eligible).any()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="select_top_fraction computes np.ceil(fraction * n) in floating point: 0.07 * 100 = "
-    "7.000000000000001 -> 8 pixels (features/sdt.py, n_keep); round the product first, "
-    "e.g. math.ceil(round(fraction * n, 9))",
-)
 @pytest.mark.parametrize("fraction, shape, n_keep", [(0.07, (10, 10), 7), (0.14, (5, 10), 7)])
 def test_sdt_decimal_fraction_is_not_inflated_by_rounding(fraction, shape, n_keep):
     data = np.random.default_rng(2).poisson(4.0, size=(2, 3) + shape)
@@ -352,12 +346,6 @@ def test_safe_log_values():
     assert np.all(lazy.compute()[:3] == 0.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lazy safe_log declares float32 but computes float64 for float64/int64 input: "
-    "map_blocks(np.log1p, dtype=np.float32) does not cast (features/_common.py, safe_log); "
-    "cast inside the block, e.g. map_blocks(lambda b: np.log1p(b).astype(np.float32), dtype=np.float32)",
-)
 @pytest.mark.parametrize("dtype", [np.float64, np.int64])
 def test_safe_log_lazy_dtype_matches_its_declaration(dtype):
     lazy = safe_log(da.from_array(np.array([-1, 0, 3], dtype=dtype), chunks=2))
@@ -803,18 +791,11 @@ def test_fraction_one_keeps_every_pixel_outside_the_beam(four_phases):
     np.testing.assert_array_equal(md.selected_mask.data, 1 - md.beam_mask.data)
 
 
-_MESSAGE_CENTRE = (
-    "the 'leaves no detector pixel' message converts the binned centre back as c * binning, without "
-    "the + (binning - 1) / 2 used everywhere else (features/sdt.py, the ValueError after "
-    "`if not eligible.any()`): a given (16, 16) is reported as (15.5, 15.5) at binning 2; "
-    "use round(c * binning + half, 1)"
-)
 
 
 @pytest.mark.parametrize(
     "binning",
-    [1, pytest.param(2, marks=pytest.mark.xfail(strict=True, reason=_MESSAGE_CENTRE)),
-     pytest.param(4, marks=pytest.mark.xfail(strict=True, reason=_MESSAGE_CENTRE))],
+    [1, 2, 4],
 )
 def test_beam_radius_leaving_no_pixel(binning):
     s = diffraction(np.random.default_rng(0).poisson(2.0, size=(2, 3, 32, 32)))

@@ -26,8 +26,12 @@ def safe_log(x):
     [0.0, 0.0, 1.0]
     """
     if is_lazy_array(x):
-        return x.clip(min=0).map_blocks(np.log1p, dtype=np.float32)
+        return x.clip(min=0).map_blocks(_log1p_float32, dtype=np.float32)
     return np.log1p(np.clip(x, 0, None)).astype(np.float32, copy=False)
+
+
+def _log1p_float32(block):
+    return np.log1p(block).astype(np.float32, copy=False)
 
 
 def position_totals(data, signal_ndim):

@@ -15,7 +15,7 @@ import dask
 import numpy as np
 from scipy import ndimage
 
-from .._arrays import as_dask, is_lazy_array
+from .._arrays import as_dask, is_lazy_array, raise_if_nonfinite
 from ._common import NORMALIZATIONS, normalize_by_total, position_totals, safe_log
 from .._validation import check_choice, check_fraction, check_int, check_numeric_dtype, check_real
 
@@ -200,7 +200,8 @@ def select_top_fraction(score, eligible, fraction):
     """
     flat_score = np.asarray(score, dtype=np.float64).ravel()
     candidates = np.flatnonzero(np.asarray(eligible).ravel())
-    n_keep = int(np.ceil(fraction * candidates.size))
+    # Rounding first: 0.07 * 100 is 7.000000000000001 in floating point.
+    n_keep = int(np.ceil(round(fraction * candidates.size, 9)))
     order = np.argsort(-flat_score[candidates], kind="stable")
     selected = np.zeros(flat_score.size, dtype=bool)
     selected[candidates[order[:n_keep]]] = True
@@ -279,13 +280,18 @@ def sdt(
     nav_axes = tuple(range(data.ndim - 2))
     patterns = bin_patterns(as_dask(data, 2), binning)
     if normalize == "total":
-        patterns = normalize_by_total(patterns, 2, position_totals(patterns, 2))
+        totals = position_totals(patterns, 2)
+        if not np.all(np.isfinite(totals)):
+            raise_if_nonfinite(data, 2)
+        patterns = normalize_by_total(patterns, 2, totals)
     logged = safe_log(patterns)
     varying = logged if std_scale == "log" else patterns
     std_map, mean_pattern = dask.compute(
         varying.std(axis=nav_axes, dtype=np.float64),
         patterns.mean(axis=nav_axes, dtype=np.float64),
     )
+    if not (np.all(np.isfinite(std_map)) and np.all(np.isfinite(mean_pattern))):
+        raise_if_nonfinite(data, 2)
     std_map = std_map.astype(np.float32)
     mean_pattern = mean_pattern.astype(np.float32)
 
@@ -299,7 +305,7 @@ def sdt(
     eligible = ~beam
     if not eligible.any():
         raise ValueError(
-            f"beam_radius={radius * binning:g} px around {tuple(round(c * binning, 1) for c in centre)} "
+            f"beam_radius={radius * binning:g} px around {tuple(round(c * binning + half, 1) for c in centre)} "
             f"leaves no detector pixel outside the direct-beam mask."
         )
     selected = select_top_fraction(std_map, eligible, fraction)

@@ -15,7 +15,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from .._arrays import as_dask, is_lazy_array
+from .._arrays import as_dask, is_lazy_array, raise_if_nonfinite
 from .._validation import check_choice, check_fraction, check_numeric_dtype, check_real
 from ._common import NORMALIZATIONS, normalize_by_total, position_totals, safe_log
 
@@ -225,6 +225,8 @@ def variance_threshold(
     spectra = as_dask(data, 1).astype(np.float32)
     if normalize == "total":
         totals = position_totals(spectra, 1)
+        if not np.all(np.isfinite(totals)):
+            raise_if_nonfinite(data, 1)
         spectra = normalize_by_total(spectra, 1, totals)
         scale = normalize_by_total(da.ones(totals.shape, chunks=spectra.chunks[:-1])[..., None], 1, totals)
     else:
@@ -245,6 +247,8 @@ def variance_threshold(
         (windowed * scale).mean(axis=nav_axes, dtype=np.float64),
     )
 
+    if not (np.all(np.isfinite(variance)) and np.all(np.isfinite(window_variance))):
+        raise_if_nonfinite(data, 1)
     if threshold is not None:
         limit = np.full(variance.shape, threshold)
         rule = "value"
