@@ -1,6 +1,7 @@
 """Progress reporting that follows HyperSpy's preference."""
 
 import contextlib
+import sys
 
 __all__ = ["resolve_show_progressbar", "dask_progress", "stage_bar"]
 
@@ -36,7 +37,7 @@ def dask_progress(show_progressbar):
     _ACTIVE = True
     try:
         # Computations shorter than a second draw nothing: bars are for long work.
-        with ProgressBar(minimum=1.0):
+        with ProgressBar(minimum=1.0, out=sys.stderr):
             yield
     finally:
         _ACTIVE = False

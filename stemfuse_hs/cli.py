@@ -144,6 +144,9 @@ OPTIONS = [
     _opt("clustering", "min_samples", "--min-samples", 10, "HDBSCAN min_samples", "int", metavar="N"),
     _opt("clustering", "cluster_selection_epsilon", "--cluster-selection-epsilon", 0.0,
          "HDBSCAN merges clusters closer than this in the embedding", "float", metavar="E"),
+    _opt("clustering", "cluster_selection_method", "--cluster-selection-method", "leaf",
+         "HDBSCAN cluster selection: the finest clusters (leaf, then merged by the valley test) or excess of mass (eom)",
+         "choice", choices=("leaf", "eom")),
     _opt("clustering", "min_membership", "--min-membership", None,
          "positions whose largest membership is below this become noise (default: none)",
          "optfloat", metavar="M"),
@@ -787,23 +790,8 @@ def _cmd_demo(args):
     console = _Console(args.quiet)
     out, created = _prepare_output(Path(args.out), args.overwrite)
     try:
-        message = f"generating the synthetic '{demo['scenario']}' scan ({demo['size']})"
-        with console.stage("synthetic data", message):
-            from .data import synthetic_scan
-
-            scan = synthetic_scan(demo["scenario"], size=demo["size"], seed=int(demo["seed"]), lazy=False)
-        record = {
-            "demo": {
-                "scenario": scan.scenario,
-                "size": scan.size,
-                "seed": scan.seed,
-                "phases": list(scan.phases),
-                "description": scan.description,
-                "scan_shape": list(scan.truth.shape),
-            },
-            "inputs": [],
-        }
-        labels = _pipeline(scan.dp, scan.eds, params, out, console, record, show_progressbar=not args.quiet)
+        with _numba_warm_up():
+            labels, scan, record = _demo_pipeline(demo, params, out, console, args)
         from sklearn.metrics import adjusted_rand_score
 
         ari = float(adjusted_rand_score(scan.truth.ravel(), labels.data.ravel()))
@@ -819,6 +807,28 @@ def _cmd_demo(args):
     return 0
 
 
+def _demo_pipeline(demo, params, out, console, args):
+    """Generate the synthetic scan and run the pipeline on it."""
+    message = f"generating the synthetic '{demo['scenario']}' scan ({demo['size']})"
+    with console.stage("synthetic data", message):
+        from .data import synthetic_scan
+
+        scan = synthetic_scan(demo["scenario"], size=demo["size"], seed=int(demo["seed"]), lazy=False)
+    record = {
+        "demo": {
+            "scenario": scan.scenario,
+            "size": scan.size,
+            "seed": scan.seed,
+            "phases": list(scan.phases),
+            "description": scan.description,
+            "scan_shape": list(scan.truth.shape),
+        },
+        "inputs": [],
+    }
+    labels = _pipeline(scan.dp, scan.eds, params, out, console, record, show_progressbar=not args.quiet)
+    return labels, scan, record
+
+
 def _cmd_run(args):
     params = resolve_parameters(args, "run")
     inputs = params["inputs"]
@@ -829,6 +839,12 @@ def _cmd_run(args):
             raise CLIError(f"{what} '{inputs[role]}' does not exist.")
     params["inputs"] = {role: str(Path(inputs[role]).resolve()) for role in ("dp", "eds")}
     console = _Console(args.quiet or args.dry_run)
+    with contextlib.nullcontext() if args.dry_run else _numba_warm_up():
+        return _run_files(args, params, console)
+
+
+def _run_files(args, params, console):
+    """The body of ``stemfuse run`` once the inputs are known to exist."""
     client = _connect(args.scheduler, console) if args.scheduler else None
     try:
         with console.stage("opening the inputs"):
@@ -872,6 +888,33 @@ def _cmd_report(args):
 # --------------------------------------------------------------------------
 # Pipeline pieces
 # --------------------------------------------------------------------------
+# Imported in a second process while the first reads or generates data: on a
+# fresh install, importing UMAP compiles (and caches on disk) its numba
+# functions, about ten seconds of one core; compiled alongside, the main
+# process finds them cached when it reaches the clustering. With the cache
+# warm, the import costs well under a second.
+_WARM_UP = "import warnings; warnings.simplefilter('ignore'); import umap"
+
+
+@contextlib.contextmanager
+def _numba_warm_up():
+    import subprocess
+
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-c", _WARM_UP],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+    except OSError:  # no second process: everything still works, only slower
+        process = None
+    try:
+        yield
+    finally:
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def _connect(address, console):
     try:
         from distributed import Client

@@ -156,6 +156,31 @@ def robust_statistics(sample, zero_iqr="block"):
     return centre, np.where(tiny, np.median(scale[~tiny]), scale)
 
 
+def block_noise_scale(sample, scan_cols):
+    """Size of the noise fluctuation of squared distances within a block.
+
+    Counting noise differs from one probe position to the next while phase
+    contrast, thickness and bending hardly do, so half the mean squared
+    difference between horizontally adjacent positions estimates each
+    feature's noise variance ``s_f``. The squared distance between two
+    positions then fluctuates by about ``sqrt(sum_f s_f**2)`` from noise
+    alone; the fourth root of that sum is returned, so that dividing a block
+    by it gives every block the same noise fluctuation.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> round(block_noise_scale(rng.normal(0, 2, (100 * 50, 16)), 50), 1)
+    4.0
+    """
+    if scan_cols < 2 or sample.shape[0] < 2 * scan_cols:
+        return float("nan")
+    rows = sample.reshape(-1, scan_cols, sample.shape[1])
+    noise = 0.5 * np.mean(np.diff(rows, axis=1) ** 2, axis=(0, 1))
+    return float(np.sum(noise**2) ** 0.25)
+
+
 def _leading_components(sample, n_components):
     """Top singular values (per sqrt(n)) and right vectors of a centred sample."""
     from sklearn.utils.extmath import randomized_svd

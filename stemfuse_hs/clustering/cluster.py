@@ -11,7 +11,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from .._validation import check_fraction, check_int, check_real
+from .._validation import check_choice, check_fraction, check_int, check_real
 
 __all__ = ["ClusterResult", "resolve_min_cluster_size", "soft_cluster", "merge_indistinct", "separation", "valley_depth"]
 
@@ -71,6 +71,7 @@ def soft_cluster(
     min_cluster_size=0.02,
     min_samples=10,
     cluster_selection_epsilon=0.0,
+    cluster_selection_method="eom",
     min_membership=None,
 ):
     """HDBSCAN on an embedding, labels from soft memberships.
@@ -87,6 +88,9 @@ def soft_cluster(
         How conservative HDBSCAN is about density; capped at ``min_cluster_size``.
     cluster_selection_epsilon : float, default 0.0
         Clusters closer than this in the embedding are merged by HDBSCAN.
+    cluster_selection_method : {"eom", "leaf"}, default "eom"
+        HDBSCAN's choice of clusters from its tree: "eom" (excess of mass)
+        or "leaf" (the finest clusters; use with :func:`merge_indistinct`).
     min_membership : float, optional
         Positions whose largest membership is below this are noise (-1).
 
@@ -111,12 +115,14 @@ def soft_cluster(
     min_samples = check_int("min_samples", min_samples, minimum=1)
     min_samples = min(min_samples, size)
     cluster_selection_epsilon = check_real("cluster_selection_epsilon", cluster_selection_epsilon, minimum=0)
+    check_choice("cluster_selection_method", cluster_selection_method, ("eom", "leaf"))
     if min_membership is not None:
         min_membership = check_fraction("min_membership", min_membership, closed_low=True)
     clusterer = hdbscan.HDBSCAN(
         min_cluster_size=size,
         min_samples=min_samples,
         cluster_selection_epsilon=cluster_selection_epsilon,
+        cluster_selection_method=cluster_selection_method,
         prediction_data=True,
     ).fit(embedding)
     n_found = int(clusterer.labels_.max()) + 1
@@ -134,6 +140,7 @@ def soft_cluster(
         "min_cluster_size_given": min_cluster_size,
         "min_samples": int(min_samples),
         "cluster_selection_epsilon": cluster_selection_epsilon,
+        "cluster_selection_method": cluster_selection_method,
         # No threshold is the same as a threshold of 0: nobody becomes noise.
         "min_membership": 0.0 if min_membership is None else min_membership,
         "n_clusters_hdbscan": n_found,
@@ -293,27 +300,35 @@ def merge_indistinct(result, features, threshold=0.5, max_positions_per_cluster=
         if members.size > max_positions_per_cluster:
             members = np.sort(rng.choice(members, max_positions_per_cluster, replace=False))
         samples.append(np.asarray(features[members], dtype=np.float64))
+    def pooled(group):
+        return np.vstack([samples[i] for i in group])
+
+    def pair_separation(group_a, group_b):
+        a, b = pooled(group_a), pooled(group_b)
+        return 0.0 if len(a) < 2 or len(b) < 2 else separation(a, b)
+
+    # Separations of pairs that a merge did not touch stay valid: only the
+    # pairs with the new group are measured again.
+    known = {
+        (tuple(groups[a]), tuple(groups[b])): pair_separation(groups[a], groups[b])
+        for a in range(len(groups))
+        for b in range(a + 1, len(groups))
+    }
     while len(groups) > 1:
-        pooled = [np.vstack([samples[i] for i in g]) for g in groups]
-        best, pair = np.inf, None
-        for a in range(len(groups)):
-            for b in range(a + 1, len(groups)):
-                if len(pooled[a]) < 2 or len(pooled[b]) < 2:
-                    d = 0.0
-                else:
-                    d = separation(pooled[a], pooled[b])
-                if d < best:
-                    best, pair = d, (a, b)
+        (first, second), best = min(known.items(), key=lambda item: item[1])
         if best >= threshold:
             break
-        a, b = pair
-        groups[a] = sorted(groups[a] + groups[b])
-        del groups[b]
+        merged = sorted(first + second)
+        groups = [g for g in groups if tuple(g) not in (first, second)]
+        known = {pair: d for pair, d in known.items() if first not in pair and second not in pair}
+        for g in groups:
+            known[(tuple(g), tuple(merged))] = pair_separation(g, merged)
+        groups.append(merged)
     groups.sort(key=lambda g: g[0])
     memberships = np.stack([result.memberships[:, g].sum(axis=1) for g in groups], axis=1).astype(np.float32)
-    old_to_new = np.full(k + 1, -1, dtype=np.int64)
-    for new, g in enumerate(groups):
-        old_to_new[g] = new
-    labels = np.where(result.labels >= 0, old_to_new[result.labels], -1)
+    # Labels follow the merged memberships: a position below min_membership
+    # in each of two clusters can be above it in their union.
+    min_membership = parameters.get("min_membership", 0.0) or None
+    labels = _labels_from_memberships(memberships, min_membership)
     parameters["merged"] = groups
     return ClusterResult(labels, memberships, parameters)

@@ -63,6 +63,7 @@ class FusedSTEMSignal(Signal1D):
         min_cluster_size=0.02,
         min_samples=10,
         cluster_selection_epsilon=0.0,
+        cluster_selection_method="leaf",
         min_membership=None,
         merge_threshold=0.5,
         random_state=None,
@@ -86,6 +87,13 @@ class FusedSTEMSignal(Signal1D):
             Smallest cluster as a count or a fraction of the positions.
         min_samples : int, default 10
         cluster_selection_epsilon : float, default 0.0
+        cluster_selection_method : {"leaf", "eom"}, default "leaf"
+            HDBSCAN's selection of clusters from its tree. "leaf" proposes
+            the finest clusters and lets the merge below decide, in the
+            fused feature space, which splits are distinct phases; HDBSCAN's
+            own "eom" (excess of mass) sometimes keeps a parent cluster that
+            holds two phases. ``"eom"`` with ``merge_threshold=0`` is the
+            reference method's plain HDBSCAN.
         min_membership : float, optional
             Positions whose largest membership is below this become noise (-1).
         merge_threshold : float, default 0.5
@@ -149,6 +157,7 @@ class FusedSTEMSignal(Signal1D):
                 min_cluster_size=min_cluster_size,
                 min_samples=min_samples,
                 cluster_selection_epsilon=cluster_selection_epsilon,
+                cluster_selection_method=cluster_selection_method,
                 min_membership=min_membership,
             )
             result = merge_indistinct(result, matrix, threshold=merge_threshold)
@@ -164,6 +173,39 @@ class FusedSTEMSignal(Signal1D):
         }
         parameters.update(result.parameters)
         return build_cluster_labels(self, result, embedding, parameters)
+
+    def stability(self, n_runs=5, random_states=None, *, reference="medoid", **cluster_kwargs):
+        """Cluster with several seeds and measure how far the maps agree.
+
+        See :func:`stemfuse_hs.signals.stability.stability`.
+
+        Examples
+        --------
+        >>> import stemfuse_hs
+        >>> scan = stemfuse_hs.data.synthetic_scan("precipitates", size="tiny")
+        >>> result = stemfuse_hs.fuse(scan.dp, scan.eds).stability(n_runs=3)  # doctest: +SKIP
+        >>> fig = result.plot()  # doctest: +SKIP
+        """
+        from .stability import stability
+
+        return stability(self, n_runs, random_states, reference=reference, **cluster_kwargs)
+
+    def sensitivity(self, param_grid, **kwargs):
+        """Cluster over a grid of parameters and see which results hold.
+
+        See :func:`stemfuse_hs.signals.stability.sensitivity`.
+
+        Examples
+        --------
+        >>> import stemfuse_hs
+        >>> scan = stemfuse_hs.data.synthetic_scan("precipitates", size="tiny")
+        >>> fused = stemfuse_hs.fuse(scan.dp, scan.eds)
+        >>> result = fused.sensitivity({"min_cluster_size": [0.02, 0.05]})  # doctest: +SKIP
+        >>> fig = result.plot()  # doctest: +SKIP
+        """
+        from .stability import sensitivity
+
+        return sensitivity(self, param_grid, **kwargs)
 
 
 class LazyFusedSTEMSignal(LazySignal, FusedSTEMSignal):

@@ -174,6 +174,8 @@ class ClusterLabels(Signal2D):
                 f"cluster_statistics: the signal's scan {scan} is not the label map's {own}."
             )
         check_signal(signal, signal.axes_manager.signal_dimension, "cluster_statistics")
+        if self.n_clusters == 0:
+            raise ValueError("cluster_statistics: the label map has no clusters (every position is noise).")
         weights = self._weights(mode, min_membership)
         with dask_progress(show_progressbar):
             mean, std = cluster_statistics(signal.data, signal.axes_manager.signal_dimension, weights)

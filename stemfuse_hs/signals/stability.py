@@ -1,0 +1,667 @@
+"""Does another run, or another setting, give the same phase map?
+
+:func:`stability` repeats the embedding and clustering of a
+:class:`~stemfuse_hs.signals.features.FusedSTEMSignal` with different
+seeds; :func:`sensitivity` repeats it over a grid of parameters. Both align
+the label maps (:mod:`stemfuse_hs.clustering.stability`) and return them as
+signals on the scan axes with their consensus, the per-position agreement
+and the pairwise adjusted Rand index. This module only translates between
+signals and arrays; the algorithms are array functions.
+"""
+
+import copy
+import inspect
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._arrays import find_nonfinite, is_lazy_array
+from .._progress import dask_progress, stage_bar
+from ..clustering.stability import label_agreement, rescale_blocks
+from ._axes import index_axis, signal_axes_dicts
+
+__all__ = ["StabilityResult", "SensitivityResult", "stability", "sensitivity", "reweight"]
+
+#: Grid keys that re-fuse the blocks.
+FUSION_PARAMETERS = ("weights",)
+
+
+def _check_fused(fused, function):
+    from .features import FusedSTEMSignal
+
+    if not isinstance(fused, FusedSTEMSignal):
+        raise TypeError(
+            f"{function} needs a FusedSTEMSignal (the result of stemfuse_hs.fuse or of a feature "
+            f"extractor), got {type(fused).__name__}."
+        )
+    if fused.axes_manager.navigation_dimension == 0:
+        raise ValueError(f"{function} needs a scan: this signal has no navigation axes.")
+
+
+def _eager(fused, show_progressbar):
+    """``fused`` itself, or an in-memory copy of a lazy one (computed once for all runs)."""
+    if not is_lazy_array(fused.data):
+        return fused
+    out = fused.deepcopy()
+    with dask_progress(show_progressbar):
+        out.compute(show_progressbar=False)
+    return out
+
+
+def _scan_axes(labels):
+    return copy.deepcopy(signal_axes_dicts(labels))
+
+
+def _stack_signal(aligned, labels, axis_name, title):
+    from hyperspy.signals import Signal2D
+
+    axes = [index_axis(axis_name, aligned.shape[0], navigate=True)] + _scan_axes(labels)
+    out = Signal2D(aligned.astype(np.int32), axes=axes)
+    out.metadata.General.title = title
+    return out
+
+
+def _ari_signal(ari, axis_name, title):
+    from hyperspy.signals import Signal2D
+
+    out = Signal2D(np.asarray(ari, dtype=np.float64), axes=[index_axis(axis_name, ari.shape[0]), index_axis(axis_name, ari.shape[1])])
+    out.metadata.General.title = title
+    out.metadata.set_item("Signal.quantity", "adjusted Rand index")
+    return out
+
+
+def _agreement_signal(values, labels, title, quantity):
+    from hyperspy.signals import Signal2D
+
+    out = Signal2D(np.asarray(values, dtype=np.float32), axes=_scan_axes(labels))
+    out.metadata.General.title = title
+    out.metadata.set_item("Signal.quantity", quantity)
+    return out
+
+
+def _consensus_labels(fused, agreement, reference_labels, extra_parameters):
+    """A ClusterLabels of the consensus: votes as memberships, the reference's embedding."""
+    from ..clustering.cluster import ClusterResult
+    from .labels import build_cluster_labels
+
+    n = agreement.consensus.size
+    votes = agreement.votes.reshape(n, agreement.n_ids)
+    result = ClusterResult(labels=agreement.consensus.reshape(n), memberships=votes, parameters={})
+    embedding = np.asarray(reference_labels.embedding.data)
+    embedding = embedding.reshape(n, embedding.shape[-1])
+    parameters = dict(reference_labels.parameters)
+    parameters.update(extra_parameters)
+    consensus = build_cluster_labels(fused, result, embedding, parameters)
+    consensus.metadata.General.title = "Consensus labels"
+    return consensus
+
+
+def _mean_off_diagonal(matrix):
+    n = matrix.shape[0]
+    if n < 2:
+        return float("nan")
+    return float((matrix.sum() - np.trace(matrix)) / (n * (n - 1)))
+
+
+@dataclass
+class StabilityResult:
+    """Label maps of repeated clustering runs, aligned, and how far they agree.
+
+    Attributes
+    ----------
+    consensus : ClusterLabels
+        Per-position mode of the aligned runs. Its memberships are the
+        fractions of runs giving each cluster (so its largest membership is
+        the stability wherever a cluster wins), its embedding is the
+        reference run's; it gives cluster means like any label map.
+    stability : hyperspy.signals.Signal2D
+        Fraction of runs agreeing with the consensus at every position, on
+        the scan axes: 1 where every run gives the same phase.
+    ari : hyperspy.signals.Signal2D
+        ``(n_runs, n_runs)`` pairwise adjusted Rand index between runs.
+    runs : hyperspy.signals.Signal2D
+        The aligned label maps, navigation axis ``"run"``: cluster ``i``
+        is the same cluster in every run (ids the reference lacks are
+        numbered after its own).
+    labels : list of ClusterLabels
+        Every run's own result, as ``cluster`` returned it.
+    random_states : list
+        The seed of every run.
+    reference : int
+        The run whose cluster ids were kept.
+    """
+
+    consensus: object
+    stability: object
+    ari: object
+    runs: object
+    labels: list = field(repr=False)
+    random_states: list
+    reference: int
+
+    @property
+    def n_runs(self):
+        """Number of runs."""
+        return len(self.labels)
+
+    @property
+    def mean_ari(self):
+        """Mean adjusted Rand index over all pairs of runs."""
+        return _mean_off_diagonal(np.asarray(self.ari.data))
+
+    def plot(self, **kwargs):
+        """Consensus map, stability map and every run's map in a row.
+
+        See :func:`stemfuse_hs.plot.plot_stability` for the arguments.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        from ..plot.figures import plot_stability
+
+        return plot_stability(self, **kwargs)
+
+
+@dataclass
+class SensitivityResult:
+    """Label maps over a parameter grid, aligned, and how far they agree.
+
+    Attributes
+    ----------
+    settings : list of dict
+        The parameters of every map, in grid order (the first key varies
+        slowest).
+    maps : hyperspy.signals.Signal2D
+        The aligned label maps, navigation axis ``"setting"``.
+    ari : hyperspy.signals.Signal2D
+        ``(n_settings, n_settings)`` pairwise adjusted Rand index.
+    consensus : ClusterLabels
+        Per-position mode of the aligned maps (see
+        :class:`StabilityResult`).
+    stability : hyperspy.signals.Signal2D
+        Fraction of settings agreeing with the consensus at every position:
+        where it is 1 the phase does not depend on the parameters.
+    labels : list of ClusterLabels
+        Every setting's result, with its parameters.
+    param_grid : dict
+        The grid asked for.
+    reference : int
+        The setting whose cluster ids were kept.
+    """
+
+    settings: list
+    maps: object
+    ari: object
+    consensus: object
+    stability: object
+    labels: list = field(repr=False)
+    param_grid: dict
+    reference: int
+
+    @property
+    def n_settings(self):
+        """Number of parameter settings."""
+        return len(self.settings)
+
+    @property
+    def mean_ari(self):
+        """Mean adjusted Rand index over all pairs of settings."""
+        return _mean_off_diagonal(np.asarray(self.ari.data))
+
+    def plot(self, **kwargs):
+        """The maps in a grid, with the agreement map and the ARI matrix.
+
+        See :func:`stemfuse_hs.plot.plot_sensitivity` for the arguments.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        from ..plot.figures import plot_sensitivity
+
+        return plot_sensitivity(self, **kwargs)
+
+
+def stability(fused, n_runs=5, random_states=None, *, reference="medoid", **cluster_kwargs):
+    """Repeat the clustering with other seeds and measure how far the maps agree.
+
+    UMAP's embedding depends on its random seed, and with it the clusters
+    HDBSCAN finds. A phase map worth trusting comes out the same from every
+    seed. This runs ``fused.cluster(random_state=seed, **cluster_kwargs)``
+    once per seed, aligns the label maps to a reference run by maximum
+    overlap (:func:`stemfuse_hs.clustering.align_runs`; clusters may appear
+    or vanish between runs) and takes their per-position consensus. Memory
+    stays linear in the number of positions (no positions-by-positions
+    co-association matrix).
+
+    Parameters
+    ----------
+    fused : FusedSTEMSignal
+        Features of a scan, e.g. from :func:`stemfuse_hs.fuse`. Lazy data
+        is computed once for all runs.
+    n_runs : int, default 5
+        Number of runs, with seeds ``0 .. n_runs - 1``.
+    random_states : sequence of int, optional
+        The seeds, one per run; when given they set the number of runs
+        (``n_runs`` is then not used).
+    reference : int or "medoid", default "medoid"
+        The run whose cluster ids are kept: an index, or the run with the
+        highest mean adjusted Rand index to the others.
+    **cluster_kwargs
+        Every other argument of
+        :meth:`~stemfuse_hs.signals.features.FusedSTEMSignal.cluster`
+        (the same for all runs).
+
+    Returns
+    -------
+    StabilityResult
+        ``.consensus``, ``.stability``, ``.ari``, ``.runs``, ``.labels``;
+        ``.plot()`` draws them.
+
+    Raises
+    ------
+    TypeError
+        If ``fused`` is not a FusedSTEMSignal, or ``random_state`` is given
+        (use ``random_states``).
+    ValueError
+        If fewer than two runs are asked for.
+
+    Examples
+    --------
+    >>> import stemfuse_hs
+    >>> scan = stemfuse_hs.data.synthetic_scan("precipitates", size="tiny")
+    >>> fused = stemfuse_hs.fuse(scan.dp, scan.eds)
+    >>> result = fused.stability(n_runs=3)  # doctest: +SKIP
+    >>> result.stability.data.min(), result.ari.data.shape  # doctest: +SKIP
+    (1.0, (3, 3))
+    >>> fig = result.plot()  # doctest: +SKIP
+    """
+    from .._validation import check_int
+
+    _check_fused(fused, "stability")
+    if "random_state" in cluster_kwargs:
+        raise TypeError("stability sets the seed of every run: give random_states=[...] instead of random_state.")
+    if random_states is None:
+        n_runs = check_int("n_runs", n_runs, minimum=2)
+        random_states = list(range(n_runs))
+    else:
+        random_states = [None if s is None else check_int("random_states[i]", s, minimum=0) for s in random_states]
+        if len(random_states) < 2:
+            raise ValueError(f"stability needs two or more runs, got random_states={random_states}.")
+    source = _eager(fused, cluster_kwargs.get("show_progressbar"))
+    labels = [source.cluster(random_state=seed, **cluster_kwargs) for seed in random_states]
+    stack = np.stack([np.asarray(label.data) for label in labels])
+    agreement = label_agreement(stack, reference=reference)
+    seeds = [-1 if s is None else int(s) for s in random_states]
+    consensus = _consensus_labels(
+        fused,
+        agreement,
+        labels[agreement.reference],
+        {"consensus_of": "stability", "n_runs": len(labels), "random_states": seeds, "reference_run": agreement.reference},
+    )
+    runs = _stack_signal(agreement.aligned, labels[0], "run", "Aligned label maps of the runs")
+    runs.metadata.set_item("Stability.random_states", seeds)
+    runs.metadata.set_item("Stability.reference", agreement.reference)
+    return StabilityResult(
+        consensus=consensus,
+        stability=_agreement_signal(
+            agreement.stability, labels[0], "Stability", "fraction of runs agreeing with the consensus"
+        ),
+        ari=_ari_signal(agreement.ari, "run", "Adjusted Rand index between runs"),
+        runs=runs,
+        labels=labels,
+        random_states=list(random_states),
+        reference=agreement.reference,
+    )
+
+
+def reweight(fused, weights):
+    """The fused features with other block weights, without recomputing them.
+
+    :func:`stemfuse_hs.fuse` with ``weighting="auto"`` or ``"equal"``
+    normalises every block and then multiplies it by its weight; the result
+    records the weights in ``metadata.Fusion``. Multiplying each block's
+    columns by ``new / old`` weight therefore gives exactly what fusing
+    again with ``weights`` would (:func:`stemfuse_hs.clustering.rescale_blocks`),
+    without extracting features or computing statistics again.
+
+    Parameters
+    ----------
+    fused : FusedSTEMSignal
+        The result of :func:`stemfuse_hs.fuse`.
+    weights : sequence of float
+        One weight per block, in ``metadata.Fusion.block_names`` order.
+
+    Returns
+    -------
+    FusedSTEMSignal
+        A new signal (in memory) whose ``metadata.Fusion`` records the new
+        weights.
+
+    Raises
+    ------
+    ValueError
+        If ``fused`` has no ``metadata.Fusion``, was fused with
+        ``weighting="reference"`` (its weights act before a joint scaling:
+        fuse again instead), or a weight is invalid.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import stemfuse_hs
+    >>> from stemfuse_hs.signals.stability import reweight
+    >>> scan = stemfuse_hs.data.synthetic_scan("four_phases", size="tiny")
+    >>> fused = stemfuse_hs.fuse(scan.dp, scan.eds, weights=[1, 1])
+    >>> heavier = reweight(fused, [1, 2])
+    >>> eds = slice(*fused.metadata.Fusion.block_slices[1])
+    >>> bool(np.allclose(heavier.data[..., eds], 2 * fused.data[..., eds]))
+    True
+    """
+    _check_fused(fused, "reweight")
+    old, slices = _fusion_weights(fused, "reweight")
+    data = fused.data.compute() if is_lazy_array(fused.data) else fused.data
+    nav_shape = data.shape[: fused.axes_manager.navigation_dimension]
+    matrix = np.asarray(data).reshape(int(np.prod(nav_shape)), -1)
+    rescaled = rescale_blocks(matrix, slices, old, weights)
+    return _reweighted_signal(fused, rescaled.reshape(data.shape), np.asarray(weights, dtype=np.float64))
+
+
+def _fusion_weights(fused, function):
+    if not fused.metadata.has_item("Fusion.weights") or not fused.metadata.has_item("Fusion.block_slices"):
+        raise ValueError(
+            f"{function} re-weights the blocks of a fused signal: this one has no metadata.Fusion "
+            "(use the result of stemfuse_hs.fuse)."
+        )
+    weighting = fused.metadata.get_item("Fusion.parameters.weighting", "auto")
+    if weighting == "reference":
+        raise ValueError(
+            f"{function}: the blocks were fused with weighting='reference', whose factors act before a "
+            "joint robust scaling of all features, so re-weighting the fused blocks would not give what "
+            "fusing with other factors gives. Call stemfuse_hs.fuse(..., weighting='reference', "
+            "weights=[...]) for every setting instead, or fuse with weighting='auto' or 'equal'."
+        )
+    old = np.asarray(fused.metadata.Fusion.weights, dtype=np.float64)
+    slices = np.asarray(fused.metadata.Fusion.block_slices, dtype=np.int64).reshape(-1, 2)
+    return old, slices
+
+
+def _reweighted_signal(fused, data, weights):
+    from .features import FusedSTEMSignal
+
+    out = FusedSTEMSignal(
+        data,
+        axes=copy.deepcopy(fused.axes_manager._get_axes_dicts()),
+        metadata=fused.metadata.deepcopy().as_dictionary(),
+    )
+    out.metadata.set_item("Fusion.weights", weights)
+    out.metadata.set_item("Fusion.parameters.weights_given", True)
+    for name, weight in zip(fused.metadata.Fusion.block_names, weights):
+        if out.metadata.has_item(f"Fusion.Blocks.{name}"):
+            out.metadata.set_item(f"Fusion.Blocks.{name}.weight", float(weight))
+    out.metadata.General.title = f"{fused.metadata.General.title} (weights {_format_value(weights)})"
+    return out
+
+
+def _format_value(value):
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return "[" + ", ".join(_format_value(v) for v in np.asarray(value).tolist()) + "]"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _cluster_defaults():
+    from .features import FusedSTEMSignal
+
+    signature = inspect.signature(FusedSTEMSignal.cluster)
+    return {
+        name: p.default
+        for name, p in signature.parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and name != "show_progressbar"
+    }
+
+
+def _check_grid(param_grid, cluster_kwargs, defaults):
+    if not isinstance(param_grid, dict) or not param_grid:
+        raise TypeError(
+            "param_grid must be a non-empty dict of parameter name -> list of values, e.g. "
+            "{'weights': [[1, 0.5], [1, 1]], 'min_cluster_size': [0.02, 0.05]}."
+        )
+    allowed = set(FUSION_PARAMETERS) | set(defaults)
+    grid = {}
+    for name, values in param_grid.items():
+        if name not in allowed:
+            raise ValueError(
+                f"param_grid: {name!r} is not a parameter of the fusion weights or of cluster; "
+                f"allowed: {sorted(allowed)}. Feature-extraction parameters (e.g. the SDT fraction) "
+                "are out of scope: call sdt_features / variance_features and fuse in a loop."
+            )
+        if name in cluster_kwargs:
+            raise ValueError(f"{name!r} is both in param_grid and a fixed keyword argument; give it once.")
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+            raise TypeError(f"param_grid[{name!r}] must be a list of values, got {values!r}.")
+        values = list(values)
+        if not values:
+            raise ValueError(f"param_grid[{name!r}] is empty.")
+        grid[name] = values
+    unknown = set(cluster_kwargs) - set(defaults) - {"show_progressbar"}
+    if unknown:
+        raise TypeError(f"sensitivity got unexpected keyword arguments {sorted(unknown)}; see FusedSTEMSignal.cluster.")
+    return grid
+
+
+def _weights_key(setting):
+    if "weights" not in setting:
+        return None
+    return tuple(float(w) for w in np.asarray(setting["weights"], dtype=np.float64).ravel())
+
+
+def _routing():
+    """Which ``cluster`` parameters go to the embedding, which to the clustering.
+
+    Read from the signatures of ``embed`` and ``soft_cluster``, so that a
+    parameter added to ``FusedSTEMSignal.cluster`` and passed on under the
+    same name is handled here too.
+    """
+    from ..clustering import embed, soft_cluster
+
+    defaults = _cluster_defaults()
+    to_embed = [n for n in inspect.signature(embed).parameters if n in defaults]
+    to_cluster = [n for n in inspect.signature(soft_cluster).parameters if n in defaults]
+    unrouted = set(defaults) - set(to_embed) - set(to_cluster) - {"merge_threshold"}
+    if unrouted:
+        raise NotImplementedError(
+            f"sensitivity does not know where FusedSTEMSignal.cluster's parameters {sorted(unrouted)} go; "
+            "update stemfuse_hs.signals.stability."
+        )
+    return to_embed, to_cluster
+
+
+def _cluster_embedding(fused, matrix, embedding, parameters, to_cluster):
+    """What ``FusedSTEMSignal.cluster`` does after embedding, on a given embedding."""
+    from ..clustering import merge_indistinct, soft_cluster
+    from .labels import build_cluster_labels
+
+    result = soft_cluster(embedding, **{name: parameters[name] for name in to_cluster})
+    result = merge_indistinct(result, matrix, threshold=parameters["merge_threshold"])
+    # The same record as FusedSTEMSignal.cluster writes.
+    recorded = {
+        "n_components": parameters["n_components"],
+        "n_neighbors": parameters["n_neighbors"],
+        "min_dist": float(parameters["min_dist"]),
+        "metric": parameters["metric"],
+        "densmap": bool(parameters["densmap"]),
+        "pca_components": -1 if parameters["pca_components"] is None else int(parameters["pca_components"]),
+        "random_state": -1 if parameters["random_state"] is None else int(parameters["random_state"]),
+    }
+    recorded.update(result.parameters)
+    return build_cluster_labels(fused, result, embedding, recorded)
+
+
+def sensitivity(fused, param_grid, *, random_state=0, reference="medoid", show_progressbar=None, **cluster_kwargs):
+    """Map the phases over a grid of parameters and see which results hold.
+
+    Every combination of the values in ``param_grid`` is run through
+    fusion weighting, embedding and clustering; the label maps are aligned
+    to a reference map by maximum overlap (as in :func:`stability`) and
+    compared pairwise (adjusted Rand index) and per position.
+
+    What does not change between settings is computed once: the fused
+    features are read once; block weights are changed by rescaling the
+    fused blocks (:func:`reweight`, exact for the ``"auto"`` and
+    ``"equal"`` weightings, whose weights multiply whole normalised blocks);
+    one embedding serves every setting that differs only in clustering
+    parameters (``min_cluster_size``, ``min_samples``,
+    ``cluster_selection_epsilon``, ``min_membership``, ``merge_threshold``
+    ...: whatever ``cluster`` passes to HDBSCAN or to the merging, not to
+    UMAP).
+
+    Feature-extraction parameters (the SDT ``fraction`` or ``binning``, the
+    variance threshold) are out of scope: they change the features
+    themselves. Call :func:`stemfuse_hs.sdt_features` (or
+    :func:`~stemfuse_hs.variance_features`) and :func:`stemfuse_hs.fuse`
+    in a loop for those, cluster each, and compare the label maps with
+    :func:`stemfuse_hs.clustering.label_agreement`.
+
+    Parameters
+    ----------
+    fused : FusedSTEMSignal
+        The result of :func:`stemfuse_hs.fuse` (``weights`` in the grid need
+        its ``metadata.Fusion``), or any feature signal for grids of
+        clustering parameters only.
+    param_grid : dict
+        Parameter name -> list of values. ``"weights"`` (one weight per
+        block, in ``metadata.Fusion.block_names`` order) and any keyword of
+        :meth:`~stemfuse_hs.signals.features.FusedSTEMSignal.cluster`.
+        E.g. ``{"weights": [[1, 0.5], [1, 1], [1, 2]], "min_cluster_size":
+        [0.02, 0.05]}`` gives six settings.
+    random_state : int, default 0
+        Seed of every embedding, so that maps differ by their parameters,
+        not by chance (:func:`stability` measures the latter). May also be
+        a grid key.
+    reference : int or "medoid", default "medoid"
+        The setting whose cluster ids are kept (see :func:`stability`).
+    show_progressbar : bool, optional
+    **cluster_kwargs
+        Fixed arguments of ``cluster`` for every setting.
+
+    Returns
+    -------
+    SensitivityResult
+        ``.settings``, ``.maps``, ``.ari``, ``.consensus``, ``.stability``,
+        ``.labels``; ``.plot()`` draws the maps in a grid.
+
+    Raises
+    ------
+    TypeError
+        If ``fused`` is not a FusedSTEMSignal or ``param_grid`` is not a dict
+        of lists.
+    ValueError
+        For an unknown grid key, a key given twice, or ``weights`` with a
+        signal fused with ``weighting="reference"`` (fuse again per setting
+        instead).
+
+    Examples
+    --------
+    >>> import stemfuse_hs
+    >>> scan = stemfuse_hs.data.synthetic_scan("precipitates", size="tiny")
+    >>> fused = stemfuse_hs.fuse(scan.dp, scan.eds)
+    >>> result = fused.sensitivity(
+    ...     {"weights": [[1, 0.5], [1, 2]], "min_cluster_size": [0.02, 0.05]}
+    ... )  # doctest: +SKIP
+    >>> len(result.settings), result.ari.data.shape  # doctest: +SKIP
+    (4, (4, 4))
+    >>> fig = result.plot()  # doctest: +SKIP
+    """
+    _check_fused(fused, "sensitivity")
+    defaults = _cluster_defaults()
+    grid = _check_grid(param_grid, cluster_kwargs, defaults)
+    fixed = dict(defaults)
+    fixed["random_state"] = random_state
+    fixed.update(cluster_kwargs)
+    if "weights" in grid:
+        old_weights, slices = _fusion_weights(fused, "sensitivity")
+        for weights in grid["weights"]:
+            if np.asarray(weights).size != len(slices):
+                raise ValueError(
+                    f"param_grid['weights']: {list(np.ravel(weights))} has {np.asarray(weights).size} values "
+                    f"for {len(slices)} blocks {list(fused.metadata.Fusion.block_names)}."
+                )
+    to_embed, to_cluster = _routing()
+    names = list(grid)
+    settings = [dict(zip(names, values)) for values in itertools.product(*(grid[n] for n in names))]
+
+    nav_ndim = fused.axes_manager.navigation_dimension
+    with dask_progress(show_progressbar):
+        data = fused.data.compute() if is_lazy_array(fused.data) else fused.data
+    bad = find_nonfinite(data, 1)
+    if bad.size:
+        raise ValueError(
+            f"sensitivity: {len(bad)} positions hold NaN or inf features, first at navigation index "
+            f"{tuple(int(v) for v in bad[0])}; clean the data or exclude them."
+        )
+    scan_shape = data.shape[:nav_ndim]
+    base = np.asarray(data, dtype=np.float32).reshape(int(np.prod(scan_shape)), -1)
+
+    # Settings sharing weights and embedding parameters share one embedding:
+    # process them together, holding one re-weighted matrix at a time.
+    def group_key(i):
+        setting = settings[i]
+        parameters = dict(fixed, **{k: v for k, v in setting.items() if k != "weights"})
+        return (repr(_weights_key(setting)), repr([(name, parameters[name]) for name in to_embed]))
+
+    order = sorted(range(len(settings)), key=lambda i: (group_key(i), i))
+    labels = [None] * len(settings)
+    current_weights, current_embedding = object(), object()
+    from ..clustering import embed
+
+    with stage_bar(settings, show_progressbar, "stemfuse sensitivity") as bar:
+        for i in order:
+            setting = settings[i]
+            parameters = dict(fixed, **{k: v for k, v in setting.items() if k != "weights"})
+            weights_key, embedding_key = group_key(i)
+            if weights_key != current_weights:
+                if "weights" in setting:
+                    weights = np.asarray(setting["weights"], dtype=np.float64).ravel()
+                    matrix = rescale_blocks(base, slices, old_weights, weights)
+                    source = _reweighted_signal(fused, matrix.reshape(data.shape), weights)
+                else:
+                    matrix, source = base, fused
+                current_weights, current_embedding = weights_key, object()
+            if embedding_key != current_embedding:
+                embedding = embed(matrix, **{name: parameters[name] for name in to_embed})
+                current_embedding = embedding_key
+            labels[i] = _cluster_embedding(source, matrix, embedding, parameters, to_cluster)
+            bar.update()
+
+    stack = np.stack([np.asarray(label.data) for label in labels])
+    agreement = label_agreement(stack, reference=reference)
+    described = [_describe(setting) for setting in settings]
+    consensus = _consensus_labels(
+        fused,
+        agreement,
+        labels[agreement.reference],
+        {"consensus_of": "sensitivity", "n_settings": len(settings), "settings": described, "reference_setting": agreement.reference},
+    )
+    maps = _stack_signal(agreement.aligned, labels[0], "setting", "Aligned label maps of the settings")
+    maps.metadata.set_item("Sensitivity.settings", described)
+    maps.metadata.set_item("Sensitivity.reference", agreement.reference)
+    return SensitivityResult(
+        settings=settings,
+        maps=maps,
+        ari=_ari_signal(agreement.ari, "setting", "Adjusted Rand index between settings"),
+        consensus=consensus,
+        stability=_agreement_signal(
+            agreement.stability, labels[0], "Agreement across settings", "fraction of settings agreeing with the consensus"
+        ),
+        labels=labels,
+        param_grid=grid,
+        reference=agreement.reference,
+    )
+
+
+def _describe(setting):
+    """``"weights=[1, 0.5], min_cluster_size=0.02"``: a setting as text."""
+    return ", ".join(f"{name}={_format_value(value)}" for name, value in setting.items())
