@@ -177,7 +177,7 @@ def test_label_map_palette_scalebar_and_legend(small):
     texts = [t.get_text() for t in ax.get_legend().get_texts()]
     assert texts == ["cluster 0", "cluster 1", "cluster 2", "noise"]
     handles = ax.get_legend().legend_handles
-    assert [tuple(h.get_facecolor()) for h in handles[:3]] == pytest.approx([tuple(c) for c in colours])
+    np.testing.assert_allclose([h.get_facecolor() for h in handles], list(colours) + [NOISE_COLOUR])
 
 
 def test_label_map_options_and_plain_signals(small):

@@ -13,7 +13,15 @@ import numpy as np
 
 from .._validation import check_choice, check_fraction, check_int, check_real
 
-__all__ = ["ClusterResult", "resolve_min_cluster_size", "soft_cluster", "merge_indistinct", "separation", "valley_depth"]
+__all__ = [
+    "ClusterResult",
+    "denoised_scores",
+    "merge_indistinct",
+    "resolve_min_cluster_size",
+    "separation",
+    "soft_cluster",
+    "valley_depth",
+]
 
 
 @dataclass
@@ -159,60 +167,85 @@ def _labels_from_memberships(memberships, min_membership):
     return labels
 
 
-def separation(features_a, features_b, bins=40):
-    """How deep the density valley between two groups of positions is.
+def separation(scores, labels, a, b, tube_quantile=0.9):
+    """How deep the density valley between clusters ``a`` and ``b`` is.
 
-    Both groups are projected on the line between their means (cross-fitted:
-    the line from one half of each group, the projections of the other
-    half). Distinct phases leave a valley in the density of the projections between the
-    two means; one phase cut in two (by a thickness gradient, say) does not.
-    The result is ``1 - valley / lower_peak`` of a lightly smoothed histogram
-    of the pooled projections: about 0 when there is no valley, 1 when the
-    groups do not touch.
+    Distinct phases leave a valley in the density of positions along the
+    segment between the two clusters' means; one phase cut in pieces (by a
+    thickness gradient, say) does not. Positions of *other* clusters that
+    lie inside a tube around the segment count too: thickness moves a
+    phase's features along a curved path, and the pieces in between fill
+    what would otherwise look like a valley between two far pieces. The
+    tube's radius is the ``tube_quantile`` of the two clusters' own
+    distances from the segment's line.
 
     Parameters
     ----------
-    features_a, features_b : numpy.ndarray
-        ``(n_a, p)`` and ``(n_b, p)`` positions in feature space.
-    bins : int
-        Histogram bins over the span of the projections.
+    scores : numpy.ndarray
+        ``(n, k)`` positions in a denoised feature space (a few principal
+        components of the fused features).
+    labels : numpy.ndarray
+        ``(n,)`` cluster of every position (-1 noise).
+    a, b : int
+        The two clusters.
+    tube_quantile : float, default 0.9
 
     Returns
     -------
     float
-        In [0, 1].
+        In [0, 1]: about 0 without a valley, 1 when nothing lies between.
 
     Examples
     --------
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
-    >>> a, b = rng.normal(0, 1, (500, 10)), rng.normal(0, 1, (500, 10))
-    >>> b[:, 0] += 10
-    >>> separation(a, b) > 0.9
+    >>> two = np.vstack([rng.normal(0, 1, (300, 3)), rng.normal(0, 1, (300, 3)) + [8, 0, 0]])
+    >>> separation(two, np.repeat([0, 1], 300), 0, 1) > 0.9
     True
-    >>> cloud = rng.normal(0, 1, (1000, 10))
-    >>> left = cloud[:, 0] < 0
-    >>> separation(cloud[left], cloud[~left]) < 0.3
+    >>> line = np.c_[np.linspace(0, 30, 900), rng.normal(0, 1, (900, 2))]
+    >>> pieces = np.repeat([0, 1, 2], 300)  # one continuum cut in three
+    >>> separation(line, pieces, 0, 2) < 0.3
     True
     """
-    if len(features_a) < 4 or len(features_b) < 4:
+    in_a, in_b = labels == a, labels == b
+    if in_a.sum() < 2 or in_b.sum() < 2:
         return 0.0
-    # The direction between two sample means overfits in many dimensions:
-    # noise alone separates the groups along it. Cross-fitting (direction
-    # from one half, projections of the other) removes that bias.
-    rng = np.random.default_rng(0)
-    halves_a = np.array_split(rng.permutation(len(features_a)), 2)
-    halves_b = np.array_split(rng.permutation(len(features_b)), 2)
-    projections_a, projections_b = [], []
-    for fit, held in ((0, 1), (1, 0)):
-        direction = features_b[halves_b[fit]].mean(axis=0) - features_a[halves_a[fit]].mean(axis=0)
-        norm = np.linalg.norm(direction)
-        if norm == 0:
-            return 0.0
-        direction /= norm
-        projections_a.append(features_a[halves_a[held]] @ direction)
-        projections_b.append(features_b[halves_b[held]] @ direction)
-    return valley_depth(np.concatenate(projections_a), np.concatenate(projections_b), bins)
+    start, stop = scores[in_a].mean(axis=0), scores[in_b].mean(axis=0)
+    direction = stop - start
+    length = np.linalg.norm(direction)
+    if length == 0:
+        return 0.0
+    direction /= length
+    along = (scores - start) @ direction
+    across = np.linalg.norm((scores - start) - np.outer(along, direction), axis=1)
+    radius = np.quantile(np.concatenate([across[in_a], across[in_b]]), tube_quantile)
+    between = ~in_a & ~in_b & (across <= radius) & (along > 0) & (along < length)
+    near_a = between & (along < length / 2)
+    near_b = between & (along >= length / 2)
+    return valley_depth(
+        np.concatenate([along[in_a], along[near_a]]), np.concatenate([along[in_b], along[near_b]])
+    )
+
+
+def denoised_scores(features, n_components=10, max_samples=20_000, seed=0):
+    """Leading principal-component scores of every position.
+
+    The merge decisions are made here rather than in thousands of noisy
+    dimensions, where the line between two sample means separates even
+    identical groups.
+    """
+    from sklearn.decomposition import PCA
+
+    features = np.asarray(features, dtype=np.float32)
+    k = int(min(n_components, features.shape[1], max(features.shape[0] - 1, 1)))
+    if k >= features.shape[1]:
+        return features.astype(np.float64)
+    rng = np.random.default_rng(seed)
+    fit_rows = features
+    if features.shape[0] > max_samples:
+        fit_rows = features[np.sort(rng.choice(features.shape[0], max_samples, replace=False))]
+    pca = PCA(k, svd_solver="randomized", random_state=seed).fit(fit_rows)
+    return pca.transform(features).astype(np.float64)
 
 
 def valley_depth(values_a, values_b, bins=40):
@@ -250,12 +283,13 @@ def valley_depth(values_a, values_b, bins=40):
     return float(np.clip(1.0 - density[between].min() / lower_peak, 0.0, 1.0))
 
 
-def merge_indistinct(result, features, threshold=0.5, max_positions_per_cluster=5000, seed=0):
+def merge_indistinct(result, features, threshold=0.5, n_components=10, seed=0):
     """Merge clusters that have no density valley between them in feature space.
 
-    Repeatedly merges the least separated pair (see :func:`separation`)
-    until every pair has a valley at least ``threshold`` deep. Memberships of
-    merged clusters are summed.
+    Repeatedly merges the least separated pair (see :func:`separation`, in
+    the ``n_components`` leading principal components of ``features``)
+    until every pair has a valley at least ``threshold`` deep. Memberships
+    of merged clusters are summed and labels follow them.
 
     Parameters
     ----------
@@ -266,8 +300,8 @@ def merge_indistinct(result, features, threshold=0.5, max_positions_per_cluster=
         Valley depth (0 to 1) below which two clusters are one: 0.5 means
         the density between them must fall to half of the lower peak.
         ``0`` disables merging.
-    max_positions_per_cluster : int
-        Positions per cluster used to measure separations (a seeded sample).
+    n_components : int, default 10
+        Principal components the separations are measured in.
 
     Returns
     -------
@@ -293,22 +327,19 @@ def merge_indistinct(result, features, threshold=0.5, max_positions_per_cluster=
     if threshold == 0 or k < 2:
         parameters["merged"] = groups
         return ClusterResult(result.labels, result.memberships, parameters)
-    rng = np.random.default_rng(seed)
-    samples = []
-    for i in range(k):
-        members = np.flatnonzero(result.labels == i)
-        if members.size > max_positions_per_cluster:
-            members = np.sort(rng.choice(members, max_positions_per_cluster, replace=False))
-        samples.append(np.asarray(features[members], dtype=np.float64))
-    def pooled(group):
-        return np.vstack([samples[i] for i in group])
+    scores = denoised_scores(features, n_components, seed=seed)
+    original = np.asarray(result.labels)
 
     def pair_separation(group_a, group_b):
-        a, b = pooled(group_a), pooled(group_b)
-        return 0.0 if len(a) < 2 or len(b) < 2 else separation(a, b)
+        # Relabel the two groups as 0 and 1, everything else stays "other".
+        labels = np.full(original.shape, -1)
+        labels[np.isin(original, group_a)] = 0
+        labels[np.isin(original, group_b)] = 1
+        return separation(scores, labels, 0, 1)
 
-    # Separations of pairs that a merge did not touch stay valid: only the
-    # pairs with the new group are measured again.
+    # Separations of pairs that a merge did not touch stay valid (the other
+    # positions fill the tube whatever their cluster): only the pairs with
+    # the new group are measured again.
     known = {
         (tuple(groups[a]), tuple(groups[b])): pair_separation(groups[a], groups[b])
         for a in range(len(groups))

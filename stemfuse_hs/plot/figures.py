@@ -545,6 +545,8 @@ def plot_cluster_grid(
     >>> fig = plot_cluster_grid(labels, scan.dp, scan.eds)  # doctest: +SKIP
     >>> fig = plot_cluster_grid(labels, eds=scan.eds, rows=["eds_mean", "membership"])  # doctest: +SKIP
     """
+    from matplotlib.ticker import NullFormatter
+
     labels = _check_cluster_labels(labels, "plot_cluster_grid")
     if isinstance(rows, str):
         rows = (rows,)
@@ -597,7 +599,9 @@ def plot_cluster_grid(
                 ax.set_xticks([])
                 ax.set_yticks([])
             _add_scalebar(axes[0], mean.axes_manager.signal_axes[0], location="lower left", font_properties={"size": 5.5})
-            fig.colorbar(image, ax=list(axes), shrink=0.9, pad=0.01, label="counts (log)")
+            bar = fig.colorbar(image, ax=list(axes), shrink=0.9, pad=0.01, label="counts (log)")
+            # Decades only: minor log labels crowd a short colour bar.
+            bar.ax.yaxis.set_minor_formatter(NullFormatter())
         elif source == "eds":
             mean, std = stats["eds"]
             spectra = np.asarray((mean if kind == "mean" else std).data, dtype=np.float64)[columns]

@@ -465,7 +465,8 @@ def _routing():
     parameter added to ``FusedSTEMSignal.cluster`` and passed on under the
     same name is handled here too.
     """
-    from ..clustering import embed, soft_cluster
+    from ..clustering.cluster import soft_cluster
+    from ..clustering.embed import embed
 
     defaults = _cluster_defaults()
     to_embed = [n for n in inspect.signature(embed).parameters if n in defaults]
