@@ -9,7 +9,18 @@ dask streams over chunks of positions.
 import dask.array as da
 import numpy as np
 
-__all__ = ["as_dask", "is_lazy_array", "flat_positions", "find_nonfinite", "raise_if_nonfinite"]
+__all__ = [
+    "as_dask",
+    "is_lazy_array",
+    "flat_positions",
+    "find_nonfinite",
+    "nonfinite_positions",
+    "raise_if_nonfinite",
+    "describe_positions",
+    "available_memory",
+    "check_memory",
+    "format_bytes",
+]
 
 #: Target size of one chunk when wrapping an in-memory array, in bytes.
 CHUNK_BYTES = 64 * 2**20
@@ -88,6 +99,31 @@ def find_nonfinite(array, signal_ndim):
     return np.argwhere(np.atleast_1d(bad))
 
 
+def nonfinite_positions(array, signal_ndim):
+    """Boolean navigation-shaped mask of the positions holding NaN or inf.
+
+    Lazy for a dask ``array`` (compute it, one pass, small result); an
+    in-memory array is streamed chunk by chunk so that no full-size boolean
+    temporary is made. Integer data is never non-finite and is not read.
+    """
+    nav_shape = tuple(array.shape[: array.ndim - signal_ndim])
+    if np.dtype(array.dtype).kind in "ui":
+        return da.zeros(nav_shape, dtype=bool) if is_lazy_array(array) else np.zeros(nav_shape, dtype=bool)
+    sig_axes = tuple(range(array.ndim - signal_ndim, array.ndim))
+    bad = ~da.isfinite(as_dask(array, signal_ndim)).all(axis=sig_axes)
+    return bad if is_lazy_array(array) else bad.compute()
+
+
+def describe_positions(mask):
+    """``"3 positions, first at navigation index (1, 2) (array order)"`` for a boolean mask."""
+    where = np.argwhere(np.atleast_1d(np.asarray(mask)))
+    if not where.size:
+        return "no position"
+    first = tuple(int(v) for v in where[0])
+    plural = "position" if len(where) == 1 else "positions"
+    return f"{len(where)} {plural}, first at navigation index {first} (array order)"
+
+
 def raise_if_nonfinite(array, signal_ndim, what="data"):
     """Raise a ValueError saying how many positions hold NaN or inf, and where.
 
@@ -99,5 +135,69 @@ def raise_if_nonfinite(array, signal_ndim, what="data"):
         first = tuple(int(v) for v in bad[0])
         raise ValueError(
             f"{what} holds NaN or inf at {len(bad)} positions, first at navigation index {first} "
-            "(array order); replace them or crop them away (e.g. with signal.inav) first."
+            "(array order); replace them, crop them away (e.g. with signal.inav) or pass "
+            "nan_policy='exclude' to leave those positions out."
         )
+
+
+def available_memory():
+    """Bytes of memory available to a new allocation, or None if unknown.
+
+    psutil comes with dask's dependencies but is imported here only when a
+    check is made, and its absence only disables the checks.
+    """
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - dask[array] usually brings psutil
+        return None
+    try:
+        return int(psutil.virtual_memory().available)
+    except Exception:  # pragma: no cover - e.g. no /proc in a sandbox
+        return None
+
+
+def format_bytes(nbytes):
+    """``1.5 GiB``-style size.
+
+    Examples
+    --------
+    >>> format_bytes(3 * 2**30 // 2)
+    '1.5 GiB'
+    """
+    value = float(nbytes)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.3g} {unit}" if unit != "B" else f"{int(value)} B"
+        value /= 1024
+    return f"{value:.3g} TiB"  # pragma: no cover
+
+
+def check_memory(nbytes, what, advice):
+    """Raise MemoryError before allocating ``nbytes`` when less is available.
+
+    Being refused with a message beats being killed by the system's
+    out-of-memory handler halfway through, which loses the session.
+
+    Parameters
+    ----------
+    nbytes : int
+        Estimated bytes the computation needs at once.
+    what : str
+        What needs it, e.g. ``"sdt_features: the features of this eager signal"``.
+    advice : str
+        What to do instead, e.g. load lazily.
+    """
+    available = available_memory()
+    if available is None or nbytes <= available:
+        return
+    raise MemoryError(
+        f"{what} need about {format_bytes(nbytes)} of memory, but only {format_bytes(available)} "
+        f"is available. {advice}"
+    )
+
+
+#: What to do when eager data would not fit: the same words everywhere.
+LAZY_ADVICE = (
+    "Work lazily instead: load the data with hs.load(..., lazy=True) or call signal.as_lazy() "
+    "(or pass a dask array), so that it is read chunk by chunk."
+)

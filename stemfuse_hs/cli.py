@@ -101,6 +101,9 @@ OPTIONS = [
     _opt("diffraction", "normalize", "--dp-normalize", "total",
          "scale every pattern to the scan's mean total counts before feature extraction", "choice",
          choices=("total", "none")),
+    _opt("diffraction", "nan_policy", "--dp-nan-policy", "raise",
+         "patterns holding NaN or inf: refuse the data (raise) or leave those positions out, labelled -1 "
+         "(exclude)", "choice", choices=("raise", "exclude")),
     # -- variance_features --
     _opt("eds", "threshold", "--eds-threshold", None,
          "keep EDS channels whose variance over the scan exceeds this "
@@ -117,6 +120,9 @@ OPTIONS = [
     _opt("eds", "normalize", "--eds-normalize", "total",
          "scale every spectrum to the scan's mean total counts before feature extraction", "choice",
          choices=("total", "none")),
+    _opt("eds", "nan_policy", "--eds-nan-policy", "raise",
+         "spectra holding NaN or inf: refuse the data (raise) or leave those positions out, labelled -1 "
+         "(exclude)", "choice", choices=("raise", "exclude")),
     # -- fuse --
     _opt("fusion", "weighting", "--weighting", "auto",
          "block weighting: 'auto' weights each modality by how clearly it separates phases, "
@@ -129,6 +135,9 @@ OPTIONS = [
          "EDS multiplier exponent for --weighting reference", "float", metavar="X"),
     _opt("fusion", "max_samples", "--max-samples", 50_000,
          "positions used for the scaling statistics", "int", metavar="N"),
+    _opt("fusion", "nan_policy", "--fusion-nan-policy", "raise",
+         "feature signals holding NaN or inf: refuse them (raise) or leave those positions out (exclude)",
+         "choice", choices=("raise", "exclude")),
     # -- cluster --
     _opt("clustering", "n_components", "--n-components", 3, "UMAP embedding dimensions", "int", metavar="N"),
     _opt("clustering", "n_neighbors", "--n-neighbors", 10, "UMAP neighbours", "int", metavar="N"),
@@ -150,7 +159,7 @@ OPTIONS = [
     _opt("clustering", "min_membership", "--min-membership", None,
          "positions whose largest membership is below this become noise (default: none)",
          "optfloat", metavar="M"),
-    _opt("clustering", "merge_threshold", "--merge-threshold", 0.5,
+    _opt("clustering", "merge_threshold", "--merge-threshold", 0.6,
          "merge clusters without a density valley this deep between them in feature space; 0 disables",
          "float", metavar="T"),
     _opt("clustering", "random_state", "--random-state", None,

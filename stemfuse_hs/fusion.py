@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 import dask.array as da
 import numpy as np
 
-from ._arrays import is_lazy_array
-from ._validation import check_choice, check_int, check_real
+from ._arrays import LAZY_ADVICE, check_memory, describe_positions, is_lazy_array
+from ._validation import check_array, check_choice, check_int, check_numeric_dtype, check_real, check_scan_shape
 
 __all__ = [
     "WEIGHTINGS",
@@ -81,6 +81,9 @@ class FusionResult:
         0 to 1 (NaN where not computed); see :func:`block_discreteness`.
     parameters : dict
         Everything needed to repeat the fusion.
+    excluded : numpy.ndarray
+        ``(n_positions,)`` boolean mask of the positions left out of every
+        statistic; their rows of ``matrix`` are 0 (every feature's centre).
     """
 
     matrix: object
@@ -89,6 +92,7 @@ class FusionResult:
     normalizers: np.ndarray
     discreteness: np.ndarray
     parameters: dict = field(default_factory=dict)
+    excluded: np.ndarray = None
 
 
 def sample_rows(scan_shape, max_samples):
@@ -102,6 +106,8 @@ def sample_rows(scan_shape, max_samples):
     >>> sample_rows((4, 3), 6).tolist()
     [0, 1, 2, 9, 10, 11]
     """
+    scan_shape = check_scan_shape(scan_shape)
+    max_samples = check_int("max_samples", max_samples, minimum=1)
     rows, cols = _rows_cols(scan_shape)
     n_rows = max(1, min(rows, max_samples // max(cols, 1)))
     chosen = np.unique(np.linspace(0, rows - 1, n_rows).round().astype(int))
@@ -148,6 +154,10 @@ def robust_statistics(sample, zero_iqr="block"):
     >>> centre.tolist(), scale.tolist()
     ([2.0, 1.0], [2.0, 2.0])
     """
+    check_choice("zero_iqr", zero_iqr, ("block", "one"))
+    sample = check_array("sample", sample, ndim=2)
+    if sample.shape[0] == 0:
+        raise ValueError("sample has no rows: the statistics need at least one position.")
     q25, centre, q75 = np.percentile(sample, [25, 50, 75], axis=0)
     scale = q75 - q25
     tiny = scale < 10 * np.finfo(np.float64).eps
@@ -197,7 +207,9 @@ def _leading_components(sample, n_components):
     return s / np.sqrt(max(centred.shape[0], 1)), vt
 
 
-def block_discreteness(sample, scan_cols, n_components=N_DISCRETENESS_COMPONENTS, smoothing=SMOOTHING_POSITIONS):
+def block_discreteness(
+    sample, scan_cols, n_components=N_DISCRETENESS_COMPONENTS, smoothing=SMOOTHING_POSITIONS, valid=None
+):
     """How clearly a block splits the scan into distinct groups on its own.
 
     Phases are discrete: positions fall into groups with a gap between them.
@@ -220,6 +232,10 @@ def block_discreteness(sample, scan_cols, n_components=N_DISCRETENESS_COMPONENTS
         Leading principal components examined.
     smoothing : int
         Positions averaged along a row.
+    valid : numpy.ndarray, optional
+        ``(n_rows * scan_cols,)`` boolean: the positions to judge by; the
+        others (excluded positions) enter no statistic and are skipped by
+        the smoothing.
 
     Returns
     -------
@@ -243,15 +259,31 @@ def block_discreteness(sample, scan_cols, n_components=N_DISCRETENESS_COMPONENTS
 
     from .clustering.cluster import valley_depth
 
-    if sample.shape[0] < 8:
+    sample = check_array("sample", sample, ndim=2)
+    scan_cols = check_int("scan_cols", scan_cols, minimum=1)
+    n_components = check_int("n_components", n_components, minimum=1)
+    smoothing = check_int("smoothing", smoothing, minimum=1)
+    if sample.shape[0] % scan_cols:
+        raise ValueError(f"sample has {sample.shape[0]} rows, not a whole number of scan rows of {scan_cols}.")
+    valid = np.ones(sample.shape[0], dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    if valid.shape != (sample.shape[0],):
+        raise ValueError(f"valid has shape {valid.shape}, expected ({sample.shape[0]},).")
+    if valid.sum() < 8:
         return float("nan")
-    singular, vt = _leading_components(sample, n_components)
+    singular, vt = _leading_components(sample[valid], n_components)
     if singular[0] <= 0:
         return 0.0
-    scores = (sample - sample.mean(axis=0)) @ vt.T
+    scores = (sample - sample[valid].mean(axis=0)) @ vt.T
     if scan_cols >= 2 and smoothing > 1:
-        rows = scores.reshape(-1, scan_cols, scores.shape[1])
-        scores = uniform_filter1d(rows, size=min(smoothing, scan_cols), axis=1, mode="nearest").reshape(scores.shape)
+        # Normalised convolution: excluded positions weigh nothing in the
+        # averages of their neighbours.
+        size = min(smoothing, scan_cols)
+        weight = valid.astype(np.float64).reshape(-1, scan_cols, 1)
+        rows = np.where(weight > 0, scores.reshape(-1, scan_cols, scores.shape[1]), 0.0)
+        summed = uniform_filter1d(rows, size=size, axis=1, mode="nearest")
+        counts = uniform_filter1d(weight, size=size, axis=1, mode="nearest")
+        scores = np.divide(summed, counts, out=np.zeros_like(summed), where=counts > 0).reshape(scores.shape)
+    scores = scores[valid]
     groups = KMeans(2, n_init=4, random_state=0).fit_predict(scores)
     if groups.min() == groups.max():
         return 0.0
@@ -280,6 +312,7 @@ def fuse_blocks(
     weighting="auto",
     reference_factors=None,
     max_samples=50_000,
+    excluded=None,
 ):
     """Fuse ``(n_positions, n_features_b)`` blocks into one weighted matrix.
 
@@ -302,10 +335,21 @@ def fuse_blocks(
         ``exp(2.4)`` for EDS). Required with ``"reference"``.
     max_samples : int, default 50000
         Largest number of positions the statistics are computed on.
+    excluded : array_like of bool, optional
+        ``(n_positions,)`` (or scan-shaped) positions to leave out of every
+        statistic (robust scaling, normalisers, discreteness); their rows of
+        the fused matrix are set to 0, every feature's centre. Any other
+        position holding NaN or inf is refused (for dask blocks: when
+        computed).
 
     Returns
     -------
     FusionResult
+
+    Raises
+    ------
+    MemoryError
+        If the blocks are in memory and the fused matrix would not fit.
 
     Examples
     --------
@@ -318,10 +362,15 @@ def fuse_blocks(
     """
     check_choice("weighting", weighting, WEIGHTINGS)
     max_samples = check_int("max_samples", max_samples, minimum=1)
+    scan_shape = check_scan_shape(scan_shape)
+    if isinstance(blocks, (str, bytes)) or not hasattr(blocks, "__len__"):
+        raise TypeError(f"blocks must be a sequence of 2-D arrays, got {type(blocks).__name__}.")
     if len(blocks) < 1:
         raise ValueError("fuse_blocks needs at least one block.")
     n_positions = int(np.prod(scan_shape)) if len(scan_shape) else 1
+    blocks = [b if is_lazy_array(b) else np.asarray(b) for b in blocks]
     for i, block in enumerate(blocks):
+        check_numeric_dtype(f"block {i}", block.dtype)
         if block.ndim != 2 or block.shape[0] != n_positions:
             raise ValueError(
                 f"block {i} has shape {block.shape}, expected ({n_positions}, n_features) for scan {tuple(scan_shape)}."
@@ -329,15 +378,60 @@ def fuse_blocks(
         if block.shape[1] == 0:
             raise ValueError(f"block {i} has no features.")
     if weights is not None:
-        weights = np.asarray(weights, dtype=np.float64).ravel()
+        try:
+            weights = np.asarray(weights, dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            raise TypeError(f"weights must be a sequence of numbers, one per block, got {weights!r}.") from None
         if weights.shape != (len(blocks),):
             raise ValueError(f"weights has {weights.size} values for {len(blocks)} blocks; give one per block.")
         if not np.all(np.isfinite(weights)) or np.any(weights < 0) or not np.any(weights > 0):
             raise ValueError(f"weights must be finite, non-negative and not all zero, got {weights.tolist()}.")
+    if reference_factors is not None:
+        try:
+            reference_factors = np.asarray(reference_factors, dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            raise TypeError(f"reference_factors must be a sequence of numbers, got {reference_factors!r}.") from None
+        if not np.all(np.isfinite(reference_factors)) or np.any(reference_factors <= 0):
+            raise ValueError(f"reference_factors must be finite and positive, got {reference_factors.tolist()}.")
+    if excluded is None:
+        excluded = np.zeros(n_positions, dtype=bool)
+    else:
+        excluded = np.asarray(excluded)
+        if excluded.dtype != bool or excluded.size != n_positions:
+            raise ValueError(
+                f"excluded must be a boolean mask of the {n_positions} positions, got dtype {excluded.dtype} "
+                f"and shape {excluded.shape}."
+            )
+        excluded = excluded.reshape(n_positions)
+    if n_positions - excluded.sum() < 2:
+        raise ValueError(f"fuse_blocks: {int(n_positions - excluded.sum())} position(s) left after exclusion; at least two are needed.")
+    if not any(is_lazy_array(b) for b in blocks):
+        check_memory(2 * n_positions * sum(b.shape[1] for b in blocks) * 4,
+                     f"fuse: the {n_positions} x {sum(b.shape[1] for b in blocks)} float32 fused features", LAZY_ADVICE)
 
     index = sample_rows(scan_shape, max_samples)
+    valid = ~excluded[index]
+    if not valid.any():
+        # Every sampled row is excluded: take the included positions instead.
+        index = np.flatnonzero(~excluded)[:max_samples]
+        valid = np.ones(index.size, dtype=bool)
     _, cols = _rows_cols(scan_shape)
+    if index.size % cols:
+        cols = index.size  # a sample of scattered positions: no rows to smooth along
     samples = [_take_rows(block, index) for block in blocks]
+    for i, (block, sample) in enumerate(zip(blocks, samples)):
+        if is_lazy_array(block):
+            # Only the sample is in memory; the rest is checked when computed.
+            bad = np.zeros(n_positions, dtype=bool)
+            bad[index[~np.isfinite(sample).all(axis=1) & valid]] = True
+        else:
+            bad = ~np.isfinite(block).all(axis=1) & ~excluded
+        if bad.any():
+            raise ValueError(
+                f"block {i} holds NaN or inf at {describe_positions(bad.reshape(scan_shape))}; "
+                "leave those positions out with excluded= (fuse: nan_policy='exclude')."
+            )
+    samples = [np.where(valid[:, None], sample, 0.0) for sample in samples]
     slices, start = [], 0
     for block in blocks:
         slices.append((start, start + block.shape[1]))
@@ -350,7 +444,7 @@ def fuse_blocks(
         scaled = []
         for block, sample, factor in zip(blocks, samples, factors):
             # RobustScaler on the multiplied block: (x * factor - median) / IQR.
-            centre, scale = robust_statistics(sample * factor, zero_iqr="one")
+            centre, scale = robust_statistics(sample[valid] * factor, zero_iqr="one")
             scaled.append(_affine(block, factor / scale, centre / scale))
         normalizers = np.ones(len(blocks))
         discreteness = np.full(len(blocks), np.nan)
@@ -358,12 +452,12 @@ def fuse_blocks(
     else:
         scaled_samples, stats = [], []
         for sample in samples:
-            centre, scale = robust_statistics(sample)
+            centre, scale = robust_statistics(sample[valid])
             stats.append((centre, scale))
-            scaled_samples.append((sample - centre) / scale)
-        normalizers = np.array([max(_leading_components(s, 1)[0][0], 1e-12) for s in scaled_samples])
+            scaled_samples.append(np.where(valid[:, None], (sample - centre) / scale, 0.0))
+        normalizers = np.array([max(_leading_components(s[valid], 1)[0][0], 1e-12) for s in scaled_samples])
         discreteness = np.array(
-            [block_discreteness(s / n, cols) for s, n in zip(scaled_samples, normalizers)]
+            [block_discreteness(s / n, cols, valid=valid) for s, n in zip(scaled_samples, normalizers)]
         )
         if weights is not None:
             used = weights
@@ -381,6 +475,13 @@ def fuse_blocks(
         ]
     lazy = any(is_lazy_array(s) for s in scaled)
     matrix = da.concatenate(scaled, axis=1) if lazy else np.concatenate(scaled, axis=1)
+    if lazy:
+        # Values outside the sample are seen only when computed: refuse
+        # NaN/inf there rather than pass them on.
+        keep = da.from_array(~excluded, chunks=(matrix.chunks[0],))
+        matrix = da.map_blocks(_finite_or_zero, matrix, keep[:, None], dtype=np.float32)
+    elif excluded.any():
+        matrix[excluded] = 0.0
     parameters = {
         "weighting": weighting,
         "weights_given": weights is not None,
@@ -396,15 +497,44 @@ def fuse_blocks(
         normalizers=normalizers,
         discreteness=discreteness,
         parameters=parameters,
+        excluded=excluded,
     )
 
 
-def variance_shares(matrix, block_slices, max_samples=50_000, scan_shape=None):
+def _finite_or_zero(block, keep):
+    """Zero the excluded rows; refuse NaN/inf in the others (raised when computed)."""
+    keep = np.asarray(keep).reshape(-1)
+    block = np.where(keep[:, None], block, np.float32(0)).astype(np.float32, copy=False)
+    if not np.all(np.isfinite(block)):
+        raise ValueError(
+            "fuse: a block holds NaN or inf at positions not excluded; fuse again with nan_policy='exclude'."
+        )
+    return block
+
+
+def variance_shares(matrix, block_slices, max_samples=50_000, scan_shape=None, excluded=None):
     """Share of the fused matrix's total variance held by each block.
 
     This is what a block weight does to the distances UMAP sees: squared
     Euclidean distances add up over features, so a block's share of the
     total variance is its share of the average squared distance.
+
+    Parameters
+    ----------
+    matrix : numpy.ndarray or dask.array.Array
+        ``(n_positions, n_features)`` fused features.
+    block_slices : sequence of (int, int)
+        Column range of each block.
+    max_samples : int, default 50000
+    scan_shape : tuple of int, optional
+        Navigation shape (rows, columns), for sampling whole rows.
+    excluded : array_like of bool, optional
+        ``(n_positions,)`` positions left out.
+
+    Returns
+    -------
+    numpy.ndarray
+        One share per block; NaN for all when nothing varies.
 
     Examples
     --------
@@ -413,10 +543,33 @@ def variance_shares(matrix, block_slices, max_samples=50_000, scan_shape=None):
     >>> variance_shares(m, [(0, 1), (1, 3)]).tolist()
     [1.0, 0.0]
     """
+    matrix = matrix if is_lazy_array(matrix) else check_array("matrix", matrix, ndim=2)
+    if matrix.ndim != 2:
+        raise ValueError(f"matrix must be 2-dimensional, got shape {matrix.shape}.")
     n = matrix.shape[0]
-    index = sample_rows(scan_shape or (n,), max_samples)
+    scan_shape = check_scan_shape(scan_shape or (n,))
+    if int(np.prod(scan_shape)) != n:
+        raise ValueError(f"scan_shape {scan_shape} does not have the matrix's {n} positions.")
+    if isinstance(block_slices, (str, bytes)) or not hasattr(block_slices, "__iter__"):
+        raise TypeError(f"block_slices must be a list of (start, stop) column ranges, got {block_slices!r}.")
+    slices = []
+    for item in block_slices:
+        if np.ndim(item) != 1 or len(item) != 2:
+            raise ValueError(f"block_slices must be a list of (start, stop) column ranges, got {item!r}.")
+        a, b = (check_int("block_slices", int(v) if isinstance(v, np.integer) else v, minimum=0) for v in item)
+        if not a < b <= matrix.shape[1]:
+            raise ValueError(f"block_slices: ({a}, {b}) is not a range of the matrix's {matrix.shape[1]} columns.")
+        slices.append((a, b))
+    index = sample_rows(scan_shape, max_samples)
+    if excluded is not None:
+        excluded = np.asarray(excluded, dtype=bool).reshape(-1)
+        if excluded.size != n:
+            raise ValueError(f"excluded has {excluded.size} values for {n} positions.")
+        index = index[~excluded[index]]
+        if not index.size:
+            index = np.flatnonzero(~excluded)[:max_samples]
     sample = _take_rows(matrix, index)
     per_feature = sample.var(axis=0)
-    totals = np.array([per_feature[a:b].sum() for a, b in block_slices])
+    totals = np.array([per_feature[a:b].sum() for a, b in slices])
     whole = totals.sum()
-    return totals / whole if whole > 0 else np.full(len(block_slices), np.nan)
+    return totals / whole if whole > 0 else np.full(len(slices), np.nan)

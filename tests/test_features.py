@@ -417,6 +417,7 @@ def test_sdt_parameters_are_recorded(four_phases):
         "beam_centre_found": False,
         "beam_radius_found": False,
         "n_features": features.data.shape[-1],
+        "nan_policy": "raise",
     }
     defaults = stemfuse_hs.sdt_features(four_phases.dp).metadata.Features.parameters
     assert (defaults.binning, defaults.fraction, defaults.std_scale, defaults.normalize) == (2, 0.4, "log", "total")

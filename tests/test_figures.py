@@ -30,6 +30,7 @@ import hyperspy.api as hs  # noqa: E402
 import stemfuse_hs  # noqa: E402
 from stemfuse_hs.clustering import ClusterResult  # noqa: E402
 from stemfuse_hs.plot import (  # noqa: E402
+    MASK_COLOUR,
     NOISE_COLOUR,
     cluster_colours,
     explore,
@@ -205,6 +206,20 @@ def test_label_map_options_and_plain_signals(small):
 
     with pytest.raises(TypeError, match="label map"):
         plot_label_map(np.zeros((4, 4), int))
+
+
+def test_label_map_draws_excluded_positions_in_the_mask_colour(small):
+    labels, _, _ = small
+    masked = labels.deepcopy()
+    excluded = np.zeros(masked.data.shape, bool)
+    excluded[5:7, :3] = True
+    masked.data[excluded] = -1
+    masked.metadata.set_item("Clustering.excluded_positions", excluded)
+    ax = plot_label_map(masked).axes[0]
+    overlay = ax.images[1].get_array()
+    np.testing.assert_allclose(overlay[5, 0], MASK_COLOUR)
+    assert overlay[0, 0][3] == 0  # transparent elsewhere
+    assert [t.get_text() for t in ax.get_legend().get_texts()][-1] == "excluded"
 
 
 def test_membership_maps(small):

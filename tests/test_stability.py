@@ -215,13 +215,17 @@ def stability_result(fused):
     return fused.stability(n_runs=3, show_progressbar=False)
 
 
+def _own_weights(fused):
+    return [float(w) for w in fused.metadata.Fusion.weights]
+
+
 @pytest.fixture(scope="module")
 def sensitivity_run(fused):
-    """A 2 x 2 grid; counts the embeddings computed."""
-    import stemfuse_hs.clustering as clustering
+    """A 2 x 2 grid; counts the UMAP runs that cluster really makes."""
+    from stemfuse_hs.signals import features as module
 
     calls = []
-    original = clustering.embed
+    original = module.embed
 
     @functools.wraps(original)
     def counting(matrix, **kwargs):
@@ -229,10 +233,11 @@ def sensitivity_run(fused):
         return original(matrix, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(clustering, "embed", counting)
+        patch.setattr(module, "embed", counting)
         result = fused.sensitivity(
-            {"weights": [[1, 0.5], [1, 2]], "min_cluster_size": [0.02, 0.05]}, show_progressbar=False
+            {"weights": [_own_weights(fused), [1, 2]], "min_cluster_size": [0.02, 0.05]}, show_progressbar=False
         )
+    assert module.embed is original  # the cache is gone after the call
     return result, calls
 
 
@@ -296,14 +301,15 @@ def test_stability_arguments(fused):
 def test_sensitivity_grid_reuses_embeddings(sensitivity_run, fused):
     result, calls = sensitivity_run
     assert isinstance(result, SensitivityResult)
+    own = _own_weights(fused)
     assert result.settings == [
-        {"weights": [1, 0.5], "min_cluster_size": 0.02},
-        {"weights": [1, 0.5], "min_cluster_size": 0.05},
+        {"weights": own, "min_cluster_size": 0.02},
+        {"weights": own, "min_cluster_size": 0.05},
         {"weights": [1, 2], "min_cluster_size": 0.02},
         {"weights": [1, 2], "min_cluster_size": 0.05},
     ]
     # One embedding per weighting: min_cluster_size does not change it.
-    assert len(calls) == 2
+    assert len(calls) == 2 and result.n_embeddings == 2
     assert all(c["random_state"] == 0 for c in calls)
     assert result.maps.axes_manager.navigation_shape == (4,)
     assert result.maps.axes_manager.navigation_axes[0].name == "setting"
@@ -315,12 +321,13 @@ def test_sensitivity_grid_reuses_embeddings(sensitivity_run, fused):
     assert 0 < float(result.stability.data.min()) and float(result.stability.data.max()) == 1.0
 
 
-def test_sensitivity_matches_cluster_on_refused_features(sensitivity_run, fused):
-    """A setting's map is exactly what cluster gives on the re-weighted features."""
+def test_sensitivity_maps_are_what_cluster_gives(sensitivity_run, stability_result):
+    """The fused signal's own weights, default parameters, seed 0: the first stability run."""
     result, _ = sensitivity_run
-    direct = reweight(fused, [1, 2]).cluster(random_state=0, min_cluster_size=0.05, show_progressbar=False)
-    np.testing.assert_array_equal(direct.data, result.labels[3].data)
-    assert direct.parameters == result.labels[3].parameters
+    direct = stability_result.labels[0]
+    np.testing.assert_array_equal(direct.data, result.labels[0].data)
+    assert direct.parameters == result.labels[0].parameters
+    np.testing.assert_array_equal(direct.memberships.data, result.labels[0].memberships.data)
 
 
 def test_sensitivity_figure(sensitivity_run):
@@ -328,8 +335,8 @@ def test_sensitivity_figure(sensitivity_run):
     fig = result.plot()
     names = {ax.get_label() for ax in fig.axes}
     assert {"setting 0", "setting 1", "setting 2", "setting 3", "agreement", "ari"} <= names
-    title = next(ax for ax in fig.axes if ax.get_label() == "setting 1").get_title()
-    assert "weights=[1, 0.5]" in title and "min_cluster_size=0.05" in title
+    title = next(ax for ax in fig.axes if ax.get_label() == "setting 3").get_title()
+    assert "weights=[1, 2]" in title and "min_cluster_size=0.05" in title
 
 
 def test_reweight_equals_fusing_again(features, fused):
@@ -356,3 +363,29 @@ def test_sensitivity_refusals(features, fused):
         fused.sensitivity({"min_cluster_size": 0.02})
     with pytest.raises(TypeError, match="non-empty dict"):
         fused.sensitivity({})
+
+
+def test_lazy_features_are_computed_once_for_all_runs(fused, stability_result, monkeypatch):
+    """stability on lazy features clusters one in-memory copy, run after run."""
+    from stemfuse_hs.signals.features import FusedSTEMSignal
+
+    lazy = fused.as_lazy()
+    seen = []
+
+    def fake_cluster(self, *, random_state, **kwargs):
+        seen.append((type(self).__name__, id(self), random_state))
+        return stability_result.labels[random_state]
+
+    monkeypatch.setattr(FusedSTEMSignal, "cluster", fake_cluster)
+    result = lazy.stability(n_runs=3)
+    assert [s[2] for s in seen] == [0, 1, 2]
+    assert {s[0] for s in seen} == {"FusedSTEMSignal"}  # the eager copy
+    assert len({s[1] for s in seen}) == 1  # one copy for every run
+    assert type(lazy).__name__ == "LazyFusedSTEMSignal"  # the input stays lazy
+    np.testing.assert_array_equal(result.stability.data, stability_result.stability.data)
+
+
+def test_reweight_needs_fusion_metadata(features):
+    dp_features, _ = features
+    with pytest.raises(ValueError, match="metadata.Fusion"):
+        reweight(dp_features, [1.0])

@@ -11,14 +11,16 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from .._validation import check_choice, check_fraction, check_int, check_real
+from .._validation import check_array, check_choice, check_fraction, check_int, check_real
 
 __all__ = [
     "ClusterResult",
+    "check_cluster_parameters",
     "denoised_scores",
     "merge_indistinct",
     "resolve_min_cluster_size",
     "separation",
+    "single_cluster",
     "soft_cluster",
     "valley_depth",
 ]
@@ -57,6 +59,7 @@ def resolve_min_cluster_size(min_cluster_size, n_positions):
     >>> resolve_min_cluster_size(0.02, 7500), resolve_min_cluster_size(100, 7500)
     (150, 100)
     """
+    n_positions = check_int("n_positions", n_positions, minimum=0)
     if isinstance(min_cluster_size, bool):
         raise TypeError(f"min_cluster_size must be a count or a fraction, got {min_cluster_size!r}.")
     if isinstance(min_cluster_size, Integral):
@@ -71,6 +74,35 @@ def resolve_min_cluster_size(min_cluster_size, n_positions):
             f"min_cluster_size={min_cluster_size} ({size} positions) is larger than the number of positions ({n_positions})."
         )
     return size
+
+
+def check_cluster_parameters(
+    *, min_cluster_size, min_samples, cluster_selection_epsilon, cluster_selection_method, min_membership,
+    merge_threshold=0.5,
+):
+    """Validate :func:`soft_cluster`'s (and the merge's) parameters without clustering.
+
+    ``min_cluster_size`` is checked for its type and range only: whether it
+    fits the scan needs the number of positions
+    (:func:`resolve_min_cluster_size`).
+    """
+    if isinstance(min_cluster_size, bool) or not isinstance(min_cluster_size, Real):
+        raise TypeError(f"min_cluster_size must be a count or a fraction, got {min_cluster_size!r}.")
+    if isinstance(min_cluster_size, Integral):
+        check_int("min_cluster_size", min_cluster_size, minimum=2)
+    else:
+        check_fraction("min_cluster_size", min_cluster_size, closed_high=False)
+    if not isinstance(cluster_selection_method, str):
+        raise TypeError(f"cluster_selection_method must be 'eom' or 'leaf', got {cluster_selection_method!r}.")
+    check_choice("cluster_selection_method", cluster_selection_method, ("eom", "leaf"))
+    return {
+        "min_samples": check_int("min_samples", min_samples, minimum=1),
+        "cluster_selection_epsilon": check_real("cluster_selection_epsilon", cluster_selection_epsilon, minimum=0),
+        "min_membership": None
+        if min_membership is None
+        else check_fraction("min_membership", min_membership, closed_low=True),
+        "merge_threshold": check_real("merge_threshold", merge_threshold, minimum=0, maximum=1),
+    }
 
 
 def soft_cluster(
@@ -117,8 +149,10 @@ def soft_cluster(
     """
     import hdbscan
 
-    embedding = np.asarray(embedding, dtype=np.float64)
+    embedding = np.asarray(check_array("embedding", embedding, ndim=2, finite=True), dtype=np.float64)
     n = embedding.shape[0]
+    if n < 2:
+        raise ValueError(f"embedding has {n} position(s); clustering needs at least two.")
     size = resolve_min_cluster_size(min_cluster_size, n)
     min_samples = check_int("min_samples", min_samples, minimum=1)
     min_samples = min(min_samples, size)
@@ -143,18 +177,71 @@ def soft_cluster(
     else:
         memberships = np.asarray(hdbscan.all_points_membership_vectors(clusterer), dtype=np.float32)
     labels = _labels_from_memberships(memberships, min_membership)
-    parameters = {
+    parameters = _record(
+        size, min_cluster_size, min_samples, cluster_selection_epsilon, cluster_selection_method, min_membership
+    )
+    parameters.update(n_clusters_hdbscan=n_found, n_noise_hdbscan=int((clusterer.labels_ < 0).sum()))
+    return ClusterResult(labels=labels, memberships=memberships, parameters=parameters)
+
+
+def _record(size, given, min_samples, epsilon, method, min_membership):
+    return {
         "min_cluster_size": int(size),
-        "min_cluster_size_given": min_cluster_size,
+        "min_cluster_size_given": given,
         "min_samples": int(min_samples),
-        "cluster_selection_epsilon": cluster_selection_epsilon,
-        "cluster_selection_method": cluster_selection_method,
+        "cluster_selection_epsilon": epsilon,
+        "cluster_selection_method": method,
         # No threshold is the same as a threshold of 0: nobody becomes noise.
         "min_membership": 0.0 if min_membership is None else min_membership,
-        "n_clusters_hdbscan": n_found,
-        "n_noise_hdbscan": int((clusterer.labels_ < 0).sum()),
     }
-    return ClusterResult(labels=labels, memberships=memberships, parameters=parameters)
+
+
+def single_cluster(
+    n,
+    *,
+    min_cluster_size=0.02,
+    min_samples=10,
+    cluster_selection_epsilon=0.0,
+    cluster_selection_method="eom",
+    min_membership=None,
+    merge_threshold=0.5,
+):
+    """Every position in one cluster, for positions that cannot be told apart.
+
+    Identical feature vectors have no density structure to find (and UMAP
+    cannot embed them); the honest answer is one group. The parameters are
+    recorded as :func:`soft_cluster` and :func:`merge_indistinct` would.
+
+    Examples
+    --------
+    >>> result = single_cluster(5)
+    >>> result.labels.tolist(), result.n_clusters
+    ([0, 0, 0, 0, 0], 1)
+    """
+    n = check_int("n", n, minimum=1)
+    checked = check_cluster_parameters(
+        min_cluster_size=min_cluster_size,
+        min_samples=min_samples,
+        cluster_selection_epsilon=cluster_selection_epsilon,
+        cluster_selection_method=cluster_selection_method,
+        min_membership=min_membership,
+        merge_threshold=merge_threshold,
+    )
+    size = resolve_min_cluster_size(min_cluster_size, n)
+    parameters = _record(
+        size,
+        min_cluster_size,
+        min(checked["min_samples"], size),
+        checked["cluster_selection_epsilon"],
+        cluster_selection_method,
+        checked["min_membership"],
+    )
+    parameters.update(
+        n_clusters_hdbscan=1, n_noise_hdbscan=0, merge_threshold=checked["merge_threshold"], merged=[[0]]
+    )
+    return ClusterResult(
+        labels=np.zeros(n, dtype=np.int64), memberships=np.ones((n, 1), dtype=np.float32), parameters=parameters
+    )
 
 
 def _labels_from_memberships(memberships, min_membership):
@@ -207,6 +294,11 @@ def separation(scores, labels, a, b, tube_quantile=0.9):
     >>> separation(line, pieces, 0, 2) < 0.3
     True
     """
+    scores = np.asarray(check_array("scores", scores, ndim=2), dtype=np.float64)
+    labels = np.asarray(labels)
+    if labels.shape != (scores.shape[0],):
+        raise ValueError(f"labels has shape {labels.shape}, expected ({scores.shape[0]},) like scores' rows.")
+    tube_quantile = check_fraction("tube_quantile", tube_quantile)
     in_a, in_b = labels == a, labels == b
     if in_a.sum() < 2 or in_b.sum() < 2:
         return 0.0
@@ -264,7 +356,10 @@ def valley_depth(values_a, values_b, bins=40):
     """
     from scipy.ndimage import gaussian_filter1d
 
-    values_a, values_b = np.asarray(values_a, float), np.asarray(values_b, float)
+    bins = check_int("bins", bins, minimum=2)
+    values_a, values_b = np.asarray(values_a, float).ravel(), np.asarray(values_b, float).ravel()
+    if not (np.all(np.isfinite(values_a)) and np.all(np.isfinite(values_b))):
+        raise ValueError("valley_depth: the values must be finite (no NaN or inf).")
     pooled = np.concatenate([values_a, values_b])
     if pooled.size < 4 or np.ptp(pooled) == 0:
         return 0.0
@@ -321,6 +416,14 @@ def merge_indistinct(result, features, threshold=0.5, n_components=10, seed=0):
     (2, [[0, 1], [2]])
     """
     threshold = check_real("merge_threshold", threshold, minimum=0, maximum=1)
+    if not isinstance(result, ClusterResult):
+        raise TypeError(f"result must be a ClusterResult (from soft_cluster), got {type(result).__name__}.")
+    n_components = check_int("n_components", n_components, minimum=1)
+    features = check_array("features", features, ndim=2)
+    if features.shape[0] != len(result.labels):
+        raise ValueError(
+            f"features has {features.shape[0]} rows for {len(result.labels)} labelled positions; they must match."
+        )
     k = result.n_clusters
     groups = [[i] for i in range(k)]
     parameters = dict(result.parameters, merge_threshold=threshold)

@@ -4,11 +4,48 @@ import warnings
 
 import numpy as np
 
-from .._validation import check_choice, check_int, check_random_state, check_real
+from .._validation import (
+    check_array,
+    check_bool,
+    check_choice,
+    check_int,
+    check_n_jobs,
+    check_random_state,
+    check_real,
+)
 
-__all__ = ["METRICS", "embed"]
+__all__ = ["METRICS", "embed", "check_embed_parameters"]
 
 METRICS = ("euclidean", "chebyshev", "manhattan", "cosine", "correlation")
+
+
+def check_embed_parameters(
+    *, n_components, n_neighbors, min_dist, metric, densmap, pca_components, random_state, n_jobs, verbose=False
+):
+    """Validate :func:`embed`'s parameters without embedding anything.
+
+    So that a mistake is reported before the features are read, not after.
+
+    Returns
+    -------
+    dict
+        The parameters, converted to plain Python types.
+    """
+    if pca_components is not None:
+        pca_components = check_int("pca_components", pca_components, minimum=1)
+    if not isinstance(metric, str):
+        raise TypeError(f"metric must be one of {list(METRICS)}, got {metric!r}.")
+    return {
+        "n_components": check_int("n_components", n_components, minimum=1),
+        "n_neighbors": check_int("n_neighbors", n_neighbors, minimum=2),
+        "min_dist": check_real("min_dist", min_dist, minimum=0),
+        "metric": check_choice("metric", metric, METRICS),
+        "densmap": check_bool("densmap", densmap),
+        "pca_components": pca_components,
+        "random_state": check_random_state(random_state),
+        "n_jobs": check_n_jobs(n_jobs),
+        "verbose": check_bool("verbose", verbose),
+    }
 
 
 def embed(
@@ -60,19 +97,29 @@ def embed(
     >>> embed(x, random_state=0).shape
     (120, 3)
     """
-    n_components = check_int("n_components", n_components, minimum=1)
-    n_neighbors = check_int("n_neighbors", n_neighbors, minimum=2)
-    min_dist = check_real("min_dist", min_dist, minimum=0)
-    check_choice("metric", metric, METRICS)
-    random_state = check_random_state(random_state)
-    matrix = np.asarray(matrix, dtype=np.float32)
+    checked = check_embed_parameters(
+        n_components=n_components,
+        n_neighbors=n_neighbors,
+        min_dist=min_dist,
+        metric=metric,
+        densmap=densmap,
+        pca_components=pca_components,
+        random_state=random_state,
+        n_jobs=n_jobs,
+        verbose=verbose,
+    )
+    n_components, n_neighbors, min_dist = checked["n_components"], checked["n_neighbors"], checked["min_dist"]
+    densmap, pca_components, random_state = checked["densmap"], checked["pca_components"], checked["random_state"]
+    n_jobs, verbose = checked["n_jobs"], checked["verbose"]
+    matrix = np.asarray(check_array("matrix", matrix, ndim=2, finite=True), dtype=np.float32)
     n = matrix.shape[0]
     if n <= n_neighbors:
         raise ValueError(
             f"n_neighbors={n_neighbors} needs more positions than that; the scan has {n}."
         )
+    if matrix.shape[1] == 0:
+        raise ValueError("matrix has no features (0 columns).")
     if pca_components is not None:
-        pca_components = check_int("pca_components", pca_components, minimum=1)
         from sklearn.decomposition import PCA
 
         k = min(pca_components, *matrix.shape)

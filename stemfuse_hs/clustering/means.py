@@ -8,8 +8,8 @@ matrix with the data chunks; lazy data is never loaded whole.
 import dask.array as da
 import numpy as np
 
-from .._arrays import as_dask, flat_positions, is_lazy_array
-from .._validation import check_choice, check_fraction
+from .._arrays import as_dask, describe_positions, flat_positions, is_lazy_array
+from .._validation import check_array, check_choice, check_fraction, check_int, check_numeric_dtype
 
 __all__ = ["MEAN_MODES", "cluster_weights", "cluster_statistics"]
 
@@ -32,12 +32,23 @@ def cluster_weights(labels, memberships, mode="membership", min_membership=0.5):
     >>> cluster_weights(np.array([0, 1, 0]), m, "hard", 0.6).tolist()
     [[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]
     """
+    if not isinstance(mode, str):
+        raise TypeError(f"mode must be one of {list(MEAN_MODES)}, got {mode!r}.")
     check_choice("mode", mode, MEAN_MODES)
-    memberships = np.asarray(memberships, dtype=np.float64)
+    min_membership = check_fraction("min_membership", min_membership, closed_low=True)
+    memberships = np.asarray(check_array("memberships", memberships, ndim=2, finite=True), dtype=np.float64)
+    labels = np.asarray(check_array("labels", labels, ndim=1))
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"labels must be integers (-1 for noise), got dtype {labels.dtype}.")
+    if labels.shape[0] != memberships.shape[0]:
+        raise ValueError(f"labels has {labels.shape[0]} positions, memberships {memberships.shape[0]}; they must match.")
+    k = memberships.shape[1]
+    if labels.size and (labels.max() >= k or labels.min() < -1):
+        raise ValueError(f"labels must be -1 (noise) or a cluster index below {k}, got values from {labels.min()} to {labels.max()}.")
+    if np.any(memberships < 0):
+        raise ValueError("memberships must be non-negative.")
     if mode == "membership":
         return memberships
-    min_membership = check_fraction("min_membership", min_membership, closed_low=True)
-    k = memberships.shape[1]
     weights = np.zeros_like(memberships)
     sure = (labels >= 0) & (memberships.max(axis=1, initial=0) >= min_membership)
     rows = np.flatnonzero(sure)
@@ -69,17 +80,37 @@ def cluster_statistics(data, signal_ndim, weights):
     >>> mean.tolist(), std.tolist()
     ([[2.0, 4.0], [5.0, 0.0]], [[1.0, 2.0], [0.0, 0.0]])
     """
+    if not hasattr(data, "dtype") or not hasattr(data, "ndim"):
+        raise TypeError(f"data must be a numpy or dask array, got {type(data).__name__}.")
+    check_numeric_dtype("data", data.dtype)
+    signal_ndim = check_int("signal_ndim", signal_ndim, minimum=0, maximum=data.ndim)
+    weights = np.asarray(check_array("weights", weights, ndim=2, finite=True), dtype=np.float64)
+    if np.any(weights < 0):
+        raise ValueError("weights must be non-negative.")
     flat = flat_positions(as_dask(data, signal_ndim), signal_ndim)
     n, sig_shape = flat.shape[0], flat.shape[1:]
-    weights = np.asarray(weights, dtype=np.float64)
     if weights.shape[0] != n:
         raise ValueError(f"weights cover {weights.shape[0]} positions, the data {n}.")
     flat = flat.reshape((n, -1)).astype(np.float64)
+    # Positions that weigh nothing in every cluster (noise, excluded
+    # positions) must not spoil the sums with their NaN: 0 * NaN is NaN.
+    used = weights.sum(axis=1) > 0
+    if not used.all():
+        keep = da.from_array(used, chunks=(flat.chunks[0],))
+        flat = da.where(keep[:, None], flat, 0.0)
     w = da.from_array(weights.T, chunks=(weights.shape[1], flat.chunks[0]))
     sums, squares = da.compute(w @ flat, w @ (flat * flat))
     total = weights.sum(axis=0)[:, None]
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = sums / total
         var = np.clip(squares / total - mean**2, 0, None)
+    weighed = total[:, 0] > 0
+    if not (np.all(np.isfinite(mean[weighed])) and np.all(np.isfinite(var[weighed]))):
+        bad = ~np.isfinite(np.asarray(flat.sum(axis=1))) & used
+        bad = bad.reshape(data.shape[: data.ndim - signal_ndim])
+        raise ValueError(
+            f"data holds NaN or inf at {describe_positions(bad)} that weigh in a cluster; "
+            "exclude them when fusing (nan_policy='exclude') and cluster again, or clean the data."
+        )
     shape = (weights.shape[1],) + tuple(sig_shape)
     return mean.reshape(shape).astype(np.float32), np.sqrt(var).reshape(shape).astype(np.float32)

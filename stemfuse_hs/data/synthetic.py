@@ -147,8 +147,8 @@ _STRUCTURES = {
 }
 
 # Compositions in atomic percent.
-_HEUSLER_NI = {"Ni": 55.0, "Mn": 20.0, "Ga": 25.0}
-_HEUSLER_MN = {"Ni": 45.0, "Mn": 30.0, "Ga": 25.0}
+_HEUSLER_NI = {"Ni": 60.0, "Mn": 15.0, "Ga": 25.0}
+_HEUSLER_MN = {"Ni": 40.0, "Mn": 35.0, "Ga": 25.0}
 _STEEL_304 = {"Fe": 70.0, "Cr": 19.5, "Ni": 8.5, "Mn": 2.0}
 _FE_RICH = {"Fe": 72.0, "Cr": 18.0, "Ni": 10.0}
 _NI_RICH = {"Fe": 25.0, "Cr": 20.0, "Ni": 55.0}
@@ -179,8 +179,8 @@ _PHASES = {
 
 _DESCRIPTIONS = {
     "chemistry_only": (
-        "Two Ni-Mn-Ga Heusler phases, Ni-rich Ni55Mn20Ga25 and Mn-rich "
-        "Ni45Mn30Ga25, share one L2_1 lattice (a = 0.5825 nm) in one [001] "
+        "Two Ni-Mn-Ga Heusler phases, Ni-rich Ni60Mn15Ga25 and Mn-rich "
+        "Ni40Mn35Ga25, share one L2_1 lattice (a = 0.5825 nm) in one [001] "
         "orientation, so their noise-free diffraction is identical and only the "
         "Ni K / Mn K line ratio separates them."
     ),

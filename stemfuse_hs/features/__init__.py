@@ -7,15 +7,17 @@ about clustering.
 """
 
 from ._common import normalize_by_total, position_totals, safe_log
-from .sdt import SDTResult, bin_patterns, disk_mask, find_direct_beam, sdt, select_top_fraction
-from .variance import VarianceResult, line_windows, variance_threshold, xray_line_energy
+from .sdt import SDTResult, bin_patterns, disk_mask, find_direct_beam, hot_pixels, sdt, select_top_fraction
+from .variance import NoVaryingChannelError, VarianceResult, line_windows, variance_threshold, xray_line_energy
 
 __all__ = [
+    "NoVaryingChannelError",
     "SDTResult",
     "VarianceResult",
     "bin_patterns",
     "disk_mask",
     "find_direct_beam",
+    "hot_pixels",
     "line_windows",
     "normalize_by_total",
     "position_totals",

@@ -1,12 +1,14 @@
-"""Pieces shared by every feature extractor: safe log scaling and
-per-position normalisation."""
+"""Pieces shared by every feature extractor: safe log scaling,
+per-position normalisation and the exclusion of non-finite positions."""
 
+import dask
 import dask.array as da
 import numpy as np
 
-from .._arrays import is_lazy_array
+from .._arrays import describe_positions, is_lazy_array, nonfinite_positions
+from .._validation import check_int
 
-__all__ = ["NORMALIZATIONS", "safe_log", "position_totals", "normalize_by_total"]
+__all__ = ["NORMALIZATIONS", "safe_log", "position_totals", "normalize_by_total", "exclude_nonfinite"]
 
 #: Per-position normalisations every extractor accepts.
 NORMALIZATIONS = (None, "total")
@@ -40,11 +42,13 @@ def position_totals(data, signal_ndim):
     This is one pass over the data; the result is small (one number a
     position).
     """
+    signal_ndim = check_int("signal_ndim", signal_ndim, minimum=0, maximum=data.ndim)
     sig_axes = tuple(range(data.ndim - signal_ndim, data.ndim))
-    return np.asarray(data.clip(min=0).sum(axis=sig_axes, dtype=np.float64).compute())
+    totals = data.clip(min=0).sum(axis=sig_axes, dtype=np.float64)
+    return np.asarray(totals.compute() if is_lazy_array(totals) else totals)
 
 
-def normalize_by_total(data, signal_ndim, totals):
+def normalize_by_total(data, signal_ndim, totals, excluded=None):
     """Scale every position to the scan's mean total counts.
 
     Thickness scales every count at a position by the same factor; dividing
@@ -60,6 +64,9 @@ def normalize_by_total(data, signal_ndim, totals):
         Number of signal dimensions.
     totals : numpy.ndarray
         ``navigation``-shaped totals, from :func:`position_totals`.
+    excluded : numpy.ndarray, optional
+        ``navigation``-shaped boolean mask of positions left out of the scan
+        mean (see :func:`exclude_nonfinite`).
 
     Returns
     -------
@@ -73,8 +80,87 @@ def normalize_by_total(data, signal_ndim, totals):
     >>> normalize_by_total(x, 1, position_totals(x, 1)).compute().tolist()
     [[2.5, 2.5], [1.875, 3.125]]
     """
-    target = float(totals.mean()) if totals.size else 1.0
+    totals = np.asarray(totals, dtype=np.float64)
+    nav_shape = tuple(data.shape[: data.ndim - signal_ndim])
+    if totals.shape != nav_shape:
+        raise ValueError(f"totals has shape {totals.shape}, expected the navigation shape {nav_shape}.")
+    included = totals if excluded is None else totals[~np.asarray(excluded, dtype=bool)]
+    target = float(included.mean()) if included.size else 1.0
     positive = totals > 0
     scale = np.where(positive, target / np.where(positive, totals, 1.0), 1.0).astype(np.float32)
     scale = da.from_array(scale, chunks=data.chunks[: data.ndim - signal_ndim])
     return (data * scale[(Ellipsis,) + (None,) * signal_ndim]).astype(np.float32)
+
+
+def exclude_nonfinite(data, signal_ndim, nan_policy, need_totals):
+    """Find positions holding NaN or inf and blank them, or leave that to the caller.
+
+    With ``nan_policy="raise"`` nothing is read here: the callers detect
+    non-finite values afterwards from their reductions, so clean data pays
+    nothing. With ``"exclude"``, one pass (shared with the per-position
+    totals when ``need_totals``) finds the positions; their values become NaN
+    throughout, so that NaN-ignoring reductions leave them out of every
+    statistic, and their totals 0.
+
+    Parameters
+    ----------
+    data : dask.array.Array
+        ``(*navigation, *signal)`` float32 working array.
+    signal_ndim : int
+    nan_policy : {"raise", "exclude"}
+    need_totals : bool
+        Also return :func:`position_totals` of the (blanked) data.
+
+    Returns
+    -------
+    data : dask.array.Array
+        With excluded positions all NaN.
+    excluded : numpy.ndarray
+        ``navigation``-shaped boolean mask (all False with ``"raise"``).
+    totals : numpy.ndarray or None
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np
+    >>> x = da.from_array(np.array([[1.0, 2.0], [np.nan, 1.0], [0.0, 3.0]]), chunks=(1, 2))
+    >>> _, excluded, totals = exclude_nonfinite(x, 1, "exclude", True)
+    >>> excluded.tolist(), totals.tolist()
+    ([False, True, False], [3.0, 0.0, 3.0])
+    """
+    nav_shape = tuple(data.shape[: data.ndim - signal_ndim])
+    sig_axes = tuple(range(data.ndim - signal_ndim, data.ndim))
+    if nan_policy == "raise":
+        totals = position_totals(data, signal_ndim) if need_totals else None
+        return data, np.zeros(nav_shape, dtype=bool), totals
+    bad = nonfinite_positions(data, signal_ndim)
+    if need_totals:
+        bad, totals = dask.compute(bad, data.clip(min=0).sum(axis=sig_axes, dtype=np.float64))
+        totals = np.asarray(totals)
+    else:
+        bad, totals = np.asarray(bad.compute() if is_lazy_array(bad) else bad), None
+    bad = np.asarray(bad, dtype=bool)
+    n_left = int(bad.size - bad.sum())
+    if n_left < 2:
+        raise ValueError(
+            f"data holds NaN or inf at {describe_positions(bad)}: {n_left} position(s) would be left, "
+            "at least two are needed to measure variation across the scan."
+        )
+    if bad.any():
+        totals = None if totals is None else np.where(bad, 0.0, totals)
+        mask = da.from_array(bad, chunks=data.chunks[: len(nav_shape)])
+        data = da.where(mask[(Ellipsis,) + (None,) * signal_ndim], np.float32(np.nan), data)
+    return data, bad, totals
+
+
+def neutral_fill(features, excluded, neutral):
+    """Give excluded positions the ``neutral`` feature vector (lazy stays lazy)."""
+    excluded = np.asarray(excluded, dtype=bool)
+    if not excluded.any():
+        return features
+    neutral = np.asarray(neutral, dtype=np.float32)
+    if is_lazy_array(features):
+        mask = da.from_array(excluded, chunks=features.chunks[:-1])
+        return da.where(mask[..., None], neutral, features).astype(np.float32)
+    features = np.array(features, dtype=np.float32, copy=True)
+    features[excluded] = neutral
+    return features

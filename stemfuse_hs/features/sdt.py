@@ -9,15 +9,25 @@ beam, whose intensity swings with thickness and descan rather than structure.
 All functions take numpy or dask arrays of shape ``(*navigation, H, W)``.
 """
 
+import warnings
 from dataclasses import dataclass, field
 
 import dask
+import dask.array as da
 import numpy as np
 from scipy import ndimage
 
-from .._arrays import as_dask, is_lazy_array, raise_if_nonfinite
-from ._common import NORMALIZATIONS, normalize_by_total, position_totals, safe_log
-from .._validation import check_choice, check_fraction, check_int, check_numeric_dtype, check_real
+from .._arrays import LAZY_ADVICE, as_dask, check_memory, is_lazy_array, raise_if_nonfinite
+from .._validation import (
+    check_array,
+    check_choice,
+    check_fraction,
+    check_int,
+    check_nan_policy,
+    check_numeric_dtype,
+    check_real,
+)
+from ._common import NORMALIZATIONS, exclude_nonfinite, neutral_fill, normalize_by_total, safe_log
 
 __all__ = [
     "SDTResult",
@@ -25,10 +35,15 @@ __all__ = [
     "find_direct_beam",
     "disk_mask",
     "select_top_fraction",
+    "hot_pixels",
     "sdt",
 ]
 
 STD_SCALES = ("log", "linear")
+#: A mean-pattern pixel this many times brighter than all its neighbours is
+#: taken for a hot pixel, not a diffraction feature: the direct beam's peak is
+#: about 3 times its brightest neighbour even when the beam is a pixel wide.
+HOT_PIXEL_FACTOR = 10.0
 
 
 @dataclass
@@ -56,6 +71,9 @@ class SDTResult:
         Radius of the excluded disk on the binned grid, in pixels.
     parameters : dict
         Every parameter used, for provenance.
+    excluded : numpy.ndarray
+        ``navigation``-shaped boolean mask of the positions left out
+        (``nan_policy="exclude"``); their features are the scan's mean.
     """
 
     features: object
@@ -67,6 +85,7 @@ class SDTResult:
     beam_centre: tuple
     beam_radius: float
     parameters: dict = field(default_factory=dict)
+    excluded: np.ndarray = None
 
 
 def _bin_block(block, binning):
@@ -100,6 +119,15 @@ def bin_patterns(data, binning):
     >>> bin_patterns(da.ones((2, 3, 8, 8), chunks=(1, 3, 8, 8)), 2).shape
     (2, 3, 4, 4)
     """
+    binning = check_int("binning", binning, minimum=1)
+    if data.ndim < 2:
+        raise ValueError(f"data must have two signal dimensions (H, W), got shape {data.shape}.")
+    if binning > min(data.shape[-2:]):
+        raise ValueError(
+            f"binning={binning} is larger than the detector ({data.shape[-2]} x {data.shape[-1]} pixels)."
+        )
+    if not is_lazy_array(data):
+        data = as_dask(data, 2)
     if binning == 1:
         return data.astype(np.float32)
     *nav, h, w = data.shape
@@ -115,6 +143,13 @@ def disk_mask(shape, centre, radius):
     >>> int(disk_mask((9, 9), (4, 4), 1).sum())
     5
     """
+    if np.ndim(shape) != 1 or len(shape) != 2:
+        raise ValueError(f"shape must be (rows, columns), got {shape!r}.")
+    shape = tuple(check_int("shape", s, minimum=1) for s in shape)
+    if np.ndim(centre) != 1 or len(centre) != 2:
+        raise ValueError(f"centre must be (row, column), got {centre!r}.")
+    centre = tuple(check_real("centre", float(c)) for c in centre)
+    radius = check_real("radius", radius, minimum=0)
     rows, cols = np.ogrid[: shape[0], : shape[1]]
     return (rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 <= radius**2
 
@@ -150,7 +185,8 @@ def find_direct_beam(mean_pattern):
     >>> [round(c, 1) for c in centre]
     [12.0, 20.0]
     """
-    pattern = np.nan_to_num(np.asarray(mean_pattern, dtype=np.float64))
+    pattern = check_array("mean_pattern", mean_pattern, ndim=2)
+    pattern = np.nan_to_num(np.asarray(pattern, dtype=np.float64))
     smooth = ndimage.gaussian_filter(pattern, 1.0)
     peak_index = np.unravel_index(np.argmax(smooth), smooth.shape)
     background = np.median(pattern)
@@ -168,6 +204,51 @@ def find_direct_beam(mean_pattern):
     radius = float(np.sqrt(region.sum() / np.pi))
     radius += max(1.0, 0.25 * radius)
     return (float(centre[0]), float(centre[1])), radius
+
+
+_RING = np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1]], dtype=bool)
+
+
+def hot_pixels(mean_pattern, factor=HOT_PIXEL_FACTOR):
+    """Pixels much brighter than every one of their eight neighbours.
+
+    Diffraction features (the direct beam, Bragg disks) are blurred over
+    several pixels by the probe and the detector's point-spread function; a
+    hot or stuck-high pixel is not.
+
+    Parameters
+    ----------
+    mean_pattern : numpy.ndarray
+        ``(H, W)`` mean pattern over the scan.
+    factor : float, default 10
+        How many times the brightest neighbour a pixel must exceed.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` boolean mask.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pattern = np.full((8, 8), 5.0); pattern[2, 6] = 60000.0
+    >>> np.argwhere(hot_pixels(pattern)).tolist()
+    [[2, 6]]
+    """
+    pattern = np.nan_to_num(np.asarray(check_array("mean_pattern", mean_pattern, ndim=2), dtype=np.float64))
+    factor = check_real("factor", factor, minimum=1, strict_minimum=True)
+    if min(pattern.shape) < 3:
+        return np.zeros(pattern.shape, dtype=bool)
+    neighbours = ndimage.maximum_filter(pattern, footprint=_RING, mode="nearest")
+    background = max(float(np.median(pattern)), 0.0)
+    # A floor of the background keeps single counts on an empty detector
+    # from counting as hot.
+    return (pattern > factor * np.maximum(neighbours, 0.0)) & (pattern > factor * max(background, 1e-12))
+
+
+def _without_hot_pixels(pattern, hot):
+    """``pattern`` with ``hot`` pixels replaced by their neighbours' median."""
+    return np.where(hot, ndimage.median_filter(pattern, footprint=_RING, mode="nearest"), pattern)
 
 
 def select_top_fraction(score, eligible, fraction):
@@ -198,6 +279,10 @@ def select_top_fraction(score, eligible, fraction):
     >>> int(select_top_fraction(score, np.ones((2, 2), bool), 0.25).sum())
     1
     """
+    fraction = check_fraction("fraction", fraction)
+    score = check_array("score", score, ndim=2)
+    if np.shape(eligible) != np.shape(score):
+        raise ValueError(f"eligible has shape {np.shape(eligible)}, score {np.shape(score)}; they must match.")
     flat_score = np.asarray(score, dtype=np.float64).ravel()
     candidates = np.flatnonzero(np.asarray(eligible).ravel())
     # Rounding first: 0.07 * 100 is 7.000000000000001 in floating point.
@@ -217,6 +302,7 @@ def sdt(
     beam_centre=None,
     beam_radius=None,
     normalize="total",
+    nan_policy="raise",
 ):
     """Standard-deviation thresholding on an array of diffraction patterns.
 
@@ -241,11 +327,29 @@ def sdt(
     normalize : {"total", None}, default "total"
         ``"total"`` scales each pattern to the scan's mean total counts before
         anything else, removing the overall intensity change with thickness.
+    nan_policy : {"raise", "exclude"}, default "raise"
+        What to do with positions holding NaN or inf (aborted scan lines,
+        failed dark subtraction): refuse the data, saying how many and
+        where, or leave them out of every statistic (standard deviation
+        map, mean pattern, normalisation target) and give them the mean
+        features of the other positions. ``SDTResult.excluded`` marks them.
 
     Returns
     -------
     SDTResult
         Features are lazy if ``data`` is a dask array, else numpy.
+
+    Raises
+    ------
+    MemoryError
+        If ``data`` is in memory (numpy) and the features would not fit in
+        the memory available: pass a dask array instead.
+
+    Warns
+    -----
+    UserWarning
+        For hot pixels in the mean pattern, and when no selected pixel
+        varies across the scan.
 
     Examples
     --------
@@ -256,6 +360,8 @@ def sdt(
     >>> result.features.shape[:2], result.std_map.shape
     ((4, 5), (8, 8))
     """
+    if not hasattr(data, "dtype") or not hasattr(data, "ndim"):
+        raise TypeError(f"data must be a numpy or dask array, got {type(data).__name__}.")
     lazy = is_lazy_array(data)
     check_numeric_dtype("data", data.dtype)
     if data.ndim < 3:
@@ -270,35 +376,83 @@ def sdt(
     fraction = check_fraction("fraction", fraction)
     check_choice("std_scale", std_scale, STD_SCALES)
     check_choice("normalize", normalize, NORMALIZATIONS)
+    nan_policy = check_nan_policy(nan_policy)
     if beam_radius is not None:
         beam_radius = check_real("beam_radius", beam_radius, minimum=0)
     if beam_centre is not None:
-        if np.ndim(beam_centre) != 1 or len(beam_centre) != 2:
+        if isinstance(beam_centre, str) or np.ndim(beam_centre) != 1 or len(beam_centre) != 2:
             raise ValueError(f"beam_centre must be (row, column), got {beam_centre!r}.")
-        beam_centre = tuple(check_real("beam_centre", float(c)) for c in beam_centre)
+        beam_centre = tuple(check_real("beam_centre", _as_real(c, "beam_centre")) for c in beam_centre)
+    n_positions = int(np.prod(data.shape[:-2]))
+    if n_positions < 2:
+        raise ValueError(
+            f"data has a single position (shape {data.shape}); at least two are needed to measure "
+            "how pixels vary across a scan."
+        )
 
     nav_axes = tuple(range(data.ndim - 2))
-    patterns = bin_patterns(as_dask(data, 2), binning)
+    raw = as_dask(data, 2)
+    patterns = bin_patterns(raw, binning)
+    # NaN/inf are looked for in the float32 working array: that also catches
+    # float64 values beyond float32's range, which become inf there.
+    patterns, excluded, totals = exclude_nonfinite(patterns, 2, nan_policy, normalize == "total")
+    excluding = bool(excluded.any())
     if normalize == "total":
-        totals = position_totals(patterns, 2)
         if not np.all(np.isfinite(totals)):
-            raise_if_nonfinite(data, 2)
-        patterns = normalize_by_total(patterns, 2, totals)
+            _raise_nonfinite(data, 2)
+        patterns = normalize_by_total(patterns, 2, totals, excluded)
     logged = safe_log(patterns)
     varying = logged if std_scale == "log" else patterns
-    std_map, mean_pattern = dask.compute(
-        varying.std(axis=nav_axes, dtype=np.float64),
-        patterns.mean(axis=nav_axes, dtype=np.float64),
-    )
+    # Blanked (NaN) positions drop out of NaN-ignoring reductions; without
+    # exclusions the plain ones keep NaN visible for the check below.
+    std, mean = (da.nanstd, da.nanmean) if excluding else (da.std, da.mean)
+    finding = beam_centre is None or beam_radius is None
+    reductions = {
+        "std": std(varying, axis=nav_axes, dtype=np.float64),
+        "mean": mean(patterns, axis=nav_axes, dtype=np.float64),
+    }
+    if finding:
+        # Hot pixels would outshine the beam. The unbinned mean shows them as
+        # single pixels; binning can shrink a small beam to one pixel too.
+        if excluding:
+            blank = da.from_array(excluded, chunks=raw.chunks[:-2])[..., None, None]
+            raw = da.where(blank, np.nan, raw.astype(np.float32))
+        reductions["raw_mean"] = mean(raw, axis=nav_axes, dtype=np.float64)
+    if excluding:
+        reductions["neutral"] = da.nanmean(logged, axis=nav_axes, dtype=np.float64)
+    # One pass over the data for every statistic.
+    computed = dict(zip(reductions, dask.compute(*reductions.values())))
+    std_map, mean_pattern = computed["std"], computed["mean"]
     if not (np.all(np.isfinite(std_map)) and np.all(np.isfinite(mean_pattern))):
-        raise_if_nonfinite(data, 2)
+        _raise_nonfinite(data, 2)
     std_map = std_map.astype(np.float32)
     mean_pattern = mean_pattern.astype(np.float32)
 
-    found_centre, found_radius = find_direct_beam(mean_pattern)
+    half = (binning - 1) / 2
+    beam_pattern = mean_pattern
+    hot = np.zeros((1, 1), dtype=bool)
+    if finding:
+        raw_mean = np.nan_to_num(computed["raw_mean"], posinf=0.0, neginf=0.0)
+        hot = hot_pixels(raw_mean)
+    if hot.any():
+        where = [tuple(int(v) for v in rc) for rc in np.argwhere(hot)[:5]]
+        # The beam is then located in the raw mean without the hot pixels,
+        # binned like the patterns (normalising does not move the beam).
+        hb, wb = mean_pattern.shape
+        corrected = _without_hot_pixels(raw_mean, hot)[: hb * binning, : wb * binning]
+        beam_pattern = corrected.reshape(hb, binning, wb, binning).sum(axis=(1, 3))
+        warnings.warn(
+            f"sdt: {int(hot.sum())} detector pixel(s) are more than {HOT_PIXEL_FACTOR:g} times brighter than "
+            f"all their neighbours in the mean pattern (hot pixels?), at unbinned (row, column) {where}"
+            f"{' ...' if hot.sum() > 5 else ''}. They were ignored when locating the direct beam but still "
+            "count in the totals and may be selected; correct them first (e.g. pyxem's "
+            "find_hot_pixels and correct_bad_pixels).",
+            UserWarning,
+            stacklevel=3,
+        )
+    found_centre, found_radius = find_direct_beam(beam_pattern)
     # Binned pixel j spans unbinned pixels j*b .. j*b + b - 1: its centre is
     # at j*b + (b - 1) / 2 in unbinned coordinates.
-    half = (binning - 1) / 2
     centre = found_centre if beam_centre is None else tuple((c - half) / binning for c in beam_centre)
     radius = found_radius if beam_radius is None else beam_radius / binning
     beam = disk_mask(std_map.shape, centre, radius) if radius > 0 else np.zeros(std_map.shape, bool)
@@ -311,10 +465,26 @@ def sdt(
     selected = select_top_fraction(std_map, eligible, fraction)
     pixel_indices = np.argwhere(selected)
     flat_index = np.flatnonzero(selected)
+    if not np.any(std_map[selected] > 0):
+        warnings.warn(
+            "sdt: no selected detector pixel varies across the scan (standard deviation 0): the features are "
+            "constant and carry no structural contrast (all-zero or identical patterns?).",
+            UserWarning,
+            stacklevel=3,
+        )
 
     flat = logged.reshape(logged.shape[:-2] + (-1,))
     features = flat[..., flat_index]
+    if excluding:
+        # Excluded positions get the scan's mean: they pull no statistic.
+        neutral = computed["neutral"].reshape(-1)[flat_index]
+        features = neutral_fill(features, excluded, neutral)
     if not lazy:
+        check_memory(
+            2 * n_positions * flat_index.size * 4,
+            f"sdt: the {n_positions} x {flat_index.size} float32 features of this in-memory data",
+            LAZY_ADVICE,
+        )
         features = features.compute()
 
     parameters = {
@@ -327,6 +497,7 @@ def sdt(
         "beam_centre_found": beam_centre is None,
         "beam_radius_found": beam_radius is None,
         "n_features": int(flat_index.size),
+        "nan_policy": nan_policy,
     }
     return SDTResult(
         features=features,
@@ -338,4 +509,21 @@ def sdt(
         beam_centre=centre,
         beam_radius=float(radius),
         parameters=parameters,
+        excluded=excluded,
+    )
+
+
+def _as_real(value, name):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must hold two real numbers, got {value!r}.") from None
+
+
+def _raise_nonfinite(data, signal_ndim):
+    """Name the non-finite positions; else the values overflowed float32."""
+    raise_if_nonfinite(data, signal_ndim)
+    raise ValueError(
+        "data holds values beyond float32's range (about 3.4e38), which become infinite in the "
+        "float32 working arrays; rescale the data first."
     )

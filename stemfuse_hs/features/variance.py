@@ -15,11 +15,19 @@ import dask
 import dask.array as da
 import numpy as np
 
-from .._arrays import as_dask, is_lazy_array, raise_if_nonfinite
-from .._validation import check_choice, check_fraction, check_numeric_dtype, check_real
-from ._common import NORMALIZATIONS, normalize_by_total, position_totals, safe_log
+from .._arrays import LAZY_ADVICE, as_dask, check_memory, is_lazy_array
+from .._validation import check_choice, check_fraction, check_nan_policy, check_numeric_dtype, check_real
+from ._common import NORMALIZATIONS, exclude_nonfinite, neutral_fill, normalize_by_total, safe_log
 
-__all__ = ["VarianceResult", "xray_line_energy", "line_windows", "variance_threshold"]
+__all__ = ["NoVaryingChannelError", "VarianceResult", "xray_line_energy", "line_windows", "variance_threshold"]
+
+
+class NoVaryingChannelError(ValueError):
+    """No channel's variance exceeds the threshold: nothing to keep.
+
+    A ValueError, so ``except ValueError`` still catches it; its own class
+    lets :func:`stemfuse_hs.fuse` tell it from a mistake in the call.
+    """
 
 #: Detector resolution at Mn Ka assumed when the metadata gives none, in eV.
 DEFAULT_RESOLUTION_MNKA = 130.0
@@ -44,6 +52,9 @@ class VarianceResult:
         ``(channels,)`` boolean masks.
     parameters : dict
         Every parameter used, for provenance.
+    excluded_positions : numpy.ndarray
+        ``navigation``-shaped boolean mask of the positions left out
+        (``nan_policy="exclude"``); their features are the scan's mean.
     """
 
     features: object
@@ -53,6 +64,7 @@ class VarianceResult:
     kept: np.ndarray
     excluded: np.ndarray
     parameters: dict = field(default_factory=dict)
+    excluded_positions: np.ndarray = None
 
 
 def xray_line_energy(line):
@@ -98,6 +110,10 @@ def line_windows(lines, resolution_mnka=DEFAULT_RESOLUTION_MNKA, width=1.0):
     >>> [round(e, 2) for e in line_windows(["Cu_Ka"])[0]]
     [7.9, 8.2]
     """
+    if isinstance(lines, str):
+        lines = [lines]
+    resolution_mnka = check_real("resolution_mnka", resolution_mnka, minimum=0, strict_minimum=True)
+    width = check_real("width", width, minimum=0, strict_minimum=True)
     windows = []
     for line in lines:
         energy = xray_line_energy(line)
@@ -122,13 +138,20 @@ def _window_sum(block, width):
 
 
 def _validate_windows(windows):
+    if isinstance(windows, (str, bytes)) or not hasattr(windows, "__iter__"):
+        raise TypeError(f"exclude_windows must be a list of (low, high) energies in keV, got {windows!r}.")
     checked = []
     for window in windows:
-        if np.ndim(window) != 1 or len(window) != 2:
+        if isinstance(window, str) or np.ndim(window) != 1 or len(window) != 2:
             raise ValueError(
                 f"exclude_windows must be a list of (low, high) energies in keV, got {window!r}."
             )
-        low, high = (float(w) for w in window)
+        try:
+            low, high = (float(w) for w in window)
+        except (TypeError, ValueError):
+            raise TypeError(f"exclude_windows: {window!r} does not hold two numbers.") from None
+        if not (np.isfinite(low) and np.isfinite(high)):
+            raise ValueError(f"exclude_windows: the energies must be finite, got {window!r}.")
         if not low < high:
             raise ValueError(f"exclude_windows: low must be below high, got {window!r}.")
         checked.append((low, high))
@@ -145,6 +168,7 @@ def variance_threshold(
     exclude_lines=(),
     resolution_mnka=DEFAULT_RESOLUTION_MNKA,
     normalize="total",
+    nan_policy="raise",
 ):
     """Per-channel variance thresholding on an array of spectra.
 
@@ -167,10 +191,24 @@ def variance_threshold(
         Detector resolution at Mn Ka in eV, for the line windows.
     normalize : {"total", None}, default "total"
         Scale each spectrum to the scan's mean total counts first.
+    nan_policy : {"raise", "exclude"}, default "raise"
+        What to do with positions holding NaN or inf: refuse the data,
+        saying how many and where, or leave them out of every statistic
+        (variances, means, noise estimate, normalisation target) and give
+        them the mean features of the other positions
+        (``VarianceResult.excluded_positions`` marks them).
 
     Returns
     -------
     VarianceResult
+
+    Raises
+    ------
+    NoVaryingChannelError
+        (a ValueError) if no channel's variance exceeds the threshold.
+    MemoryError
+        If ``data`` is in memory (numpy) and the features would not fit in
+        the memory available: pass a dask array instead.
 
     Notes
     -----
@@ -197,17 +235,24 @@ def variance_threshold(
     >>> np.flatnonzero(result.kept).tolist()
     [5]
     """
+    if not hasattr(data, "dtype") or not hasattr(data, "ndim"):
+        raise TypeError(f"data must be a numpy or dask array, got {type(data).__name__}.")
     lazy = is_lazy_array(data)
     check_numeric_dtype("data", data.dtype)
     if data.ndim < 2:
         raise ValueError(
             f"data must have at least one navigation and one signal dimension, got shape {data.shape}."
         )
-    energies = np.asarray(energies, dtype=np.float64)
+    try:
+        energies = np.asarray(energies, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"energies must be an array of numbers, got {type(energies).__name__}.") from None
     if energies.shape != (data.shape[-1],):
         raise ValueError(
             f"energies has shape {energies.shape}, expected ({data.shape[-1]},) to match the channels."
         )
+    if not np.all(np.isfinite(energies)):
+        raise ValueError("energies must be finite; the energy axis holds NaN or inf.")
     if threshold is not None and quantile is not None:
         raise ValueError("Give either threshold or quantile, not both.")
     if threshold is not None:
@@ -215,20 +260,33 @@ def variance_threshold(
     if quantile is not None:
         quantile = check_fraction("quantile", quantile, closed_high=False)
     check_choice("normalize", normalize, NORMALIZATIONS)
+    nan_policy = check_nan_policy(nan_policy)
     resolution_mnka = check_real("resolution_mnka", resolution_mnka, minimum=0, strict_minimum=True)
     if isinstance(exclude_lines, str):
         exclude_lines = [exclude_lines]
+    if not hasattr(exclude_lines, "__iter__"):
+        raise TypeError(f"exclude_lines must be a list of X-ray line names, got {exclude_lines!r}.")
+    exclude_lines = list(exclude_lines)
     windows = _validate_windows(exclude_windows) + line_windows(exclude_lines, resolution_mnka)
 
     nav_axes = tuple(range(data.ndim - 1))
     n_positions = int(np.prod(data.shape[:-1]))
+    if n_positions < 2:
+        raise ValueError(
+            f"data has a single position (shape {data.shape}); at least two are needed to measure "
+            "how channels vary across a scan."
+        )
     spectra = as_dask(data, 1).astype(np.float32)
+    spectra, excluded_positions, totals = exclude_nonfinite(spectra, 1, nan_policy, normalize == "total")
+    excluding = bool(excluded_positions.any())
+    n_included = n_positions - int(excluded_positions.sum())
     if normalize == "total":
-        totals = position_totals(spectra, 1)
         if not np.all(np.isfinite(totals)):
-            raise_if_nonfinite(data, 1)
-        spectra = normalize_by_total(spectra, 1, totals)
-        scale = normalize_by_total(da.ones(totals.shape, chunks=spectra.chunks[:-1])[..., None], 1, totals)
+            _raise_nonfinite(data, 1)
+        spectra = normalize_by_total(spectra, 1, totals, excluded_positions)
+        scale = normalize_by_total(
+            da.ones(totals.shape, chunks=spectra.chunks[:-1])[..., None], 1, totals, excluded_positions
+        )
     else:
         scale = da.ones(spectra.shape[:-1] + (1,), chunks=spectra.chunks[:-1] + ((1,),))
     # A count scaled by r contributes r**2 to the Poisson variance of the
@@ -240,15 +298,22 @@ def variance_threshold(
     # hold too few counts for the test to see chemistry.
     width = _fwhm_channels(energies, resolution_mnka)
     windowed = spectra.map_blocks(_window_sum, width, dtype=np.float32)
-    variance, mean, window_variance, window_noise = dask.compute(
-        spectra.var(axis=nav_axes, dtype=np.float64),
-        spectra.mean(axis=nav_axes, dtype=np.float64),
-        windowed.var(axis=nav_axes, dtype=np.float64),
-        (windowed * scale).mean(axis=nav_axes, dtype=np.float64),
-    )
+    # Blanked (NaN) positions drop out of NaN-ignoring reductions; without
+    # exclusions the plain ones keep NaN visible for the check below.
+    var, mean_ = (da.nanvar, da.nanmean) if excluding else (da.var, da.mean)
+    reductions = [
+        var(spectra, axis=nav_axes, dtype=np.float64),
+        mean_(spectra, axis=nav_axes, dtype=np.float64),
+        var(windowed, axis=nav_axes, dtype=np.float64),
+        mean_(windowed * scale, axis=nav_axes, dtype=np.float64),
+    ]
+    if excluding:
+        reductions.append(da.nanmean(safe_log(spectra), axis=nav_axes, dtype=np.float64))
+    computed = dask.compute(*reductions)
+    variance, mean, window_variance, window_noise = computed[:4]
 
     if not (np.all(np.isfinite(variance)) and np.all(np.isfinite(window_variance))):
-        raise_if_nonfinite(data, 1)
+        _raise_nonfinite(data, 1)
     if threshold is not None:
         limit = np.full(variance.shape, threshold)
         rule = "value"
@@ -260,7 +325,7 @@ def variance_threshold(
         # sqrt((2 + 1 / m) / (n - 1)) of the variance: much more than the
         # Gaussian sqrt(2 / (n - 1)) for nearly empty channels.
         low_count = 1.0 / np.maximum(window_noise, 1e-12)
-        spread = AUTO_SIGNIFICANCE * np.sqrt((2.0 + low_count) / max(n_positions - 1, 1))
+        spread = AUTO_SIGNIFICANCE * np.sqrt((2.0 + low_count) / max(n_included - 1, 1))
         # Expressed on the single-channel variance scale, so that the
         # threshold plots against the channel variances.
         ratio = np.divide(window_variance, window_noise * (1.0 + spread), out=np.zeros_like(window_variance), where=window_noise > 0)
@@ -273,13 +338,22 @@ def variance_threshold(
     if rule == "poisson":
         kept = (ratio > 1.0) & ~excluded
     if not kept.any():
-        raise ValueError(
+        raise NoVaryingChannelError(
             f"No channel has a variance above the threshold ({rule} rule, largest variance "
             f"{variance[~excluded].max() if (~excluded).any() else 0:.4g}); "
             "lower threshold or quantile, or check the excluded windows."
         )
-    features = safe_log(spectra[..., np.flatnonzero(kept)])
+    kept_index = np.flatnonzero(kept)
+    features = safe_log(spectra[..., kept_index])
+    if excluding:
+        # Excluded positions get the scan's mean: they pull no statistic.
+        features = neutral_fill(features, excluded_positions, computed[4][kept_index])
     if not lazy:
+        check_memory(
+            2 * n_positions * kept_index.size * 4,
+            f"variance_threshold: the {n_positions} x {kept_index.size} float32 features of this in-memory data",
+            LAZY_ADVICE,
+        )
         features = features.compute()
     parameters = {
         "threshold_rule": rule,
@@ -290,6 +364,7 @@ def variance_threshold(
         "resolution_mnka": resolution_mnka,
         "normalize": "none" if normalize is None else normalize,
         "n_features": int(kept.sum()),
+        "nan_policy": nan_policy,
     }
     return VarianceResult(
         features=features,
@@ -299,4 +374,11 @@ def variance_threshold(
         kept=kept,
         excluded=excluded,
         parameters=parameters,
+        excluded_positions=excluded_positions,
     )
+
+
+def _raise_nonfinite(data, signal_ndim):
+    from .sdt import _raise_nonfinite as raise_nonfinite
+
+    raise_nonfinite(data, signal_ndim)

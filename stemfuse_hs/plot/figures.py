@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .palette import NOISE_COLOUR, cluster_colours, label_colormap
+from .palette import MASK_COLOUR, NOISE_COLOUR, cluster_colours, label_colormap
 from .selection import _new_figure
 
 __all__ = [
@@ -121,7 +121,8 @@ def _scalebar_units(scale, units):
 
 def _add_scalebar(ax, axis, **kwargs):
     """A scalebar for an image drawn in pixels of ``axis``; None if its units are not lengths."""
-    found = _scalebar_units(abs(float(axis.scale)), _units(axis))
+    scale = getattr(axis, "scale", None)  # non-uniform axes have none: no scalebar
+    found = _scalebar_units(abs(float(scale)), _units(axis)) if scale else None
     if found is None:
         return None
     from matplotlib_scalebar.scalebar import ScaleBar
@@ -143,7 +144,8 @@ def _axis_title(axis):
 def _show_map(ax, image, signal, scalebar=True, **imshow_kwargs):
     """``imshow`` of a scan map in pixels, true aspect, with a scalebar (else pixel ticks)."""
     horizontal, vertical = _map_axes(signal)
-    aspect = abs(float(vertical.scale) / float(horizontal.scale)) if horizontal.scale and vertical.scale else 1.0
+    scales = [getattr(axis, "scale", None) for axis in (horizontal, vertical)]
+    aspect = abs(float(scales[1]) / float(scales[0])) if all(scales) else 1.0
     imshow_kwargs.setdefault("interpolation", "nearest")
     shown = ax.imshow(image, aspect=aspect, origin="upper", **imshow_kwargs)
     bar = _add_scalebar(ax, horizontal) if scalebar else None
@@ -156,7 +158,18 @@ def _show_map(ax, image, signal, scalebar=True, **imshow_kwargs):
     return shown
 
 
-def _legend_handles(ids, n_clusters, names=None):
+def _excluded(labels, shape):
+    """Positions ``cluster`` left out (``metadata.Clustering.excluded_positions``), or None."""
+    excluded = labels.metadata.get_item("Clustering.excluded_positions", None)
+    if excluded is None:
+        return None
+    excluded = np.asarray(getattr(excluded, "data", excluded), dtype=bool)
+    if excluded.size != int(np.prod(shape)) or not excluded.any():
+        return None
+    return excluded.reshape(shape)
+
+
+def _legend_handles(ids, n_clusters, names=None, excluded=False):
     from matplotlib.patches import Patch
 
     colours = cluster_colours(n_clusters)
@@ -168,6 +181,8 @@ def _legend_handles(ids, n_clusters, names=None):
         handles.append(Patch(facecolor=colours[i], edgecolor="none", label=label))
     if any(i < 0 for i in ids):
         handles.append(Patch(facecolor=NOISE_COLOUR, edgecolor="none", label="noise"))
+    if excluded:
+        handles.append(Patch(facecolor=MASK_COLOUR, edgecolor="none", label="excluded"))
     return handles
 
 
@@ -203,6 +218,8 @@ def plot_label_map(labels, ax=None, scalebar=True, legend=True, *, title=None, n
         scan axes without length units get pixel axis labels instead.
     legend : bool, default True
         One patch per cluster present (and grey for noise), right of the map.
+        Positions that ``cluster`` left out
+        (``metadata.Clustering.excluded_positions``) are drawn black.
     title : str, optional
         Default: the signal's title and the number of clusters.
     n_clusters : int, optional
@@ -236,14 +253,21 @@ def plot_label_map(labels, ax=None, scalebar=True, legend=True, *, title=None, n
     fig, ax = _figure_and_ax(ax, figsize or (5.0, 4.0))
     ax.set_label("label_map")
     _draw_label_map(ax, data, k, labels, scalebar=scalebar)
+    excluded = _excluded(labels, data.shape)
+    if excluded is not None:
+        # Left out of the clustering, not noise: drawn over the map in the mask colour.
+        overlay = np.zeros(data.shape + (4,))
+        overlay[excluded] = MASK_COLOUR
+        _show_map(ax, overlay, labels, scalebar=False)
     if title is None:
         source = labels.metadata.General.title or "Label map"
         title = f"{source} ({k} cluster{'s' if k != 1 else ''})"
     ax.set_title(title)
     if legend:
-        ids = [int(i) for i in np.unique(data)]
+        shown = data if excluded is None else data[~excluded]
+        ids = [int(i) for i in np.unique(shown)]
         ax.legend(
-            handles=_legend_handles(ids, k), loc="upper left", bbox_to_anchor=(1.02, 1.0),
+            handles=_legend_handles(ids, k, excluded=excluded is not None), loc="upper left", bbox_to_anchor=(1.02, 1.0),
             borderaxespad=0.0, fontsize="small", frameon=False,
         )
     return fig

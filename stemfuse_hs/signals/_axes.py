@@ -4,6 +4,8 @@ Results are built from the *input's* axis dictionaries, so names, scales,
 offsets and units of the scan are carried over exactly.
 """
 
+import warnings
+
 import numpy as np
 
 from .._arrays import is_lazy_array
@@ -15,6 +17,7 @@ __all__ = [
     "binned_axis",
     "build_signal",
     "check_signal",
+    "recorded_exclusions",
 ]
 
 
@@ -62,8 +65,9 @@ def build_signal(eager_class, lazy_class, data, axes, *, title="", metadata=None
     return signal
 
 
-def check_signal(signal, signal_dimension, function):
-    """Refuse anything that is not a HyperSpy signal of ``signal_dimension``."""
+def check_signal(signal, signal_dimension, function, min_positions=1):
+    """Refuse anything that is not a HyperSpy signal of ``signal_dimension``
+    with at least ``min_positions`` scan positions."""
     from hyperspy.signal import BaseSignal
 
     if not isinstance(signal, BaseSignal):
@@ -81,4 +85,43 @@ def check_signal(signal, signal_dimension, function):
         raise ValueError(
             f"{function} needs a scan: the signal has no navigation axes (a single pattern or spectrum)."
         )
+    n_positions = int(np.prod(signal.axes_manager.navigation_shape))
+    if n_positions < min_positions:
+        raise ValueError(
+            f"{function} needs a scan of at least {min_positions} positions, got navigation shape "
+            f"{signal.axes_manager.navigation_shape} ({n_positions} position"
+            f"{'' if n_positions == 1 else 's'}): nothing varies across a single position."
+        )
     return signal
+
+
+#: Where the results record positions left out (nan_policy="exclude").
+EXCLUSION_PATHS = ("Fusion.excluded_positions", "Features.excluded_positions")
+
+
+def recorded_exclusions(signal, function):
+    """The navigation-shaped (array order) mask of excluded positions, or None.
+
+    Read from ``metadata.Fusion`` or ``metadata.Features``. Cropping or
+    rebinning a signal does not update its metadata: a mask that no longer
+    fits the scan is ignored with a warning rather than applied to the
+    wrong positions.
+    """
+    nav_shape = tuple(signal.data.shape[: signal.axes_manager.navigation_dimension])
+    for path in EXCLUSION_PATHS:
+        if signal.metadata.has_item(path):
+            mask = np.asarray(signal.metadata.get_item(path))
+            if mask.shape != nav_shape and not mask.any():
+                # Nothing was excluded: a cropped signal has nothing to lose.
+                return None
+            if mask.shape != nav_shape:
+                warnings.warn(
+                    f"{function}: metadata.{path} has shape {mask.shape} but the scan is {nav_shape} "
+                    "(cropped or rebinned after extraction?); the recorded exclusions are ignored. "
+                    "Extract the features again from the cropped data.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                return None
+            return mask.astype(bool)
+    return None

@@ -8,6 +8,7 @@ or lazy, and never modify it.
 import numpy as np
 
 from .._progress import dask_progress
+from .._validation import check_optional_bool
 from ..features.sdt import sdt
 from ..features.variance import DEFAULT_RESOLUTION_MNKA, variance_threshold
 from ._axes import binned_axis, build_signal, check_signal, index_axis, navigation_axes_dicts, signal_axes_dicts
@@ -40,6 +41,7 @@ def sdt_features(
     beam_centre=None,
     beam_radius=None,
     normalize="total",
+    nan_policy="raise",
     show_progressbar=None,
 ):
     """Diffraction features by standard-deviation thresholding (SDT).
@@ -71,6 +73,15 @@ def sdt_features(
     normalize : {"total", None}, default "total"
         Scale every pattern to the scan's mean total counts first, so that
         thickness does not shift every feature at once.
+    nan_policy : {"raise", "exclude"}, default "raise"
+        Positions holding NaN or inf (an aborted scan line, a failed dark
+        subtraction): ``"raise"`` refuses the data, saying how many and the
+        first; ``"exclude"`` leaves them out of every statistic, gives them
+        the mean features of the other positions and records them in
+        ``metadata.Features.excluded_positions``, which :func:`fuse` and
+        :meth:`~stemfuse_hs.signals.features.FusedSTEMSignal.cluster` honour
+        (they get label -1). Lazy data stays lazy: only the small
+        per-position mask is computed.
     show_progressbar : bool, optional
         Default: HyperSpy's preference.
 
@@ -80,7 +91,21 @@ def sdt_features(
         ``(*scan | n_features)``, lazy if ``signal`` is. Navigation axes are
         the input's; the signal axis is "feature". ``metadata.Features``
         holds the parameters and, as plottable signals on the binned
-        detector grid, ``std_map``, ``beam_mask`` and ``selected_mask``.
+        detector grid, ``std_map``, ``beam_mask`` and ``selected_mask``;
+        ``excluded_positions`` is a navigation-shaped boolean array (array
+        order), all False unless ``nan_policy="exclude"`` left some out.
+
+    Raises
+    ------
+    MemoryError
+        If the signal is in memory and its features would not fit in the
+        memory available (load it with ``lazy=True`` instead).
+
+    Warns
+    -----
+    UserWarning
+        For hot pixels in the mean pattern (they could be taken for the
+        direct beam), and when no selected pixel varies across the scan.
 
     See Also
     --------
@@ -95,7 +120,8 @@ def sdt_features(
     True
     >>> features.metadata.Features.std_map.plot()  # doctest: +SKIP
     """
-    check_signal(signal, 2, "sdt_features")
+    check_signal(signal, 2, "sdt_features", min_positions=2)
+    check_optional_bool("show_progressbar", show_progressbar)
     with dask_progress(show_progressbar):
         result = sdt(
             signal.data,
@@ -105,6 +131,7 @@ def sdt_features(
             beam_centre=beam_centre,
             beam_radius=beam_radius,
             normalize=normalize,
+            nan_policy=nan_policy,
         )
     nav_axes = navigation_axes_dicts(signal)
     detector_axes = [
@@ -131,6 +158,7 @@ def sdt_features(
             "mean_pattern": _detector_signal(result.mean_pattern, detector_axes, "Mean pattern"),
             "beam_mask": _detector_signal(result.beam_mask.astype(np.uint8), detector_axes, "Direct-beam mask"),
             "selected_mask": _detector_signal(result.selected_mask.astype(np.uint8), detector_axes, "Selected pixels"),
+            "excluded_positions": np.asarray(result.excluded, dtype=bool),
         },
     )
     return features
@@ -155,6 +183,7 @@ def variance_features(
     exclude_windows=(),
     exclude_lines=(),
     normalize="total",
+    nan_policy="raise",
     show_progressbar=None,
 ):
     """Spectral features by per-channel variance thresholding.
@@ -181,6 +210,15 @@ def variance_features(
     normalize : {"total", None}, default "total"
         Scale every spectrum to the scan's mean total counts first, so that
         thickness does not raise every channel at once.
+    nan_policy : {"raise", "exclude"}, default "raise"
+        Positions holding NaN or inf (an aborted scan line, a failed dark
+        subtraction): ``"raise"`` refuses the data, saying how many and the
+        first; ``"exclude"`` leaves them out of every statistic, gives them
+        the mean features of the other positions and records them in
+        ``metadata.Features.excluded_positions``, which :func:`fuse` and
+        :meth:`~stemfuse_hs.signals.features.FusedSTEMSignal.cluster` honour
+        (they get label -1). Lazy data stays lazy: only the small
+        per-position mask is computed.
     show_progressbar : bool, optional
         Default: HyperSpy's preference.
 
@@ -191,7 +229,17 @@ def variance_features(
         kept channels' energies (a non-uniform axis), so features plot
         against energy. ``metadata.Features`` holds the parameters and, as
         spectra on the full energy axis, ``variance``, ``threshold``,
-        ``kept_channels`` and ``excluded_channels``.
+        ``kept_channels`` and ``excluded_channels``; ``excluded_positions``
+        is a navigation-shaped boolean array (array order), all False unless
+        ``nan_policy="exclude"`` left some out.
+
+    Raises
+    ------
+    stemfuse_hs.features.variance.NoVaryingChannelError
+        (a ValueError) if no channel varies above the threshold.
+    MemoryError
+        If the signal is in memory and its features would not fit in the
+        memory available (load it with ``lazy=True`` instead).
 
     Notes
     -----
@@ -209,7 +257,8 @@ def variance_features(
     >>> features.axes_manager.signal_axes[0].units
     'keV'
     """
-    check_signal(signal, 1, "variance_features")
+    check_signal(signal, 1, "variance_features", min_positions=2)
+    check_optional_bool("show_progressbar", show_progressbar)
     energy_axis = signal.axes_manager.signal_axes[0]
     energies = np.asarray(energy_axis.axis, dtype=np.float64)
     with dask_progress(show_progressbar):
@@ -222,6 +271,7 @@ def variance_features(
             exclude_lines=exclude_lines,
             resolution_mnka=_energy_resolution(signal),
             normalize=normalize,
+            nan_policy=nan_policy,
         )
     energy_dict = signal_axes_dicts(signal)[0]
     kept_axis = {
@@ -258,6 +308,7 @@ def variance_features(
             "mean": spectrum(result.mean, "Channel mean"),
             "kept_channels": spectrum(result.kept.astype(np.uint8), "Kept channels"),
             "excluded_channels": spectrum(result.excluded.astype(np.uint8), "Excluded channels"),
+            "excluded_positions": np.asarray(result.excluded_positions, dtype=bool),
         },
     )
     return features

@@ -65,7 +65,7 @@ class FusedSTEMSignal(Signal1D):
         cluster_selection_epsilon=0.0,
         cluster_selection_method="leaf",
         min_membership=None,
-        merge_threshold=0.5,
+        merge_threshold=0.6,
         random_state=None,
         n_jobs=-1,
         show_progressbar=None,
@@ -96,7 +96,7 @@ class FusedSTEMSignal(Signal1D):
             reference method's plain HDBSCAN.
         min_membership : float, optional
             Positions whose largest membership is below this become noise (-1).
-        merge_threshold : float, default 0.5
+        merge_threshold : float, default 0.6
             Clusters without a density valley at least this deep between
             them in the fused feature space (see
             :func:`stemfuse_hs.clustering.separation`) are merged: thickness
@@ -122,46 +122,143 @@ class FusedSTEMSignal(Signal1D):
         >>> labels.n_clusters
         4
         """
+        import warnings
+
+        from .._arrays import check_memory, describe_positions, format_bytes
+        from .._validation import check_optional_bool, check_seed
+        from ..clustering.cluster import ClusterResult, check_cluster_parameters, resolve_min_cluster_size, single_cluster
+        from ..clustering.embed import check_embed_parameters
+        from ._axes import recorded_exclusions
         from .labels import build_cluster_labels
 
+        # Every parameter is checked before the features are read: a typo
+        # must not cost a pass over lazy data or a UMAP run.
+        check_embed_parameters(
+            n_components=n_components,
+            n_neighbors=n_neighbors,
+            min_dist=min_dist,
+            metric=metric,
+            densmap=densmap,
+            pca_components=pca_components,
+            random_state=check_seed(random_state),
+            n_jobs=n_jobs,
+        )
+        check_cluster_parameters(
+            min_cluster_size=min_cluster_size,
+            min_samples=min_samples,
+            cluster_selection_epsilon=cluster_selection_epsilon,
+            cluster_selection_method=cluster_selection_method,
+            min_membership=min_membership,
+            merge_threshold=merge_threshold,
+        )
+        check_optional_bool("show_progressbar", show_progressbar)
         nav_ndim = self.axes_manager.navigation_dimension
         if nav_ndim == 0:
             raise ValueError("cluster needs a scan: this signal has no navigation axes.")
+        scan_shape = tuple(self.data.shape[:nav_ndim])
+        n_positions = int(np.prod(scan_shape))
+        if n_positions < 2:
+            raise ValueError(
+                f"cluster needs a scan of at least two positions, got navigation shape "
+                f"{self.axes_manager.navigation_shape} (1 position)."
+            )
+        excluded = recorded_exclusions(self, "cluster")
+        excluded = np.zeros(scan_shape, dtype=bool) if excluded is None else excluded
+        included = ~excluded.reshape(n_positions)
+        n_included = int(included.sum())
+        left = "" if n_included == n_positions else f" ({n_positions - n_included} excluded)"
+        if n_included < 2:
+            raise ValueError(f"cluster: {n_included} position(s) left{left}; clustering needs at least two.")
+        resolve_min_cluster_size(min_cluster_size, n_included)
+        if n_included <= n_neighbors:
+            raise ValueError(
+                f"n_neighbors={n_neighbors} needs more positions than that; the scan has {n_included}{left}."
+            )
+        n_features = int(self.data.shape[-1]) if self.data.ndim > nav_ndim else 1
+        # The matrix, its included rows and PCA's copy for the merge, plus
+        # UMAP's neighbour graph and its fuzzy weights.
+        matrix_bytes = n_included * n_features * 4
+        check_memory(
+            3 * matrix_bytes + 64 * n_included * n_neighbors,
+            f"cluster: the {n_included} x {n_features} float32 feature matrix ({format_bytes(matrix_bytes)}) and UMAP's "
+            "working copies",
+            "The matrix must be in memory, even for lazy signals: use fewer features (sdt_features with a larger "
+            "binning or a smaller fraction, variance_features with a higher threshold), or crop or bin the scan "
+            "(signal.inav[...], signal.rebin) first.",
+        )
         stages = ["features", "embedding", "clustering"]
         with stage_bar(stages, show_progressbar, "stemfuse cluster") as bar:
             with dask_progress(show_progressbar):
                 data = self.data.compute() if is_lazy_array(self.data) else self.data
-            bad = find_nonfinite(data, 1)
-            if bad.size:
+            matrix = np.asarray(data, dtype=np.float32).reshape((n_positions, -1))
+            bad = ~np.isfinite(matrix).all(axis=1) & included
+            if bad.any():
                 raise ValueError(
-                    f"cluster: {len(bad)} positions hold NaN or inf features, first at navigation "
-                    f"index {tuple(int(v) for v in bad[0])}; clean the data or exclude them."
+                    f"cluster: {describe_positions(bad.reshape(scan_shape))} hold NaN or inf features; "
+                    "clean the data or exclude them (fuse or the extractors with nan_policy='exclude')."
                 )
-            scan_shape = data.shape[:nav_ndim]
-            matrix = np.asarray(data, dtype=np.float32).reshape((int(np.prod(scan_shape)), -1))
+            if n_included < n_positions:
+                matrix = matrix[included]
             bar.update()
-            embedding = embed(
-                matrix,
-                n_components=n_components,
-                n_neighbors=n_neighbors,
-                min_dist=min_dist,
-                metric=metric,
-                densmap=densmap,
-                pca_components=pca_components,
-                random_state=random_state,
-                n_jobs=n_jobs,
+            if np.ptp(matrix, axis=0).max(initial=0.0) == 0:
+                # UMAP cannot embed identical points; they are one group.
+                warnings.warn(
+                    "cluster: the features are identical at every position: one cluster, nothing to separate.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                embedding = np.zeros((n_included, n_components), dtype=np.float32)
+                result = single_cluster(
+                    n_included,
+                    min_cluster_size=min_cluster_size,
+                    min_samples=min_samples,
+                    cluster_selection_epsilon=cluster_selection_epsilon,
+                    cluster_selection_method=cluster_selection_method,
+                    min_membership=min_membership,
+                    merge_threshold=merge_threshold,
+                )
+                bar.update(2)
+            else:
+                embedding = embed(
+                    matrix,
+                    n_components=n_components,
+                    n_neighbors=n_neighbors,
+                    min_dist=min_dist,
+                    metric=metric,
+                    densmap=densmap,
+                    pca_components=pca_components,
+                    random_state=random_state,
+                    n_jobs=n_jobs,
+                )
+                bar.update()
+                result = soft_cluster(
+                    embedding,
+                    min_cluster_size=min_cluster_size,
+                    min_samples=min_samples,
+                    cluster_selection_epsilon=cluster_selection_epsilon,
+                    cluster_selection_method=cluster_selection_method,
+                    min_membership=min_membership,
+                )
+                result = merge_indistinct(result, matrix, threshold=merge_threshold)
+                bar.update()
+        if result.n_clusters < 2:
+            found = "no cluster: every position is noise" if result.n_clusters == 0 else "a single cluster"
+            warnings.warn(
+                f"cluster: found {found}. The scan may hold a single phase, or min_cluster_size="
+                f"{min_cluster_size!r} / min_samples={min_samples!r} may be too large for {n_included} positions.",
+                UserWarning,
+                stacklevel=2,
             )
-            bar.update()
-            result = soft_cluster(
-                embedding,
-                min_cluster_size=min_cluster_size,
-                min_samples=min_samples,
-                cluster_selection_epsilon=cluster_selection_epsilon,
-                cluster_selection_method=cluster_selection_method,
-                min_membership=min_membership,
-            )
-            result = merge_indistinct(result, matrix, threshold=merge_threshold)
-            bar.update()
+        if n_included < n_positions:
+            # Excluded positions: noise, no membership, no place in the embedding.
+            labels = np.full(n_positions, -1, dtype=np.int64)
+            labels[included] = result.labels
+            memberships = np.zeros((n_positions, result.n_clusters), dtype=np.float32)
+            memberships[included] = result.memberships
+            full_embedding = np.full((n_positions, embedding.shape[1]), np.nan, dtype=np.float32)
+            full_embedding[included] = embedding
+            result = ClusterResult(labels, memberships, result.parameters)
+            embedding = full_embedding
         parameters = {
             "n_components": n_components,
             "n_neighbors": n_neighbors,
@@ -172,7 +269,7 @@ class FusedSTEMSignal(Signal1D):
             "random_state": -1 if random_state is None else int(random_state),
         }
         parameters.update(result.parameters)
-        return build_cluster_labels(self, result, embedding, parameters)
+        return build_cluster_labels(self, result, embedding, parameters, excluded=excluded)
 
     def stability(self, n_runs=5, random_states=None, *, reference="medoid", **cluster_kwargs):
         """Cluster with several seeds and measure how far the maps agree.

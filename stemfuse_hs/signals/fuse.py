@@ -4,10 +4,12 @@ import warnings
 
 import numpy as np
 
+from .._arrays import describe_positions, is_lazy_array, nonfinite_positions
 from .._progress import dask_progress
-from .._validation import check_real
-from ..fusion import fuse_blocks, variance_shares
-from ._axes import build_signal, index_axis, navigation_axes_dicts
+from .._validation import check_choice, check_int, check_nan_policy, check_optional_bool, check_real
+from ..features.variance import NoVaryingChannelError
+from ..fusion import WEIGHTINGS, fuse_blocks, variance_shares
+from ._axes import build_signal, index_axis, navigation_axes_dicts, recorded_exclusions
 
 __all__ = ["fuse", "block_shares", "REFERENCE_EDS_FACTOR"]
 
@@ -15,25 +17,79 @@ __all__ = ["fuse", "block_shares", "REFERENCE_EDS_FACTOR"]
 REFERENCE_EDS_FACTOR = 2.4
 
 
-def _as_feature_signal(signal, position):
-    """A feature signal for ``signal``: itself, or default features of raw data."""
+def _check_is_signal(signal, position):
     from hyperspy.signal import BaseSignal
-
-    from .extract import sdt_features, variance_features
 
     if not isinstance(signal, BaseSignal):
         raise TypeError(f"fuse: argument {position} is a {type(signal).__name__}, not a HyperSpy signal.")
-    if signal.metadata.has_item("Features") or signal.metadata.has_item("Fusion"):
+    if signal.axes_manager.navigation_dimension == 0:
+        raise ValueError(
+            f"fuse: argument {position} has no navigation axes (a single pattern or spectrum), not a scan."
+        )
+
+
+def _is_feature_signal(signal):
+    return signal.metadata.has_item("Features") or signal.metadata.has_item("Fusion")
+
+
+def _as_feature_signal(signal, position, nan_policy):
+    """A feature signal for ``signal``: itself, or default features of raw data.
+
+    Returns None, with a warning, for a raw spectrum image in which no
+    channel varies above counting noise: without chemical contrast the block
+    would add only noise, and there are no features to weight.
+    """
+    from .extract import sdt_features, variance_features
+
+    if _is_feature_signal(signal):
         return signal
     dim = signal.axes_manager.signal_dimension
     if dim == 2:
-        return sdt_features(signal)
+        return sdt_features(signal, nan_policy=nan_policy)
     if dim == 1:
-        return variance_features(signal)
+        try:
+            return variance_features(signal, nan_policy=nan_policy)
+        except NoVaryingChannelError as error:
+            title = signal.metadata.get_item("General.title", "") or ""
+            warnings.warn(
+                f"fuse: argument {position} ({title or 'spectrum image'}) is left out: {error} Without a "
+                "channel that varies above counting noise it carries no chemical contrast. To keep it, "
+                "give fuse variance_features(signal, threshold=...) or (quantile=...) instead.",
+                UserWarning,
+                stacklevel=4,
+            )
+            return None
     raise ValueError(
         f"fuse: argument {position} has signal dimension {dim}; expected 4D-STEM data (2), "
         "a spectrum image (1) or features from sdt_features/variance_features."
     )
+
+
+def _trusted_finite(signal):
+    """True for results of this package, whose values are finite by construction."""
+    return any(signal.metadata.has_item(p) for p in ("Fusion.excluded_positions", "Features.excluded_positions"))
+
+
+def _block_exclusions(features, position, nan_policy, nav_shape):
+    """Positions to leave out for one block: recorded ones plus, with
+    ``"exclude"``, any holding NaN/inf (refused with ``"raise"``)."""
+    recorded = recorded_exclusions(features, "fuse")
+    mask = np.zeros(nav_shape, dtype=bool) if recorded is None else recorded
+    data = features.data
+    if is_lazy_array(data) and _trusted_finite(features) and recorded is not None:
+        # A pass over lazy features would recompute them from the raw data;
+        # the extractors and fuse guarantee finite values.
+        return mask
+    bad = nonfinite_positions(data, 1)
+    bad = np.asarray(bad.compute() if is_lazy_array(bad) else bad) & ~mask
+    if bad.any():
+        if nan_policy == "raise":
+            raise ValueError(
+                f"fuse: argument {position} holds NaN or inf at {describe_positions(bad)}; "
+                "pass nan_policy='exclude' to leave those positions out, or clean the data."
+            )
+        mask = mask | bad
+    return mask
 
 
 def _block_name(features, taken):
@@ -76,6 +132,7 @@ def fuse(
     weighting="auto",
     reference_factor=REFERENCE_EDS_FACTOR,
     max_samples=50_000,
+    nan_policy="raise",
     show_progressbar=None,
 ):
     """Fuse signals of the same scan into one feature signal for clustering.
@@ -85,8 +142,12 @@ def fuse(
     *signals : hyperspy signals
         Two or more signals over the same scan: raw 4D-STEM data (gets
         :func:`~stemfuse_hs.sdt_features` with its defaults), a spectrum
-        image (gets :func:`~stemfuse_hs.variance_features`), or features
-        already extracted (any parameters). None is modified.
+        image (gets :func:`~stemfuse_hs.variance_features` with its
+        automatic threshold), or features already extracted (any
+        parameters). None is modified. A raw spectrum image in which no
+        channel varies above counting noise (no chemical contrast) is left
+        out with a warning, and the others are fused; give its features
+        with an explicit ``threshold`` or ``quantile`` to keep it.
     weights : sequence of float, optional
         One weight per signal. With ``weighting="auto"`` or ``"equal"`` they
         replace the automatic (or unit) block weights, applied after each
@@ -106,6 +167,13 @@ def fuse(
     max_samples : int, default 50000
         Positions used for the scaling statistics (all when the scan is
         smaller; otherwise evenly spread whole rows).
+    nan_policy : {"raise", "exclude"}, default "raise"
+        Positions holding NaN or inf in any input: refuse them (the message
+        says how many and the first), or leave them out of every statistic
+        and set their fused features to 0 (every feature's centre). Passed
+        on to the extractors for raw inputs. Positions already excluded by
+        an extractor (``metadata.Features.excluded_positions``) are left out
+        whatever the policy; the masks of all blocks are combined.
     show_progressbar : bool, optional
 
     Returns
@@ -113,7 +181,18 @@ def fuse(
     FusedSTEMSignal
         ``(*scan | n_features)``, lazy if any input is. ``metadata.Fusion``
         records each block's name, source, feature range, weight and
-        normaliser, and the weighting parameters.
+        normaliser, the weighting parameters, ``excluded_positions`` (a
+        navigation-shaped boolean array, array order) and ``dropped`` (the
+        arguments left out, with the reason; empty when none).
+
+    Raises
+    ------
+    ValueError
+        For signals of different scans (both navigation shapes are named,
+        and a transposed scan is pointed out), NaN/inf with
+        ``nan_policy="raise"``, or when no block is left.
+    MemoryError
+        If every input is in memory and the fused matrix would not fit.
 
     Examples
     --------
@@ -126,11 +205,51 @@ def fuse(
     """
     if len(signals) < 2:
         raise ValueError(f"fuse needs two or more signals of the same scan, got {len(signals)}.")
+    for position, signal in enumerate(signals, start=1):
+        _check_is_signal(signal, position)
     reference_factor = check_real("reference_factor", reference_factor)
+    if not isinstance(weighting, str):
+        raise TypeError(f"weighting must be one of {list(WEIGHTINGS)}, got {weighting!r}.")
+    check_choice("weighting", weighting, WEIGHTINGS)
+    max_samples = check_int("max_samples", max_samples, minimum=1)
+    nan_policy = check_nan_policy(nan_policy)
+    check_optional_bool("show_progressbar", show_progressbar)
+    if weights is not None:
+        if isinstance(weights, (str, bytes)) or not hasattr(weights, "__len__"):
+            raise TypeError(f"weights must be a sequence of numbers, one per signal, got {weights!r}.")
+        try:
+            weights = [float(w) for w in np.asarray(weights, dtype=np.float64).ravel()]
+        except (TypeError, ValueError):
+            raise TypeError(f"weights must be a sequence of numbers, one per signal, got {weights!r}.") from None
+        if len(weights) != len(signals):
+            raise ValueError(f"weights has {len(weights)} values for {len(signals)} blocks; give one per block.")
+        if not all(np.isfinite(w) and w >= 0 for w in weights) or not any(w > 0 for w in weights):
+            raise ValueError(f"weights must be finite, non-negative and not all zero, got {weights}.")
+    # Before any extraction: a mismatch must not cost a pass over the data.
+    _check_same_scan(signals)
     with dask_progress(show_progressbar):
-        features = [_as_feature_signal(s, i) for i, s in enumerate(signals, start=1)]
-        _check_same_scan(features)
-        scan_shape = features[0].data.shape[: features[0].axes_manager.navigation_dimension]
+        extracted = [_as_feature_signal(s, i, nan_policy) for i, s in enumerate(signals, start=1)]
+        kept = [i for i, f in enumerate(extracted) if f is not None]
+        dropped = [
+            f"argument {i + 1} ({signals[i].metadata.get_item('General.title', '') or 'spectrum image'}): "
+            "no channel varies above counting noise"
+            for i, f in enumerate(extracted)
+            if f is None
+        ]
+        if not kept:
+            raise ValueError("fuse: every argument was left out (no channel varies above counting noise); nothing to fuse.")
+        features = [extracted[i] for i in kept]
+        if weights is not None:
+            weights = [weights[i] for i in kept]
+            if not any(w > 0 for w in weights):
+                raise ValueError(
+                    f"fuse: the weights of the blocks left ({weights}) are all zero after leaving out {dropped}."
+                )
+        nav_ndim = features[0].axes_manager.navigation_dimension
+        scan_shape = features[0].data.shape[:nav_ndim]
+        excluded = np.zeros(scan_shape, dtype=bool)
+        for i, f in zip(kept, features):
+            excluded |= _block_exclusions(f, i + 1, nan_policy, scan_shape)
         blocks = [f.data.reshape((int(np.prod(scan_shape)), -1)) for f in features]
         names = []
         for f in features:
@@ -155,6 +274,7 @@ def fuse(
             weighting=weighting,
             reference_factors=factors,
             max_samples=max_samples,
+            excluded=excluded.reshape(-1),
         )
     matrix = result.matrix.reshape(tuple(scan_shape) + (-1,))
     from .features import FusedSTEMSignal, LazyFusedSTEMSignal
@@ -188,8 +308,10 @@ def fuse(
             "block_names": names,
             "block_slices": np.asarray(result.block_slices, dtype=np.int64),
             "weights": result.weights,
-            "parameters": dict(result.parameters, reference_factor=reference_factor),
+            "parameters": dict(result.parameters, reference_factor=reference_factor, nan_policy=nan_policy),
             "Blocks": blocks_meta,
+            "excluded_positions": excluded,
+            "dropped": dropped,
         },
     )
     return fused
@@ -207,11 +329,14 @@ def block_shares(fused, max_samples=50_000):
     ----------
     fused : FusedSTEMSignal
         The result of :func:`fuse`.
+    max_samples : int, default 50000
+        Positions the variances are computed on.
 
     Returns
     -------
     dict
-        Block name -> share (they sum to 1).
+        Block name -> share (they sum to 1). Excluded positions
+        (``metadata.Fusion.excluded_positions``) are left out.
 
     Examples
     --------
@@ -221,11 +346,22 @@ def block_shares(fused, max_samples=50_000):
     >>> round(sum(shares.values()), 6)
     1.0
     """
+    from hyperspy.signal import BaseSignal
+
+    if not isinstance(fused, BaseSignal):
+        raise TypeError(f"block_shares expects the signal returned by fuse, got {type(fused).__name__}.")
     if not fused.metadata.has_item("Fusion"):
         raise ValueError("block_shares needs the result of fuse (metadata.Fusion is missing).")
+    max_samples = check_int("max_samples", max_samples, minimum=1)
     nav_ndim = fused.axes_manager.navigation_dimension
+    if nav_ndim == 0:
+        raise ValueError("block_shares needs a scan: the signal has no navigation axes.")
     scan_shape = fused.data.shape[:nav_ndim]
     matrix = fused.data.reshape((int(np.prod(scan_shape)), -1))
     slices = [tuple(int(v) for v in s) for s in np.asarray(fused.metadata.Fusion.block_slices)]
-    shares = variance_shares(matrix, slices, max_samples=max_samples, scan_shape=scan_shape)
+    excluded = recorded_exclusions(fused, "block_shares")
+    shares = variance_shares(
+        matrix, slices, max_samples=max_samples, scan_shape=scan_shape,
+        excluded=None if excluded is None else excluded.reshape(-1),
+    )
     return dict(zip(fused.metadata.Fusion.block_names, (float(s) for s in shares)))

@@ -7,8 +7,9 @@ from hyperspy._signals.lazy import LazySignal
 from hyperspy.signals import Signal2D
 
 from .._progress import dask_progress
-from ..clustering.means import cluster_statistics, cluster_weights
-from ._axes import check_signal, index_axis, navigation_axes_dicts, signal_axes_dicts
+from .._validation import check_choice, check_fraction, check_optional_bool
+from ..clustering.means import MEAN_MODES, cluster_statistics, cluster_weights
+from ._axes import index_axis, navigation_axes_dicts, signal_axes_dicts
 
 __all__ = ["ClusterLabels", "LazyClusterLabels", "build_cluster_labels", "software_versions"]
 
@@ -39,10 +40,17 @@ def _scan_axes(fused):
     return axes
 
 
-def build_cluster_labels(fused, result, embedding, parameters):
-    """Assemble a :class:`ClusterLabels` from array results (used by ``cluster``)."""
+def build_cluster_labels(fused, result, embedding, parameters, excluded=None):
+    """Assemble a :class:`ClusterLabels` from array results (used by ``cluster``).
+
+    ``excluded`` (navigation-shaped boolean, optional) marks positions left
+    out of the clustering; it is recorded as
+    ``metadata.Clustering.excluded_positions`` on the map's grid.
+    """
     scan_axes = _scan_axes(fused)
     scan_shape = tuple(a["size"] for a in scan_axes)
+    n = int(np.prod(scan_shape))
+    excluded = np.zeros(n, dtype=bool) if excluded is None else np.asarray(excluded, dtype=bool).reshape(n)
     labels = ClusterLabels(result.labels.reshape(scan_shape).astype(np.int32), axes=copy.deepcopy(scan_axes))
     labels.metadata.General.title = "Cluster labels"
     k = result.n_clusters
@@ -65,7 +73,9 @@ def build_cluster_labels(fused, result, embedding, parameters):
         {
             "n_clusters": int(k),
             "cluster_sizes": sizes,
-            "n_noise": int((result.labels < 0).sum()),
+            "n_noise": int(((result.labels < 0) & ~excluded).sum()),
+            "n_excluded": int(excluded.sum()),
+            "excluded_positions": excluded.reshape(scan_shape),
             "parameters": parameters,
             "memberships": memberships,
             "embedding": embedding_signal,
@@ -167,13 +177,31 @@ class ClusterLabels(Signal2D):
 
         if not isinstance(signal, BaseSignal):
             raise TypeError(f"cluster_statistics expects a HyperSpy signal, got {type(signal).__name__}.")
+        if not isinstance(mode, str):
+            raise TypeError(f"mode must be one of {list(MEAN_MODES)}, got {mode!r}.")
+        check_choice("mode", mode, MEAN_MODES)
+        check_fraction("min_membership", min_membership, closed_low=True)
+        check_optional_bool("show_progressbar", show_progressbar)
+        if signal.axes_manager.navigation_dimension == 0:
+            raise ValueError(
+                "cluster_statistics needs a signal of the same scan; this one has no navigation axes "
+                f"(signal shape {signal.axes_manager.signal_shape})."
+            )
         scan = signal.axes_manager.navigation_shape
         own = tuple(a.size for a in self.axes_manager.signal_axes)
-        if int(np.prod(scan)) != int(np.prod(own)) or (len(scan) == 2 and scan != own):
+        # A line scan's map has a one-row axis added for drawing.
+        squeezed = tuple(size for size in own if size != 1) or (1,)
+        if scan != own and tuple(size for size in scan if size != 1) != squeezed:
+            hint = ""
+            if tuple(reversed(scan)) == own:
+                hint = (
+                    " The signal looks transposed (rows and columns swapped) relative to the map: "
+                    "swap its navigation axes, e.g. signal.transpose(signal_axes=...)."
+                )
             raise ValueError(
-                f"cluster_statistics: the signal's scan {scan} is not the label map's {own}."
+                f"cluster_statistics: the signal's scan (navigation shape {scan}) is not the label map's "
+                f"scan {own}.{hint}"
             )
-        check_signal(signal, signal.axes_manager.signal_dimension, "cluster_statistics")
         if self.n_clusters == 0:
             raise ValueError("cluster_statistics: the label map has no clusters (every position is noise).")
         weights = self._weights(mode, min_membership)

@@ -9,14 +9,17 @@ and the pairwise adjusted Rand index. This module only translates between
 signals and arrays; the algorithms are array functions.
 """
 
+import contextlib
 import copy
+import functools
+import hashlib
 import inspect
 import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._arrays import find_nonfinite, is_lazy_array
+from .._arrays import is_lazy_array
 from .._progress import dask_progress, stage_bar
 from ..clustering.stability import label_agreement, rescale_blocks
 from ._axes import index_axis, signal_axes_dicts
@@ -92,7 +95,10 @@ def _consensus_labels(fused, agreement, reference_labels, extra_parameters):
     embedding = embedding.reshape(n, embedding.shape[-1])
     parameters = dict(reference_labels.parameters)
     parameters.update(extra_parameters)
-    consensus = build_cluster_labels(fused, result, embedding, parameters)
+    # Positions every run left out (cluster's excluded positions) stay recorded as such.
+    excluded = reference_labels.metadata.get_item("Clustering.excluded_positions", None)
+    extra = {} if excluded is None else {"excluded": np.asarray(excluded, dtype=bool)}
+    consensus = build_cluster_labels(fused, result, embedding, parameters, **extra)
     consensus.metadata.General.title = "Consensus labels"
     return consensus
 
@@ -189,6 +195,9 @@ class SensitivityResult:
         The grid asked for.
     reference : int
         The setting whose cluster ids were kept.
+    n_embeddings : int
+        UMAP embeddings computed (settings differing only after the
+        embedding share one).
     """
 
     settings: list
@@ -199,6 +208,7 @@ class SensitivityResult:
     labels: list = field(repr=False)
     param_grid: dict
     reference: int
+    n_embeddings: int = 0
 
     @property
     def n_settings(self):
@@ -274,8 +284,10 @@ def stability(fused, n_runs=5, random_states=None, *, reference="medoid", **clus
     >>> scan = stemfuse_hs.data.synthetic_scan("precipitates", size="tiny")
     >>> fused = stemfuse_hs.fuse(scan.dp, scan.eds)
     >>> result = fused.stability(n_runs=3)  # doctest: +SKIP
-    >>> result.stability.data.min(), result.ari.data.shape  # doctest: +SKIP
-    (1.0, (3, 3))
+    >>> result.ari.data.shape, result.runs.axes_manager.navigation_shape  # doctest: +SKIP
+    ((3, 3), (3,))
+    >>> bool(result.stability.data.mean() > 0.95)  # doctest: +SKIP
+    True
     >>> fig = result.plot()  # doctest: +SKIP
     """
     from .._validation import check_int
@@ -458,47 +470,39 @@ def _weights_key(setting):
     return tuple(float(w) for w in np.asarray(setting["weights"], dtype=np.float64).ravel())
 
 
-def _routing():
-    """Which ``cluster`` parameters go to the embedding, which to the clustering.
+@contextlib.contextmanager
+def _shared_embeddings():
+    """Within the block, ``FusedSTEMSignal.cluster`` computes each distinct embedding once.
 
-    Read from the signatures of ``embed`` and ``soft_cluster``, so that a
-    parameter added to ``FusedSTEMSignal.cluster`` and passed on under the
-    same name is handled here too.
+    ``cluster`` runs unchanged (its checks, excluded positions and records
+    stay its own); only the embedding function it calls is wrapped by a
+    cache keyed by the matrix's content and the UMAP parameters, so
+    settings that differ only in what happens after the embedding
+    (HDBSCAN, merging) share one UMAP run. Yields a counter of the
+    embeddings computed and reused.
     """
-    from ..clustering.cluster import soft_cluster
-    from ..clustering.embed import embed
+    from . import features
 
-    defaults = _cluster_defaults()
-    to_embed = [n for n in inspect.signature(embed).parameters if n in defaults]
-    to_cluster = [n for n in inspect.signature(soft_cluster).parameters if n in defaults]
-    unrouted = set(defaults) - set(to_embed) - set(to_cluster) - {"merge_threshold"}
-    if unrouted:
-        raise NotImplementedError(
-            f"sensitivity does not know where FusedSTEMSignal.cluster's parameters {sorted(unrouted)} go; "
-            "update stemfuse_hs.signals.stability."
-        )
-    return to_embed, to_cluster
+    original = features.embed
+    cache = {}
+    counts = {"computed": 0, "reused": 0}
 
+    @functools.wraps(original)
+    def cached(matrix, **kwargs):
+        matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+        key = (matrix.shape, hashlib.sha1(matrix.view(np.uint8)).hexdigest(), repr(sorted(kwargs.items())))
+        if key in cache:
+            counts["reused"] += 1
+        else:
+            cache[key] = original(matrix, **kwargs)
+            counts["computed"] += 1
+        return cache[key].copy()
 
-def _cluster_embedding(fused, matrix, embedding, parameters, to_cluster):
-    """What ``FusedSTEMSignal.cluster`` does after embedding, on a given embedding."""
-    from ..clustering import merge_indistinct, soft_cluster
-    from .labels import build_cluster_labels
-
-    result = soft_cluster(embedding, **{name: parameters[name] for name in to_cluster})
-    result = merge_indistinct(result, matrix, threshold=parameters["merge_threshold"])
-    # The same record as FusedSTEMSignal.cluster writes.
-    recorded = {
-        "n_components": parameters["n_components"],
-        "n_neighbors": parameters["n_neighbors"],
-        "min_dist": float(parameters["min_dist"]),
-        "metric": parameters["metric"],
-        "densmap": bool(parameters["densmap"]),
-        "pca_components": -1 if parameters["pca_components"] is None else int(parameters["pca_components"]),
-        "random_state": -1 if parameters["random_state"] is None else int(parameters["random_state"]),
-    }
-    recorded.update(result.parameters)
-    return build_cluster_labels(fused, result, embedding, recorded)
+    features.embed = cached
+    try:
+        yield counts
+    finally:
+        features.embed = original
 
 
 def sensitivity(fused, param_grid, *, random_state=0, reference="medoid", show_progressbar=None, **cluster_kwargs):
@@ -509,15 +513,19 @@ def sensitivity(fused, param_grid, *, random_state=0, reference="medoid", show_p
     to a reference map by maximum overlap (as in :func:`stability`) and
     compared pairwise (adjusted Rand index) and per position.
 
-    What does not change between settings is computed once: the fused
-    features are read once; block weights are changed by rescaling the
-    fused blocks (:func:`reweight`, exact for the ``"auto"`` and
-    ``"equal"`` weightings, whose weights multiply whole normalised blocks);
-    one embedding serves every setting that differs only in clustering
-    parameters (``min_cluster_size``, ``min_samples``,
-    ``cluster_selection_epsilon``, ``min_membership``, ``merge_threshold``
-    ...: whatever ``cluster`` passes to HDBSCAN or to the merging, not to
-    UMAP).
+    Every setting runs :meth:`FusedSTEMSignal.cluster
+    <stemfuse_hs.signals.features.FusedSTEMSignal.cluster>` itself, so a map
+    is exactly what ``cluster`` gives with those parameters. What does not
+    change between settings is computed once: the fused features are read
+    once; block weights are changed by rescaling the fused blocks
+    (:func:`reweight`, exact for the ``"auto"`` and ``"equal"`` weightings,
+    whose weights multiply whole normalised blocks); one UMAP embedding
+    serves every setting that differs only in clustering parameters
+    (``min_cluster_size``, ``min_samples``, ``cluster_selection_epsilon``,
+    ``min_membership``, ``merge_threshold`` ...: whatever acts after the
+    embedding). The embedding cache lives only during the call (it wraps
+    the embedding function ``cluster`` uses, so do not cluster in another
+    thread meanwhile).
 
     Feature-extraction parameters (the SDT ``fraction`` or ``binning``, the
     variance threshold) are out of scope: they change the features
@@ -579,9 +587,7 @@ def sensitivity(fused, param_grid, *, random_state=0, reference="medoid", show_p
     _check_fused(fused, "sensitivity")
     defaults = _cluster_defaults()
     grid = _check_grid(param_grid, cluster_kwargs, defaults)
-    fixed = dict(defaults)
-    fixed["random_state"] = random_state
-    fixed.update(cluster_kwargs)
+    fixed = dict(cluster_kwargs, random_state=random_state)
     if "weights" in grid:
         old_weights, slices = _fusion_weights(fused, "sensitivity")
         for weights in grid["weights"]:
@@ -590,51 +596,32 @@ def sensitivity(fused, param_grid, *, random_state=0, reference="medoid", show_p
                     f"param_grid['weights']: {list(np.ravel(weights))} has {np.asarray(weights).size} values "
                     f"for {len(slices)} blocks {list(fused.metadata.Fusion.block_names)}."
                 )
-    to_embed, to_cluster = _routing()
     names = list(grid)
     settings = [dict(zip(names, values)) for values in itertools.product(*(grid[n] for n in names))]
 
-    nav_ndim = fused.axes_manager.navigation_dimension
-    with dask_progress(show_progressbar):
-        data = fused.data.compute() if is_lazy_array(fused.data) else fused.data
-    bad = find_nonfinite(data, 1)
-    if bad.size:
-        raise ValueError(
-            f"sensitivity: {len(bad)} positions hold NaN or inf features, first at navigation index "
-            f"{tuple(int(v) for v in bad[0])}; clean the data or exclude them."
-        )
-    scan_shape = data.shape[:nav_ndim]
-    base = np.asarray(data, dtype=np.float32).reshape(int(np.prod(scan_shape)), -1)
-
-    # Settings sharing weights and embedding parameters share one embedding:
-    # process them together, holding one re-weighted matrix at a time.
-    def group_key(i):
-        setting = settings[i]
-        parameters = dict(fixed, **{k: v for k, v in setting.items() if k != "weights"})
-        return (repr(_weights_key(setting)), repr([(name, parameters[name]) for name in to_embed]))
-
-    order = sorted(range(len(settings)), key=lambda i: (group_key(i), i))
+    # The features are read once; every weighting is a rescaled copy of them.
+    source = _eager(fused, show_progressbar)
+    if "weights" in grid:
+        nav_ndim = fused.axes_manager.navigation_dimension
+        shape = source.data.shape
+        base = np.asarray(source.data, dtype=np.float32).reshape(int(np.prod(shape[:nav_ndim])), -1)
+    # Settings with the same weights run together: one re-weighted copy in
+    # memory at a time.
+    order = sorted(range(len(settings)), key=lambda i: (repr(_weights_key(settings[i])), i))
     labels = [None] * len(settings)
-    current_weights, current_embedding = object(), object()
-    from ..clustering import embed
-
-    with stage_bar(settings, show_progressbar, "stemfuse sensitivity") as bar:
+    current, signal = object(), source
+    with stage_bar(settings, show_progressbar, "stemfuse sensitivity") as bar, _shared_embeddings() as counts:
         for i in order:
             setting = settings[i]
+            if _weights_key(setting) != current:
+                current = _weights_key(setting)
+                if current is not None:
+                    weights = np.asarray(current, dtype=np.float64)
+                    signal = _reweighted_signal(
+                        source, rescale_blocks(base, slices, old_weights, weights).reshape(shape), weights
+                    )
             parameters = dict(fixed, **{k: v for k, v in setting.items() if k != "weights"})
-            weights_key, embedding_key = group_key(i)
-            if weights_key != current_weights:
-                if "weights" in setting:
-                    weights = np.asarray(setting["weights"], dtype=np.float64).ravel()
-                    matrix = rescale_blocks(base, slices, old_weights, weights)
-                    source = _reweighted_signal(fused, matrix.reshape(data.shape), weights)
-                else:
-                    matrix, source = base, fused
-                current_weights, current_embedding = weights_key, object()
-            if embedding_key != current_embedding:
-                embedding = embed(matrix, **{name: parameters[name] for name in to_embed})
-                current_embedding = embedding_key
-            labels[i] = _cluster_embedding(source, matrix, embedding, parameters, to_cluster)
+            labels[i] = signal.cluster(show_progressbar=False, **parameters)
             bar.update()
 
     stack = np.stack([np.asarray(label.data) for label in labels])
@@ -649,6 +636,7 @@ def sensitivity(fused, param_grid, *, random_state=0, reference="medoid", show_p
     maps = _stack_signal(agreement.aligned, labels[0], "setting", "Aligned label maps of the settings")
     maps.metadata.set_item("Sensitivity.settings", described)
     maps.metadata.set_item("Sensitivity.reference", agreement.reference)
+    maps.metadata.set_item("Sensitivity.n_embeddings", counts["computed"])
     return SensitivityResult(
         settings=settings,
         maps=maps,
@@ -660,6 +648,7 @@ def sensitivity(fused, param_grid, *, random_state=0, reference="medoid", show_p
         labels=labels,
         param_grid=grid,
         reference=agreement.reference,
+        n_embeddings=counts["computed"],
     )
 
 

@@ -1,0 +1,212 @@
+"""Out-of-core benchmark: a 256 x 256 scan with a 256 x 256 uint16 detector.
+
+Writes ``synthetic_scan("four_phases", size="large", lazy=True)`` to
+``.zspy`` files on disk (8.6 GB of diffraction data before compression;
+that takes a while), then, in a fresh process, opens them with
+``hs.load(..., lazy=True)`` and runs the pipeline, printing the wall time,
+CPU time and peak resident memory (RSS sampled every 10 ms, and the
+kernel's ``ru_maxrss``) of every stage::
+
+    python benchmarks/out_of_core.py write /tmp/stemfuse-large
+    python benchmarks/out_of_core.py run /tmp/stemfuse-large --json large.json
+    python benchmarks/out_of_core.py run /tmp/stemfuse-large --cluster subsample --json large.json
+    python benchmarks/out_of_core.py delete /tmp/stemfuse-large
+
+``benchmarks/run.py --large`` does all of this and puts the numbers in the
+documentation. Stages of ``run``:
+
+* ``features+fusion``: ``hs.load`` (lazy) then ``stemfuse_hs.fuse(dp, eds)``
+  with the defaults (SDT and variance features, adaptive block weights); the
+  fused signal is still lazy.
+* ``materialise``: the fused features computed into memory
+  (65,536 x ~6,700 float32, about 1.8 GB) -- only for ``--cluster full``,
+  which is what ``FusedSTEMSignal.cluster`` does first.
+* ``embedding``, ``clustering``: ``--cluster full`` is
+  ``fused.cluster(random_state=0)`` (UMAP densMAP on all positions);
+  ``--cluster subsample`` is
+  :func:`stemfuse_hs.clustering.subsample.embed_and_cluster_subsample`, fed
+  the lazy fused matrix chunk by chunk (the matrix is never held whole);
+  ``--cluster none`` stops after the fusion.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _measure import StageRecorder, machine_info, warm_up  # noqa: E402
+
+DP_FILE = "dp.zspy"
+EDS_FILE = "eds.zspy"
+TRUTH_FILE = "truth.npy"
+#: Chunks of the diffraction data on disk: 4 x 64 positions, whole patterns (32 MiB).
+DP_CHUNKS = (4, 64, 256, 256)
+EDS_CHUNKS = (32, 256, 2048)
+
+
+def write(directory, scenario="four_phases", seed=0, size="large"):
+    """Write the lazy synthetic scan to ``directory`` as .zspy files."""
+    import numpy as np
+
+    import hyperspy.api as hs
+
+    from stemfuse_hs.data import synthetic_scan
+
+    hs.preferences.General.show_progressbar = False
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    scan = synthetic_scan(scenario, size=size, seed=seed, lazy=True)
+    start = time.perf_counter()
+    cpu = time.process_time()
+    scan.eds.save(directory / EDS_FILE, chunks=EDS_CHUNKS[: scan.eds.data.ndim], overwrite=True)
+    chunks = tuple(min(c, n) for c, n in zip(DP_CHUNKS, scan.dp.data.shape))
+    scan.dp.save(directory / DP_FILE, chunks=chunks, overwrite=True)
+    np.save(directory / TRUTH_FILE, scan.truth)
+    info = {
+        "scenario": scenario,
+        "seed": seed,
+        "size": size,
+        "dp_shape": list(scan.dp.data.shape),
+        "eds_shape": list(scan.eds.data.shape),
+        "dp_chunks": list(chunks),
+        "dp_bytes_uncompressed": int(np.prod(scan.dp.data.shape)) * 2,
+        "bytes_on_disk": disk_usage(directory),
+        "write_wall_s": time.perf_counter() - start,
+        "write_cpu_s": time.process_time() - cpu,
+    }
+    (directory / "info.json").write_text(json.dumps(info, indent=1))
+    print(json.dumps(info, indent=1))
+    return info
+
+
+def disk_usage(directory):
+    return sum(p.stat().st_size for p in Path(directory).rglob("*") if p.is_file())
+
+
+def run(directory, cluster="subsample", n_fit=20_000, chunk_size=8_192, random_state=0):
+    """Load lazily, fuse, cluster; return the per-stage measurements."""
+    import numpy as np
+
+    import hyperspy.api as hs
+
+    import stemfuse_hs
+
+    hs.preferences.General.show_progressbar = False
+    directory = Path(directory)
+    recorder = StageRecorder()
+    truth = np.load(directory / TRUTH_FILE)
+    with recorder.stage("import+warm-up"):
+        warm_up()
+    with recorder.stage("features+fusion"):
+        dp = hs.load(directory / DP_FILE, lazy=True)
+        eds = hs.load(directory / EDS_FILE, lazy=True)
+        fused = stemfuse_hs.fuse(dp, eds)
+    result = {
+        "directory": str(directory),
+        "dp_shape": list(dp.data.shape),
+        "dp_chunks": [int(c[0]) for c in dp.data.chunks],
+        "n_features": int(fused.data.shape[-1]),
+        "cluster": cluster,
+        "bytes_on_disk": disk_usage(directory),
+    }
+    labels = None
+    if cluster == "full":
+        with recorder.stage("materialise"):
+            fused.compute()
+        import stemfuse_hs.signals.features as features_module
+
+        timings = {}
+        original = features_module.embed
+
+        def timed_embed(*args, **kwargs):
+            start = time.perf_counter()
+            cpu = time.process_time()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                timings["embedding"] = (time.perf_counter() - start, time.process_time() - cpu)
+
+        features_module.embed = timed_embed
+        try:
+            with recorder.stage("embedding+clustering"):
+                signal = fused.cluster(random_state=random_state)
+        finally:
+            features_module.embed = original
+        recorder.split("embedding+clustering", "embedding", *timings["embedding"])
+        labels = np.asarray(signal.data).ravel()
+    elif cluster == "subsample":
+        from stemfuse_hs.clustering.subsample import embed_and_cluster_subsample
+
+        with recorder.stage("embedding+clustering"):
+            n = int(np.prod(fused.data.shape[:-1]))
+            matrix = fused.data.reshape((n, -1))
+            out = embed_and_cluster_subsample(
+                matrix,
+                n_fit=n_fit,
+                chunk_size=chunk_size,
+                random_state=random_state,
+                return_timings=True,
+            )
+        recorder.split("embedding+clustering", "fit (UMAP+HDBSCAN on subsample)", *out.timings["fit"])
+        recorder.split("embedding+clustering", "assign (transform+predict, chunked)", *out.timings["assign"])
+        labels = out.labels
+        result["n_fit"] = n_fit
+        result["chunk_size"] = chunk_size
+        result["n_clusters"] = int(out.memberships.shape[1])
+    if labels is not None:
+        from sklearn.metrics import adjusted_rand_score
+
+        result["ari"] = float(adjusted_rand_score(truth.ravel(), labels))
+        result["n_clusters"] = int(labels.max()) + 1
+    result["stages"] = recorder.as_list()
+    result["peak_rss_bytes"] = recorder.peak_rss()
+    result["ru_maxrss_bytes"] = recorder.ru_maxrss()
+    result["machine"] = machine_info()
+    return result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    w = commands.add_parser("write", help="write the large synthetic scan as .zspy")
+    w.add_argument("directory")
+    w.add_argument("--size", default="large")
+    r = commands.add_parser("run", help="load lazily, fuse, cluster; print the measurements")
+    r.add_argument("directory")
+    r.add_argument("--cluster", choices=("full", "subsample", "none"), default="subsample")
+    r.add_argument("--n-fit", type=int, default=20_000)
+    r.add_argument("--chunk-size", type=int, default=8_192)
+    r.add_argument("--json", help="also write the measurements to this file")
+    d = commands.add_parser("delete", help="delete the written files")
+    d.add_argument("directory")
+    args = parser.parse_args(argv)
+    if args.command == "write":
+        usage = shutil.disk_usage(Path(args.directory).parent if not Path(args.directory).exists() else args.directory)
+        if usage.free < 20e9:
+            sys.exit(f"only {usage.free / 1e9:.1f} GB free; the large scan needs up to ~9 GB")
+        write(args.directory, size=args.size)
+    elif args.command == "run":
+        result = run(args.directory, args.cluster, args.n_fit, args.chunk_size)
+        for stage in result["stages"]:
+            print(
+                f"{stage['name']:<40s} wall {stage['wall_s']:8.1f} s  cpu {stage['cpu_s']:8.1f} s  "
+                f"peak RSS {stage['peak_rss_bytes'] / 2**30:6.2f} GiB"
+            )
+        print(f"peak RSS (sampled) {result['peak_rss_bytes'] / 2**30:.2f} GiB, "
+              f"ru_maxrss {result['ru_maxrss_bytes'] / 2**30:.2f} GiB, ARI {result.get('ari', float('nan')):.3f}")
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=1))
+    else:
+        if Path(args.directory).exists():
+            shutil.rmtree(args.directory)
+        print(f"deleted {args.directory}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    main()

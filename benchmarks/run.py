@@ -1,0 +1,611 @@
+"""Run the performance benchmarks and regenerate ``docs/performance.rst``.
+
+One command::
+
+    python benchmarks/run.py                       # published size (50 x 150 scan, 256 x 256 detector)
+    python benchmarks/run.py --quick               # "small" size: a couple of minutes
+    python benchmarks/run.py --sizes small published --large
+
+What runs (each side in its own process, one after the other, so that
+neither's memory or compiled code affects the other):
+
+* ``side by side``: the reference notebook's computation
+  (``benchmarks/reference_workflow.py``) and stemfuse_hs with its defaults on
+  the same synthetic scan (``four_phases``, seed 0, generated once and
+  stored as ``.npy`` in a cache folder): wall time, CPU time and peak
+  resident memory per stage, and the adjusted Rand index (ARI) against the
+  ground truth. Cheap stages are repeated (``--repeat``) and the median is
+  reported. The "read once" time of the diffraction array (``data.sum()``
+  and ``np.copy``) is measured in the same process, and the proposed
+  feature-extraction kernel (``benchmarks/proposed_sdt.py``) too.
+* ``subsample``: :func:`stemfuse_hs.clustering.subsample.embed_and_cluster_subsample`
+  against the full ``FusedSTEMSignal.cluster`` on the same fused features.
+* ``distributed``: a lazy scan processed under a ``dask.distributed``
+  ``LocalCluster`` (2 worker processes) against the threaded scheduler.
+* ``large`` (``--large``): ``benchmarks/out_of_core.py`` on a 256 x 256 scan
+  with a 256 x 256 detector written to ``.zspy`` (deleted afterwards
+  unless ``--keep-data``).
+
+Results are stored per section in ``benchmarks/results/latest.json``; the
+page is rendered from that file, so a section that was not re-run keeps its
+earlier numbers, with the date and machine they were measured on.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from _measure import StageRecorder, machine_info, versions, warm_up  # noqa: E402
+
+RESULTS = HERE / "results" / "latest.json"
+PAGE = ROOT / "docs" / "performance.rst"
+DEFAULT_CACHE = Path(os.environ.get("STEMFUSE_BENCH_CACHE", "/tmp/stemfuse-bench-cache"))
+SCENARIO = "four_phases"
+SEED = 0
+RANDOM_STATE = 0
+
+
+# ---------------------------------------------------------------------------
+# Data: generated once, stored as .npy, loaded by every worker
+# ---------------------------------------------------------------------------
+def _scan_key(size, scan_shape):
+    shape = f"-{scan_shape[0]}x{scan_shape[1]}" if scan_shape else ""
+    return f"{SCENARIO}-{size}{shape}-seed{SEED}"
+
+
+def prepare_data(size, cache, scan_shape=None):
+    """Generate the synthetic scan lazily into ``.npy`` files (no full copy in memory)."""
+    import dask.array as da
+    import numpy as np
+
+    from stemfuse_hs.data import synthetic_scan
+
+    directory = Path(cache) / _scan_key(size, scan_shape)
+    if (directory / "done").exists():
+        return directory
+    directory.mkdir(parents=True, exist_ok=True)
+    scan = synthetic_scan(SCENARIO, size=size, seed=SEED, lazy=True, scan_shape=scan_shape)
+    start = time.perf_counter()
+    targets = []
+    for name, data in (("dp", scan.dp.data), ("eds", scan.eds.data)):
+        targets.append(np.lib.format.open_memmap(directory / f"{name}.npy", "w+", data.dtype, data.shape))
+    da.store([scan.dp.data, scan.eds.data], targets, lock=False)
+    for target in targets:
+        target.flush()
+    del targets
+    np.save(directory / "truth.npy", scan.truth)
+    np.save(directory / "beam_center.npy", scan.beam_center)
+    meta = {"size": size, "scan_shape": list(scan.truth.shape), "seconds": time.perf_counter() - start}
+    (directory / "meta.json").write_text(json.dumps(meta))
+    (directory / "done").write_text("")
+    return directory
+
+
+def load_scan(directory):
+    """The stored scan as eager HyperSpy signals (pyxem Diffraction2D, exspy EDSTEMSpectrum)."""
+    import numpy as np
+
+    import hyperspy.api as hs
+
+    from stemfuse_hs.data import synthetic_scan
+
+    meta = json.loads((Path(directory) / "meta.json").read_text())
+    template = synthetic_scan(SCENARIO, size=meta["size"], seed=SEED, lazy=True, scan_shape=tuple(meta["scan_shape"]))
+    signals = []
+    for name, lazy in (("dp", template.dp), ("eds", template.eds)):
+        data = np.load(Path(directory) / f"{name}.npy")
+        axes = [a.get_axis_dictionary() for a in lazy.axes_manager._axes]
+        signal = hs.signals.BaseSignal(data, axes=axes, metadata=lazy.metadata.as_dictionary())
+        signal._assign_subclass()
+        signals.append(signal)
+    truth = np.load(Path(directory) / "truth.npy")
+    beam_center = np.load(Path(directory) / "beam_center.npy")
+    return signals[0], signals[1], truth, beam_center
+
+
+def _ari(truth, labels):
+    from sklearn.metrics import adjusted_rand_score
+
+    return float(adjusted_rand_score(truth.ravel(), labels.ravel()))
+
+
+def _median(values):
+    import numpy as np
+
+    return float(np.median(values))
+
+
+def _summarise(records, name, repeats):
+    """One row per stage: median wall/CPU over repeats, max peak RSS."""
+    rows = [r for r in records if r["name"] == name]
+    return {
+        "name": name,
+        "wall_s": _median([r["wall_s"] for r in rows]),
+        "cpu_s": _median([r["cpu_s"] for r in rows]),
+        "wall_all_s": [r["wall_s"] for r in rows],
+        "cpu_all_s": [r["cpu_s"] for r in rows],
+        "peak_rss_bytes": max(r["peak_rss_bytes"] for r in rows),
+        "start_rss_bytes": min(r["start_rss_bytes"] for r in rows),
+        "repeats": len(rows),
+        "part_of": rows[0].get("part_of"),
+    }
+
+
+# ---------------------------------------------------------------------------
+# Workers (each runs in its own process)
+# ---------------------------------------------------------------------------
+def worker_reference(directory, repeat):
+    import gc
+
+    import numpy as np
+
+    import reference_workflow as ref
+
+    dp, eds, truth, beam_center = load_scan(directory)
+    recorder = StageRecorder()
+    warm_up()
+    centre = ref.binned_beam_centre(beam_center)
+    for i in range(repeat):
+        if i:
+            del dp_features, eds_features, dp_float  # noqa: F821
+            gc.collect()
+        with recorder.stage("feature extraction"):
+            dp_features, dp_float = ref.extract_dp_features(dp, centre)
+            eds_features, threshold = ref.extract_eds_features(eds)
+    for i in range(repeat):
+        if i:
+            del scaled  # noqa: F821
+            gc.collect()
+        with recorder.stage("fusion"):
+            scaled = ref.fuse(dp_features, eds_features)
+    with recorder.stage("embedding"):
+        reduced = ref.embed(scaled, random_state=RANDOM_STATE)
+    with recorder.stage("clustering"):
+        labels, memberships = ref.cluster(reduced)
+    for i in range(repeat):
+        with recorder.stage("cluster means"):
+            means = ref.cluster_means(dp_float, eds, memberships, labels)
+    return {
+        "stages": recorder.as_list(),
+        "labels": labels.tolist(),
+        "ari": _ari(truth, labels),
+        "n_clusters": int(len(set(labels.tolist()))),
+        "n_features": [int(dp_features.shape[1]), int(eds_features.shape[1])],
+        "beam_centre_binned_xy": list(centre),
+        "eds_threshold": threshold,
+        "n_membership_exactly_one": means["n_exactly_one"],
+        "peak_rss_bytes": recorder.peak_rss(),
+        "ru_maxrss_bytes": recorder.ru_maxrss(),
+    }
+
+
+def worker_stemfuse(directory, repeat):
+    import gc
+
+    import numpy as np
+
+    import hyperspy.api as hs
+
+    import stemfuse_hs
+    import stemfuse_hs.signals.features as features_module
+
+    hs.preferences.General.show_progressbar = False
+    dp, eds, truth, _ = load_scan(directory)
+    recorder = StageRecorder()
+    warm_up()
+    data = dp.data
+    read_once = {"sum": [], "copy": []}
+    for _ in range(max(repeat, 3)):
+        for what in ("sum", "copy"):
+            start, cpu = time.perf_counter(), time.process_time()
+            out = data.sum(dtype=np.uint64) if what == "sum" else np.copy(data)
+            read_once[what].append((time.perf_counter() - start, time.process_time() - cpu))
+            del out
+    for i in range(repeat):
+        if i:
+            del dp_features, eds_features  # noqa: F821
+            gc.collect()
+        with recorder.stage("feature extraction"):
+            dp_features = stemfuse_hs.sdt_features(dp)
+            eds_features = stemfuse_hs.variance_features(eds)
+    for i in range(repeat):
+        if i:
+            del fused  # noqa: F821
+            gc.collect()
+        with recorder.stage("fusion"):
+            fused = stemfuse_hs.fuse(dp_features, eds_features)
+    # fused.cluster(random_state=0) as is; its parts timed by wrapping the
+    # functions it calls.
+    parts = {}
+
+    def timed(name, function):
+        def wrapper(*args, **kwargs):
+            start, cpu = time.perf_counter(), time.process_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                parts[name] = (time.perf_counter() - start, time.process_time() - cpu)
+
+        return wrapper
+
+    originals = {name: getattr(features_module, name) for name in ("embed", "soft_cluster", "merge_indistinct")}
+    for name, function in originals.items():
+        setattr(features_module, name, timed(name, function))
+    try:
+        with recorder.stage("embedding+clustering"):
+            labels = fused.cluster(random_state=RANDOM_STATE)
+    finally:
+        for name, function in originals.items():
+            setattr(features_module, name, function)
+    total_wall = recorder.stages[-1]["wall_s"]
+    total_cpu = recorder.stages[-1]["cpu_s"]
+    recorder.split("embedding+clustering", "embedding", *parts["embed"])
+    recorder.split(
+        "embedding+clustering",
+        "clustering",
+        total_wall - parts["embed"][0],
+        total_cpu - parts["embed"][1],
+    )
+    recorder.split("embedding+clustering", "clustering: HDBSCAN + memberships", *parts["soft_cluster"])
+    recorder.split("embedding+clustering", "clustering: merging", *parts["merge_indistinct"])
+    for i in range(repeat):
+        with recorder.stage("cluster means"):
+            labels.cluster_statistics(dp)
+            labels.cluster_statistics(eds)
+    label_array = np.asarray(labels.data).ravel()
+
+    # The proposed feature-extraction kernel, checked against the package.
+    proposed = {}
+    try:
+        import proposed_sdt
+
+        reference_features = np.asarray(dp_features.data).reshape(-1, dp_features.data.shape[-1])
+        for i in range(repeat):
+            with recorder.stage("feature extraction (proposed kernels)"):
+                result = proposed_sdt.sdt_fast(dp.data)
+                eds_result = proposed_sdt.variance_fast(eds.data, eds.axes_manager.signal_axes[0].axis)
+        same_pixels = bool(np.array_equal(result.selected_mask, dp_features.metadata.Features.selected_mask.data > 0))
+        proposed = {
+            "same_selected_pixels": same_pixels,
+            "max_abs_feature_difference": float(
+                np.max(np.abs(result.features.reshape(reference_features.shape) - reference_features))
+            )
+            if same_pixels
+            else float("nan"),
+            "same_eds_channels": bool(
+                np.array_equal(eds_result.kept, eds_features.metadata.Features.kept_channels.data > 0)
+            ),
+            "max_abs_eds_feature_difference": float(
+                np.max(
+                    np.abs(
+                        eds_result.features.reshape(-1, eds_result.features.shape[-1])
+                        - np.asarray(eds_features.data).reshape(-1, eds_features.data.shape[-1])
+                    )
+                )
+            )
+            if eds_result.features.shape[-1] == eds_features.data.shape[-1]
+            else float("nan"),
+        }
+    except ImportError as exc:  # pragma: no cover - the file ships with the benchmarks
+        proposed = {"error": str(exc)}
+    return {
+        "stages": recorder.as_list(),
+        "labels": label_array.tolist(),
+        "ari": _ari(truth, label_array),
+        "n_clusters": int(labels.n_clusters),
+        "n_features": [int(dp_features.data.shape[-1]), int(eds_features.data.shape[-1])],
+        "block_weights": [float(w) for w in fused.metadata.Fusion.weights],
+        "read_once": read_once,
+        "dp_bytes": int(data.nbytes),
+        "proposed": proposed,
+        "peak_rss_bytes": recorder.peak_rss(),
+        "ru_maxrss_bytes": recorder.ru_maxrss(),
+    }
+
+
+def worker_subsample(directory, n_fits):
+    """Full clustering against the subsample path on the same fused features."""
+    import numpy as np
+
+    import hyperspy.api as hs
+
+    import stemfuse_hs
+    from stemfuse_hs.clustering.subsample import embed_and_cluster_subsample
+
+    hs.preferences.General.show_progressbar = False
+    dp, eds, truth, _ = load_scan(directory)
+    warm_up()
+    _warm_up_transform()
+    fused = stemfuse_hs.fuse(dp, eds)
+    del dp, eds
+    n = int(np.prod(fused.data.shape[:-1]))
+    matrix = np.asarray(fused.data).reshape(n, -1)
+    recorder = StageRecorder()
+    with recorder.stage("full"):
+        full = fused.cluster(random_state=RANDOM_STATE)
+    full_labels = np.asarray(full.data).ravel()
+    runs = []
+    for n_fit in n_fits:
+        with recorder.stage(f"subsample {n_fit}"):
+            result = embed_and_cluster_subsample(matrix, n_fit=n_fit, random_state=RANDOM_STATE)
+        runs.append(
+            {
+                "n_fit": n_fit,
+                "stage": recorder.stages[-1],
+                "fit": result.timings["fit"],
+                "assign": result.timings["assign"],
+                "ari_truth": _ari(truth, result.labels),
+                "ari_full": _ari(full_labels, result.labels),
+                "n_clusters": int(result.n_clusters),
+            }
+        )
+    return {
+        "n_positions": n,
+        "n_features": int(matrix.shape[1]),
+        "full": {"stage": recorder.stages[0], "ari_truth": _ari(truth, full_labels), "n_clusters": int(full.n_clusters)},
+        "subsample": runs,
+    }
+
+
+def _warm_up_transform():
+    """Compile pynndescent's search (UMAP transform on > 4096 fitted points)."""
+    import warnings
+
+    import numpy as np
+    import umap
+
+    warnings.filterwarnings("ignore")
+    x = np.random.default_rng(0).normal(size=(4200, 8)).astype(np.float32)
+    model = umap.UMAP(n_neighbors=10, min_dist=0.0, n_components=3, random_state=0, n_epochs=10).fit(x[:4100])
+    model.transform(x[4100:])
+
+
+def worker_distributed(size):
+    """A lazy scan: threaded scheduler against a LocalCluster of 2 worker processes."""
+    import numpy as np
+
+    import hyperspy.api as hs
+    from distributed import Client, LocalCluster
+
+    import stemfuse_hs
+    from stemfuse_hs.data import synthetic_scan
+
+    hs.preferences.General.show_progressbar = False
+    warm_up()
+    recorder = StageRecorder()
+    out = {"size": size}
+    runs = {}
+    for mode in ("threaded", "distributed"):
+        scan = synthetic_scan(SCENARIO, size=size, seed=SEED, lazy=True)
+        client = cluster = None
+        if mode == "distributed":
+            with recorder.stage("start LocalCluster"):
+                cluster = LocalCluster(
+                    n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+                )
+                client = Client(cluster)
+        try:
+            with recorder.stage(f"{mode}: features+fusion (lazy, computed)"):
+                fused = stemfuse_hs.fuse(scan.dp, scan.eds)
+                fused.compute()
+            with recorder.stage(f"{mode}: embedding+clustering"):
+                labels = fused.cluster(random_state=RANDOM_STATE)
+        finally:
+            if client is not None:
+                client.close()
+                cluster.close()
+        runs[mode] = (np.asarray(fused.data), np.asarray(labels.data), scan.truth)
+    (a, la, truth), (b, lb, _) = runs["threaded"], runs["distributed"]
+    out.update(
+        {
+            "features_equal": bool(np.array_equal(a, b)),
+            "max_abs_difference": float(np.max(np.abs(a - b))),
+            "labels_equal": bool(np.array_equal(la, lb)),
+            "ari_truth": _ari(truth, la),
+            "stages": recorder.as_list(),
+        }
+    )
+    return out
+
+
+WORKERS = {
+    "reference": worker_reference,
+    "stemfuse": worker_stemfuse,
+}
+
+
+def _spawn(args, timeout=None):
+    """Run ``run.py --worker ...`` in a fresh process; return its JSON result."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
+        result_file = handle.name
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker-result", result_file] + args
+    print("  $", " ".join(command[1:]), flush=True)
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    try:
+        subprocess.run(command, check=True, timeout=timeout, env=env, cwd=str(ROOT))
+        return json.loads(Path(result_file).read_text())
+    finally:
+        Path(result_file).unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------
+# Sections
+# ---------------------------------------------------------------------------
+def _stamp(command):
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "command": command,
+        "machine": machine_info(),
+        "versions": versions(),
+    }
+
+
+def section_side_by_side(size, cache, repeat, command):
+    print(f"[side by side] {size}: preparing data", flush=True)
+    directory = prepare_data(size, cache)
+    meta = json.loads((directory / "meta.json").read_text())
+    out = {"size": size, "scan_shape": meta["scan_shape"], **_stamp(command)}
+    for side in ("reference", "stemfuse"):
+        print(f"[side by side] {size}: {side}", flush=True)
+        out[side] = _spawn(["--worker", side, "--data", str(directory), "--repeat", str(repeat)])
+    import numpy as np
+
+    out["ari_between"] = _ari(np.array(out["reference"]["labels"]), np.array(out["stemfuse"]["labels"]))
+    for side in ("reference", "stemfuse"):
+        out[side].pop("labels")
+    import stemfuse_hs.data
+
+    spec = stemfuse_hs.data.SIZES[size]
+    out["detector"] = list(spec["detector"])
+    out["channels"] = spec["channels"]
+    return out
+
+
+def section_subsample(scan_shape, n_fits, cache, command):
+    print(f"[subsample] scan {scan_shape}, n_fit {n_fits}", flush=True)
+    directory = prepare_data("small", cache, scan_shape=scan_shape)
+    out = {"scan_shape": list(scan_shape), "size": "small", **_stamp(command)}
+    out.update(
+        _spawn(["--worker", "subsample", "--data", str(directory), "--n-fit"] + [str(n) for n in n_fits])
+    )
+    return out
+
+
+def section_distributed(size, command):
+    print(f"[distributed] {size}", flush=True)
+    out = _stamp(command)
+    out.update(_spawn(["--worker", "distributed", "--size", size]))
+    return out
+
+
+def section_large(path, keep, command, modes):
+    path = Path(path)
+    info_file = path / "info.json"
+    out = _stamp(command)
+    if not info_file.exists():
+        usage = shutil.disk_usage(path.parent)
+        if usage.free < 20e9:
+            raise SystemExit(f"--large: only {usage.free / 1e9:.1f} GB free under {path.parent}")
+        print(f"[large] writing {path} (takes minutes)", flush=True)
+        subprocess.run([sys.executable, str(HERE / "out_of_core.py"), "write", str(path)], check=True,
+                       env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    out["write"] = json.loads(info_file.read_text())
+    out["runs"] = {}
+    try:
+        for mode in modes:
+            print(f"[large] run --cluster {mode}", flush=True)
+            result_file = path.parent / f"{path.name}-{mode}.json"
+            subprocess.run(
+                [sys.executable, str(HERE / "out_of_core.py"), "run", str(path), "--cluster", mode, "--json",
+                 str(result_file)],
+                check=True,
+                env=dict(os.environ, PYTHONWARNINGS="ignore"),
+            )
+            out["runs"][mode] = json.loads(result_file.read_text())
+            result_file.unlink()
+    finally:
+        if not keep:
+            shutil.rmtree(path, ignore_errors=True)
+            print(f"[large] deleted {path}", flush=True)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------
+def load_results():
+    if RESULTS.exists():
+        return json.loads(RESULTS.read_text())
+    return {}
+
+
+def save_results(results):
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=1, default=float))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", nargs="+", default=None, help="synthetic sizes side by side (default: published)")
+    parser.add_argument("--quick", action="store_true", help='"small" size, fewer repeats, small subsample check')
+    parser.add_argument("--repeat", type=int, default=None, help="repeats of the cheap stages (default 3; quick 2)")
+    parser.add_argument("--large", action="store_true", help="also the out-of-core 256 x 256 x 256 x 256 run")
+    parser.add_argument("--large-path", default="/tmp/stemfuse-bench-large", help="where --large writes its .zspy")
+    parser.add_argument("--large-modes", nargs="+", default=["none", "subsample"],
+                        choices=["none", "subsample", "full"], help="clustering modes of the large run")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["side-by-side", "subsample", "distributed"],
+                        help="sections not to run (their earlier results stay on the page)")
+    parser.add_argument("--cache", default=str(DEFAULT_CACHE), help="folder for the generated scans")
+    parser.add_argument("--keep-data", action="store_true", help="keep generated data (cache, large .zspy)")
+    parser.add_argument("--render-only", action="store_true", help="only regenerate the page from the stored results")
+    # Internal: worker processes.
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-result", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--size", help=argparse.SUPPRESS)
+    parser.add_argument("--n-fit", type=int, nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        import warnings
+
+        warnings.filterwarnings("ignore")
+        if args.worker == "subsample":
+            result = worker_subsample(args.data, args.n_fit)
+        elif args.worker == "distributed":
+            result = worker_distributed(args.size)
+        else:
+            result = WORKERS[args.worker](args.data, args.repeat)
+        Path(args.worker_result).write_text(json.dumps(result, default=float))
+        return 0
+
+    from render import render_page
+
+    results = load_results()
+    if not args.render_only:
+        command = "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        sizes = args.sizes or (["small"] if args.quick else ["published"])
+        repeat = args.repeat or (2 if args.quick else 3)
+        try:
+            if "side-by-side" not in args.skip:
+                for size in sizes:
+                    results.setdefault("side_by_side", {})[size] = section_side_by_side(
+                        size, args.cache, repeat, command
+                    )
+                    save_results(results)
+            if "subsample" not in args.skip:
+                if args.quick:
+                    shape, n_fits = (100, 100), [2_500]
+                else:
+                    shape, n_fits = (200, 200), [5_000, 10_000]
+                key = f"{shape[0]}x{shape[1]}"
+                results.setdefault("subsample", {})[key] = section_subsample(shape, n_fits, args.cache, command)
+                save_results(results)
+            if "distributed" not in args.skip:
+                results["distributed"] = section_distributed("small" if not args.quick else "tiny", command)
+                save_results(results)
+            if args.large:
+                results["large"] = section_large(args.large_path, args.keep_data, command, args.large_modes)
+                save_results(results)
+        finally:
+            if not args.keep_data:
+                shutil.rmtree(args.cache, ignore_errors=True)
+    PAGE.write_text(render_page(results))
+    print(f"wrote {PAGE.relative_to(ROOT)} (from {RESULTS.relative_to(ROOT)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
