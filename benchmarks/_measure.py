@@ -18,7 +18,7 @@ import time
 
 import psutil
 
-__all__ = ["StageRecorder", "RSSSampler", "machine_info", "versions", "warm_up"]
+__all__ = ["StageRecorder", "RSSSampler", "machine_info", "versions", "warm_up", "warm_up_subsample"]
 
 
 class RSSSampler:
@@ -206,3 +206,23 @@ def warm_up():
         hdbscan.all_points_membership_vectors(clusterer)
         hdbscan.membership_vector(clusterer, embedding[:10])
         hdbscan.approximate_predict(clusterer, embedding[:10])
+
+
+def warm_up_subsample():
+    """Compile what the subsample path runs (pynndescent's search, UMAP's transform layout).
+
+    A small run of :func:`embed_and_cluster_subsample` itself on random
+    float32 data (numba specialises on types, not sizes; more than 4,096
+    fitted points so that UMAP builds the same search index), so that no
+    compilation is timed in the assignment.
+    """
+    import warnings
+
+    import numpy as np
+
+    from stemfuse_hs.clustering.subsample import embed_and_cluster_subsample
+
+    warnings.filterwarnings("ignore")
+    rng = np.random.default_rng(0)
+    x = np.vstack([rng.normal(c, 1.0, (3000, 8)) for c in (0.0, 8.0)]).astype(np.float32)
+    embed_and_cluster_subsample(x, n_fit=4500, chunk_size=1000, random_state=0, show_progressbar=False)

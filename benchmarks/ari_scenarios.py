@@ -65,7 +65,7 @@ def main():
     parser.add_argument("--csv", help="also write the table as CSV to this file")
     args = parser.parse_args()
     rows = []
-    print(f"| scenario | size | seed | fused | diffraction | EDS | reference | fused time (s) | block weights |")
+    print("| scenario | size | seed | fused | diffraction | EDS | reference | fused time (s) | block weights |")
     print("|---|---|---|---|---|---|---|---|---|")
     for scenario in args.scenarios:
         for seed in args.seeds:

@@ -26,7 +26,10 @@ documentation. Stages of ``run``:
   ``--cluster subsample`` is
   :func:`stemfuse_hs.clustering.subsample.embed_and_cluster_subsample`, fed
   the lazy fused matrix chunk by chunk (the matrix is never held whole);
-  ``--cluster none`` stops after the fusion.
+  ``--cluster cluster`` is the public path,
+  ``fused.cluster(max_fit_positions=n_fit, random_state=0)`` (the fused
+  matrix is computed into memory first, then fitted on a subsample and
+  every position assigned); ``--cluster none`` stops after the fusion.
 """
 
 import argparse
@@ -39,7 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _measure import StageRecorder, machine_info, warm_up  # noqa: E402
+from _measure import StageRecorder, machine_info, warm_up, warm_up_subsample  # noqa: E402
 
 DP_FILE = "dp.zspy"
 EDS_FILE = "eds.zspy"
@@ -49,8 +52,8 @@ DP_CHUNKS = (4, 64, 256, 256)
 EDS_CHUNKS = (32, 256, 2048)
 
 
-def write(directory, scenario="four_phases", seed=0, size="large"):
-    """Write the lazy synthetic scan to ``directory`` as .zspy files."""
+def write(directory, scenario="four_phases", seed=0, size="large", scan_shape=None):
+    """Write the lazy synthetic scan to ``directory`` as .zspy files (chunk by chunk, never whole)."""
     import numpy as np
 
     import hyperspy.api as hs
@@ -60,7 +63,7 @@ def write(directory, scenario="four_phases", seed=0, size="large"):
     hs.preferences.General.show_progressbar = False
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    scan = synthetic_scan(scenario, size=size, seed=seed, lazy=True)
+    scan = synthetic_scan(scenario, size=size, seed=seed, lazy=True, scan_shape=scan_shape)
     start = time.perf_counter()
     cpu = time.process_time()
     scan.eds.save(directory / EDS_FILE, chunks=EDS_CHUNKS[: scan.eds.data.ndim], overwrite=True)
@@ -71,6 +74,7 @@ def write(directory, scenario="four_phases", seed=0, size="large"):
         "scenario": scenario,
         "seed": seed,
         "size": size,
+        "scan_shape": list(scan_shape) if scan_shape else None,
         "dp_shape": list(scan.dp.data.shape),
         "eds_shape": list(scan.eds.data.shape),
         "dp_chunks": list(chunks),
@@ -88,7 +92,7 @@ def disk_usage(directory):
     return sum(p.stat().st_size for p in Path(directory).rglob("*") if p.is_file())
 
 
-def run(directory, cluster="subsample", n_fit=20_000, chunk_size=8_192, random_state=0):
+def run(directory, cluster="subsample", n_fit=20_000, chunk_size=8_192, random_state=0, fuse_max_samples=None):
     """Load lazily, fuse, cluster; return the per-stage measurements."""
     import numpy as np
 
@@ -102,11 +106,16 @@ def run(directory, cluster="subsample", n_fit=20_000, chunk_size=8_192, random_s
     truth = np.load(directory / TRUTH_FILE)
     with recorder.stage("import+warm-up"):
         warm_up()
+        if cluster in ("subsample", "cluster"):
+            warm_up_subsample()
     with recorder.stage("features+fusion"):
         dp = hs.load(directory / DP_FILE, lazy=True)
         eds = hs.load(directory / EDS_FILE, lazy=True)
-        fused = stemfuse_hs.fuse(dp, eds)
+        fuse_kwargs = {} if fuse_max_samples is None else {"max_samples": fuse_max_samples}
+        fused = stemfuse_hs.fuse(dp, eds, **fuse_kwargs)
     result = {
+        "fuse_kwargs": fuse_kwargs,
+        "fusion_weights": [float(w) for w in np.asarray(fused.metadata.Fusion.weights)],
         "directory": str(directory),
         "dp_shape": list(dp.data.shape),
         "dp_chunks": [int(c[0]) for c in dp.data.chunks],
@@ -139,25 +148,48 @@ def run(directory, cluster="subsample", n_fit=20_000, chunk_size=8_192, random_s
             features_module.embed = original
         recorder.split("embedding+clustering", "embedding", *timings["embedding"])
         labels = np.asarray(signal.data).ravel()
-    elif cluster == "subsample":
-        from stemfuse_hs.clustering.subsample import embed_and_cluster_subsample
+    elif cluster in ("subsample", "cluster"):
+        import stemfuse_hs.clustering.subsample as subsample_module
 
-        with recorder.stage("embedding+clustering"):
-            n = int(np.prod(fused.data.shape[:-1]))
-            matrix = fused.data.reshape((n, -1))
-            out = embed_and_cluster_subsample(
-                matrix,
-                n_fit=n_fit,
-                chunk_size=chunk_size,
-                random_state=random_state,
-                return_timings=True,
+        original = subsample_module.embed_and_cluster_subsample
+        captured = {}
+
+        def capturing(*args, **kwargs):
+            out = original(*args, **kwargs)
+            captured["out"] = out
+            return out
+
+        if cluster == "cluster":
+            # The public path: FusedSTEMSignal.cluster computes the fused
+            # matrix, fits UMAP and HDBSCAN on max_fit_positions of it and
+            # assigns every position chunk by chunk.
+            subsample_module.embed_and_cluster_subsample = capturing
+            try:
+                with recorder.stage("embedding+clustering"):
+                    signal = fused.cluster(max_fit_positions=n_fit, random_state=random_state)
+            finally:
+                subsample_module.embed_and_cluster_subsample = original
+            labels = np.asarray(signal.data).ravel()
+            result["api"] = f"fused.cluster(max_fit_positions={n_fit}, random_state={random_state})"
+        else:
+            # The out-of-core path: the lazy fused matrix is read chunk by
+            # chunk (never whole) by embed_and_cluster_subsample.
+            with recorder.stage("embedding+clustering"):
+                n = int(np.prod(fused.data.shape[:-1]))
+                matrix = fused.data.reshape((n, -1))
+                out = capturing(
+                    matrix, n_fit=n_fit, chunk_size=chunk_size, random_state=random_state, merge_threshold=0.6
+                )
+            labels = out.labels
+            result["api"] = (
+                f"embed_and_cluster_subsample(lazy matrix, n_fit={n_fit}, chunk_size={chunk_size}, random_state={random_state})"
             )
-        recorder.split("embedding+clustering", "fit (UMAP+HDBSCAN on subsample)", *out.timings["fit"])
-        recorder.split("embedding+clustering", "assign (transform+predict, chunked)", *out.timings["assign"])
-        labels = out.labels
+        out = captured.get("out")
+        if out is not None and out.timings:
+            recorder.split("embedding+clustering", "fit (UMAP+HDBSCAN on subsample)", *out.timings["fit"])
+            recorder.split("embedding+clustering", "assign (transform+predict, chunked)", *out.timings["assign"])
+            result["chunk_size"] = int(out.parameters.get("chunk_size", chunk_size))
         result["n_fit"] = n_fit
-        result["chunk_size"] = chunk_size
-        result["n_clusters"] = int(out.memberships.shape[1])
     if labels is not None:
         from sklearn.metrics import adjusted_rand_score
 
@@ -176,11 +208,14 @@ def main(argv=None):
     w = commands.add_parser("write", help="write the large synthetic scan as .zspy")
     w.add_argument("directory")
     w.add_argument("--size", default="large")
+    w.add_argument("--scan-shape", type=int, nargs=2, default=None, help="rows cols (default: the size's)")
     r = commands.add_parser("run", help="load lazily, fuse, cluster; print the measurements")
     r.add_argument("directory")
-    r.add_argument("--cluster", choices=("full", "subsample", "none"), default="subsample")
+    r.add_argument("--cluster", choices=("full", "subsample", "cluster", "none"), default="subsample")
     r.add_argument("--n-fit", type=int, default=20_000)
     r.add_argument("--chunk-size", type=int, default=8_192)
+    r.add_argument("--fuse-max-samples", type=int, default=None,
+                   help="fuse(..., max_samples=N): positions its block statistics are computed on (default 50000)")
     r.add_argument("--json", help="also write the measurements to this file")
     d = commands.add_parser("delete", help="delete the written files")
     d.add_argument("directory")
@@ -189,9 +224,10 @@ def main(argv=None):
         usage = shutil.disk_usage(Path(args.directory).parent if not Path(args.directory).exists() else args.directory)
         if usage.free < 20e9:
             sys.exit(f"only {usage.free / 1e9:.1f} GB free; the large scan needs up to ~9 GB")
-        write(args.directory, size=args.size)
+        write(args.directory, size=args.size, scan_shape=args.scan_shape)
     elif args.command == "run":
-        result = run(args.directory, args.cluster, args.n_fit, args.chunk_size)
+        result = run(args.directory, args.cluster, args.n_fit, args.chunk_size,
+                     fuse_max_samples=args.fuse_max_samples)
         for stage in result["stages"]:
             print(
                 f"{stage['name']:<40s} wall {stage['wall_s']:8.1f} s  cpu {stage['cpu_s']:8.1f} s  "

@@ -1,10 +1,12 @@
-"""Run the performance benchmarks and regenerate ``docs/performance.rst``.
+"""Run the performance benchmarks and regenerate ``docs/performance.md``.
 
 One command::
 
-    python benchmarks/run.py                       # published size (50 x 150 scan, 256 x 256 detector)
-    python benchmarks/run.py --quick               # "small" size: a couple of minutes
-    python benchmarks/run.py --sizes small published --large
+    python benchmarks/run.py --large               # everything (about an hour on 2 cores)
+    python benchmarks/run.py                       # all but out of core: published size (50 x 150 scan,
+                                                   #   256 x 256 detector), subsample, distributed
+    python benchmarks/run.py --quick               # "small" size: a few minutes
+    python benchmarks/run.py --render-only         # re-render the page from results/latest.json
 
 What runs (each side in its own process, one after the other, so that
 neither's memory or compiled code affects the other):
@@ -18,17 +20,27 @@ neither's memory or compiled code affects the other):
   reported. The "read once" time of the diffraction array (``data.sum()``
   and ``np.copy``) is measured in the same process, and the proposed
   feature-extraction kernel (``benchmarks/proposed_sdt.py``) too.
-* ``subsample``: :func:`stemfuse_hs.clustering.subsample.embed_and_cluster_subsample`
-  against the full ``FusedSTEMSignal.cluster`` on the same fused features.
-* ``distributed``: a lazy scan processed under a ``dask.distributed``
-  ``LocalCluster`` (2 worker processes) against the threaded scheduler.
+* ``subsample``: ``fused.cluster(max_fit_positions=n_fit)`` (subsample fit,
+  every position assigned; :mod:`stemfuse_hs.clustering.subsample`) against
+  the full ``fused.cluster()`` on the same fused features of a 200 x 200
+  scan (``--quick``: 100 x 100): speed-up and adjusted Rand index between
+  the maps.
+* ``distributed``: a lazy scan fused and clustered under a
+  ``dask.distributed`` ``LocalCluster`` (2 worker processes) and with the
+  threaded scheduler: same features, same labels?
 * ``large`` (``--large``): ``benchmarks/out_of_core.py`` on a 256 x 256 scan
-  with a 256 x 256 detector written to ``.zspy`` (deleted afterwards
-  unless ``--keep-data``).
+  with a 256 x 256 uint16 detector generated lazily and written to
+  ``.zspy`` chunk by chunk, then each mode (``--large-modes``) processed in
+  a fresh process whose peak resident memory is reported; the files are
+  deleted afterwards unless ``--keep-data``. ``--large-scan-shape ROWS
+  COLS`` with ``--large-note TEXT`` runs a smaller scan and says why on the
+  page.
 
-Results are stored per section in ``benchmarks/results/latest.json``; the
-page is rendered from that file, so a section that was not re-run keeps its
-earlier numbers, with the date and machine they were measured on.
+Results are stored per section in ``benchmarks/results/latest.json`` (each
+section re-reads the file before writing, so sections can run in separate
+commands); the page is rendered from that file, so a section that was not
+re-run keeps its earlier numbers, with the date, command and machine they
+were measured with.
 """
 
 import argparse
@@ -48,8 +60,9 @@ sys.path.insert(0, str(HERE))
 from _measure import StageRecorder, machine_info, versions, warm_up  # noqa: E402
 
 RESULTS = HERE / "results" / "latest.json"
-PAGE = ROOT / "docs" / "performance.rst"
-DEFAULT_CACHE = Path(os.environ.get("STEMFUSE_BENCH_CACHE", "/tmp/stemfuse-bench-cache"))
+PAGE = ROOT / "docs" / "performance.md"
+#: Generated scans; one folder per run (deleted at its end unless --keep-data).
+DEFAULT_CACHE = Path(os.environ.get("STEMFUSE_BENCH_CACHE", f"/tmp/stemfuse-bench-cache-{os.getpid()}"))
 SCENARIO = "four_phases"
 SEED = 0
 RANDOM_STATE = 0
@@ -147,7 +160,6 @@ def _summarise(records, name, repeats):
 def worker_reference(directory, repeat):
     import gc
 
-    import numpy as np
 
     import reference_workflow as ref
 
@@ -238,15 +250,22 @@ def worker_stemfuse(directory, repeat):
 
         return wrapper
 
-    originals = {name: getattr(features_module, name) for name in ("embed", "soft_cluster", "merge_indistinct")}
+    # The functions cluster() calls live in stemfuse_hs.clustering.pipeline
+    # (older versions: imported into stemfuse_hs.signals.features).
+    try:
+        import stemfuse_hs.clustering.pipeline as pipeline_module
+    except ImportError:  # pragma: no cover - older package layout
+        pipeline_module = features_module
+    names = ["embed", "soft_cluster", "merge_indistinct", "block_separation"]
+    originals = {name: getattr(pipeline_module, name) for name in names if hasattr(pipeline_module, name)}
     for name, function in originals.items():
-        setattr(features_module, name, timed(name, function))
+        setattr(pipeline_module, name, timed(name, function))
     try:
         with recorder.stage("embedding+clustering"):
             labels = fused.cluster(random_state=RANDOM_STATE)
     finally:
         for name, function in originals.items():
-            setattr(features_module, name, function)
+            setattr(pipeline_module, name, function)
     total_wall = recorder.stages[-1]["wall_s"]
     total_cpu = recorder.stages[-1]["cpu_s"]
     recorder.split("embedding+clustering", "embedding", *parts["embed"])
@@ -258,6 +277,8 @@ def worker_stemfuse(directory, repeat):
     )
     recorder.split("embedding+clustering", "clustering: HDBSCAN + memberships", *parts["soft_cluster"])
     recorder.split("embedding+clustering", "clustering: merging", *parts["merge_indistinct"])
+    if "block_separation" in parts:
+        recorder.split("embedding+clustering", "clustering: block separation", *parts["block_separation"])
     for i in range(repeat):
         with recorder.stage("cluster means"):
             labels.cluster_statistics(dp)
@@ -314,13 +335,20 @@ def worker_stemfuse(directory, repeat):
 
 
 def worker_subsample(directory, n_fits):
-    """Full clustering against the subsample path on the same fused features."""
+    """Full clustering against subsample-and-assign on the same fused features.
+
+    Through ``fused.cluster(max_fit_positions=n_fit)`` when the package has
+    that keyword, else :func:`embed_and_cluster_subsample` directly (the
+    same code path underneath); the fit/assign split is read from the
+    :class:`SubsampleResult` either way.
+    """
     import numpy as np
 
     import hyperspy.api as hs
 
     import stemfuse_hs
-    from stemfuse_hs.clustering.subsample import embed_and_cluster_subsample
+    import stemfuse_hs.clustering.subsample as subsample_module
+    import stemfuse_hs.signals.features as features_module
 
     hs.preferences.General.show_progressbar = False
     dp, eds, truth, _ = load_scan(directory)
@@ -330,44 +358,72 @@ def worker_subsample(directory, n_fits):
     del dp, eds
     n = int(np.prod(fused.data.shape[:-1]))
     matrix = np.asarray(fused.data).reshape(n, -1)
+    use_api = "max_fit_positions" in _cluster_keywords()
+    api = (
+        "fused.cluster(max_fit_positions=n_fit, random_state=0)"
+        if use_api
+        else "embed_and_cluster_subsample(matrix, n_fit, random_state=0, merge_threshold=0.6)"
+    )
+    original = subsample_module.embed_and_cluster_subsample
+    captured = {}
+
+    def capturing(*args, **kwargs):
+        result = original(*args, **kwargs)
+        captured["timings"] = dict(result.timings)
+        return result
+
     recorder = StageRecorder()
     with recorder.stage("full"):
         full = fused.cluster(random_state=RANDOM_STATE)
     full_labels = np.asarray(full.data).ravel()
     runs = []
     for n_fit in n_fits:
-        with recorder.stage(f"subsample {n_fit}"):
-            result = embed_and_cluster_subsample(matrix, n_fit=n_fit, random_state=RANDOM_STATE)
+        captured.clear()
+        if use_api:
+            patched = [(subsample_module, "embed_and_cluster_subsample")]
+            if hasattr(features_module, "embed_and_cluster_subsample"):
+                patched.append((features_module, "embed_and_cluster_subsample"))
+            for module, name in patched:
+                setattr(module, name, capturing)
+            try:
+                with recorder.stage(f"subsample {n_fit}"):
+                    signal = fused.cluster(max_fit_positions=n_fit, random_state=RANDOM_STATE)
+            finally:
+                for module, name in patched:
+                    setattr(module, name, original)
+            labels = np.asarray(signal.data).ravel()
+            n_clusters = int(signal.n_clusters)
+        else:
+            with recorder.stage(f"subsample {n_fit}"):
+                result = capturing(matrix, n_fit=n_fit, random_state=RANDOM_STATE, merge_threshold=0.6)
+            labels = result.labels
+            n_clusters = int(result.n_clusters)
+        timings = captured.get("timings", {})
         runs.append(
             {
                 "n_fit": n_fit,
                 "stage": recorder.stages[-1],
-                "fit": result.timings["fit"],
-                "assign": result.timings["assign"],
-                "ari_truth": _ari(truth, result.labels),
-                "ari_full": _ari(full_labels, result.labels),
-                "n_clusters": int(result.n_clusters),
+                "fit": timings.get("fit"),
+                "assign": timings.get("assign"),
+                "subsample_path_used": bool(timings),
+                "ari_truth": _ari(truth, labels),
+                "ari_full": _ari(full_labels, labels),
+                "n_clusters": n_clusters,
             }
         )
     return {
         "n_positions": n,
         "n_features": int(matrix.shape[1]),
+        "api": api,
         "full": {"stage": recorder.stages[0], "ari_truth": _ari(truth, full_labels), "n_clusters": int(full.n_clusters)},
         "subsample": runs,
     }
 
 
 def _warm_up_transform():
-    """Compile pynndescent's search (UMAP transform on > 4096 fitted points)."""
-    import warnings
+    from _measure import warm_up_subsample
 
-    import numpy as np
-    import umap
-
-    warnings.filterwarnings("ignore")
-    x = np.random.default_rng(0).normal(size=(4200, 8)).astype(np.float32)
-    model = umap.UMAP(n_neighbors=10, min_dist=0.0, n_components=3, random_state=0, n_epochs=10).fit(x[:4100])
-    model.transform(x[4100:])
+    warm_up_subsample()
 
 
 def worker_distributed(size):
@@ -375,10 +431,10 @@ def worker_distributed(size):
     import numpy as np
 
     import hyperspy.api as hs
-    from distributed import Client, LocalCluster
+    from distributed import Client, LocalCluster, get_task_stream
 
     import stemfuse_hs
-    from stemfuse_hs.data import synthetic_scan
+    from stemfuse_hs.data import SIZES, synthetic_scan
 
     hs.preferences.General.show_progressbar = False
     warm_up()
@@ -396,8 +452,14 @@ def worker_distributed(size):
                 client = Client(cluster)
         try:
             with recorder.stage(f"{mode}: features+fusion (lazy, computed)"):
-                fused = stemfuse_hs.fuse(scan.dp, scan.eds)
-                fused.compute()
+                if client is not None:
+                    with get_task_stream(client) as stream:
+                        fused = stemfuse_hs.fuse(scan.dp, scan.eds)
+                        fused.compute()
+                    out["n_tasks_on_workers"] = len(stream.data)
+                else:
+                    fused = stemfuse_hs.fuse(scan.dp, scan.eds)
+                    fused.compute()
             with recorder.stage(f"{mode}: embedding+clustering"):
                 labels = fused.cluster(random_state=RANDOM_STATE)
         finally:
@@ -412,6 +474,9 @@ def worker_distributed(size):
             "max_abs_difference": float(np.max(np.abs(a - b))),
             "labels_equal": bool(np.array_equal(la, lb)),
             "ari_truth": _ari(truth, la),
+            "scan_shape": list(truth.shape),
+            "detector": list(SIZES[size]["detector"]),
+            "channels": SIZES[size]["channels"],
             "stages": recorder.as_list(),
         }
     )
@@ -443,12 +508,22 @@ def _spawn(args, timeout=None):
 # ---------------------------------------------------------------------------
 # Sections
 # ---------------------------------------------------------------------------
+def _cluster_keywords():
+    """Keywords of ``FusedSTEMSignal.cluster`` (which options the measured package had)."""
+    import inspect
+
+    from stemfuse_hs.signals.features import FusedSTEMSignal
+
+    return list(inspect.signature(FusedSTEMSignal.cluster).parameters)[1:]
+
+
 def _stamp(command):
     return {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "command": command,
         "machine": machine_info(),
         "versions": versions(),
+        "cluster_keywords": _cluster_keywords(),
     }
 
 
@@ -490,30 +565,72 @@ def section_distributed(size, command):
     return out
 
 
-def section_large(path, keep, command, modes):
+MODE_LABELS = {
+    "none": "features+fusion only",
+    "subsample": "defaults: fuse(dp, eds), subsample fit + chunked assignment",
+    "subsample-sample8k": "fuse(dp, eds, max_samples=8192), subsample fit + chunked assignment",
+    "cluster": "fuse(dp, eds), fused.cluster(max_fit_positions=20000)",
+    "full": "fuse(dp, eds), fused.cluster() (every position fitted)",
+}
+#: Command-line arguments of ``out_of_core.py run`` for each mode.
+MODE_ARGS = {
+    "none": ["--cluster", "none"],
+    "subsample": ["--cluster", "subsample"],
+    "subsample-sample8k": ["--cluster", "subsample", "--fuse-max-samples", "8192"],
+    "cluster": ["--cluster", "cluster"],
+    "full": ["--cluster", "full"],
+}
+
+
+def section_large(path, keep, command, modes, scan_shape=None, size_note=None, resume=False):
+    """The out-of-core run: write the .zspy files, run each mode in a fresh process, delete."""
     path = Path(path)
     info_file = path / "info.json"
     out = _stamp(command)
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    if info_file.exists():
+        info = json.loads(info_file.read_text())
+        wanted = list(scan_shape) if scan_shape else None
+        if info.get("scan_shape") != wanted:
+            print(f"[large] {path} holds another scan shape; rewriting", flush=True)
+            shutil.rmtree(path)
     if not info_file.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
         usage = shutil.disk_usage(path.parent)
         if usage.free < 20e9:
             raise SystemExit(f"--large: only {usage.free / 1e9:.1f} GB free under {path.parent}")
         print(f"[large] writing {path} (takes minutes)", flush=True)
-        subprocess.run([sys.executable, str(HERE / "out_of_core.py"), "write", str(path)], check=True,
-                       env=dict(os.environ, PYTHONWARNINGS="ignore"))
+        shape_args = ["--scan-shape", str(scan_shape[0]), str(scan_shape[1])] if scan_shape else []
+        subprocess.run([sys.executable, str(HERE / "out_of_core.py"), "write", str(path)] + shape_args, check=True,
+                       env=env)
     out["write"] = json.loads(info_file.read_text())
+    if size_note:
+        out["size_note"] = size_note
     out["runs"] = {}
     try:
         for mode in modes:
-            print(f"[large] run --cluster {mode}", flush=True)
             result_file = path.parent / f"{path.name}-{mode}.json"
+            if resume and result_file.exists() and result_file.stat().st_mtime > info_file.stat().st_mtime:
+                # --large-resume: a mode whose process finished in an interrupted run.
+                print(f"[large] {mode}: reusing {result_file} (--large-resume)", flush=True)
+                run = json.loads(result_file.read_text())
+                run["label"] = MODE_LABELS[mode]
+                run["resumed_from"] = datetime.datetime.fromtimestamp(result_file.stat().st_mtime).isoformat(
+                    timespec="seconds"
+                )
+                out["runs"][mode] = run
+                result_file.unlink()
+                continue
+            print(f"[large] run {mode}", flush=True)
             subprocess.run(
-                [sys.executable, str(HERE / "out_of_core.py"), "run", str(path), "--cluster", mode, "--json",
-                 str(result_file)],
+                [sys.executable, str(HERE / "out_of_core.py"), "run", str(path)] + MODE_ARGS[mode]
+                + ["--json", str(result_file)],
                 check=True,
-                env=dict(os.environ, PYTHONWARNINGS="ignore"),
+                env=env,
             )
-            out["runs"][mode] = json.loads(result_file.read_text())
+            run = json.loads(result_file.read_text())
+            run["label"] = MODE_LABELS[mode]
+            out["runs"][mode] = run
             result_file.unlink()
     finally:
         if not keep:
@@ -531,25 +648,52 @@ def load_results():
     return {}
 
 
-def save_results(results):
+def store_result(keys, value):
+    """Set ``results[keys[0]][keys[1]]... = value`` in the results file.
+
+    The file is re-read under a lock just before writing, so runs of
+    different sections at the same time (e.g. ``--large`` alone in another
+    terminal) keep each other's results.
+    """
+    import fcntl
+    import tempfile
+
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=1, default=float))
+    with open(Path(tempfile.gettempdir()) / "stemfuse-bench-results.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = load_results()
+        node = results
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = value
+        temporary = RESULTS.with_suffix(".tmp")
+        temporary.write_text(json.dumps(results, indent=1, default=float))
+        temporary.replace(RESULTS)
 
 
 def main(argv=None):
+    global RESULTS, PAGE
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", nargs="+", default=None, help="synthetic sizes side by side (default: published)")
     parser.add_argument("--quick", action="store_true", help='"small" size, fewer repeats, small subsample check')
     parser.add_argument("--repeat", type=int, default=None, help="repeats of the cheap stages (default 3; quick 2)")
     parser.add_argument("--large", action="store_true", help="also the out-of-core 256 x 256 x 256 x 256 run")
     parser.add_argument("--large-path", default="/tmp/stemfuse-bench-large", help="where --large writes its .zspy")
-    parser.add_argument("--large-modes", nargs="+", default=["none", "subsample"],
-                        choices=["none", "subsample", "full"], help="clustering modes of the large run")
+    parser.add_argument("--large-scan-shape", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"),
+                        help="scan shape of the out-of-core run (default: 256 256, the target)")
+    parser.add_argument("--large-resume", action="store_true",
+                        help="reuse the result of a large mode whose process finished in an interrupted run")
+    parser.add_argument("--large-note", default=None,
+                        help="why the out-of-core run used another scan shape (printed on the page)")
+    parser.add_argument("--large-modes", nargs="+", default=["subsample", "subsample-sample8k"],
+                        choices=sorted(MODE_ARGS), help="modes of the large run (each a fresh process)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["side-by-side", "subsample", "distributed"],
                         help="sections not to run (their earlier results stay on the page)")
     parser.add_argument("--cache", default=str(DEFAULT_CACHE), help="folder for the generated scans")
     parser.add_argument("--keep-data", action="store_true", help="keep generated data (cache, large .zspy)")
     parser.add_argument("--render-only", action="store_true", help="only regenerate the page from the stored results")
+    parser.add_argument("--results", default=str(RESULTS), help=argparse.SUPPRESS)
+    parser.add_argument("--page", default=str(PAGE), help=argparse.SUPPRESS)
     # Internal: worker processes.
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--worker-result", help=argparse.SUPPRESS)
@@ -573,7 +717,7 @@ def main(argv=None):
 
     from render import render_page
 
-    results = load_results()
+    RESULTS, PAGE = Path(args.results).resolve(), Path(args.page).resolve()
     if not args.render_only:
         command = "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
         sizes = args.sizes or (["small"] if args.quick else ["published"])
@@ -581,29 +725,32 @@ def main(argv=None):
         try:
             if "side-by-side" not in args.skip:
                 for size in sizes:
-                    results.setdefault("side_by_side", {})[size] = section_side_by_side(
-                        size, args.cache, repeat, command
-                    )
-                    save_results(results)
+                    store_result(["side_by_side", size], section_side_by_side(size, args.cache, repeat, command))
             if "subsample" not in args.skip:
                 if args.quick:
                     shape, n_fits = (100, 100), [2_500]
                 else:
                     shape, n_fits = (200, 200), [5_000, 10_000]
                 key = f"{shape[0]}x{shape[1]}"
-                results.setdefault("subsample", {})[key] = section_subsample(shape, n_fits, args.cache, command)
-                save_results(results)
+                store_result(["subsample", key], section_subsample(shape, n_fits, args.cache, command))
             if "distributed" not in args.skip:
-                results["distributed"] = section_distributed("small" if not args.quick else "tiny", command)
-                save_results(results)
+                store_result(["distributed"], section_distributed("small" if not args.quick else "tiny", command))
             if args.large:
-                results["large"] = section_large(args.large_path, args.keep_data, command, args.large_modes)
-                save_results(results)
+                large = section_large(
+                    args.large_path,
+                    args.keep_data,
+                    command,
+                    args.large_modes,
+                    args.large_scan_shape,
+                    args.large_note,
+                    args.large_resume,
+                )
+                store_result(["large"], large)
         finally:
             if not args.keep_data:
                 shutil.rmtree(args.cache, ignore_errors=True)
-    PAGE.write_text(render_page(results))
-    print(f"wrote {PAGE.relative_to(ROOT)} (from {RESULTS.relative_to(ROOT)})")
+    PAGE.write_text(render_page(load_results()))
+    print(f"wrote {PAGE} (from {RESULTS})")
     return 0
 
 

@@ -40,7 +40,7 @@ import dask.array as da
 import numpy as np
 
 from ._arrays import LAZY_ADVICE, check_memory, describe_positions, is_lazy_array
-from ._validation import check_array, check_choice, check_int, check_numeric_dtype, check_real, check_scan_shape
+from ._validation import check_array, check_choice, check_int, check_numeric_dtype, check_scan_shape
 
 __all__ = [
     "WEIGHTINGS",

@@ -30,8 +30,10 @@ def scores(scenario):
     scan = synthetic_scan(scenario, size="tiny", seed=0)
     dp = stemfuse_hs.sdt_features(scan.dp)
     eds = stemfuse_hs.variance_features(scan.eds)
+    fused_labels = stemfuse_hs.fuse(dp, eds).cluster(random_state=SEED)
     result = {
-        "fused": ari(scan, stemfuse_hs.fuse(dp, eds).cluster(random_state=SEED)),
+        "fused": ari(scan, fused_labels),
+        "block_separation": fused_labels.parameters["block_separation"],
         "diffraction": ari(scan, dp.cluster(random_state=SEED)),
         "eds": ari(scan, eds.cluster(random_state=SEED)),
     }
@@ -67,6 +69,13 @@ def test_four_phases_fusion_beats_each_modality_and_reference(four_phase_scores)
 def test_fusion_at_least_as_good_as_the_better_modality(scenario):
     s = scores(scenario)
     assert s["fused"] >= max(s["diffraction"], s["eds"]) - 0.02, s
+    # The block that carries the phases is the one the final clusters separate.
+    separation = s["block_separation"]
+    assert set(separation) == {"diffraction", "eds"}
+    if scenario == "structure_only":
+        assert separation["diffraction"] > separation["eds"] + 0.2, s
+    elif scenario == "chemistry_only":
+        assert separation["eds"] > separation["diffraction"] + 0.2, s
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ label arrays; the signal level end to end on the tiny "precipitates" scan
 """
 
 import functools
+import re
 import time
 import tracemalloc
 
@@ -222,10 +223,12 @@ def _own_weights(fused):
 @pytest.fixture(scope="module")
 def sensitivity_run(fused):
     """A 2 x 2 grid; counts the UMAP runs that cluster really makes."""
-    from stemfuse_hs.signals import features as module
+    import importlib
+
+    module = importlib.import_module("stemfuse_hs.clustering.embed")
 
     calls = []
-    original = module.embed
+    original = module._run_umap
 
     @functools.wraps(original)
     def counting(matrix, **kwargs):
@@ -233,11 +236,11 @@ def sensitivity_run(fused):
         return original(matrix, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(module, "embed", counting)
+        patch.setattr(module, "_run_umap", counting)
         result = fused.sensitivity(
             {"weights": [_own_weights(fused), [1, 2]], "min_cluster_size": [0.02, 0.05]}, show_progressbar=False
         )
-    assert module.embed is original  # the cache is gone after the call
+    assert module._CACHE.get() is None  # the cache is gone after the call
     return result, calls
 
 
@@ -389,3 +392,37 @@ def test_reweight_needs_fusion_metadata(features):
     dp_features, _ = features
     with pytest.raises(ValueError, match="metadata.Fusion"):
         reweight(dp_features, [1.0])
+
+
+def test_sensitivity_over_feature_extraction_from_raw_signals():
+    scan = stemfuse_hs.data.synthetic_scan("four_phases", size="tiny", seed=0)
+    before = scan.dp.data.copy()
+    result = stemfuse_hs.sensitivity(
+        (scan.dp, scan.eds),
+        {"sdt_features.fraction": [0.2, 0.4], "weights": [[1, 1], [1, 2]]},
+        show_progressbar=False,
+    )
+    np.testing.assert_array_equal(scan.dp.data, before)
+    assert len(result.settings) == 4
+    assert result.settings[0] == {"sdt_features.fraction": 0.2, "weights": [1, 1]}
+    # Two SDT extractions, one EDS extraction; four fusions; one embedding each.
+    assert result.maps.metadata.Sensitivity.n_feature_extractions == 3
+    assert result.maps.metadata.Sensitivity.n_fusions == 4
+    assert result.n_embeddings == 4
+    for setting, labels in zip(result.settings, result.labels):
+        assert labels.metadata.Clustering.fusion["Blocks"]["diffraction"]["feature_parameters"]["fraction"] == (
+            setting["sdt_features.fraction"]
+        )
+        np.testing.assert_allclose(labels.metadata.Clustering.fusion["weights"], setting["weights"])
+    # Every setting recovers the four phases: the map holds across them.
+    for labels in result.labels:
+        assert adjusted_rand_score(scan.truth.ravel(), labels.data.ravel()) > 0.8
+    assert result.ari.data.min() > 0.8
+
+
+def test_sensitivity_extraction_keys_need_the_raw_signals(fused):
+    with pytest.raises(ValueError, match=re.escape("is a feature-extraction parameter (sdt_features.fraction); give the raw signals")):
+        fused.sensitivity({"sdt_features.fraction": [0.2, 0.4]})
+    scan = stemfuse_hs.data.synthetic_scan("four_phases", size="tiny", seed=0)
+    with pytest.raises(ValueError, match=r"'sdt_features.franction' is not a parameter"):
+        stemfuse_hs.sensitivity((scan.dp, scan.eds), {"sdt_features.franction": [0.2]})

@@ -163,3 +163,18 @@ def test_invalid_arguments(kwargs, error):
     matrix = kwargs.pop("matrix", np.zeros((100, 4), np.float32))
     with pytest.raises(error):
         embed_and_cluster_subsample(matrix, **kwargs)
+
+
+def test_defaults_are_the_full_path_defaults():
+    """The subsample path clusters with FusedSTEMSignal.cluster's defaults."""
+    import inspect
+
+    from stemfuse_hs.clustering.subsample import DEFAULT_HDBSCAN, DEFAULT_UMAP
+    from stemfuse_hs.signals.features import FusedSTEMSignal
+
+    full = {k: p.default for k, p in inspect.signature(FusedSTEMSignal.cluster).parameters.items()}
+    sub = {k: p.default for k, p in inspect.signature(embed_and_cluster_subsample).parameters.items()}
+    for key, value in {**DEFAULT_UMAP, **DEFAULT_HDBSCAN}.items():
+        assert full[key] == value, key
+    assert sub["merge_threshold"] == full["merge_threshold"]
+    assert sub["min_membership"] == full["min_membership"]

@@ -78,7 +78,7 @@ def resolve_min_cluster_size(min_cluster_size, n_positions):
 
 def check_cluster_parameters(
     *, min_cluster_size, min_samples, cluster_selection_epsilon, cluster_selection_method, min_membership,
-    merge_threshold=0.5,
+    merge_threshold=0.55,
 ):
     """Validate :func:`soft_cluster`'s (and the merge's) parameters without clustering.
 
@@ -204,7 +204,7 @@ def single_cluster(
     cluster_selection_epsilon=0.0,
     cluster_selection_method="eom",
     min_membership=None,
-    merge_threshold=0.5,
+    merge_threshold=0.55,
 ):
     """Every position in one cluster, for positions that cannot be told apart.
 
@@ -378,7 +378,7 @@ def valley_depth(values_a, values_b, bins=40):
     return float(np.clip(1.0 - density[between].min() / lower_peak, 0.0, 1.0))
 
 
-def merge_indistinct(result, features, threshold=0.5, n_components=10, seed=0):
+def merge_indistinct(result, features, threshold=0.55, n_components=10, seed=0):
     """Merge clusters that have no density valley between them in feature space.
 
     Repeatedly merges the least separated pair (see :func:`separation`, in
@@ -391,9 +391,9 @@ def merge_indistinct(result, features, threshold=0.5, n_components=10, seed=0):
     result : ClusterResult
     features : numpy.ndarray
         ``(n, p)`` the fused features the embedding was made from.
-    threshold : float, default 0.5
-        Valley depth (0 to 1) below which two clusters are one: 0.5 means
-        the density between them must fall to half of the lower peak.
+    threshold : float, default 0.55
+        Valley depth (0 to 1) below which two clusters are one: 0.55 means
+        the density between them must fall to 45 % of the lower peak.
         ``0`` disables merging.
     n_components : int, default 10
         Principal components the separations are measured in.

@@ -1,5 +1,8 @@
 """Non-linear embedding of the fused features with UMAP (densMAP by default)."""
 
+import contextlib
+import contextvars
+import hashlib
 import warnings
 
 import numpy as np
@@ -14,9 +17,46 @@ from .._validation import (
     check_real,
 )
 
-__all__ = ["METRICS", "embed", "check_embed_parameters"]
+__all__ = ["METRICS", "embed", "check_embed_parameters", "reuse_embeddings"]
 
-METRICS = ("euclidean", "chebyshev", "manhattan", "cosine", "correlation")
+METRICS = ("euclidean", "chebyshev", "manhattan", "cosine", "correlation", "jaccard")
+
+# Set only inside ``reuse_embeddings``: {key: embedding} and the counts.
+_CACHE = contextvars.ContextVar("stemfuse_embedding_cache", default=None)
+
+
+@contextlib.contextmanager
+def reuse_embeddings():
+    """Within the block, :func:`embed` computes each distinct embedding once.
+
+    A parameter sweep often changes only what happens after the embedding
+    (HDBSCAN's sizes, the merge threshold): UMAP, the slow part, need not
+    run again for the same features and UMAP parameters. Embeddings are
+    keyed by the matrix's content and every UMAP parameter; the cache lives
+    only as long as the block and is local to the thread (or task) that
+    opened it.
+
+    Yields
+    ------
+    dict
+        ``{"computed": int, "reused": int}``, updated as the block runs.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).normal(size=(40, 4))
+    >>> with reuse_embeddings() as counts:
+    ...     a = embed(x, random_state=0)
+    ...     b = embed(x, random_state=0)
+    >>> counts, bool(np.array_equal(a, b))
+    ({'computed': 1, 'reused': 1}, True)
+    """
+    state = {"embeddings": {}, "counts": {"computed": 0, "reused": 0}}
+    token = _CACHE.set(state)
+    try:
+        yield state["counts"]
+    finally:
+        _CACHE.reset(token)
 
 
 def check_embed_parameters(
@@ -108,17 +148,31 @@ def embed(
         n_jobs=n_jobs,
         verbose=verbose,
     )
-    n_components, n_neighbors, min_dist = checked["n_components"], checked["n_neighbors"], checked["min_dist"]
-    densmap, pca_components, random_state = checked["densmap"], checked["pca_components"], checked["random_state"]
-    n_jobs, verbose = checked["n_jobs"], checked["verbose"]
     matrix = np.asarray(check_array("matrix", matrix, ndim=2, finite=True), dtype=np.float32)
     n = matrix.shape[0]
-    if n <= n_neighbors:
+    if n <= checked["n_neighbors"]:
         raise ValueError(
-            f"n_neighbors={n_neighbors} needs more positions than that; the scan has {n}."
+            f"n_neighbors={checked['n_neighbors']} needs more positions than that; the scan has {n}."
         )
     if matrix.shape[1] == 0:
         raise ValueError("matrix has no features (0 columns).")
+    state = _CACHE.get()
+    if state is None:
+        return _run_umap(matrix, **checked)
+    digest = hashlib.sha1(np.ascontiguousarray(matrix).view(np.uint8)).hexdigest()
+    key = (matrix.shape, digest, repr(sorted(checked.items())))
+    if key in state["embeddings"]:
+        state["counts"]["reused"] += 1
+    else:
+        state["embeddings"][key] = _run_umap(matrix, **checked)
+        state["counts"]["computed"] += 1
+    return state["embeddings"][key].copy()
+
+
+def _run_umap(
+    matrix, *, n_components, n_neighbors, min_dist, metric, densmap, pca_components, random_state, n_jobs, verbose
+):
+    n = matrix.shape[0]
     if pca_components is not None:
         from sklearn.decomposition import PCA
 

@@ -8,7 +8,7 @@ matrix with the data chunks; lazy data is never loaded whole.
 import dask.array as da
 import numpy as np
 
-from .._arrays import as_dask, describe_positions, flat_positions, is_lazy_array
+from .._arrays import as_dask, describe_positions, flat_positions
 from .._validation import check_array, check_choice, check_fraction, check_int, check_numeric_dtype
 
 __all__ = ["MEAN_MODES", "cluster_weights", "cluster_statistics"]

@@ -271,7 +271,7 @@ def embed_and_cluster_subsample(
     *,
     umap_kwargs=None,
     hdbscan_kwargs=None,
-    merge_threshold=0.5,
+    merge_threshold=0.55,
     min_membership=None,
     random_state=None,
     n_jobs=-1,
@@ -299,7 +299,7 @@ def embed_and_cluster_subsample(
         is a fraction of the subsample (the same fraction of the scan); an
         integer counts positions of the whole scan and is scaled to the
         subsample.
-    merge_threshold : float, default 0.5
+    merge_threshold : float, default 0.55
         As in :meth:`FusedSTEMSignal.cluster`; decided on the subsample.
     min_membership : float, optional
         Positions whose largest membership is below this become noise.

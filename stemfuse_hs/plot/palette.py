@@ -1,7 +1,9 @@
 """One palette for every figure: a cluster has the same colour everywhere.
 
-Clusters take tab20's colours, then tab20b's; noise (-1) is grey and masked
-positions black.
+Clusters take tab20's ten saturated colours first, then its ten light ones,
+then tab20b's; noise (-1) is grey and masked positions black. (tab20 in its
+own order pairs each colour with its light shade, so clusters 0 and 1 would
+look alike.)
 """
 
 import numpy as np
@@ -22,7 +24,8 @@ def cluster_colours(n_clusters):
     """
     from matplotlib import colormaps
 
-    base = [colormaps["tab20"](i) for i in range(20)] + [colormaps["tab20b"](i) for i in range(20)]
+    tab20 = [colormaps["tab20"](i) for i in range(20)]
+    base = tab20[0::2] + tab20[1::2] + [colormaps["tab20b"](i) for i in range(20)]
     return [tuple(base[i % len(base)]) for i in range(n_clusters)]
 
 

@@ -6,7 +6,7 @@ __all__ = ["FusedSTEMDiffraction", "LazyFusedSTEMDiffraction"]
 
 
 class FusedSTEMDiffraction(Diffraction2D):
-    """4D-STEM data ("fused_stem", 2-D): every pyxem method plus SDT features and fusion.
+    """4D-STEM data ("fused_stem", 2-D): every pyxem method plus feature extractors and fusion.
 
     Examples
     --------
@@ -26,6 +26,30 @@ class FusedSTEMDiffraction(Diffraction2D):
         from .extract import sdt_features
 
         return sdt_features(self, **kwargs)
+
+    def radial_features(self, **kwargs):
+        """Radial-profile features; see :func:`stemfuse_hs.radial_features`."""
+        from .extract import radial_features
+
+        return radial_features(self, **kwargs)
+
+    def annular_features(self, **kwargs):
+        """Angular-sector features of rings; see :func:`stemfuse_hs.annular_features`."""
+        from .extract import annular_features
+
+        return annular_features(self, **kwargs)
+
+    def cepstrum_features(self, **kwargs):
+        """Cepstral features; see :func:`stemfuse_hs.cepstrum_features`."""
+        from .extract import cepstrum_features
+
+        return cepstrum_features(self, **kwargs)
+
+    def binary_features(self, **kwargs):
+        """Binarised patterns (for a Jaccard metric); see :func:`stemfuse_hs.binary_features`."""
+        from .extract import binary_features
+
+        return binary_features(self, **kwargs)
 
     def fuse(self, *others, **kwargs):
         """Fuse with other signals of the same scan; see :func:`stemfuse_hs.fuse`."""

@@ -13,7 +13,15 @@ from ..features.sdt import sdt
 from ..features.variance import DEFAULT_RESOLUTION_MNKA, variance_threshold
 from ._axes import binned_axis, build_signal, check_signal, index_axis, navigation_axes_dicts, signal_axes_dicts
 
-__all__ = ["sdt_features", "variance_features"]
+__all__ = [
+    "sdt_features",
+    "variance_features",
+    "radial_features",
+    "annular_features",
+    "cepstrum_features",
+    "binary_features",
+    "line_features",
+]
 
 
 def _feature_classes():
@@ -309,6 +317,580 @@ def variance_features(
             "kept_channels": spectrum(result.kept.astype(np.uint8), "Kept channels"),
             "excluded_channels": spectrum(result.excluded.astype(np.uint8), "Excluded channels"),
             "excluded_positions": np.asarray(result.excluded_positions, dtype=bool),
+        },
+    )
+    return features
+
+
+# --- Further extractors (radial, annular, cepstrum, binary, X-ray lines) -----
+
+
+def _uniform_detector_scale(signal, binning=1):
+    """(scale, units) of the detector if both axes are uniform with one scale, else (None, None)."""
+    axes = signal_axes_dicts(signal)
+    if any(a.get("_type", "UniformDataAxis") != "UniformDataAxis" for a in axes):
+        return None, None
+    scales = [float(a.get("scale", 1.0)) for a in axes]
+    if not np.isclose(scales[0], scales[1], rtol=1e-6):
+        return None, None
+    return scales[0] * binning, axes[0].get("units")
+
+
+def _diffraction_features(signal, result, data, axis, extractor, title, extra):
+    eager, lazy = _feature_classes()
+    features = build_signal(
+        eager, lazy, data, navigation_axes_dicts(signal) + [axis], title=f"{title} of {_title(signal)}".strip()
+    )
+    metadata = {
+        "extractor": extractor,
+        "source_title": _title(signal),
+        "parameters": result.parameters,
+        "excluded_positions": np.asarray(result.excluded, dtype=bool),
+    }
+    metadata.update(extra)
+    features.metadata.set_item("Features", metadata)
+    return features
+
+
+def _binned_detector_axes(signal, binning, shape):
+    return [binned_axis(axis, binning, size) for axis, size in zip(signal_axes_dicts(signal), shape)]
+
+
+def radial_features(
+    signal,
+    *,
+    npt=None,
+    radial_range=None,
+    variance=False,
+    binning=1,
+    scale="log",
+    beam_centre=None,
+    beam_radius=None,
+    normalize="total",
+    nan_policy="raise",
+    show_progressbar=None,
+):
+    """Diffraction features from the radial (azimuthally integrated) profile.
+
+    The mean intensity on rings about the direct beam (found in the mean
+    pattern), integrated with pyxem's
+    :meth:`~pyxem.signals.Diffraction2D.get_azimuthal_integral1d`, lazily
+    for lazy data; optionally also the variance within every ring.
+
+    Parameters
+    ----------
+    signal : hyperspy.signals.Signal2D
+        4D-STEM data (any 2-D signal class, eager or lazy); not modified.
+    npt : int, optional
+        Number of rings; default one a (binned) pixel across ``radial_range``.
+    radial_range : (float, float), optional
+        Inner and outer radius in unbinned detector pixels; default from the
+        edge of the direct beam to the largest complete circle.
+    variance : bool, default False
+        Append the variance of the intensity within every ring: high for
+        spots, low for even rings. Separates a single crystal from its
+        textured or nanocrystalline form, which the profile alone cannot.
+    binning : int, default 1
+        Detector binning (sums counts).
+    scale : {"log", "linear"}, default "log"
+        ``log1p`` of the ring values, or the values themselves.
+    beam_centre : (float, float), optional
+        (row, column) of the direct beam in unbinned pixels; found when omitted.
+    beam_radius : float, optional
+        Radius of the direct beam in unbinned pixels; found when omitted.
+    normalize : {"total", None}, default "total"
+        Scale every pattern to the scan's mean total counts first.
+    nan_policy : {"raise", "exclude"}, default "raise"
+        As for :func:`sdt_features`; excluded positions get the features of
+        the mean pattern.
+    show_progressbar : bool, optional
+        Default: HyperSpy's preference.
+
+    Returns
+    -------
+    FusedSTEMSignal
+        ``(*scan | n_rings)`` (``2 * n_rings`` with ``variance``), lazy if
+        ``signal`` is; navigation axes are the input's. Without variance
+        and with a uniform square detector calibration the signal axis is
+        the radius in the detector's units. ``metadata.Features`` holds the
+        parameters, ``radii`` and ``ring_edges`` (unbinned pixels),
+        ``mean_profile`` and ``mean_pattern`` (signals) and
+        ``excluded_positions``.
+
+    See Also
+    --------
+    annular_features, sdt_features, fuse
+
+    Notes
+    -----
+    Radial profiles separate phases with different lattice spacings (on the
+    synthetic ``structure_only`` scan, fcc against bcc steel) but are blind
+    to the angles: phases with the same spacings and a different
+    arrangement of spots look the same (see :doc:`/extractors`).
+
+    Examples
+    --------
+    >>> import stemfuse_hs
+    >>> scan = stemfuse_hs.data.synthetic_scan("structure_only", size="tiny")
+    >>> features = stemfuse_hs.radial_features(scan.dp)
+    >>> features.axes_manager.navigation_shape == scan.dp.axes_manager.navigation_shape
+    True
+    >>> features.axes_manager.signal_axes[0].units
+    '1/nm'
+    """
+    from ..features.radial import radial
+
+    check_signal(signal, 2, "radial_features", min_positions=2)
+    check_optional_bool("show_progressbar", show_progressbar)
+    with dask_progress(show_progressbar):
+        result = radial(
+            signal.data,
+            npt=npt,
+            radial_range=radial_range,
+            variance=variance,
+            binning=binning,
+            scale=scale,
+            beam_centre=beam_centre,
+            beam_radius=beam_radius,
+            normalize=normalize,
+            nan_policy=nan_policy,
+        )
+    pixel, units = _uniform_detector_scale(signal)
+    n_rings = result.radii.size
+    if not variance and pixel is not None:
+        step = (result.ring_edges[-1] - result.ring_edges[0]) / n_rings
+        axis = {
+            "name": "radius",
+            "size": n_rings,
+            "scale": step * pixel,
+            "offset": result.radii[0] * pixel,
+            "units": units,
+            "navigate": False,
+        }
+    else:
+        axis = index_axis("feature", result.features.shape[-1])
+    from hyperspy.signals import Signal1D
+
+    profile_axis = index_axis("ring", n_rings)
+    b = result.parameters["binning"]
+    extra = {
+        "radii": result.radii,
+        "ring_edges": result.ring_edges,
+        "mean_profile": build_signal(Signal1D, None, result.mean_profile, [profile_axis], title="Mean radial profile"),
+        "mean_pattern": _detector_signal(
+            result.mean_pattern, _binned_detector_axes(signal, b, result.mean_pattern.shape), "Mean pattern"
+        ),
+    }
+    return _diffraction_features(signal, result, result.features, axis, "radial", "Radial features", extra)
+
+
+def annular_features(
+    signal,
+    *,
+    n_sectors=8,
+    ring_edges=None,
+    max_rings=None,
+    binning=1,
+    scale="log",
+    contrast=True,
+    smooth=0.0,
+    prominence=0.05,
+    beam_centre=None,
+    beam_radius=None,
+    normalize="total",
+    nan_policy="raise",
+    show_progressbar=None,
+):
+    """Diffraction features from angular sectors of rings (annular averages).
+
+    Rings about the direct beam, bounded by the clear minima of the mean
+    pattern's radial profile (or by ``ring_edges``), are cut into
+    ``n_sectors`` equal sectors; the features are the mean intensities in
+    every sector, by default arranged as every ring's mean followed by its
+    sectors' deviations from it (``contrast``).
+
+    Parameters
+    ----------
+    signal : hyperspy.signals.Signal2D
+        4D-STEM data (any 2-D signal class, eager or lazy); not modified.
+    n_sectors : int, default 8
+        Angular sectors per ring.
+    ring_edges : sequence of float, optional
+        Ring boundaries in unbinned pixels from the beam centre.
+    max_rings : int, optional
+        Keep only the innermost automatic rings.
+    binning : int, default 1
+    scale : {"log", "linear"}, default "log"
+    contrast : bool, default True
+        Ring mean plus sector deviations (see
+        :func:`stemfuse_hs.features.annular.annular`), or plain sector means.
+    smooth, prominence : float
+        For the automatic ring edges.
+    beam_centre, beam_radius : optional
+        In unbinned pixels; found when omitted.
+    normalize : {"total", None}, default "total"
+    nan_policy : {"raise", "exclude"}, default "raise"
+    show_progressbar : bool, optional
+
+    Returns
+    -------
+    FusedSTEMSignal
+        ``(*scan | n_features)``, lazy if ``signal`` is. ``metadata.Features``
+        holds the parameters (with the ring edges used), ``sector_labels``
+        (a detector-shaped signal: ``ring * n_sectors + sector``, -1 outside),
+        ``mean_profile``, ``mean_pattern`` and ``excluded_positions``.
+
+    See Also
+    --------
+    radial_features, sdt_features
+
+    Examples
+    --------
+    >>> import stemfuse_hs
+    >>> scan = stemfuse_hs.data.synthetic_scan("structure_only", size="tiny")
+    >>> features = stemfuse_hs.annular_features(scan.dp, n_sectors=6)
+    >>> features.metadata.Features.parameters.n_sectors
+    6
+    """
+    from ..features.annular import annular
+
+    check_signal(signal, 2, "annular_features", min_positions=2)
+    check_optional_bool("show_progressbar", show_progressbar)
+    with dask_progress(show_progressbar):
+        result = annular(
+            signal.data,
+            n_sectors=n_sectors,
+            ring_edges=ring_edges,
+            max_rings=max_rings,
+            binning=binning,
+            scale=scale,
+            contrast=contrast,
+            smooth=smooth,
+            prominence=prominence,
+            beam_centre=beam_centre,
+            beam_radius=beam_radius,
+            normalize=normalize,
+            nan_policy=nan_policy,
+        )
+    from hyperspy.signals import Signal1D
+
+    b = result.parameters["binning"]
+    detector = _binned_detector_axes(signal, b, result.labels.shape)
+    extra = {
+        "sector_labels": _detector_signal(result.labels.astype(np.int32), detector, "Ring and sector of every pixel"),
+        "mean_pattern": _detector_signal(result.mean_pattern, detector, "Mean pattern"),
+        "mean_profile": build_signal(
+            Signal1D, None, result.mean_profile, [index_axis("ring", result.mean_profile.size)],
+            title="Mean radial profile (one-pixel rings)",
+        ),
+        "profile_radii": result.profile_radii,
+    }
+    axis = index_axis("feature", result.features.shape[-1])
+    return _diffraction_features(signal, result, result.features, axis, "annular", "Annular features", extra)
+
+
+def cepstrum_features(
+    signal,
+    *,
+    binning=2,
+    crop=0.5,
+    fraction=None,
+    normalize="total",
+    nan_policy="raise",
+    show_progressbar=None,
+):
+    """Diffraction features from the cepstrum ``|FFT(log1p(pattern))|``.
+
+    Lattice periods in the pattern become peaks at fixed quefrencies,
+    however the spots' intensities change; the method's advice is to try
+    the cepstrum when SDT does not work well. The centre of the cepstrum
+    (``crop``) is kept, one of every centrosymmetric pair, without the zero
+    quefrency; ``fraction`` keeps only the quefrencies that vary most.
+
+    Parameters
+    ----------
+    signal : hyperspy.signals.Signal2D
+        4D-STEM data (any 2-D signal class, eager or lazy); not modified.
+    binning : int, default 2
+    crop : float, default 0.5
+        Fraction of the largest quefrency kept along each axis, in (0, 1].
+    fraction : float, optional
+        Standard-deviation thresholding of the quefrencies, as SDT does.
+    normalize : {"total", None}, default "total"
+    nan_policy : {"raise", "exclude"}, default "raise"
+    show_progressbar : bool, optional
+
+    Returns
+    -------
+    FusedSTEMSignal
+        ``(*scan | n_features)``, lazy if ``signal`` is.
+        ``metadata.Features`` holds the parameters, ``mean_cepstrum``,
+        ``selected_mask`` (and ``std_map`` with ``fraction``) as 2-D signals
+        of the cropped quefrencies, ``quefrency_indices`` and
+        ``excluded_positions``.
+
+    See Also
+    --------
+    sdt_features
+
+    Examples
+    --------
+    >>> import stemfuse_hs
+    >>> scan = stemfuse_hs.data.synthetic_scan("structure_only", size="tiny")
+    >>> features = stemfuse_hs.cepstrum_features(scan.dp, fraction=0.5)
+    >>> features.metadata.Features.mean_cepstrum.data.shape
+    (9, 9)
+    """
+    from ..features.cepstrum import cepstrum
+
+    check_signal(signal, 2, "cepstrum_features", min_positions=2)
+    check_optional_bool("show_progressbar", show_progressbar)
+    with dask_progress(show_progressbar):
+        result = cepstrum(
+            signal.data, binning=binning, crop=crop, fraction=fraction, normalize=normalize, nan_policy=nan_policy
+        )
+    ky, kx = result.parameters["max_quefrency"]
+    quefrency = [
+        {"name": name, "size": 2 * k + 1, "scale": 1.0, "offset": float(-k), "units": "cycles", "navigate": False}
+        for name, k in (("qy", ky), ("qx", kx))
+    ]
+    extra = {
+        "mean_cepstrum": _detector_signal(result.mean_cepstrum, quefrency, "Mean cepstrum"),
+        "selected_mask": _detector_signal(result.selected_mask.astype(np.uint8), quefrency, "Selected quefrencies"),
+        "quefrency_indices": result.quefrency_indices,
+    }
+    if result.std_map is not None:
+        extra["std_map"] = _detector_signal(result.std_map, quefrency, "Standard deviation of the cepstrum")
+    axis = index_axis("feature", result.features.shape[-1])
+    return _diffraction_features(signal, result, result.features, axis, "cepstrum", "Cepstrum features", extra)
+
+
+def binary_features(
+    signal,
+    *,
+    threshold=None,
+    sigma=3.0,
+    binning=2,
+    beam_centre=None,
+    beam_radius=None,
+    normalize="total",
+    nan_policy="raise",
+    show_progressbar=None,
+):
+    """Binarised diffraction patterns, to be clustered with the Jaccard metric.
+
+    Every binned pixel outside the direct beam becomes 1 where the pattern
+    is clearly brighter than the scan's mean pattern there (``sigma``
+    Poisson standard deviations) or above ``threshold``, else 0. Cluster with
+    ``features.cluster(metric="jaccard")``.
+
+    Parameters
+    ----------
+    signal : hyperspy.signals.Signal2D
+        4D-STEM data (any 2-D signal class, eager or lazy); not modified.
+    threshold : float, optional
+        One value for every pixel (counts after binning and normalisation).
+    sigma : float, default 3
+    binning : int, default 2
+    beam_centre, beam_radius : optional
+        In unbinned pixels; found when omitted (``beam_radius=0`` keeps the beam).
+    normalize : {"total", None}, default "total"
+    nan_policy : {"raise", "exclude"}, default "raise"
+        Excluded positions get all-zero features.
+    show_progressbar : bool, optional
+
+    Returns
+    -------
+    FusedSTEMSignal
+        ``(*scan | n_pixels)`` float32 0/1, lazy if ``signal`` is.
+        ``metadata.Features`` holds the parameters, ``threshold_map``,
+        ``beam_mask``, ``mean_pattern``, ``pixel_indices`` and
+        ``excluded_positions``.
+
+    Notes
+    -----
+    The Jaccard distance reads any non-zero value as "on". Fused with
+    continuous features (:func:`fuse`), binary features are centred and
+    weighted like any block and are then no longer 0/1: cluster fused
+    signals with a Euclidean metric (on 0/1 vectors it is the square root
+    of the Hamming distance) and keep ``metric="jaccard"`` for binary
+    features alone.
+
+    Examples
+    --------
+    >>> import stemfuse_hs
+    >>> scan = stemfuse_hs.data.synthetic_scan("structure_only", size="tiny")
+    >>> features = stemfuse_hs.binary_features(scan.dp)
+    >>> sorted(set(features.data.ravel().tolist()))
+    [0.0, 1.0]
+    >>> labels = features.cluster(metric="jaccard", random_state=0)  # doctest: +SKIP
+    """
+    from ..features.binary import binarize
+
+    check_signal(signal, 2, "binary_features", min_positions=2)
+    check_optional_bool("show_progressbar", show_progressbar)
+    with dask_progress(show_progressbar):
+        result = binarize(
+            signal.data,
+            threshold=threshold,
+            sigma=sigma,
+            binning=binning,
+            beam_centre=beam_centre,
+            beam_radius=beam_radius,
+            normalize=normalize,
+            nan_policy=nan_policy,
+        )
+    b = result.parameters["binning"]
+    detector = _binned_detector_axes(signal, b, result.mean_pattern.shape)
+    extra = {
+        "threshold_map": _detector_signal(result.threshold_map, detector, "Binarisation threshold"),
+        "mean_pattern": _detector_signal(result.mean_pattern, detector, "Mean pattern"),
+        "beam_mask": _detector_signal(result.beam_mask.astype(np.uint8), detector, "Direct-beam mask"),
+        "pixel_indices": result.pixel_indices,
+    }
+    axis = index_axis("feature", result.features.shape[-1])
+    return _diffraction_features(signal, result, result.features, axis, "binary", "Binary features", extra)
+
+
+def _signal_lines(signal, elements, energies):
+    """The X-ray lines to use: from ``elements``, else the metadata."""
+    from ..features.lines import element_lines
+
+    beam = signal.metadata.get_item("Acquisition_instrument.TEM.beam_energy", None) or signal.metadata.get_item(
+        "Acquisition_instrument.SEM.beam_energy", None
+    )
+    energy_range = (float(np.min(energies)), float(np.max(energies)))
+    if elements is not None:
+        if isinstance(elements, str):
+            elements = [elements]
+        return element_lines(list(elements), energy_range, beam)
+    lines = signal.metadata.get_item("Sample.xray_lines", None)
+    if lines is not None and len(lines):
+        return list(lines)
+    found = signal.metadata.get_item("Sample.elements", None)
+    if found is not None and len(found):
+        return element_lines(list(found), energy_range, beam)
+    raise ValueError(
+        "line_features: the signal's metadata names no elements or X-ray lines (metadata.Sample.elements / "
+        "xray_lines); pass elements=[...] or lines=[...], or add them with exspy's add_elements/add_lines."
+    )
+
+
+def line_features(
+    signal,
+    *,
+    lines=None,
+    elements=None,
+    exclude_lines=(),
+    width=1.0,
+    background=True,
+    per_channel=False,
+    scale="log",
+    normalize="total",
+    nan_policy="raise",
+    show_progressbar=None,
+):
+    """Spectral features from X-ray line intensities (line windows minus background).
+
+    For every X-ray line (given, from ``elements``, or from the signal's
+    ``metadata.Sample.xray_lines`` / ``elements`` as exspy's ``add_lines``
+    records them), the counts in a window of ``width`` detector FWHMs
+    either side of exspy's line energy, minus a linear background
+    interpolated between windows just below and above.
+
+    Parameters
+    ----------
+    signal : hyperspy.signals.Signal1D
+        Spectrum image (e.g. exspy's ``EDSTEMSpectrum``), eager or lazy; not modified.
+    lines : sequence of str, optional
+        X-ray lines such as ``["Ni_Ka", "Mn_Ka"]``.
+    elements : sequence of str, optional
+        Instead of ``lines``: one alpha line an element, chosen as exspy's
+        ``add_lines`` does (highest energy below half the beam energy).
+    exclude_lines : sequence of str, optional
+        Lines left out, e.g. ``["Cu_Ka"]`` for the grid.
+    width : float, default 1.0
+        Half-width of the line windows in FWHMs (from the detector
+        resolution in the metadata, else 130 eV at Mn Ka).
+    background : bool, default True
+        Subtract the linear background.
+    per_channel : bool, default False
+        One feature per channel of every window instead of one per line.
+    scale : {"log", "linear"}, default "log"
+    normalize : {"total", None}, default "total"
+    nan_policy : {"raise", "exclude"}, default "raise"
+    show_progressbar : bool, optional
+
+    Returns
+    -------
+    FusedSTEMSignal
+        ``(*scan | n_features)``, lazy if ``signal`` is. ``metadata.Features``
+        holds the parameters (``lines``), ``windows`` and
+        ``background_windows`` (keV), ``feature_lines`` (the line of every
+        feature) and ``excluded_positions``.
+
+    See Also
+    --------
+    variance_features, fuse
+
+    Examples
+    --------
+    >>> import stemfuse_hs
+    >>> scan = stemfuse_hs.data.synthetic_scan("chemistry_only", size="tiny")
+    >>> features = stemfuse_hs.line_features(scan.eds, exclude_lines=["Cu_Ka"])
+    >>> list(features.metadata.Features.parameters.lines)
+    ['Mn_Ka', 'Ni_Ka', 'Ga_Ka']
+    """
+    from ..features.lines import line_intensities
+
+    check_signal(signal, 1, "line_features", min_positions=2)
+    check_optional_bool("show_progressbar", show_progressbar)
+    if lines is not None and elements is not None:
+        raise ValueError("line_features: give lines or elements, not both.")
+    energies = np.asarray(signal.axes_manager.signal_axes[0].axis, dtype=np.float64)
+    if lines is None:
+        lines = _signal_lines(signal, elements, energies)
+    elif isinstance(lines, str):
+        lines = [lines]
+    if isinstance(exclude_lines, str):
+        exclude_lines = [exclude_lines]
+    lines = [line for line in lines if line not in set(exclude_lines)]
+    if not lines:
+        raise ValueError("line_features: no X-ray line is left after exclude_lines.")
+    with dask_progress(show_progressbar):
+        result = line_intensities(
+            signal.data,
+            energies,
+            lines,
+            width=width,
+            background=background,
+            per_channel=per_channel,
+            scale=scale,
+            resolution_mnka=_energy_resolution(signal),
+            normalize=normalize,
+            nan_policy=nan_policy,
+        )
+    parameters = dict(result.parameters)
+    parameters["exclude_lines"] = list(exclude_lines)
+    eager, lazy = _feature_classes()
+    title = _title(signal)
+    features = build_signal(
+        eager,
+        lazy,
+        result.features,
+        navigation_axes_dicts(signal) + [index_axis("feature", result.features.shape[-1])],
+        title=f"Line features of {title}".strip(),
+    )
+    features.metadata.set_item(
+        "Features",
+        {
+            "extractor": "lines",
+            "source_title": title,
+            "parameters": parameters,
+            "windows": result.windows,
+            "background_windows": result.background_windows,
+            "feature_lines": list(result.feature_lines),
+            "excluded_positions": np.asarray(result.excluded, dtype=bool),
         },
     )
     return features

@@ -4,9 +4,8 @@ import numpy as np
 from hyperspy._signals.lazy import LazySignal
 from hyperspy.signals import Signal1D
 
-from .._arrays import find_nonfinite, is_lazy_array
+from .._arrays import is_lazy_array
 from .._progress import dask_progress, stage_bar
-from ..clustering import embed, merge_indistinct, soft_cluster
 
 __all__ = ["FusedSTEMSignal", "LazyFusedSTEMSignal"]
 
@@ -39,6 +38,15 @@ class FusedSTEMSignal(Signal1D):
 
         return variance_features(self, **kwargs)
 
+    def line_features(self, **kwargs):
+        """X-ray line intensities of this spectrum image.
+
+        See :func:`stemfuse_hs.line_features` for the parameters.
+        """
+        from .extract import line_features
+
+        return line_features(self, **kwargs)
+
     def fuse(self, *others, **kwargs):
         """Fuse with other signals of the same scan; see :func:`stemfuse_hs.fuse`."""
         from .fuse import fuse
@@ -65,7 +73,9 @@ class FusedSTEMSignal(Signal1D):
         cluster_selection_epsilon=0.0,
         cluster_selection_method="leaf",
         min_membership=None,
-        merge_threshold=0.6,
+        merge_threshold=0.55,
+        max_fit_positions=200_000,
+        backend="cpu",
         random_state=None,
         n_jobs=-1,
         show_progressbar=None,
@@ -96,12 +106,23 @@ class FusedSTEMSignal(Signal1D):
             reference method's plain HDBSCAN.
         min_membership : float, optional
             Positions whose largest membership is below this become noise (-1).
-        merge_threshold : float, default 0.6
+        merge_threshold : float, default 0.55
             Clusters without a density valley at least this deep between
             them in the fused feature space (see
             :func:`stemfuse_hs.clustering.separation`) are merged: thickness
             or bending can split one phase into several dense regions of the
             embedding. 0 disables.
+        max_fit_positions : int, default 200000
+            Scans with more (included) positions are embedded and clustered
+            on a random subsample of this many; every other position is
+            then placed in that embedding by UMAP's ``transform`` and given
+            HDBSCAN memberships, chunk by chunk
+            (:func:`stemfuse_hs.clustering.subsample.embed_and_cluster_subsample`).
+            Recorded as ``parameters["fit"]`` (``"full"`` or ``"subsample"``).
+        backend : {"cpu", "cuml"}, default "cpu"
+            ``"cuml"`` runs UMAP and HDBSCAN on an NVIDIA GPU with RAPIDS
+            cuML when it is installed (plain UMAP: cuML has no densMAP), and
+            falls back to the CPU with a warning when it is not.
         random_state : int, optional
             Seed for repeatable maps.
         n_jobs : int, default -1
@@ -112,7 +133,11 @@ class FusedSTEMSignal(Signal1D):
         -------
         ClusterLabels
             The label map (signal axes = scan axes), with memberships,
-            embedding and all parameters.
+            embedding and all parameters. ``parameters["block_separation"]``
+            gives, per fused block, the share of its variance that lies
+            between the final clusters (see
+            :func:`stemfuse_hs.clustering.pipeline.block_separation`): which
+            modality drives the map.
 
         Examples
         --------
@@ -125,8 +150,9 @@ class FusedSTEMSignal(Signal1D):
         import warnings
 
         from .._arrays import check_memory, describe_positions, format_bytes
-        from .._validation import check_optional_bool, check_seed
-        from ..clustering.cluster import ClusterResult, check_cluster_parameters, resolve_min_cluster_size, single_cluster
+        from .._validation import check_int, check_optional_bool, check_seed
+        from ..clustering.cluster import ClusterResult, check_cluster_parameters, resolve_min_cluster_size
+        from ..clustering.pipeline import block_separation, check_backend, cluster_features
         from ..clustering.embed import check_embed_parameters
         from ._axes import recorded_exclusions
         from .labels import build_cluster_labels
@@ -152,6 +178,8 @@ class FusedSTEMSignal(Signal1D):
             merge_threshold=merge_threshold,
         )
         check_optional_bool("show_progressbar", show_progressbar)
+        check_int("max_fit_positions", max_fit_positions, minimum=2)
+        check_backend(backend)
         nav_ndim = self.axes_manager.navigation_dimension
         if nav_ndim == 0:
             raise ValueError("cluster needs a scan: this signal has no navigation axes.")
@@ -200,47 +228,34 @@ class FusedSTEMSignal(Signal1D):
             if n_included < n_positions:
                 matrix = matrix[included]
             bar.update()
-            if np.ptp(matrix, axis=0).max(initial=0.0) == 0:
-                # UMAP cannot embed identical points; they are one group.
-                warnings.warn(
-                    "cluster: the features are identical at every position: one cluster, nothing to separate.",
-                    UserWarning,
-                    stacklevel=2,
-                )
-                embedding = np.zeros((n_included, n_components), dtype=np.float32)
-                result = single_cluster(
-                    n_included,
-                    min_cluster_size=min_cluster_size,
-                    min_samples=min_samples,
-                    cluster_selection_epsilon=cluster_selection_epsilon,
-                    cluster_selection_method=cluster_selection_method,
-                    min_membership=min_membership,
-                    merge_threshold=merge_threshold,
-                )
-                bar.update(2)
-            else:
-                embedding = embed(
-                    matrix,
-                    n_components=n_components,
-                    n_neighbors=n_neighbors,
-                    min_dist=min_dist,
-                    metric=metric,
-                    densmap=densmap,
-                    pca_components=pca_components,
-                    random_state=random_state,
-                    n_jobs=n_jobs,
-                )
-                bar.update()
-                result = soft_cluster(
-                    embedding,
-                    min_cluster_size=min_cluster_size,
-                    min_samples=min_samples,
-                    cluster_selection_epsilon=cluster_selection_epsilon,
-                    cluster_selection_method=cluster_selection_method,
-                    min_membership=min_membership,
-                )
-                result = merge_indistinct(result, matrix, threshold=merge_threshold)
-                bar.update()
+            result, embedding = cluster_features(
+                matrix,
+                n_components=n_components,
+                n_neighbors=n_neighbors,
+                min_dist=min_dist,
+                metric=metric,
+                densmap=densmap,
+                pca_components=pca_components,
+                min_cluster_size=min_cluster_size,
+                min_samples=min_samples,
+                cluster_selection_epsilon=cluster_selection_epsilon,
+                cluster_selection_method=cluster_selection_method,
+                min_membership=min_membership,
+                merge_threshold=merge_threshold,
+                max_fit_positions=max_fit_positions,
+                backend=backend,
+                random_state=random_state,
+                n_jobs=n_jobs,
+                show_progressbar=show_progressbar,
+            )
+            bar.update(2)
+        if self.metadata.has_item("Fusion.block_slices"):
+            slices = [tuple(int(v) for v in s) for s in np.asarray(self.metadata.Fusion.block_slices)]
+            names = list(self.metadata.Fusion.block_names)
+        else:
+            slices, names = [(0, matrix.shape[1])], [self.metadata.get_item("General.title", "") or "features"]
+        separation = block_separation(matrix, result.labels, slices)
+        result.parameters["block_separation"] = {name: float(v) for name, v in zip(names, separation)}
         if result.n_clusters < 2:
             found = "no cluster: every position is noise" if result.n_clusters == 0 else "a single cluster"
             warnings.warn(

@@ -9,10 +9,7 @@ and the pairwise adjusted Rand index. This module only translates between
 signals and arrays; the algorithms are array functions.
 """
 
-import contextlib
 import copy
-import functools
-import hashlib
 import inspect
 import itertools
 from dataclasses import dataclass, field
@@ -21,6 +18,7 @@ import numpy as np
 
 from .._arrays import is_lazy_array
 from .._progress import dask_progress, stage_bar
+from ..clustering.embed import reuse_embeddings
 from ..clustering.stability import label_agreement, rescale_blocks
 from ._axes import index_axis, signal_axes_dicts
 
@@ -435,20 +433,28 @@ def _cluster_defaults():
     }
 
 
-def _check_grid(param_grid, cluster_kwargs, defaults):
+def _check_grid(param_grid, cluster_kwargs, defaults, extraction=None):
+    """Validate the grid; ``extraction`` maps allowed ``"extractor.keyword"`` keys (raw signals given)."""
+    extraction = extraction or {}
     if not isinstance(param_grid, dict) or not param_grid:
         raise TypeError(
             "param_grid must be a non-empty dict of parameter name -> list of values, e.g. "
             "{'weights': [[1, 0.5], [1, 1]], 'min_cluster_size': [0.02, 0.05]}."
         )
-    allowed = set(FUSION_PARAMETERS) | set(defaults)
+    allowed = set(FUSION_PARAMETERS) | set(defaults) | set(extraction)
     grid = {}
     for name, values in param_grid.items():
         if name not in allowed:
+            known = _extraction_keywords()
+            matches = [key for key in known if name == key or key.endswith(f".{name}")]
+            if matches and not extraction:
+                raise ValueError(
+                    f"param_grid: {name!r} is a feature-extraction parameter ({' or '.join(matches)}); give the "
+                    "raw signals, e.g. stemfuse_hs.sensitivity((dp, eds), param_grid), not the fused signal."
+                )
             raise ValueError(
-                f"param_grid: {name!r} is not a parameter of the fusion weights or of cluster; "
-                f"allowed: {sorted(allowed)}. Feature-extraction parameters (e.g. the SDT fraction) "
-                "are out of scope: call sdt_features / variance_features and fuse in a loop."
+                f"param_grid: {name!r} is not a parameter of the feature extraction, the fusion weights or "
+                f"cluster; allowed: {sorted(allowed)}."
             )
         if name in cluster_kwargs:
             raise ValueError(f"{name!r} is both in param_grid and a fixed keyword argument; give it once.")
@@ -470,41 +476,6 @@ def _weights_key(setting):
     return tuple(float(w) for w in np.asarray(setting["weights"], dtype=np.float64).ravel())
 
 
-@contextlib.contextmanager
-def _shared_embeddings():
-    """Within the block, ``FusedSTEMSignal.cluster`` computes each distinct embedding once.
-
-    ``cluster`` runs unchanged (its checks, excluded positions and records
-    stay its own); only the embedding function it calls is wrapped by a
-    cache keyed by the matrix's content and the UMAP parameters, so
-    settings that differ only in what happens after the embedding
-    (HDBSCAN, merging) share one UMAP run. Yields a counter of the
-    embeddings computed and reused.
-    """
-    from . import features
-
-    original = features.embed
-    cache = {}
-    counts = {"computed": 0, "reused": 0}
-
-    @functools.wraps(original)
-    def cached(matrix, **kwargs):
-        matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-        key = (matrix.shape, hashlib.sha1(matrix.view(np.uint8)).hexdigest(), repr(sorted(kwargs.items())))
-        if key in cache:
-            counts["reused"] += 1
-        else:
-            cache[key] = original(matrix, **kwargs)
-            counts["computed"] += 1
-        return cache[key].copy()
-
-    features.embed = cached
-    try:
-        yield counts
-    finally:
-        features.embed = original
-
-
 def sensitivity(fused, param_grid, *, random_state=0, reference="medoid", show_progressbar=None, **cluster_kwargs):
     """Map the phases over a grid of parameters and see which results hold.
 
@@ -523,29 +494,33 @@ def sensitivity(fused, param_grid, *, random_state=0, reference="medoid", show_p
     serves every setting that differs only in clustering parameters
     (``min_cluster_size``, ``min_samples``, ``cluster_selection_epsilon``,
     ``min_membership``, ``merge_threshold`` ...: whatever acts after the
-    embedding). The embedding cache lives only during the call (it wraps
-    the embedding function ``cluster`` uses, so do not cluster in another
-    thread meanwhile).
+    embedding), through :func:`stemfuse_hs.clustering.embed.reuse_embeddings`,
+    whose cache lives only during the call.
 
     Feature-extraction parameters (the SDT ``fraction`` or ``binning``, the
-    variance threshold) are out of scope: they change the features
-    themselves. Call :func:`stemfuse_hs.sdt_features` (or
-    :func:`~stemfuse_hs.variance_features`) and :func:`stemfuse_hs.fuse`
-    in a loop for those, cluster each, and compare the label maps with
-    :func:`stemfuse_hs.clustering.label_agreement`.
+    variance threshold) change the features themselves: give the raw
+    signals instead of the fused one, ``sensitivity((dp, eds), {
+    "sdt_features.fraction": [0.2, 0.4], "weights": [[1, 1], [1, 2]]})``.
+    Each distinct extraction is then computed once (and each fusion once),
+    the settings are fused with :func:`stemfuse_hs.fuse` as given, and
+    embeddings are shared as above.
 
     Parameters
     ----------
-    fused : FusedSTEMSignal
+    fused : FusedSTEMSignal or sequence of signals
         The result of :func:`stemfuse_hs.fuse` (``weights`` in the grid need
         its ``metadata.Fusion``), or any feature signal for grids of
-        clustering parameters only.
+        clustering parameters only; or the raw signals of one scan (what
+        :func:`stemfuse_hs.fuse` accepts: 4D-STEM data, spectrum images,
+        feature signals) for grids that include feature extraction.
     param_grid : dict
         Parameter name -> list of values. ``"weights"`` (one weight per
         block, in ``metadata.Fusion.block_names`` order) and any keyword of
         :meth:`~stemfuse_hs.signals.features.FusedSTEMSignal.cluster`.
         E.g. ``{"weights": [[1, 0.5], [1, 1], [1, 2]], "min_cluster_size":
-        [0.02, 0.05]}`` gives six settings.
+        [0.02, 0.05]}`` gives six settings. With raw signals also
+        ``"sdt_features.<keyword>"`` (applied to every 4D-STEM signal) and
+        ``"variance_features.<keyword>"`` (every spectrum image).
     random_state : int, default 0
         Seed of every embedding, so that maps differ by their parameters,
         not by chance (:func:`stability` measures the latter). May also be
@@ -584,6 +559,11 @@ def sensitivity(fused, param_grid, *, random_state=0, reference="medoid", show_p
     (4, (4, 4))
     >>> fig = result.plot()  # doctest: +SKIP
     """
+    if isinstance(fused, (list, tuple)):
+        return _sensitivity_of_signals(
+            fused, param_grid, random_state=random_state, reference=reference,
+            show_progressbar=show_progressbar, **cluster_kwargs,
+        )
     _check_fused(fused, "sensitivity")
     defaults = _cluster_defaults()
     grid = _check_grid(param_grid, cluster_kwargs, defaults)
@@ -610,7 +590,7 @@ def sensitivity(fused, param_grid, *, random_state=0, reference="medoid", show_p
     order = sorted(range(len(settings)), key=lambda i: (repr(_weights_key(settings[i])), i))
     labels = [None] * len(settings)
     current, signal = object(), source
-    with stage_bar(settings, show_progressbar, "stemfuse sensitivity") as bar, _shared_embeddings() as counts:
+    with stage_bar(settings, show_progressbar, "stemfuse sensitivity") as bar, reuse_embeddings() as counts:
         for i in order:
             setting = settings[i]
             if _weights_key(setting) != current:
@@ -624,6 +604,10 @@ def sensitivity(fused, param_grid, *, random_state=0, reference="medoid", show_p
             labels[i] = signal.cluster(show_progressbar=False, **parameters)
             bar.update()
 
+    return _sensitivity_result(fused, settings, labels, grid, reference, counts["computed"])
+
+
+def _sensitivity_result(fused, settings, labels, grid, reference, n_embeddings):
     stack = np.stack([np.asarray(label.data) for label in labels])
     agreement = label_agreement(stack, reference=reference)
     described = [_describe(setting) for setting in settings]
@@ -636,7 +620,7 @@ def sensitivity(fused, param_grid, *, random_state=0, reference="medoid", show_p
     maps = _stack_signal(agreement.aligned, labels[0], "setting", "Aligned label maps of the settings")
     maps.metadata.set_item("Sensitivity.settings", described)
     maps.metadata.set_item("Sensitivity.reference", agreement.reference)
-    maps.metadata.set_item("Sensitivity.n_embeddings", counts["computed"])
+    maps.metadata.set_item("Sensitivity.n_embeddings", n_embeddings)
     return SensitivityResult(
         settings=settings,
         maps=maps,
@@ -648,8 +632,92 @@ def sensitivity(fused, param_grid, *, random_state=0, reference="medoid", show_p
         labels=labels,
         param_grid=grid,
         reference=agreement.reference,
-        n_embeddings=counts["computed"],
+        n_embeddings=n_embeddings,
     )
+
+
+
+def _extraction_keywords():
+    """``{"sdt_features.fraction": "sdt_features", ...}``: the grid keys of feature extraction."""
+    from .extract import sdt_features, variance_features
+
+    keys = {}
+    for function in (sdt_features, variance_features):
+        for name, parameter in inspect.signature(function).parameters.items():
+            if parameter.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("show_progressbar",):
+                keys[f"{function.__name__}.{name}"] = function.__name__
+    return keys
+
+
+def _sensitivity_of_signals(signals, param_grid, *, random_state, reference, show_progressbar, **cluster_kwargs):
+    """:func:`sensitivity` over raw signals: extraction and fusion inside the grid."""
+    from hyperspy.signal import BaseSignal
+
+    from .extract import sdt_features, variance_features
+    from .fuse import _is_feature_signal, fuse
+
+    signals = list(signals)
+    if len(signals) < 1 or not all(isinstance(x, BaseSignal) for x in signals):
+        raise TypeError(
+            "sensitivity: give a FusedSTEMSignal or a sequence of HyperSpy signals of one scan, got "
+            f"{[type(x).__name__ for x in signals]}."
+        )
+    defaults = _cluster_defaults()
+    extraction = _extraction_keywords()
+    fuse_keys = {"weighting"}
+    grid = _check_grid(
+        {k: v for k, v in param_grid.items() if k not in fuse_keys} if isinstance(param_grid, dict) else param_grid,
+        cluster_kwargs,
+        defaults,
+        extraction,
+    )
+    for key in fuse_keys & set(param_grid):
+        grid[key] = list(param_grid[key])
+    fixed = dict(cluster_kwargs, random_state=random_state)
+    names = list(grid)
+    settings = [dict(zip(names, values)) for values in itertools.product(*(grid[n] for n in names))]
+
+    def extractor_for(signal):
+        if _is_feature_signal(signal):
+            return None
+        return {2: sdt_features, 1: variance_features}.get(signal.axes_manager.signal_dimension)
+
+    features_cache, fused_cache, labels = {}, {}, [None] * len(settings)
+    first_fused = None
+    with stage_bar(settings, show_progressbar, "stemfuse sensitivity") as bar, reuse_embeddings() as counts:
+        for i, setting in enumerate(settings):
+            blocks = []
+            for index, signal in enumerate(signals):
+                function = extractor_for(signal)
+                if function is None:
+                    blocks.append((index, ()))
+                    continue
+                kwargs = {
+                    key.split(".", 1)[1]: value
+                    for key, value in setting.items()
+                    if extraction.get(key) == function.__name__
+                }
+                key = (index, repr(sorted(kwargs.items())))
+                if key not in features_cache:
+                    features_cache[key] = function(signal, show_progressbar=False, **kwargs)
+                blocks.append(key)
+            fuse_kwargs = {k: setting[k] for k in ("weights", "weighting") if k in setting}
+            fused_key = (tuple(map(repr, blocks)), repr(sorted((k, np.ravel(v).tolist() if k == "weights" else v)
+                                                               for k, v in fuse_kwargs.items())))
+            if fused_key not in fused_cache:
+                inputs = [features_cache[b] if b[1] != () else signals[b[0]] for b in blocks]
+                fused_cache[fused_key] = fuse(*inputs, show_progressbar=False, **fuse_kwargs)
+            fused = fused_cache[fused_key]
+            first_fused = fused if first_fused is None else first_fused
+            parameters = dict(
+                fixed, **{k: v for k, v in setting.items() if k not in ("weights", "weighting") and k not in extraction}
+            )
+            labels[i] = fused.cluster(show_progressbar=False, **parameters)
+            bar.update()
+    result = _sensitivity_result(first_fused, settings, labels, grid, reference, counts["computed"])
+    result.maps.metadata.set_item("Sensitivity.n_feature_extractions", len(features_cache))
+    result.maps.metadata.set_item("Sensitivity.n_fusions", len(fused_cache))
+    return result
 
 
 def _describe(setting):

@@ -1,0 +1,106 @@
+"""The clustering stage on arrays: subsample fit past max_fit_positions, backends, block separation."""
+
+import re
+
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+import stemfuse_hs
+from stemfuse_hs.clustering.pipeline import block_separation, check_backend, cluster_features, resolve_backend
+from stemfuse_hs.data import synthetic_scan
+
+
+@pytest.fixture(scope="module")
+def scan():
+    return synthetic_scan("four_phases", size="tiny", seed=0)
+
+
+@pytest.fixture(scope="module")
+def fused(scan):
+    return stemfuse_hs.fuse(scan.dp, scan.eds)
+
+
+@pytest.fixture(scope="module")
+def full(fused):
+    return fused.cluster(random_state=0)
+
+
+def test_full_fit_is_recorded(full):
+    assert full.parameters["fit"] == "full"
+    assert full.parameters["backend"] == "cpu"
+    assert full.parameters["max_fit_positions"] == 200_000
+
+
+def test_subsample_fit_above_max_fit_positions_agrees_with_the_full_fit(scan, fused, full):
+    n = scan.truth.size
+    sub = fused.cluster(random_state=0, max_fit_positions=n // 2)
+    assert sub.parameters["fit"] == "subsample"
+    assert sub.parameters["n_fit"] == n // 2
+    assert sub.memberships.axes_manager.navigation_shape == (sub.n_clusters,)
+    assert adjusted_rand_score(full.data.ravel(), sub.data.ravel()) > 0.85
+    assert adjusted_rand_score(scan.truth.ravel(), sub.data.ravel()) > 0.85
+    assert np.isfinite(sub.embedding.data).all()
+
+
+def test_cuml_backend_falls_back_to_the_cpu_with_a_warning(fused, full):
+    pytest.importorskip("hdbscan")
+    try:
+        import cuml  # noqa: F401
+    except ImportError:
+        pass
+    else:  # pragma: no cover - a GPU machine
+        pytest.skip("cuML is installed: no fallback to test")
+    with pytest.warns(UserWarning, match=re.escape("backend='cuml': RAPIDS cuML is not installed")):
+        labels = fused.cluster(random_state=0, backend="cuml")
+    assert labels.parameters["backend"] == "cpu"
+    np.testing.assert_array_equal(labels.data, full.data)
+
+
+def test_backend_validation():
+    assert check_backend("cpu") == "cpu"
+    with pytest.raises(ValueError, match="backend"):
+        check_backend("gpu")
+    with pytest.raises(TypeError, match=re.escape("backend must be one of ['cpu', 'cuml'], got 1.")):
+        check_backend(1)
+    assert resolve_backend("cpu") == "cpu"
+
+
+def test_invalid_backend_is_refused_before_any_work(fused):
+    with pytest.raises(ValueError, match="backend"):
+        fused.cluster(backend="gpu")
+    with pytest.raises(ValueError, match="max_fit_positions"):
+        fused.cluster(max_fit_positions=1)
+
+
+def test_block_separation_measures_what_each_block_carries():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 100)
+    carrying = labels[:, None] * 4.0 + rng.normal(size=(300, 3))
+    riding = rng.normal(size=(300, 5))
+    separation = block_separation(np.hstack([carrying, riding]), labels, [(0, 3), (3, 8)])
+    assert separation[0] > 0.9
+    assert separation[1] < 0.05
+    # Noise is left out; one cluster says nothing.
+    noisy = np.where(labels == 2, -1, labels)
+    assert block_separation(np.hstack([carrying, riding]), noisy, [(0, 3)])[0] > 0.8
+    assert np.isnan(block_separation(carrying, np.zeros(300, int), [(0, 3)])[0])
+
+
+def test_block_separation_is_stored_per_block(fused, full):
+    separation = full.parameters["block_separation"]
+    assert list(separation) == ["diffraction", "eds"]
+    # Four phases need both modalities: the map separates both blocks, far
+    # beyond what the same cluster sizes at random places would.
+    matrix = np.asarray(fused.data).reshape(-1, fused.data.shape[-1])
+    shuffled = np.random.default_rng(0).permutation(full.data.ravel())
+    chance = block_separation(matrix, shuffled, fused.metadata.Fusion.block_slices)
+    for value, random_value in zip(separation.values(), chance):
+        assert value > 0.15 and value > 10 * random_value, (separation, chance)
+
+
+def test_cluster_features_on_arrays_matches_the_signal_method(fused, full):
+    matrix = np.asarray(fused.data).reshape(-1, fused.data.shape[-1])
+    result, embedding = cluster_features(matrix, random_state=0)
+    np.testing.assert_array_equal(result.labels, full.data.ravel())
+    np.testing.assert_array_equal(embedding, full.embedding.data.reshape(embedding.shape))
