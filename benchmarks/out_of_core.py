@@ -178,7 +178,7 @@ def run(directory, cluster="subsample", n_fit=20_000, chunk_size=8_192, random_s
                 n = int(np.prod(fused.data.shape[:-1]))
                 matrix = fused.data.reshape((n, -1))
                 out = capturing(
-                    matrix, n_fit=n_fit, chunk_size=chunk_size, random_state=random_state, merge_threshold=0.6
+                    matrix, n_fit=n_fit, chunk_size=chunk_size, random_state=random_state
                 )
             labels = out.labels
             result["api"] = (
@@ -190,6 +190,8 @@ def run(directory, cluster="subsample", n_fit=20_000, chunk_size=8_192, random_s
             recorder.split("embedding+clustering", "assign (transform+predict, chunked)", *out.timings["assign"])
             result["chunk_size"] = int(out.parameters.get("chunk_size", chunk_size))
         result["n_fit"] = n_fit
+        if out is not None:
+            result["merge_threshold"] = float(out.parameters["merge_threshold"])
     if labels is not None:
         from sklearn.metrics import adjusted_rand_score
 

@@ -208,6 +208,12 @@ def render_side_by_side(entry):
         ],
     ]
     out.append(_table(["", "reference", "stemfuse_hs", "ratio"], ari_rows))
+    params = entry["stemfuse"].get("cluster_parameters")
+    if params:
+        out.append(
+            "stemfuse_hs clustered with " + ", ".join(f"`{k}={v!r}`" for k, v in params.items() if v is not None)
+            + " (read back from the label map's `metadata.Clustering.parameters`).\n"
+        )
     out.append(
         f"Adjusted Rand index between the two label maps: {entry['ari_between']:.3f}. The reference's EDS "
         f"variance threshold on this scan: {entry['reference']['eds_threshold']:.4g} (keeps the notebook's fraction "
@@ -279,6 +285,14 @@ def render_side_by_side(entry):
             "(which makes umap-learn single-threaded), on matrices of the same number of positions: this stage "
             "bounds the end-to-end speed-up (Amdahl) whatever the feature extraction does."
         )
+    slower = [
+        f"{stage} ({_x(n['cpu_s'] / r['cpu_s'])} the reference's CPU time)"
+        for stage in STAGES
+        for r, n in [rows[stage]]
+        if r and n and n["cpu_s"] > r["cpu_s"]
+    ]
+    if slower:
+        sentences.append("stemfuse_hs spends more CPU time than the reference in: " + "; ".join(slower) + ".")
     out.append(" ".join(sentences) + "\n")
 
     # Read once and the proposed kernels.
@@ -357,8 +371,8 @@ def render_large(large):
         f"{write['bytes_on_disk'] / 1e9:.2f} GB on disk (`.zspy`, zarr, compressed); writing took "
         f"{_s(write['write_wall_s'])} s. Each run below is a fresh process: `hs.load(path, lazy=True)` for both "
         "files, `stemfuse_hs.fuse(dp, eds)` (default features and weights), then the clustering. Peak memory is "
-        "the process's resident set size (sampled every 10 ms; the kernel's `ru_maxrss` is the larger of the two "
-        "and is what the table shows for the whole process). The files were deleted afterwards.\n"
+        "the process's resident set size, sampled every 10 ms; the \"whole process\" row is the larger of that and "
+        "the kernel's high-water mark `ru_maxrss`. The files were deleted afterwards.\n"
     )
     if large.get("size_note"):
         out.append(f"**Size run:** {large['size_note']}\n")
@@ -388,8 +402,31 @@ def render_large(large):
                 f"\"{top['name']}\" ({_gib(top['peak_rss_bytes'])} GiB sampled); fuse arguments "
                 f"{fuse_kwargs if fuse_kwargs else '(defaults)'}"
                 + (f"; its process finished {run['resumed_from']} and was collected with `--large-resume`" if run.get("resumed_from") else "")
+                + (
+                    f"; measured {run['measured']} with `{run['command'].strip()}`"
+                    if run.get("command") and run["command"] != large["command"]
+                    else ""
+                )
                 + "."
             )
+    for mode, run in large["runs"].items():
+        if "ari" in run:
+            extra = f", fitted on {run['n_fit']} positions" if "n_fit" in run else ""
+            api = f" via `{run['api']}`" if run.get("api") else ""
+            if "merge_threshold" in run:
+                api += f" (`merge_threshold={run['merge_threshold']:g}`)"
+            elif run.get("api", "").startswith("embed_and_cluster_subsample("):
+                # Runs of the benchmark before it recorded the threshold passed 0.6 explicitly.
+                api += " (`merge_threshold=0.6`, passed explicitly by that version of the benchmark)"
+            weights = (
+                f", block weights {', '.join(f'{w:.3g}' for w in run['fusion_weights'])}" if run.get("fusion_weights") else ""
+            )
+            out.append(
+                f"* `{run.get('label', mode)}`{api}: adjusted Rand index {run['ari']:.3f} against the ground truth, "
+                f"{run['n_clusters']} clusters{extra}{weights}."
+            )
+        else:
+            out.append(f"* `{run.get('label', mode)}`: feature extraction and fusion computed, no clustering.")
     default = large["runs"].get("subsample")
     if default and _large_peak(default) >= LARGE_TARGET_BYTES:
         fusion = next((st for st in default["stages"] if st["name"] == "features+fusion"), None)
@@ -403,23 +440,10 @@ def render_large(large):
                 f"`max_samples=50000` positions, here {rows_per_sample} rows = {sample} positions x "
                 f"{default['n_features']} features, scaled and centred in float64 ({gb:.1f} GB per copy, several "
                 "copies alive at once inside `fusion.fuse_blocks` and scikit-learn's `randomized_svd`). The feature "
-                "extraction itself streams through the data chunk by chunk. With `max_samples=8192` (the second run) "
-                "the same sample statistics use about a sixth of that; the adjusted Rand indices below show what "
+                "extraction itself streams through the data chunk by chunk. With `max_samples=8192` (the runs so labelled) "
+                "the same sample statistics use about a sixth of that; the adjusted Rand indices above show what "
                 "it costs in the map."
             )
-    for mode, run in large["runs"].items():
-        if "ari" in run:
-            extra = f", fitted on {run['n_fit']} positions" if "n_fit" in run else ""
-            api = f" via `{run['api']}`" if run.get("api") else ""
-            weights = (
-                f", block weights {', '.join(f'{w:.3g}' for w in run['fusion_weights'])}" if run.get("fusion_weights") else ""
-            )
-            out.append(
-                f"* `{run.get('label', mode)}`{api}: adjusted Rand index {run['ari']:.3f} against the ground truth, "
-                f"{run['n_clusters']} clusters{extra}{weights}."
-            )
-        else:
-            out.append(f"* `{run.get('label', mode)}`: feature extraction and fusion computed, no clustering.")
     out.append("")
     return "\n".join(out)
 
@@ -675,12 +699,14 @@ def _sizes(results):
             ]
         )
     for entry in results.get("subsample", {}).values():
-        rows.append(["subsample", f"`{entry['size']}`", " x ".join(map(str, entry["scan_shape"])), "64 x 64", 1024, "--"])
+        r, c = entry["scan_shape"]
+        rows.append(["subsample", f"`{entry['size']}`", f"{r} x {c}", "64 x 64", 1024, _gb(r * c * 64 * 64 * 2)])
     dist = results.get("distributed")
     if dist and dist.get("scan_shape"):
         det = dist.get("detector", ["?", "?"])
-        rows.append(["distributed", f"`{dist['size']}`", " x ".join(map(str, dist["scan_shape"])), f"{det[0]} x {det[1]}",
-                     dist.get("channels", "--"), "--"])
+        r, c = dist["scan_shape"]
+        rows.append(["distributed", f"`{dist['size']}`", f"{r} x {c}", f"{det[0]} x {det[1]}",
+                     dist.get("channels", "--"), _gb(r * c * det[0] * det[1] * 2)])
     large = results.get("large")
     if large:
         s = large["write"]["dp_shape"]
@@ -752,7 +778,11 @@ COMPARED = """\
 * **stemfuse_hs**: the defaults, `stemfuse_hs.fuse(dp, eds).cluster(random_state=0)`
   (timed as `sdt_features` + `variance_features`, then `fuse` of the two,
   which is what `fuse(dp, eds)` runs), cluster means and standard deviations
-  by `labels.cluster_statistics(dp)` and `(eds)`.
+  by `labels.cluster_statistics(dp)` and `(eds)`. The two cluster means
+  differ in work: the reference averages only the positions whose
+  membership is exactly 1 (a few hundred, counted below each table);
+  `cluster_statistics` (default `mode="membership"`) weights every position
+  of the scan by its membership, a pass over the whole 4D array.
 * Both on the same in-memory synthetic scan (`four_phases`, seed 0; four
   phases that neither modality separates alone, with thickness, bending,
   descan and low EDS counts), generated once per run and loaded by both,

@@ -326,6 +326,11 @@ def worker_stemfuse(directory, repeat):
         "n_clusters": int(labels.n_clusters),
         "n_features": [int(dp_features.data.shape[-1]), int(eds_features.data.shape[-1])],
         "block_weights": [float(w) for w in fused.metadata.Fusion.weights],
+        "cluster_parameters": {
+            key: labels.metadata.get_item(f"Clustering.parameters.{key}")
+            for key in ("merge_threshold", "min_cluster_size", "cluster_selection_method", "metric", "densmap",
+                        "max_fit_positions", "backend", "fit")
+        },
         "read_once": read_once,
         "dp_bytes": int(data.nbytes),
         "proposed": proposed,
@@ -362,7 +367,7 @@ def worker_subsample(directory, n_fits):
     api = (
         "fused.cluster(max_fit_positions=n_fit, random_state=0)"
         if use_api
-        else "embed_and_cluster_subsample(matrix, n_fit, random_state=0, merge_threshold=0.6)"
+        else "embed_and_cluster_subsample(matrix, n_fit, random_state=0)"
     )
     original = subsample_module.embed_and_cluster_subsample
     captured = {}
@@ -395,7 +400,7 @@ def worker_subsample(directory, n_fits):
             n_clusters = int(signal.n_clusters)
         else:
             with recorder.stage(f"subsample {n_fit}"):
-                result = capturing(matrix, n_fit=n_fit, random_state=RANDOM_STATE, merge_threshold=0.6)
+                result = capturing(matrix, n_fit=n_fit, random_state=RANDOM_STATE)
             labels = result.labels
             n_clusters = int(result.n_clusters)
         timings = captured.get("timings", {})
@@ -570,6 +575,7 @@ MODE_LABELS = {
     "subsample": "defaults: fuse(dp, eds), subsample fit + chunked assignment",
     "subsample-sample8k": "fuse(dp, eds, max_samples=8192), subsample fit + chunked assignment",
     "cluster": "fuse(dp, eds), fused.cluster(max_fit_positions=20000)",
+    "cluster-sample8k": "fuse(dp, eds, max_samples=8192), fused.cluster(max_fit_positions=20000)",
     "full": "fuse(dp, eds), fused.cluster() (every position fitted)",
 }
 #: Command-line arguments of ``out_of_core.py run`` for each mode.
@@ -578,15 +584,21 @@ MODE_ARGS = {
     "subsample": ["--cluster", "subsample"],
     "subsample-sample8k": ["--cluster", "subsample", "--fuse-max-samples", "8192"],
     "cluster": ["--cluster", "cluster"],
+    "cluster-sample8k": ["--cluster", "cluster", "--fuse-max-samples", "8192"],
     "full": ["--cluster", "full"],
 }
 
 
-def section_large(path, keep, command, modes, scan_shape=None, size_note=None, resume=False):
-    """The out-of-core run: write the .zspy files, run each mode in a fresh process, delete."""
+def section_large(path, keep, command, modes, scan_shape=None, size_note=None, resume=False, add=False):
+    """The out-of-core run: write the .zspy files, run each mode in a fresh process, delete.
+
+    ``add``: keep the modes of the stored large section (same scan, same
+    seed: the data are generated identically) and add or replace these.
+    """
     path = Path(path)
     info_file = path / "info.json"
     out = _stamp(command)
+    previous = load_results().get("large") if add else None
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     if info_file.exists():
         info = json.loads(info_file.read_text())
@@ -607,6 +619,12 @@ def section_large(path, keep, command, modes, scan_shape=None, size_note=None, r
     if size_note:
         out["size_note"] = size_note
     out["runs"] = {}
+    if previous and previous["write"]["dp_shape"] == out["write"]["dp_shape"]:
+        for mode, run in previous["runs"].items():
+            if mode not in modes:
+                run.setdefault("measured", previous["date"])
+                run.setdefault("command", previous["command"])
+                out["runs"][mode] = run
     try:
         for mode in modes:
             result_file = path.parent / f"{path.name}-{mode}.json"
@@ -618,6 +636,8 @@ def section_large(path, keep, command, modes, scan_shape=None, size_note=None, r
                 run["resumed_from"] = datetime.datetime.fromtimestamp(result_file.stat().st_mtime).isoformat(
                     timespec="seconds"
                 )
+                run["measured"] = run["resumed_from"]
+                run["command"] = command
                 out["runs"][mode] = run
                 result_file.unlink()
                 continue
@@ -630,6 +650,8 @@ def section_large(path, keep, command, modes, scan_shape=None, size_note=None, r
             )
             run = json.loads(result_file.read_text())
             run["label"] = MODE_LABELS[mode]
+            run["measured"] = datetime.datetime.now().isoformat(timespec="seconds")
+            run["command"] = command
             out["runs"][mode] = run
             result_file.unlink()
     finally:
@@ -683,6 +705,8 @@ def main(argv=None):
                         help="scan shape of the out-of-core run (default: 256 256, the target)")
     parser.add_argument("--large-resume", action="store_true",
                         help="reuse the result of a large mode whose process finished in an interrupted run")
+    parser.add_argument("--large-add", action="store_true",
+                        help="keep the stored large modes not run now (same scan) and add these")
     parser.add_argument("--large-note", default=None,
                         help="why the out-of-core run used another scan shape (printed on the page)")
     parser.add_argument("--large-modes", nargs="+", default=["subsample", "subsample-sample8k"],
@@ -744,6 +768,7 @@ def main(argv=None):
                     args.large_scan_shape,
                     args.large_note,
                     args.large_resume,
+                    args.large_add,
                 )
                 store_result(["large"], large)
         finally:

@@ -1032,6 +1032,8 @@ def _pipeline(dp, eds, params, out, console, record, show_progressbar):
         record["block_shares"] = fused.block_shares()
     with console.stage("clustering"):
         labels = fused.cluster(**params["clustering"], show_progressbar=progress)
+        separation = labels.parameters.get("block_separation", {})
+        record["block_separation"] = {k: (None if v < 0 else float(v)) for k, v in separation.items()}
     stats = {}
     if labels.n_clusters == 0:
         import warnings

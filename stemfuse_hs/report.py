@@ -675,6 +675,13 @@ def write_report(directory):
     if run.get("block_shares"):
         shares = ", ".join(f"{_e(name)} {100 * share:.1f} %" for name, share in run["block_shares"].items())
         body.append(f"<p>Share of the fused variance by block: {shares}.</p>")
+    separated = {k: v for k, v in (run.get("block_separation") or {}).items() if v is not None}
+    if separated:
+        parts = ", ".join(f"{_e(name)} {100 * value:.1f} %" for name, value in separated.items())
+        body.append(
+            f"<p>Share of each block's variance between the final clusters (which modality drives the map): "
+            f"{parts}.</p>"
+        )
 
     body.append("<h2>Figures</h2>")
     for key, caption, data in figures:

@@ -168,6 +168,7 @@ def test_demo_writes_every_file_and_a_complete_report(runs):
     for name in cli._BY_SECTION["clustering"]:
         assert f"<td>{name}</td>" in page
     assert "adjusted Rand index" in page and ari.group(1) in page
+    assert "between the final clusters (which modality drives the map): diffraction" in page
     for stage in ("clustering", "diffraction features", "EDS features", "fusion"):
         assert f"<td>{stage}</td>" in page
     assert "umap_learn" in page and "hyperspy" in page

@@ -72,10 +72,11 @@ def test_fusion_at_least_as_good_as_the_better_modality(scenario):
     # The block that carries the phases is the one the final clusters separate.
     separation = s["block_separation"]
     assert set(separation) == {"diffraction", "eds"}
+    # (-1: undefined, e.g. a block weighted 0 has no variance.)
     if scenario == "structure_only":
-        assert separation["diffraction"] > separation["eds"] + 0.2, s
+        assert separation["diffraction"] > 0.1 and separation["diffraction"] > 5 * separation["eds"], s
     elif scenario == "chemistry_only":
-        assert separation["eds"] > separation["diffraction"] + 0.2, s
+        assert separation["eds"] > 0.05 and separation["eds"] > 5 * separation["diffraction"], s
 
 
 @pytest.fixture(scope="module")
@@ -210,5 +211,5 @@ def test_cluster_rejects_too_few_positions(fused):
 
 
 def test_invalid_metric_message(fused):
-    with pytest.raises(ValueError, match=re.escape("metric='jaccard' is not one of")):
-        fused.cluster(metric="jaccard")
+    with pytest.raises(ValueError, match=re.escape("metric='minkowski' is not one of")):
+        fused.cluster(metric="minkowski")

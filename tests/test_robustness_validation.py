@@ -190,7 +190,7 @@ CLUSTER_CASES = [
     (dict(n_neighbors=1), ValueError, ["n_neighbors", "1"]),
     (dict(n_neighbors=5.0), TypeError, ["n_neighbors", "5.0"]),
     (dict(min_dist=-1), ValueError, ["min_dist", "-1"]),
-    (dict(metric="jaccard"), ValueError, ["metric", "'jaccard'", "'euclidean'"]),
+    (dict(metric="minkowski"), ValueError, ["metric", "'minkowski'", "'euclidean'"]),
     (dict(metric=None), TypeError, ["metric", "None"]),
     (dict(densmap="yes"), TypeError, ["densmap", "'yes'"]),
     (dict(densmap=1), TypeError, ["densmap", "1"]),
@@ -218,7 +218,7 @@ CLUSTER_CASES = [
 @pytest.mark.parametrize("kwargs, error, fragments", CLUSTER_CASES, ids=[repr(c[0]) for c in CLUSTER_CASES])
 def test_cluster_bad_parameters_before_any_work(fused, kwargs, error, fragments, monkeypatch):
     # Checked before the features are read: embedding must never start.
-    import stemfuse_hs.signals.features as module
+    import stemfuse_hs.clustering.pipeline as module
 
     monkeypatch.setattr(module, "embed", lambda *a, **k: pytest.fail("embed called with bad parameters"))
     with pytest.raises(error) as excinfo:

@@ -178,3 +178,21 @@ def test_defaults_are_the_full_path_defaults():
         assert full[key] == value, key
     assert sub["merge_threshold"] == full["merge_threshold"]
     assert sub["min_membership"] == full["min_membership"]
+
+
+def test_cluster_max_fit_positions_is_the_subsample_path(four_phases):
+    """FusedSTEMSignal.cluster(max_fit_positions=...) runs embed_and_cluster_subsample with its own defaults."""
+    import inspect
+
+    import stemfuse_hs
+    from stemfuse_hs.signals.features import FusedSTEMSignal
+
+    if "max_fit_positions" not in inspect.signature(FusedSTEMSignal.cluster).parameters:
+        pytest.skip("FusedSTEMSignal.cluster has no max_fit_positions")
+    fused = stemfuse_hs.fuse(four_phases.dp, four_phases.eds)
+    n_fit = 900
+    signal = fused.cluster(max_fit_positions=n_fit, random_state=0)
+    matrix = np.asarray(fused.data).reshape(-1, fused.data.shape[-1])
+    direct = embed_and_cluster_subsample(matrix, n_fit=n_fit, random_state=0)
+    np.testing.assert_array_equal(np.asarray(signal.data).ravel(), direct.labels)
+    assert signal.metadata.get_item("Clustering.parameters.fit") == "subsample"

@@ -137,7 +137,8 @@ class FusedSTEMSignal(Signal1D):
             gives, per fused block, the share of its variance that lies
             between the final clusters (see
             :func:`stemfuse_hs.clustering.pipeline.block_separation`): which
-            modality drives the map.
+            modality drives the map; -1 where it is undefined (fewer than
+            two clusters, or a block without variance, e.g. weighted 0).
 
         Examples
         --------
@@ -255,7 +256,11 @@ class FusedSTEMSignal(Signal1D):
         else:
             slices, names = [(0, matrix.shape[1])], [self.metadata.get_item("General.title", "") or "features"]
         separation = block_separation(matrix, result.labels, slices)
-        result.parameters["block_separation"] = {name: float(v) for name, v in zip(names, separation)}
+        # -1 for "undefined" (as random_state=-1 for None): NaN would not
+        # compare equal to itself after a save and load.
+        result.parameters["block_separation"] = {
+            name: -1.0 if np.isnan(v) else float(v) for name, v in zip(names, separation)
+        }
         if result.n_clusters < 2:
             found = "no cluster: every position is noise" if result.n_clusters == 0 else "a single cluster"
             warnings.warn(
