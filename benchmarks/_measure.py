@@ -18,7 +18,7 @@ import time
 
 import psutil
 
-__all__ = ["StageRecorder", "RSSSampler", "machine_info", "versions", "warm_up", "warm_up_subsample"]
+__all__ = ["RSSSampler", "StageRecorder", "machine_info", "versions", "warm_up", "warm_up_subsample"]
 
 
 class RSSSampler:
@@ -37,8 +37,7 @@ class RSSSampler:
         while not self._stop.wait(self.interval):
             rss = self._process.memory_info().rss
             with self._lock:
-                if rss > self._peak:
-                    self._peak = rss
+                self._peak = max(self._peak, rss)
 
     def reset(self):
         rss = self._process.memory_info().rss

@@ -42,7 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _measure import StageRecorder, machine_info, warm_up, warm_up_subsample  # noqa: E402
+from _measure import StageRecorder, machine_info, warm_up, warm_up_subsample
 
 DP_FILE = "dp.zspy"
 EDS_FILE = "eds.zspy"
@@ -54,9 +54,8 @@ EDS_CHUNKS = (32, 256, 2048)
 
 def write(directory, scenario="four_phases", seed=0, size="large", scan_shape=None):
     """Write the lazy synthetic scan to ``directory`` as .zspy files (chunk by chunk, never whole)."""
-    import numpy as np
-
     import hyperspy.api as hs
+    import numpy as np
 
     from stemfuse_hs.data import synthetic_scan
 
@@ -94,9 +93,8 @@ def disk_usage(directory):
 
 def run(directory, cluster="subsample", n_fit=20_000, chunk_size=8_192, random_state=0, fuse_max_samples=None):
     """Load lazily, fuse, cluster; return the per-stage measurements."""
-    import numpy as np
-
     import hyperspy.api as hs
+    import numpy as np
 
     import stemfuse_hs
 

@@ -370,10 +370,16 @@ def render_large(large):
         f"memory): {write['dp_bytes_uncompressed'] / 1e9:.1f} GB of diffraction data, "
         f"{write['bytes_on_disk'] / 1e9:.2f} GB on disk (`.zspy`, zarr, compressed); writing took "
         f"{_s(write['write_wall_s'])} s. Each run below is a fresh process: `hs.load(path, lazy=True)` for both "
-        "files, `stemfuse_hs.fuse(dp, eds)` (default features and weights), then the clustering. Peak memory is "
+        "files, `stemfuse_hs.fuse(dp, eds)` (default features and weights; `max_samples` where the run's label says "
+        "so), then the clustering. Peak memory is "
         "the process's resident set size, sampled every 10 ms; the \"whole process\" row is the larger of that and "
         "the kernel's high-water mark `ru_maxrss`. The files were deleted afterwards.\n"
     )
+    if any(run.get("command") and run["command"] != large["command"] for run in large["runs"].values()):
+        out.append(
+            "Runs measured by an earlier command (named in their notes below) read files written the same way "
+            "(same generator, seed and chunks: the synthetic data are deterministic), deleted after that command.\n"
+        )
     if large.get("size_note"):
         out.append(f"**Size run:** {large['size_note']}\n")
     rows = []
@@ -427,6 +433,22 @@ def render_large(large):
             )
         else:
             out.append(f"* `{run.get('label', mode)}`: feature extraction and fusion computed, no clustering.")
+    for mode, run in large["runs"].items():
+        if not mode.startswith("cluster") or _large_peak(run) < LARGE_TARGET_BYTES:
+            continue
+        stage = next((st for st in run["stages"] if st["name"] == "embedding+clustering"), None)
+        if stage and stage["peak_rss_bytes"] >= LARGE_TARGET_BYTES:
+            n = shape[0] * shape[1]
+            f32 = n * run["n_features"] * 4 / 1e9
+            out.append(
+                f"\nWhere the memory goes in `{run.get('label', mode)}`: `FusedSTEMSignal.cluster` first computes the "
+                f"whole fused matrix into memory ({n} x {run['n_features']} float32 = {f32:.2f} GB), whatever "
+                "`max_fit_positions` is; after the clustering it computes the per-block separation of the final "
+                "clusters (`stemfuse_hs.clustering.pipeline.block_separation`), which converts that matrix to "
+                f"float64 ({2 * f32:.2f} GB), indexes the labelled rows (a second float64 copy) and centres it "
+                f"(a third): about {f32 + 3 * 2 * f32:.1f} GB together, in line with the measured "
+                f"{_gb(stage['peak_rss_bytes'])} GB.\n"
+            )
     default = large["runs"].get("subsample")
     if default and _large_peak(default) >= LARGE_TARGET_BYTES:
         fusion = next((st for st in default["stages"] if st["name"] == "features+fusion"), None)

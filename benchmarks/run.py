@@ -32,7 +32,12 @@ neither's memory or compiled code affects the other):
   with a 256 x 256 uint16 detector generated lazily and written to
   ``.zspy`` chunk by chunk, then each mode (``--large-modes``) processed in
   a fresh process whose peak resident memory is reported; the files are
-  deleted afterwards unless ``--keep-data``. ``--large-scan-shape ROWS
+  deleted afterwards unless ``--keep-data``. Modes: the defaults with the
+  lazy matrix read chunk by chunk by ``embed_and_cluster_subsample``; the
+  same with ``fuse(..., max_samples=8192)``; and the public
+  ``fused.cluster(max_fit_positions=20000)`` with that fuse. ``--large-add``
+  keeps the stored modes not run now, ``--large-resume`` collects a mode
+  whose process finished in an interrupted run, ``--large-scan-shape ROWS
   COLS`` with ``--large-note TEXT`` runs a smaller scan and says why on the
   page.
 
@@ -57,7 +62,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from _measure import StageRecorder, machine_info, versions, warm_up  # noqa: E402
+from _measure import StageRecorder, machine_info, versions, warm_up
 
 RESULTS = HERE / "results" / "latest.json"
 PAGE = ROOT / "docs" / "performance.md"
@@ -106,9 +111,8 @@ def prepare_data(size, cache, scan_shape=None):
 
 def load_scan(directory):
     """The stored scan as eager HyperSpy signals (pyxem Diffraction2D, exspy EDSTEMSpectrum)."""
-    import numpy as np
-
     import hyperspy.api as hs
+    import numpy as np
 
     from stemfuse_hs.data import synthetic_scan
 
@@ -160,7 +164,6 @@ def _summarise(records, name, repeats):
 def worker_reference(directory, repeat):
     import gc
 
-
     import reference_workflow as ref
 
     dp, eds, truth, beam_center = load_scan(directory)
@@ -191,7 +194,7 @@ def worker_reference(directory, repeat):
         "stages": recorder.as_list(),
         "labels": labels.tolist(),
         "ari": _ari(truth, labels),
-        "n_clusters": int(len(set(labels.tolist()))),
+        "n_clusters": len(set(labels.tolist())),
         "n_features": [int(dp_features.shape[1]), int(eds_features.shape[1])],
         "beam_centre_binned_xy": list(centre),
         "eds_threshold": threshold,
@@ -204,9 +207,8 @@ def worker_reference(directory, repeat):
 def worker_stemfuse(directory, repeat):
     import gc
 
-    import numpy as np
-
     import hyperspy.api as hs
+    import numpy as np
 
     import stemfuse_hs
     import stemfuse_hs.signals.features as features_module
@@ -347,9 +349,8 @@ def worker_subsample(directory, n_fits):
     same code path underneath); the fit/assign split is read from the
     :class:`SubsampleResult` either way.
     """
-    import numpy as np
-
     import hyperspy.api as hs
+    import numpy as np
 
     import stemfuse_hs
     import stemfuse_hs.clustering.subsample as subsample_module
@@ -433,9 +434,8 @@ def _warm_up_transform():
 
 def worker_distributed(size):
     """A lazy scan: threaded scheduler against a LocalCluster of 2 worker processes."""
-    import numpy as np
-
     import hyperspy.api as hs
+    import numpy as np
     from distributed import Client, LocalCluster, get_task_stream
 
     import stemfuse_hs
@@ -709,7 +709,7 @@ def main(argv=None):
                         help="keep the stored large modes not run now (same scan) and add these")
     parser.add_argument("--large-note", default=None,
                         help="why the out-of-core run used another scan shape (printed on the page)")
-    parser.add_argument("--large-modes", nargs="+", default=["subsample", "subsample-sample8k"],
+    parser.add_argument("--large-modes", nargs="+", default=["subsample", "subsample-sample8k", "cluster-sample8k"],
                         choices=sorted(MODE_ARGS), help="modes of the large run (each a fresh process)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["side-by-side", "subsample", "distributed"],
                         help="sections not to run (their earlier results stay on the page)")

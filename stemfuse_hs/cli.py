@@ -133,7 +133,7 @@ OPTIONS = [
          "pair", metavar=("W_DP", "W_EDS")),
     _opt("fusion", "reference_factor", "--reference-factor", 2.4,
          "EDS multiplier exponent for --weighting reference", "float", metavar="X"),
-    _opt("fusion", "max_samples", "--max-samples", 50_000,
+    _opt("fusion", "max_samples", "--max-samples", 10_000,
          "positions used for the scaling statistics", "int", metavar="N"),
     _opt("fusion", "nan_policy", "--fusion-nan-policy", "raise",
          "feature signals holding NaN or inf: refuse them (raise) or leave those positions out (exclude)",

@@ -37,6 +37,8 @@ BACKENDS = ("cpu", "cuml")
 #: whole; a 512 x 512 one does not).
 DEFAULT_MAX_FIT_POSITIONS = 200_000
 
+_SEPARATION_CHUNK = 4096
+
 
 def check_backend(backend):
     """Validate ``backend`` (one of :data:`BACKENDS`) without importing anything."""
@@ -111,28 +113,37 @@ def block_separation(matrix, labels, block_slices):
     >>> np.round(block_separation(np.hstack([structure, noise]), labels, [(0, 1), (1, 3)]), 2)
     array([0.87, 0.  ])
     """
-    matrix = np.asarray(matrix, dtype=np.float64)
+    matrix = np.asarray(matrix)
     labels = np.asarray(labels).ravel()
     if matrix.ndim != 2 or labels.shape != (matrix.shape[0],):
         raise ValueError(
             f"matrix must be (n_positions, n_features) with one label per row, got {matrix.shape} and "
             f"{labels.shape}."
         )
-    keep = labels >= 0
-    matrix, labels = matrix[keep], labels[keep]
-    clusters = np.unique(labels)
+    clusters = np.unique(labels[labels >= 0])
     out = np.full(len(block_slices), np.nan)
     if clusters.size < 2:
         return out
-    centred = matrix - matrix.mean(axis=0)
-    total = (centred**2).sum(axis=0)
-    between = np.zeros(matrix.shape[1])
-    for c in clusters:
-        rows = centred[labels == c]
-        between += rows.shape[0] * rows.mean(axis=0) ** 2
+    # Per-cluster sums and the total sum of squares, accumulated in float64
+    # over row chunks: memory of a few rows, not of the matrix.
+    index = np.searchsorted(clusters, labels)
+    counts = np.bincount(index[labels >= 0], minlength=clusters.size).astype(np.float64)
+    sums = np.zeros((clusters.size, matrix.shape[1]))
+    squares = np.zeros(matrix.shape[1])
+    for start in range(0, matrix.shape[0], _SEPARATION_CHUNK):
+        rows = slice(start, start + _SEPARATION_CHUNK)
+        keep = labels[rows] >= 0
+        chunk = np.asarray(matrix[rows][keep], dtype=np.float64)
+        one_hot = index[rows][keep][:, None] == np.arange(clusters.size)
+        sums += one_hot.T.astype(np.float64) @ chunk
+        squares += (chunk**2).sum(axis=0)
+    n = counts.sum()
+    grand = sums.sum(axis=0)
+    total = squares - grand**2 / n
+    between = (sums**2 / counts[:, None]).sum(axis=0) - grand**2 / n
     for i, (start, stop) in enumerate(block_slices):
         t = total[start:stop].sum()
-        if t > 0:
+        if t > 1e-12 * max(squares[start:stop].sum(), 1e-300):
             out[i] = float(np.clip(between[start:stop].sum() / t, 0.0, 1.0))
     return out
 

@@ -131,7 +131,7 @@ def fuse(
     weights=None,
     weighting="auto",
     reference_factor=REFERENCE_EDS_FACTOR,
-    max_samples=50_000,
+    max_samples=10_000,
     nan_policy="raise",
     show_progressbar=None,
 ):
@@ -164,9 +164,10 @@ def fuse(
         :mod:`stemfuse_hs.fusion` for why.
     reference_factor : float, default 2.4
         Exponent of the EDS multiplier for ``weighting="reference"``.
-    max_samples : int, default 50000
+    max_samples : int, default 10000
         Positions used for the scaling statistics (all when the scan is
-        smaller; otherwise evenly spread whole rows).
+        smaller; otherwise evenly spread whole rows). Memory grows with it:
+        several float64 copies of ``max_samples x n_features``.
     nan_policy : {"raise", "exclude"}, default "raise"
         Positions holding NaN or inf in any input: refuse them (the message
         says how many and the first), or leave them out of every statistic
