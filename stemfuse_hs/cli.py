@@ -187,7 +187,7 @@ _DEMO_DEFAULTS = {"clustering.random_state": 0}
 
 _DEMO_OPTIONS = {
     "scenario": ("four_phases", "synthetic scenario: " + ", ".join(DEMO_SCENARIOS)),
-    "size": ("small", "synthetic data size: " + ", ".join(DEMO_SIZES)),
+    "size": ("tiny", "synthetic data size: " + ", ".join(DEMO_SIZES)),
     "seed": (0, "seed of the synthetic data"),
 }
 

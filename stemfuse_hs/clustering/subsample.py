@@ -124,7 +124,7 @@ def subsample_index(n, n_fit, random_state=None):
     Examples
     --------
     >>> subsample_index(10, 4, random_state=0).tolist()
-    [2, 6, 7, 8]
+    [2, 4, 5, 7]
     >>> subsample_index(3, 10).tolist()
     [0, 1, 2]
     """
