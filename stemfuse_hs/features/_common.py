@@ -6,7 +6,7 @@ import dask.array as da
 import numpy as np
 
 from .._arrays import describe_positions, is_lazy_array, nonfinite_positions
-from .._validation import check_int
+from .._validation import check_int, check_numeric_dtype
 
 __all__ = ["NORMALIZATIONS", "safe_log", "position_totals", "normalize_by_total", "exclude_nonfinite"]
 
@@ -164,3 +164,35 @@ def neutral_fill(features, excluded, neutral):
     features = np.array(features, dtype=np.float32, copy=True)
     features[excluded] = neutral
     return features
+
+
+def check_spectra(data, energies):
+    """Validate ``(*navigation, channels)`` spectra and their energy axis.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``energies`` as float64, one finite value per channel.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_spectra(np.zeros((2, 3, 4)), [0, 1, 2, 3]).dtype
+    dtype('float64')
+    """
+    if not hasattr(data, "dtype") or not hasattr(data, "ndim"):
+        raise TypeError(f"data must be a numpy or dask array, got {type(data).__name__}.")
+    check_numeric_dtype("data", data.dtype)
+    if data.ndim < 2:
+        raise ValueError(
+            f"data must have at least one navigation and one signal dimension, got shape {data.shape}."
+        )
+    try:
+        energies = np.asarray(energies, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"energies must be an array of numbers, got {type(energies).__name__}.") from None
+    if energies.shape != (data.shape[-1],):
+        raise ValueError(f"energies has shape {energies.shape}, expected ({data.shape[-1]},) to match the channels.")
+    if not np.all(np.isfinite(energies)):
+        raise ValueError("energies must be finite; the energy axis holds NaN or inf.")
+    return energies

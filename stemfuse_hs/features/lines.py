@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._arrays import as_dask, is_lazy_array
-from .._validation import check_bool, check_nan_policy, check_numeric_dtype, check_real
-from ._common import NORMALIZATIONS, exclude_nonfinite, neutral_fill, normalize_by_total, safe_log
+from .._validation import check_bool, check_nan_policy, check_real
+from ._common import NORMALIZATIONS, check_spectra, exclude_nonfinite, neutral_fill, normalize_by_total, safe_log
 from ._patterns import check_scale
 from .variance import DEFAULT_RESOLUTION_MNKA, line_windows, xray_line_energy
 
@@ -212,22 +212,8 @@ def line_intensities(
     >>> result.features.shape, bool(result.features[0].mean() > 250 > 20 > abs(result.features[5].mean()))
     ((6, 8, 1), True)
     """
-    if not hasattr(data, "dtype") or not hasattr(data, "ndim"):
-        raise TypeError(f"data must be a numpy or dask array, got {type(data).__name__}.")
+    energies = check_spectra(data, energies)
     lazy = is_lazy_array(data)
-    check_numeric_dtype("data", data.dtype)
-    if data.ndim < 2:
-        raise ValueError(
-            f"data must have at least one navigation and one signal dimension, got shape {data.shape}."
-        )
-    try:
-        energies = np.asarray(energies, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"energies must be an array of numbers, got {type(energies).__name__}.") from None
-    if energies.shape != (data.shape[-1],):
-        raise ValueError(f"energies has shape {energies.shape}, expected ({data.shape[-1]},) to match the channels.")
-    if not np.all(np.isfinite(energies)):
-        raise ValueError("energies must be finite; the energy axis holds NaN or inf.")
     if isinstance(lines, str):
         lines = [lines]
     if not hasattr(lines, "__iter__") or not list(lines):

@@ -16,8 +16,8 @@ import dask.array as da
 import numpy as np
 
 from .._arrays import LAZY_ADVICE, as_dask, check_memory, is_lazy_array
-from .._validation import check_choice, check_fraction, check_nan_policy, check_numeric_dtype, check_real
-from ._common import NORMALIZATIONS, exclude_nonfinite, neutral_fill, normalize_by_total, safe_log
+from .._validation import check_choice, check_fraction, check_nan_policy, check_real
+from ._common import NORMALIZATIONS, check_spectra, exclude_nonfinite, neutral_fill, normalize_by_total, safe_log
 
 __all__ = ["NoVaryingChannelError", "VarianceResult", "xray_line_energy", "line_windows", "variance_threshold"]
 
@@ -235,24 +235,8 @@ def variance_threshold(
     >>> np.flatnonzero(result.kept).tolist()
     [5]
     """
-    if not hasattr(data, "dtype") or not hasattr(data, "ndim"):
-        raise TypeError(f"data must be a numpy or dask array, got {type(data).__name__}.")
+    energies = check_spectra(data, energies)
     lazy = is_lazy_array(data)
-    check_numeric_dtype("data", data.dtype)
-    if data.ndim < 2:
-        raise ValueError(
-            f"data must have at least one navigation and one signal dimension, got shape {data.shape}."
-        )
-    try:
-        energies = np.asarray(energies, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"energies must be an array of numbers, got {type(energies).__name__}.") from None
-    if energies.shape != (data.shape[-1],):
-        raise ValueError(
-            f"energies has shape {energies.shape}, expected ({data.shape[-1]},) to match the channels."
-        )
-    if not np.all(np.isfinite(energies)):
-        raise ValueError("energies must be finite; the energy axis holds NaN or inf.")
     if threshold is not None and quantile is not None:
         raise ValueError("Give either threshold or quantile, not both.")
     if threshold is not None:
