@@ -177,12 +177,14 @@ def versions():
 
 
 def warm_up():
-    """Compile UMAP's and HDBSCAN's numba code before anything is timed.
+    """Compile UMAP's, HDBSCAN's and stemfuse_hs's numba code before anything is timed.
 
     The first UMAP fit of a process compiles (or loads from numba's cache)
     its kernels: seconds that belong to neither side of a comparison. A
-    densMAP fit and an HDBSCAN fit with prediction data on a few hundred
-    random points run both code paths (chebyshev and euclidean).
+    densMAP fit and an HDBSCAN fit with prediction data on random points
+    run both code paths (chebyshev and euclidean). More than 4,096 points:
+    below that UMAP computes exact distances and never compiles its
+    nearest-neighbour descent, which the timed fits then would (about 35 s).
     """
     import warnings
 
@@ -193,12 +195,19 @@ def warm_up():
     import umap
 
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(300, 8)).astype(np.float32)
+    x = rng.normal(size=(4200, 8)).astype(np.float32)
     for metric in ("euclidean", "chebyshev"):
         embedding = umap.UMAP(
             densmap=True, n_neighbors=10, min_dist=0.0, n_components=3, metric=metric, random_state=0, n_epochs=20
         ).fit_transform(x)
     model = umap.UMAP(n_neighbors=10, min_dist=0.0, n_components=3, random_state=0, n_epochs=20).fit(x)
+    # stemfuse_hs's own compiled kernels (loaded from numba's cache, or
+    # compiled once after an install or an edit of the kernels).
+    from stemfuse_hs import _kernels
+    from stemfuse_hs.features.sdt import sdt
+
+    sdt(rng.poisson(3.0, size=(4, 5, 8, 8)).astype(np.uint16))
+    _kernels.weighted_moments(rng.poisson(3.0, size=(6, 8)).astype(np.uint16), np.ones((6, 2)))
     model.transform(x[:20] + 0.01)
     clusterer = hdbscan.HDBSCAN(min_cluster_size=20, min_samples=5, prediction_data=True).fit(embedding)
     if clusterer.labels_.max() >= 1:

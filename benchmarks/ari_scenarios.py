@@ -45,7 +45,7 @@ def run(scenario, size, seed):
         weighting="reference",
     )
     row["reference"] = score(
-        reference.cluster(random_state=seed, min_cluster_size=100 / 7500, min_samples=10, merge_threshold=0,
+        reference.cluster(random_state=seed, min_cluster_size=100 / 7500, min_samples=10, merge_threshold=0, pca_components=None,
                                 cluster_selection_method="eom")
     )
     row["weights"] = dict(zip(fused.metadata.Fusion.block_names, np.round(fused.metadata.Fusion.weights, 2)))

@@ -123,9 +123,9 @@ def run(directory, cluster="subsample", n_fit=20_000, chunk_size=8_192, random_s
     }
     labels = None
     if cluster == "full":
-        with recorder.stage("materialise"):
-            fused.compute()
-        import stemfuse_hs.signals.features as features_module
+        # The public path as a user runs it: cluster() on the lazy fused
+        # signal computes the matrix itself (block by block).
+        import stemfuse_hs.clustering.pipeline as features_module
 
         timings = {}
         original = features_module.embed

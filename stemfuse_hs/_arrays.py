@@ -19,8 +19,12 @@ __all__ = [
     "describe_positions",
     "available_memory",
     "check_memory",
+    "compute_in_blocks",
     "format_bytes",
 ]
+
+#: Largest block :func:`compute_in_blocks` computes at once, in bytes.
+COMPUTE_BLOCK_BYTES = 256 * 2**20
 
 #: Target size of one chunk when wrapping an in-memory array, in bytes.
 CHUNK_BYTES = 64 * 2**20
@@ -201,3 +205,48 @@ LAZY_ADVICE = (
     "Work lazily instead: load the data with hs.load(..., lazy=True) or call signal.as_lazy() "
     "(or pass a dask array), so that it is read chunk by chunk."
 )
+
+
+def compute_in_blocks(array, dtype=np.float32, max_bytes=None):
+    """Compute a dask array into one new numpy array, blocks of leading-axis chunks at a time.
+
+    ``array.compute()`` gathers the finished chunks and concatenates them
+    into the result, holding the whole result twice at its end (the
+    fused features of a 256 x 256 scan: 1.8 GB twice). Here each block of
+    chunks is computed and copied into the preallocated result, so the peak
+    is the result and one block. Works with any dask scheduler, a
+    ``dask.distributed`` cluster included.
+
+    Parameters
+    ----------
+    array : dask.array.Array
+    dtype : numpy.dtype, default float32
+    max_bytes : int, optional
+        Largest block (default :data:`COMPUTE_BLOCK_BYTES`); at least one
+        chunk of the leading axis is computed at a time.
+
+    Returns
+    -------
+    numpy.ndarray
+
+    Examples
+    --------
+    >>> x = da.arange(12, chunks=3).reshape(4, 3)
+    >>> compute_in_blocks(x, max_bytes=16).tolist()
+    [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0], [6.0, 7.0, 8.0], [9.0, 10.0, 11.0]]
+    """
+    max_bytes = COMPUTE_BLOCK_BYTES if max_bytes is None else max_bytes
+    out = np.empty(array.shape, dtype=dtype)
+    if out.size == 0:
+        return out
+    row_bytes = max(out.nbytes // max(array.shape[0], 1), 1)
+    bounds = np.cumsum((0,) + tuple(array.chunks[0]))
+    start = 0
+    while start < array.shape[0]:
+        # The farthest chunk boundary within max_bytes, at least one chunk on.
+        first = int(np.searchsorted(bounds, start, side="right"))
+        fitting = bounds[(bounds > start) & ((bounds - start) * row_bytes <= max_bytes)]
+        stop = int(fitting[-1]) if fitting.size else int(bounds[first])
+        out[start:stop] = array[start:stop].compute()
+        start = stop
+    return out

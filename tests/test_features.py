@@ -1019,3 +1019,41 @@ def test_property_variance_finite_consistent_and_lazy_equals_eager(case):
     values = lazy.data.compute()
     assert values.dtype == np.float32
     np.testing.assert_allclose(values, eager.data, rtol=1e-5, atol=1e-6)
+
+
+def test_in_memory_sdt_does_not_depend_on_the_number_of_threads():
+    # The compiled eager path keeps a fixed number of partial sums: UMAP
+    # (and users) change numba's thread count, the features must not move.
+    numba = pytest.importorskip("numba")
+    from stemfuse_hs.features.sdt import sdt
+
+    data = np.random.default_rng(3).poisson(3.0, size=(12, 15, 20, 22)).astype(np.uint16)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = sdt(data)
+    finally:
+        numba.set_num_threads(before)
+    many = sdt(data)
+    np.testing.assert_array_equal(one.std_map, many.std_map)
+    np.testing.assert_array_equal(one.mean_pattern, many.mean_pattern)
+    np.testing.assert_array_equal(one.features, many.features)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32, np.float32, np.float64])
+def test_in_memory_sdt_matches_the_lazy_path(dtype):
+    # Eager data take compiled kernels, lazy data the dask graph: the same
+    # pixels, beam and values.
+    from stemfuse_hs.features.sdt import sdt
+
+    rng = np.random.default_rng(4)
+    data = rng.poisson(4.0, size=(6, 7, 24, 20)).astype(dtype)
+    data[..., 10:14, 8:12] += 60
+    for kwargs in ({}, {"binning": 3, "std_scale": "linear"}, {"normalize": None, "binning": 1}):
+        eager = sdt(data, **kwargs)
+        lazy = sdt(da.from_array(data, chunks=(2, 7, 24, 20)), **kwargs)
+        np.testing.assert_array_equal(eager.selected_mask, lazy.selected_mask)
+        assert eager.beam_centre == lazy.beam_centre and eager.beam_radius == lazy.beam_radius
+        np.testing.assert_allclose(eager.features, lazy.features.compute(), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(eager.std_map, lazy.std_map, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(eager.mean_pattern, lazy.mean_pattern, rtol=1e-6)

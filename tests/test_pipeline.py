@@ -1,5 +1,6 @@
 """The clustering stage on arrays: subsample fit past max_fit_positions, backends, block separation."""
 
+import functools
 import re
 
 import numpy as np
@@ -104,3 +105,34 @@ def test_cluster_features_on_arrays_matches_the_signal_method(fused, full):
     result, embedding = cluster_features(matrix, random_state=0)
     np.testing.assert_array_equal(result.labels, full.data.ravel())
     np.testing.assert_array_equal(embedding, full.embedding.data.reshape(embedding.shape))
+
+
+def test_exact_neighbours_are_handed_to_umap_past_its_small_data_size(monkeypatch):
+    # From 4,096 positions UMAP would search approximately (and compile its
+    # search first); the pipeline gives it the exact neighbours instead.
+    import importlib
+
+    import umap
+
+    embed_module = importlib.import_module("stemfuse_hs.clustering.embed")
+
+    rng = np.random.default_rng(0)
+    x = np.vstack([rng.normal(0, 1, (2100, 60)), rng.normal(4, 1, (2100, 60))]).astype(np.float32)
+    seen = {}
+    original = umap.UMAP.__init__
+
+    @functools.wraps(original)
+    def recording(self, *args, **kwargs):
+        seen["precomputed_knn"] = kwargs.get("precomputed_knn")
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(umap.UMAP, "__init__", recording)
+    embedding = embed_module.embed(x, random_state=0)
+    indices, distances, index = seen["precomputed_knn"]
+    points = embed_module.reduce_dimensions(x, 50, 0)
+    expected, expected_distances = embed_module.nearest_neighbors(points, 10)
+    np.testing.assert_array_equal(indices, expected)
+    assert index is None and np.all(distances[:, 0] == 0) and embedding.shape == (4200, 3)
+    # Brute force agrees with the neighbours' definition.
+    d = np.linalg.norm(points[:5, None, :] - points[None, :, :], axis=2)
+    np.testing.assert_allclose(np.sort(d, axis=1)[:, :10], expected_distances[:5], rtol=1e-4, atol=1e-4)

@@ -91,3 +91,17 @@ def test_enough_memory_passes(signals, monkeypatch):
     assert stemfuse_hs.sdt_features(dp, **SDT_KW).data.shape[:2] == (6, 8)
     monkeypatch.setattr(_arrays, "available_memory", lambda: None)  # unknown: no check
     assert stemfuse_hs.sdt_features(dp, **SDT_KW).data.shape[:2] == (6, 8)
+
+
+def test_lazy_matrix_is_computed_block_by_block_into_one_array():
+    # cluster() computes lazy features with compute_in_blocks: the same
+    # values as dask's compute, whatever the block size.
+    import dask.array as da
+    import numpy as np
+
+    x = da.random.RandomState(0).random_sample((50, 7, 3), chunks=((4,) * 12 + (2,), 7, 3))
+    expected = x.compute().astype(np.float32)
+    for max_bytes in (1, 300, 10**9):
+        out = _arrays.compute_in_blocks(x, max_bytes=max_bytes)
+        assert out.dtype == np.float32 and out.flags["C_CONTIGUOUS"]
+        np.testing.assert_array_equal(out, expected)

@@ -1,4 +1,18 @@
-"""Non-linear embedding of the fused features with UMAP (densMAP by default)."""
+"""Non-linear embedding of the fused features with UMAP (densMAP by default).
+
+Before UMAP, the features are reduced to their leading ``pca_components``
+(50) principal components, and with the euclidean metric every position's
+neighbours are found exactly on those components
+(:func:`nearest_neighbors`) and handed to UMAP. Both are for speed and
+repeatability, measured in ``benchmarks/`` (``docs/performance.md``): on the
+published-size scan (7,500 positions, 6,700 features) UMAP's approximate
+nearest-neighbour descent in the full feature space took 41 s, plus about
+55 s of numba compilation on its first use in a session; the exact search
+on 50 components takes 0.2 s and compiles nothing. The components keep the
+phase contrast, which lives in a few directions, and drop counting noise
+spread over thousands: the adjusted Rand index against the ground truth did
+not drop on the synthetic scenarios (``docs/workflow.rst``).
+"""
 
 import contextlib
 import contextvars
@@ -17,9 +31,35 @@ from .._validation import (
     check_real,
 )
 
-__all__ = ["METRICS", "embed", "check_embed_parameters", "reuse_embeddings"]
+__all__ = [
+    "DEFAULT_PCA_COMPONENTS",
+    "METRICS",
+    "check_embed_parameters",
+    "embed",
+    "fit_reduction",
+    "fit_umap",
+    "nearest_neighbors",
+    "reduce_dimensions",
+    "reuse_embeddings",
+]
 
 METRICS = ("euclidean", "chebyshev", "manhattan", "cosine", "correlation", "jaccard")
+#: Principal components UMAP is given (when there are more features).
+DEFAULT_PCA_COMPONENTS = 50
+#: Below this many positions UMAP itself computes every pairwise distance
+#: (exact neighbours, no compilation): left to it.
+EXACT_NEIGHBORS_MIN_POSITIONS = 4096
+#: Up to this many positions the euclidean neighbours are found exactly
+#: (brute force in chunks: 65,536 positions x 50 components take a few
+#: seconds) where UMAP would switch to its approximate nearest-neighbour
+#: descent; beyond it that descent.
+EXACT_NEIGHBORS_MAX_POSITIONS = 100_000
+#: The principal components are fitted on at most this many rows (drawn
+#: with a fixed seed) and every row is projected in chunks: the components
+#: are settled long before, and no centred copy of a large matrix is made.
+PCA_MAX_FIT_ROWS = 20_000
+#: Rows projected at a time.
+PROJECTION_CHUNK_ROWS = 16_384
 
 # Set only inside ``reuse_embeddings``: {key: embedding} and the counts.
 _CACHE = contextvars.ContextVar("stemfuse_embedding_cache", default=None)
@@ -96,7 +136,7 @@ def embed(
     min_dist=0.0,
     metric="euclidean",
     densmap=True,
-    pca_components=None,
+    pca_components=DEFAULT_PCA_COMPONENTS,
     random_state=None,
     n_jobs=-1,
     verbose=False,
@@ -115,9 +155,10 @@ def embed(
     min_dist : float, default 0.0
     metric : {"euclidean", "chebyshev", "manhattan", "cosine", "correlation"}
     densmap : bool, default True
-    pca_components : int, optional
-        Reduce to this many principal components before UMAP (faster on
-        many features). Off by default, as in the method.
+    pca_components : int or None, default 50
+        Reduce to this many principal components before UMAP when the
+        matrix has more features (see the module notes); None embeds the
+        features as they are, as the reference notebook did.
     random_state : int, optional
         Seed: repeatable runs (UMAP then uses one thread).
     n_jobs : int, default -1
@@ -169,32 +210,183 @@ def embed(
     return state["embeddings"][key].copy()
 
 
+def fit_reduction(matrix, pca_components, random_state=None):
+    """Principal components of the rows, or None when no reduction applies.
+
+    Parameters
+    ----------
+    matrix : numpy.ndarray
+        ``(n, p)`` float32.
+    pca_components : int or None
+        Components kept; None, or not fewer than ``p``, means no reduction.
+    random_state : int, optional
+        Seed of the randomized solver and of the rows fitted on when there
+        are more than ``PCA_MAX_FIT_ROWS`` (0 when None: the same components
+        every run).
+
+    Returns
+    -------
+    sklearn.decomposition.PCA or None
+        Fitted; its ``transform`` projects any rows of the same features.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).normal(size=(100, 20)).astype(np.float32)
+    >>> fit_reduction(x, 5).n_components, fit_reduction(x, None)
+    (5, None)
+    """
+    k = None if pca_components is None else min(pca_components, matrix.shape[0], PCA_MAX_FIT_ROWS)
+    if k is None or k >= matrix.shape[1]:
+        return None
+    from sklearn.decomposition import PCA
+
+    # Four power iterations instead of scikit-learn's seven: the leading
+    # components converge long before, at half the time.
+    seed = 0 if random_state is None else random_state
+    rows = matrix
+    if matrix.shape[0] > PCA_MAX_FIT_ROWS:
+        rows = matrix[np.sort(np.random.default_rng(seed).choice(matrix.shape[0], PCA_MAX_FIT_ROWS, replace=False))]
+    return PCA(k, svd_solver="randomized", iterated_power=4, random_state=seed).fit(rows)
+
+
+def reduce_dimensions(matrix, pca_components, random_state=None):
+    """The leading principal-component scores of the rows, or the rows as they are.
+
+    See :func:`fit_reduction` for the parameters.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, min(pca_components, p))`` float32.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).normal(size=(100, 20)).astype(np.float32)
+    >>> reduce_dimensions(x, 5).shape, reduce_dimensions(x, None).shape
+    ((100, 5), (100, 20))
+    """
+    pca = fit_reduction(matrix, pca_components, random_state)
+    if pca is None:
+        return matrix
+    points = np.empty((matrix.shape[0], pca.n_components_), dtype=np.float32)
+    for start in range(0, matrix.shape[0], PROJECTION_CHUNK_ROWS):
+        rows = slice(start, start + PROJECTION_CHUNK_ROWS)
+        points[rows] = pca.transform(matrix[rows])
+    return points
+
+
+def nearest_neighbors(points, n_neighbors):
+    """Exact euclidean nearest neighbours of every row, itself first (UMAP's convention).
+
+    Parameters
+    ----------
+    points : numpy.ndarray
+        ``(n, d)`` float32.
+    n_neighbors : int
+        Neighbours per row, the row itself included.
+
+    Returns
+    -------
+    indices : numpy.ndarray
+        ``(n, n_neighbors)`` int64; column 0 is the row itself.
+    distances : numpy.ndarray
+        ``(n, n_neighbors)`` float32; column 0 is exactly 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> indices, distances = nearest_neighbors(np.array([[0.0], [1.0], [3.0]], np.float32), 2)
+    >>> indices.tolist(), distances.tolist()
+    ([[0, 1], [1, 0], [2, 1]], [[0.0, 1.0], [0.0, 1.0], [0.0, 2.0]])
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    n = points.shape[0]
+    # One neighbour more than needed, so that the row itself can be put
+    # first even where duplicates tie with it at distance 0 (and may be
+    # listed before it).
+    distances, indices = (
+        NearestNeighbors(n_neighbors=min(n_neighbors + 1, n), algorithm="brute").fit(points).kneighbors(points)
+    )
+    own = np.arange(n)
+    others = indices != own[:, None]
+    # A row whose own index was crowded out by duplicates drops its farthest.
+    others[others.all(axis=1), -1] = False
+    width = indices.shape[1] - 1
+    other_indices = indices[others].reshape(n, width)
+    other_distances = distances[others].reshape(n, width)
+    indices = np.concatenate([own[:, None], other_indices[:, : n_neighbors - 1]], axis=1)
+    distances = np.concatenate([np.zeros((n, 1)), other_distances[:, : n_neighbors - 1]], axis=1)
+    return indices.astype(np.int64), distances.astype(np.float32)
+
+
+def fit_umap(points, *, random_state=None, n_jobs=-1, searchable=False, **umap_params):
+    """Fit UMAP to ``points``: the one place a UMAP model is made.
+
+    Parameters
+    ----------
+    points : numpy.ndarray
+        ``(n, d)`` float32, already reduced (:func:`reduce_dimensions`).
+    random_state : int, optional
+        Seed; UMAP then runs on one thread.
+    n_jobs : int, default -1
+        Threads when no seed is given.
+    searchable : bool, default False
+        Keep UMAP's own nearest-neighbour search index, which ``transform``
+        needs for new points. Otherwise the euclidean neighbours of
+        ``EXACT_NEIGHBORS_MIN_POSITIONS`` to ``EXACT_NEIGHBORS_MAX_POSITIONS``
+        points are found exactly (:func:`nearest_neighbors`) and handed to
+        UMAP (below, UMAP finds them exactly itself).
+    **umap_params
+        ``n_components``, ``n_neighbors``, ``min_dist``, ``metric``,
+        ``densmap`` and any other ``umap.UMAP`` argument.
+
+    Returns
+    -------
+    reducer : umap.UMAP
+        The fitted model.
+    embedding : numpy.ndarray
+        ``(n, n_components)`` float32.
+    """
+    import umap
+
+    n = points.shape[0]
+    params = dict(umap_params)
+    n_components = params.get("n_components", 2)
+    if (
+        not searchable
+        and params.get("metric", "euclidean") == "euclidean"
+        and EXACT_NEIGHBORS_MIN_POSITIONS <= n <= EXACT_NEIGHBORS_MAX_POSITIONS
+        and "precomputed_knn" not in params
+    ):
+        indices, distances = nearest_neighbors(points, params.get("n_neighbors", 15))
+        params["precomputed_knn"] = (indices, distances, None)
+    # Spectral initialisation needs more points than components + 1.
+    params.setdefault("init", "spectral" if n > n_components + 2 else "random")
+    reducer = umap.UMAP(random_state=random_state, n_jobs=1 if random_state is not None else n_jobs, **params)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*n_jobs value.*overridden.*")
+        warnings.filterwarnings("ignore", message=".*Graph is not fully connected.*")
+        warnings.filterwarnings("ignore", message=".*precomputed_knn.*")
+        embedding = reducer.fit_transform(points)
+    return reducer, np.asarray(embedding, dtype=np.float32)
+
+
 def _run_umap(
     matrix, *, n_components, n_neighbors, min_dist, metric, densmap, pca_components, random_state, n_jobs, verbose
 ):
-    n = matrix.shape[0]
-    if pca_components is not None:
-        from sklearn.decomposition import PCA
-
-        k = min(pca_components, *matrix.shape)
-        matrix = PCA(k, random_state=0 if random_state is None else random_state).fit_transform(matrix)
-        matrix = matrix.astype(np.float32)
-    import umap
-
-    reducer = umap.UMAP(
+    points = reduce_dimensions(matrix, pca_components, random_state)
+    _, embedding = fit_umap(
+        points,
+        random_state=random_state,
+        n_jobs=n_jobs,
         n_components=n_components,
         n_neighbors=n_neighbors,
         min_dist=min_dist,
         metric=metric,
         densmap=densmap,
-        random_state=random_state,
-        n_jobs=1 if random_state is not None else n_jobs,
-        # Spectral initialisation needs more points than components + 1.
-        init="spectral" if n > n_components + 2 else "random",
         verbose=verbose,
     )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*n_jobs value.*overridden.*")
-        warnings.filterwarnings("ignore", message=".*Graph is not fully connected.*")
-        embedding = reducer.fit_transform(matrix)
-    return np.asarray(embedding, dtype=np.float32)
+    return embedding

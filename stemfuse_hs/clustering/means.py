@@ -1,14 +1,17 @@
 """Per-cluster mean and standard deviation of any data over the same scan.
 
 One pass over the data computes, for every cluster, the weighted sums of
-the signal and of its square, as matrix products of the (small) weight
-matrix with the data chunks; lazy data is never loaded whole.
+the signal and of its square: for lazy data as matrix products of the
+(small) weight matrix with the data chunks, never loading the data whole;
+for data in memory with a compiled kernel
+(:func:`stemfuse_hs._kernels.weighted_moments`).
 """
 
 import dask.array as da
 import numpy as np
 
-from .._arrays import as_dask, describe_positions, flat_positions
+from .._arrays import as_dask, describe_positions, flat_positions, is_lazy_array
+from .._kernels import weighted_moments
 from .._validation import check_array, check_choice, check_fraction, check_int, check_numeric_dtype
 
 __all__ = ["MEAN_MODES", "cluster_weights", "cluster_statistics"]
@@ -87,26 +90,32 @@ def cluster_statistics(data, signal_ndim, weights):
     weights = np.asarray(check_array("weights", weights, ndim=2, finite=True), dtype=np.float64)
     if np.any(weights < 0):
         raise ValueError("weights must be non-negative.")
-    flat = flat_positions(as_dask(data, signal_ndim), signal_ndim)
-    n, sig_shape = flat.shape[0], flat.shape[1:]
+    nav_shape = data.shape[: data.ndim - signal_ndim]
+    sig_shape = data.shape[data.ndim - signal_ndim :]
+    n = int(np.prod(nav_shape))
     if weights.shape[0] != n:
         raise ValueError(f"weights cover {weights.shape[0]} positions, the data {n}.")
-    flat = flat.reshape((n, -1)).astype(np.float64)
     # Positions that weigh nothing in every cluster (noise, excluded
     # positions) must not spoil the sums with their NaN: 0 * NaN is NaN.
     used = weights.sum(axis=1) > 0
-    if not used.all():
-        keep = da.from_array(used, chunks=(flat.chunks[0],))
-        flat = da.where(keep[:, None], flat, 0.0)
-    w = da.from_array(weights.T, chunks=(weights.shape[1], flat.chunks[0]))
-    sums, squares = da.compute(w @ flat, w @ (flat * flat))
+    if is_lazy_array(data):
+        flat = flat_positions(as_dask(data, signal_ndim), signal_ndim).reshape((n, -1)).astype(np.float64)
+        if not used.all():
+            keep = da.from_array(used, chunks=(flat.chunks[0],))
+            flat = da.where(keep[:, None], flat, 0.0)
+        w = da.from_array(weights.T, chunks=(weights.shape[1], flat.chunks[0]))
+        sums, squares = da.compute(w @ flat, w @ (flat * flat))
+    else:
+        flat = np.asarray(data).reshape((n, -1))
+        sums, squares = weighted_moments(flat, weights)
     total = weights.sum(axis=0)[:, None]
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = sums / total
         var = np.clip(squares / total - mean**2, 0, None)
     weighed = total[:, 0] > 0
     if not (np.all(np.isfinite(mean[weighed])) and np.all(np.isfinite(var[weighed]))):
-        bad = ~np.isfinite(np.asarray(flat.sum(axis=1))) & used
+        row_sums = flat.sum(axis=1)
+        bad = ~np.isfinite(np.asarray(row_sums.compute() if is_lazy_array(row_sums) else row_sums)) & used
         bad = bad.reshape(data.shape[: data.ndim - signal_ndim])
         raise ValueError(
             f"data holds NaN or inf at {describe_positions(bad)} that weigh in a cluster; "

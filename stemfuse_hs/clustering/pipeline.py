@@ -15,9 +15,10 @@ import warnings
 
 import numpy as np
 
+from .._kernels import weighted_moments
 from .._validation import check_choice, check_int
 from .cluster import ClusterResult, merge_indistinct, single_cluster, soft_cluster
-from .embed import embed
+from .embed import DEFAULT_PCA_COMPONENTS, embed, reduce_dimensions
 
 __all__ = [
     "BACKENDS",
@@ -36,8 +37,6 @@ BACKENDS = ("cpu", "cuml")
 #: this size and the other positions are assigned (a 448 x 448 scan fits
 #: whole; a 512 x 512 one does not).
 DEFAULT_MAX_FIT_POSITIONS = 200_000
-
-_SEPARATION_CHUNK = 4096
 
 
 def check_backend(backend):
@@ -124,19 +123,15 @@ def block_separation(matrix, labels, block_slices):
     out = np.full(len(block_slices), np.nan)
     if clusters.size < 2:
         return out
-    # Per-cluster sums and the total sum of squares, accumulated in float64
-    # over row chunks: memory of a few rows, not of the matrix.
+    # Per-cluster sums and sums of squares in float64, in one compiled pass
+    # over the rows (no float64 copy of the matrix); noise rows weigh 0.
     index = np.searchsorted(clusters, labels)
-    counts = np.bincount(index[labels >= 0], minlength=clusters.size).astype(np.float64)
-    sums = np.zeros((clusters.size, matrix.shape[1]))
-    squares = np.zeros(matrix.shape[1])
-    for start in range(0, matrix.shape[0], _SEPARATION_CHUNK):
-        rows = slice(start, start + _SEPARATION_CHUNK)
-        keep = labels[rows] >= 0
-        chunk = np.asarray(matrix[rows][keep], dtype=np.float64)
-        one_hot = index[rows][keep][:, None] == np.arange(clusters.size)
-        sums += one_hot.T.astype(np.float64) @ chunk
-        squares += (chunk**2).sum(axis=0)
+    one_hot = np.zeros((labels.size, clusters.size))
+    labelled = np.flatnonzero(labels >= 0)
+    one_hot[labelled, index[labelled]] = 1.0
+    counts = one_hot.sum(axis=0)
+    sums, cluster_squares = weighted_moments(matrix, one_hot)
+    squares = cluster_squares.sum(axis=0)
     n = counts.sum()
     grand = sums.sum(axis=0)
     total = squares - grand**2 / n
@@ -156,7 +151,7 @@ def cluster_features(
     min_dist=0.0,
     metric="euclidean",
     densmap=True,
-    pca_components=None,
+    pca_components=DEFAULT_PCA_COMPONENTS,
     min_cluster_size=0.02,
     min_samples=10,
     cluster_selection_epsilon=0.0,
@@ -200,6 +195,8 @@ def cluster_features(
     (2, (300, 3))
     """
     max_fit_positions = check_int("max_fit_positions", max_fit_positions, minimum=2)
+    if pca_components is not None:
+        pca_components = check_int("pca_components", pca_components, minimum=1)
     backend = resolve_backend(backend)
     matrix = np.asarray(matrix, dtype=np.float32)
     n = matrix.shape[0]
@@ -227,16 +224,12 @@ def cluster_features(
         result.parameters.update(fit="identical features", backend=backend)
         return result, np.zeros((n, n_components), dtype=np.float32)
     if backend == "cuml":
-        result, embedding = _cluster_on_gpu(matrix, umap_kwargs, hdbscan_kwargs, random_state, min_membership)
-        result = merge_indistinct(result, matrix, threshold=merge_threshold)
+        points = reduce_dimensions(matrix, pca_components, random_state)
+        result, embedding = _cluster_on_gpu(points, umap_kwargs, hdbscan_kwargs, random_state, min_membership)
+        result = merge_indistinct(result, points, threshold=merge_threshold)
         result.parameters.update(fit="full", backend="cuml")
         return result, embedding
     if n > max_fit_positions:
-        if pca_components is not None:
-            raise ValueError(
-                f"pca_components={pca_components} is not supported with a subsample fit "
-                f"({n} positions > max_fit_positions={max_fit_positions}); leave it None or raise max_fit_positions."
-            )
         from .subsample import embed_and_cluster_subsample
 
         fitted = embed_and_cluster_subsample(
@@ -246,6 +239,7 @@ def cluster_features(
             hdbscan_kwargs=hdbscan_kwargs,
             merge_threshold=merge_threshold,
             min_membership=min_membership,
+            pca_components=pca_components,
             random_state=random_state,
             n_jobs=n_jobs,
             show_progressbar=show_progressbar,
@@ -253,11 +247,12 @@ def cluster_features(
         result = fitted.cluster_result()
         result.parameters.update(fit="subsample", backend="cpu", max_fit_positions=max_fit_positions)
         return result, fitted.embedding
-    embedding = embed(
-        matrix, pca_components=pca_components, random_state=random_state, n_jobs=n_jobs, **umap_kwargs
-    )
+    # One reduction serves the embedding and the merge decisions, which are
+    # made in the leading components anyway (denoised_scores).
+    points = reduce_dimensions(matrix, pca_components, random_state)
+    embedding = embed(points, pca_components=None, random_state=random_state, n_jobs=n_jobs, **umap_kwargs)
     result = soft_cluster(embedding, min_membership=min_membership, **hdbscan_kwargs)
-    result = merge_indistinct(result, matrix, threshold=merge_threshold)
+    result = merge_indistinct(result, points, threshold=merge_threshold)
     result.parameters.update(fit="full", backend="cpu", max_fit_positions=max_fit_positions)
     return result, embedding
 

@@ -9,15 +9,16 @@ chunk by chunk:
 
 1. ``n_fit`` positions drawn at random (without replacement, seeded): the
    subsample represents every phase in proportion to its area.
-2. UMAP (densMAP by default) and HDBSCAN (with prediction data) on the
-   subsample, with the full path's conventions (:func:`~.embed.embed`,
+2. Principal components fitted on the subsample (``pca_components``, as
+   in the full path), then UMAP (densMAP by default) and HDBSCAN (with
+   prediction data) on the subsample, with the full path's conventions (:func:`~.embed.embed`,
    :func:`~.cluster.soft_cluster`): the subsample's memberships are
    ``all_points_membership_vectors``.
 3. Clusters without a density valley between them in the fused features
    are merged (:func:`~.cluster.merge_indistinct`), decided on the
    subsample; the same groups are then summed for every position.
-4. Every other position, ``chunk_size`` at a time: UMAP's ``transform``
-   places it in the fitted embedding (its nearest fitted neighbours in
+4. Every other position, ``chunk_size`` at a time, projected on the same
+   components: UMAP's ``transform`` places it in the fitted embedding (its nearest fitted neighbours in
    feature space give its starting point, a few epochs of UMAP's
    cross-entropy against the fixed fitted points refine it), and
    ``hdbscan.membership_vector`` gives its soft memberships. Labels are the
@@ -55,7 +56,7 @@ import numpy as np
 from .._arrays import is_lazy_array
 from .._validation import check_choice, check_int, check_random_state, check_real
 from .cluster import ClusterResult, _labels_from_memberships, merge_indistinct, resolve_min_cluster_size
-from .embed import METRICS
+from .embed import DEFAULT_PCA_COMPONENTS, METRICS, fit_reduction, fit_umap
 
 __all__ = ["SubsampleResult", "subsample_index", "embed_and_cluster_subsample", "DEFAULT_UMAP", "DEFAULT_HDBSCAN"]
 
@@ -273,6 +274,7 @@ def embed_and_cluster_subsample(
     hdbscan_kwargs=None,
     merge_threshold=0.55,
     min_membership=None,
+    pca_components=DEFAULT_PCA_COMPONENTS,
     random_state=None,
     n_jobs=-1,
     return_timings=True,
@@ -303,6 +305,10 @@ def embed_and_cluster_subsample(
         As in :meth:`FusedSTEMSignal.cluster`; decided on the subsample.
     min_membership : float, optional
         Positions whose largest membership is below this become noise.
+    pca_components : int or None, default 50
+        Principal components (fitted on the subsample) UMAP embeds, as in
+        :func:`~stemfuse_hs.clustering.embed.embed`; every chunk is projected
+        on them before it is placed. None embeds the features as they are.
     random_state : int, optional
         Seeds the subsample and UMAP (0 for the subsample when None).
     n_jobs : int, default -1
@@ -326,7 +332,6 @@ def embed_and_cluster_subsample(
     ((6000, 3), 2)
     """
     import hdbscan
-    import umap
 
     from .._progress import resolve_show_progressbar
 
@@ -355,17 +360,19 @@ def embed_and_cluster_subsample(
     timings["read_subsample"] = (time.perf_counter() - start, time.process_time() - cpu)
     if not np.all(np.isfinite(fit_rows)):
         raise ValueError("matrix holds NaN or inf in the subsample; clean the features first.")
+    if pca_components is not None:
+        pca_components = check_int("pca_components", pca_components, minimum=1)
+    projection = fit_reduction(fit_rows, pca_components, random_state)
+
+    def project(rows):
+        return rows if projection is None else np.asarray(projection.transform(rows), dtype=np.float32)
+
     n_components = umap_params["n_components"]
-    reducer = umap.UMAP(
-        random_state=random_state,
-        n_jobs=1 if random_state is not None else n_jobs,
-        init="spectral" if n_fit > n_components + 2 else "random",
-        **umap_params,
+    # With every position fitted nothing is transformed: the full path's
+    # exact neighbours then give the full path's embedding.
+    reducer, fit_embedding = fit_umap(
+        project(fit_rows), random_state=random_state, n_jobs=n_jobs, searchable=n_fit < n, **umap_params
     )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*n_jobs value.*overridden.*")
-        warnings.filterwarnings("ignore", message=".*Graph is not fully connected.*")
-        fit_embedding = np.asarray(reducer.fit_transform(fit_rows), dtype=np.float32)
     size = _resolve_min_cluster_size(hdbscan_params.pop("min_cluster_size"), n, n_fit)
     min_samples = min(check_int("min_samples", hdbscan_params.pop("min_samples"), minimum=1), size)
     clusterer = hdbscan.HDBSCAN(
@@ -409,7 +416,7 @@ def embed_and_cluster_subsample(
             chunk = np.ascontiguousarray(chunk[new - a])
             if not np.all(np.isfinite(chunk)):
                 raise ValueError(f"matrix holds NaN or inf between positions {a} and {b}; clean the features first.")
-            placed = np.asarray(_transform(transformer, chunk), dtype=np.float32)
+            placed = np.asarray(_transform(transformer, project(chunk)), dtype=np.float32)
             embedding[new] = placed
             memberships[new] = _merge_columns(_memberships(clusterer, placed, n_found), groups)
     timings["assign"] = (time.perf_counter() - start, time.process_time() - cpu)
@@ -421,6 +428,7 @@ def embed_and_cluster_subsample(
         "n_positions": n,
         "chunk_size": int(chunk_size),
         "random_state": -1 if random_state is None else int(random_state),
+        "pca_components": -1 if projection is None else int(projection.n_components_),
         "umap": {k: v for k, v in umap_params.items()},
         "transform": (
             "umap transform with densmap=False on the fitted densMAP model"

@@ -17,6 +17,7 @@ import dask.array as da
 import numpy as np
 from scipy import ndimage
 
+from .. import _arrays
 from .._arrays import LAZY_ADVICE, as_dask, check_memory, is_lazy_array, raise_if_nonfinite
 from .._validation import (
     check_array,
@@ -28,6 +29,7 @@ from .._validation import (
     check_real,
 )
 from ._common import NORMALIZATIONS, exclude_nonfinite, neutral_fill, normalize_by_total, safe_log
+from .._kernels import bin_patterns_with_totals, gather_columns, log_statistics
 
 __all__ = [
     "SDTResult",
@@ -40,6 +42,10 @@ __all__ = [
 ]
 
 STD_SCALES = ("log", "linear")
+#: Detector dtypes the compiled in-memory path takes; others go through dask.
+KERNEL_DTYPES = tuple(
+    np.dtype(t) for t in ("uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64", "float32", "float64")
+)
 #: A mean-pattern pixel this many times brighter than all its neighbours is
 #: taken for a hot pixel, not a diffraction feature: the direct beam's peak is
 #: about 3 times its brightest neighbour even when the beam is a pixel wide.
@@ -390,41 +396,17 @@ def sdt(
             "how pixels vary across a scan."
         )
 
-    nav_axes = tuple(range(data.ndim - 2))
-    raw = as_dask(data, 2)
-    patterns = bin_patterns(raw, binning)
-    # NaN/inf are looked for in the float32 working array: that also catches
-    # float64 values beyond float32's range, which become inf there.
-    patterns, excluded, totals = exclude_nonfinite(patterns, 2, nan_policy, normalize == "total")
-    excluding = bool(excluded.any())
-    if normalize == "total":
-        if not np.all(np.isfinite(totals)):
-            _raise_nonfinite(data, 2)
-        patterns = normalize_by_total(patterns, 2, totals, excluded)
-    logged = safe_log(patterns)
-    varying = logged if std_scale == "log" else patterns
-    # Blanked (NaN) positions drop out of NaN-ignoring reductions; without
-    # exclusions the plain ones keep NaN visible for the check below.
-    std, mean = (da.nanstd, da.nanmean) if excluding else (da.std, da.mean)
     finding = beam_centre is None or beam_radius is None
-    reductions = {
-        "std": std(varying, axis=nav_axes, dtype=np.float64),
-        "mean": mean(patterns, axis=nav_axes, dtype=np.float64),
-    }
-    if finding:
-        # Hot pixels would outshine the beam. The unbinned mean shows them as
-        # single pixels; binning can shrink a small beam to one pixel too.
-        if excluding:
-            blank = da.from_array(excluded, chunks=raw.chunks[:-2])[..., None, None]
-            raw = da.where(blank, np.nan, raw.astype(np.float32))
-        reductions["raw_mean"] = mean(raw, axis=nav_axes, dtype=np.float64)
-    if excluding:
-        reductions["neutral"] = da.nanmean(logged, axis=nav_axes, dtype=np.float64)
-    # One pass over the data for every statistic.
-    computed = dict(zip(reductions, dask.compute(*reductions.values())))
-    std_map, mean_pattern = computed["std"], computed["mean"]
-    if not (np.all(np.isfinite(std_map)) and np.all(np.isfinite(mean_pattern))):
-        _raise_nonfinite(data, 2)
+    in_memory = None if lazy else _in_memory_statistics(data, binning, normalize, std_scale, finding, fraction)
+    if in_memory is not None:
+        std_map, mean_pattern, raw_mean, logged = in_memory
+        excluded = np.zeros(data.shape[:-2], dtype=bool)
+        excluding = False
+    else:
+        std_map, mean_pattern, raw_mean, logged, excluded, neutral = _dask_statistics(
+            data, binning, normalize, std_scale, finding, nan_policy
+        )
+        excluding = bool(excluded.any())
     std_map = std_map.astype(np.float32)
     mean_pattern = mean_pattern.astype(np.float32)
 
@@ -432,7 +414,7 @@ def sdt(
     beam_pattern = mean_pattern
     hot = np.zeros((1, 1), dtype=bool)
     if finding:
-        raw_mean = np.nan_to_num(computed["raw_mean"], posinf=0.0, neginf=0.0)
+        raw_mean = np.nan_to_num(raw_mean, posinf=0.0, neginf=0.0)
         hot = hot_pixels(raw_mean)
     if hot.any():
         where = [tuple(int(v) for v in rc) for rc in np.argwhere(hot)[:5]]
@@ -473,19 +455,21 @@ def sdt(
             stacklevel=3,
         )
 
-    flat = logged.reshape(logged.shape[:-2] + (-1,))
-    features = flat[..., flat_index]
-    if excluding:
-        # Excluded positions get the scan's mean: they pull no statistic.
-        neutral = computed["neutral"].reshape(-1)[flat_index]
-        features = neutral_fill(features, excluded, neutral)
-    if not lazy:
-        check_memory(
-            2 * n_positions * flat_index.size * 4,
-            f"sdt: the {n_positions} x {flat_index.size} float32 features of this in-memory data",
-            LAZY_ADVICE,
-        )
-        features = features.compute()
+    if in_memory is not None:
+        features = gather_columns(logged, flat_index).reshape(data.shape[:-2] + (flat_index.size,))
+    else:
+        flat = logged.reshape(logged.shape[:-2] + (-1,))
+        features = flat[..., flat_index]
+        if excluding:
+            # Excluded positions get the scan's mean: they pull no statistic.
+            features = neutral_fill(features, excluded, neutral.reshape(-1)[flat_index])
+        if not lazy:
+            check_memory(
+                2 * n_positions * flat_index.size * 4,
+                f"sdt: the {n_positions} x {flat_index.size} float32 features of this in-memory data",
+                LAZY_ADVICE,
+            )
+            features = features.compute()
 
     parameters = {
         "binning": binning,
@@ -511,6 +495,88 @@ def sdt(
         parameters=parameters,
         excluded=excluded,
     )
+
+
+def _in_memory_statistics(data, binning, normalize, std_scale, finding, fraction):
+    """The statistics of in-memory patterns with the compiled kernels, or None.
+
+    None sends the data down the dask path, which handles what the kernels
+    do not: non-finite values (refused or excluded with the right message),
+    float16 (numba has no half floats) and arrays whose binned float32 copy
+    would not fit in memory.
+
+    Returns
+    -------
+    std_map, mean_pattern, raw_mean, logged
+        ``logged`` is the ``(n, H' * W')`` float32 log-scaled binned buffer.
+    """
+    if data.dtype not in KERNEL_DTYPES:
+        return None
+    n = int(np.prod(data.shape[:-2]))
+    hb, wb = data.shape[-2] // binning, data.shape[-1] // binning
+    # The binned float32 buffer, then the features gathered from it.
+    available = _arrays.available_memory()
+    if available is not None and n * hb * wb * 4 * (1 + max(fraction, 0.1)) > available:
+        return None
+    patterns = np.ascontiguousarray(data).reshape((n,) + data.shape[-2:])
+    binned, totals, finite, raw_sum = bin_patterns_with_totals(patterns, binning, raw_sum=finding)
+    if not finite.all():
+        return None
+    if normalize == "total":
+        target = float(totals.mean())
+        positive = totals > 0
+        scale = np.where(positive, target / np.where(positive, totals, 1.0), 1.0).astype(np.float32)
+    else:
+        scale = np.ones(n, dtype=np.float32)
+    mean, std = log_statistics(binned, scale, log_std=std_scale == "log")
+    raw_mean = raw_sum / n if finding else None
+    return std.reshape(hb, wb), mean.reshape(hb, wb), raw_mean, binned
+
+
+def _dask_statistics(data, binning, normalize, std_scale, finding, nan_policy):
+    """The statistics of lazy (or non-finite) patterns as one dask computation.
+
+    Returns
+    -------
+    std_map, mean_pattern, raw_mean, logged, excluded, neutral
+        ``logged`` is the lazy log-scaled binned array; ``neutral`` the mean
+        logged pattern of the included positions (only with exclusions).
+    """
+    nav_axes = tuple(range(data.ndim - 2))
+    raw = as_dask(data, 2)
+    patterns = bin_patterns(raw, binning)
+    # NaN/inf are looked for in the float32 working array: that also catches
+    # float64 values beyond float32's range, which become inf there.
+    patterns, excluded, totals = exclude_nonfinite(patterns, 2, nan_policy, normalize == "total")
+    excluding = bool(excluded.any())
+    if normalize == "total":
+        if not np.all(np.isfinite(totals)):
+            _raise_nonfinite(data, 2)
+        patterns = normalize_by_total(patterns, 2, totals, excluded)
+    logged = safe_log(patterns)
+    varying = logged if std_scale == "log" else patterns
+    # Blanked (NaN) positions drop out of NaN-ignoring reductions; without
+    # exclusions the plain ones keep NaN visible for the check below.
+    std, mean = (da.nanstd, da.nanmean) if excluding else (da.std, da.mean)
+    reductions = {
+        "std": std(varying, axis=nav_axes, dtype=np.float64),
+        "mean": mean(patterns, axis=nav_axes, dtype=np.float64),
+    }
+    if finding:
+        # Hot pixels would outshine the beam. The unbinned mean shows them as
+        # single pixels; binning can shrink a small beam to one pixel too.
+        if excluding:
+            blank = da.from_array(excluded, chunks=raw.chunks[:-2])[..., None, None]
+            raw = da.where(blank, np.nan, raw.astype(np.float32))
+        reductions["raw_mean"] = mean(raw, axis=nav_axes, dtype=np.float64)
+    if excluding:
+        reductions["neutral"] = da.nanmean(logged, axis=nav_axes, dtype=np.float64)
+    # One pass over the data for every statistic.
+    computed = dict(zip(reductions, dask.compute(*reductions.values())))
+    if not (np.all(np.isfinite(computed["std"])) and np.all(np.isfinite(computed["mean"]))):
+        _raise_nonfinite(data, 2)
+    return (computed["std"], computed["mean"], computed.get("raw_mean"), logged, excluded,
+            computed.get("neutral"))
 
 
 def _as_real(value, name):

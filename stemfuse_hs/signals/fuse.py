@@ -76,9 +76,10 @@ def _block_exclusions(features, position, nan_policy, nav_shape):
     recorded = recorded_exclusions(features, "fuse")
     mask = np.zeros(nav_shape, dtype=bool) if recorded is None else recorded
     data = features.data
-    if is_lazy_array(data) and _trusted_finite(features) and recorded is not None:
-        # A pass over lazy features would recompute them from the raw data;
-        # the extractors and fuse guarantee finite values.
+    if _trusted_finite(features) and recorded is not None:
+        # The extractors and fuse guarantee finite values: a pass over lazy
+        # features would recompute them from the raw data, and fuse_blocks
+        # checks in-memory blocks again anyway.
         return mask
     bad = nonfinite_positions(data, 1)
     bad = np.asarray(bad.compute() if is_lazy_array(bad) else bad) & ~mask

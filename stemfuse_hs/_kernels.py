@@ -1,0 +1,306 @@
+"""Compiled kernels for in-memory (eager) arrays.
+
+Lazy data go through dask graphs; on an array already in memory the same
+arithmetic runs here in compiled passes, parallel over threads. Each pass
+keeps ``PARTIAL_SUMS`` partial results over fixed shares of the positions,
+summed at the end in a fixed order: the results depend neither on
+scheduling nor on the number of threads.
+
+Diffraction patterns (the eager path of :func:`stemfuse_hs.features.sdt.sdt`)
+------------------------------------------------------------------------------
+The dask graph of :func:`~stemfuse_hs.features.sdt.sdt` costs three passes
+over the raw data, each converting it to float32 and binning it again; here:
+
+1. :func:`bin_patterns_with_totals`: raw counts -> binned float32 buffer,
+   each position's total, a finiteness flag, and (when the beam is to be
+   found) the sum of the unbinned patterns for the hot-pixel check.
+2. :func:`log_statistics`: in place, ``log1p`` of the normalised binned
+   values (numpy's vectorised ``log1p`` on chunks, in a pool of threads),
+   with the sums for the mean pattern and the standard-deviation map
+   (float64, shifted by the first position's values so that the variance
+   does not lose digits to cancellation).
+3. :func:`gather_columns`: the selected pixels.
+
+Cluster statistics
+------------------
+:func:`weighted_moments`: every cluster's weighted sums of the data and of
+their squares in one pass (the eager path of
+:func:`stemfuse_hs.clustering.means.cluster_statistics`).
+
+numba is imported (and the kernels compiled, or loaded from numba's cache)
+on first use only.
+"""
+
+import math
+
+import numpy as np
+
+__all__ = ["bin_patterns_with_totals", "gather_columns", "log_statistics", "n_threads", "weighted_moments"]
+
+_COMPILED = {}
+#: Partial sums every pass keeps (each over a fixed share of the positions),
+#: whatever the number of threads: the sums, and so the selected features,
+#: do not depend on the machine or on numba's thread setting (UMAP changes
+#: it while it runs).
+PARTIAL_SUMS = 8
+#: Largest memory (bytes) the partial sums of :func:`weighted_moments` take.
+PARTIAL_SUMS_BYTES = 256 * 2**20
+#: Positions per chunk of :func:`log_statistics` (a few MB: stays in cache).
+LOG_CHUNK_POSITIONS = 64
+
+
+def n_threads():
+    """Threads the kernels run on (numba's setting, e.g. ``NUMBA_NUM_THREADS``)."""
+    import numba
+
+    return int(numba.get_num_threads())
+
+
+def _compiled():
+    if _COMPILED:
+        return _COMPILED
+    import numba
+
+    @numba.njit(parallel=True, cache=True)
+    def bin_kernel(raw, binning, binned, totals, finite, raw_sums):
+        n, height, width = raw.shape
+        hb = height // binning
+        wb = width // binning
+        slabs = raw_sums.shape[0]
+        per_slab = (n + slabs - 1) // slabs
+        for slab in numba.prange(slabs):
+            for p in range(slab * per_slab, min(n, (slab + 1) * per_slab)):
+                total = 0.0
+                ok = True
+                for i in range(hb):
+                    for j in range(wb):
+                        if binning == 2:
+                            # The default, unrolled: the generic loop is twice slower.
+                            r, c = 2 * i, 2 * j
+                            value = (
+                                np.float32(raw[p, r, c])
+                                + np.float32(raw[p, r, c + 1])
+                                + np.float32(raw[p, r + 1, c])
+                                + np.float32(raw[p, r + 1, c + 1])
+                            )
+                        else:
+                            value = np.float32(0.0)
+                            for di in range(binning):
+                                for dj in range(binning):
+                                    value += np.float32(raw[p, i * binning + di, j * binning + dj])
+                        binned[p, i * wb + j] = value
+                        if value > 0:
+                            total += value
+                        elif not math.isfinite(value):
+                            ok = False
+                totals[p] = total
+                finite[p] = ok and math.isfinite(total)
+                if raw_sums.shape[1] > 0:
+                    for r in range(height):
+                        for c in range(width):
+                            raw_sums[slab, r, c] += raw[p, r, c]
+
+    @numba.njit(nogil=True, cache=True)
+    def scale_kernel(block, scale, linear, shift, sums, shifted_sums, shifted_squares):
+        # In place: value = x * scale, clipped at 0 for the log; the sums
+        # of the values (mean pattern) and, for a linear standard
+        # deviation, of their shifted values and squares.
+        zero = np.float32(0.0)
+        for p in range(block.shape[0]):
+            factor = scale[p]
+            for j in range(block.shape[1]):
+                value = block[p, j] * factor
+                sums[j] += value
+                if linear:
+                    delta = np.float64(value) - shift[j]
+                    shifted_sums[j] += delta
+                    shifted_squares[j] += delta * delta
+                block[p, j] = max(value, zero)
+
+    @numba.njit(nogil=True, cache=True)
+    def moments_of_rows(block, shift, shifted_sums, shifted_squares):
+        for p in range(block.shape[0]):
+            for j in range(block.shape[1]):
+                delta = np.float64(block[p, j]) - shift[j]
+                shifted_sums[j] += delta
+                shifted_squares[j] += delta * delta
+
+    @numba.njit(parallel=True, cache=True)
+    def gather_kernel(values, columns, out):
+        for p in numba.prange(values.shape[0]):
+            for k in range(columns.size):
+                out[p, k] = values[p, columns[k]]
+
+    @numba.njit(parallel=True, cache=True)
+    def moments_kernel(values, weights, sums, squares):
+        n, m = values.shape
+        k = weights.shape[1]
+        slabs = sums.shape[0]
+        per_slab = (n + slabs - 1) // slabs
+        for slab in numba.prange(slabs):
+            for p in range(slab * per_slab, min(n, (slab + 1) * per_slab)):
+                for c in range(k):
+                    w = weights[p, c]
+                    if w == 0:
+                        continue
+                    for j in range(m):
+                        value = np.float64(values[p, j])
+                        sums[slab, c, j] += w * value
+                        squares[slab, c, j] += w * value * value
+
+    _COMPILED.update(
+        bin=bin_kernel, scale=scale_kernel, row_moments=moments_of_rows, gather=gather_kernel, moments=moments_kernel
+    )
+    return _COMPILED
+
+
+def bin_patterns_with_totals(patterns, binning, raw_sum=False):
+    """Bin in-memory patterns into a float32 buffer, with each position's total.
+
+    Parameters
+    ----------
+    patterns : numpy.ndarray
+        ``(n, H, W)`` counts of any real dtype.
+    binning : int
+        Bin edge; edges that do not fill a bin are dropped.
+    raw_sum : bool
+        Also sum the unbinned patterns over positions.
+
+    Returns
+    -------
+    binned : numpy.ndarray
+        ``(n, (H // binning) * (W // binning))`` float32.
+    totals : numpy.ndarray
+        ``(n,)`` float64 sums of the positive binned values.
+    finite : numpy.ndarray
+        ``(n,)`` bool, False where a binned value is NaN or inf.
+    raw_sum : numpy.ndarray or None
+        ``(H, W)`` float64 sum over positions of the unbinned patterns.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> binned, totals, finite, _ = bin_patterns_with_totals(np.ones((2, 4, 4), np.uint16), 2)
+    >>> binned.tolist(), totals.tolist(), finite.tolist()
+    ([[4.0, 4.0, 4.0, 4.0], [4.0, 4.0, 4.0, 4.0]], [16.0, 16.0], [True, True])
+    """
+    kernels = _compiled()
+    patterns = np.ascontiguousarray(patterns)
+    n, height, width = patterns.shape
+    slabs = max(1, min(PARTIAL_SUMS, n))
+    binned = np.empty((n, (height // binning) * (width // binning)), dtype=np.float32)
+    totals = np.empty(n, dtype=np.float64)
+    finite = np.empty(n, dtype=np.bool_)
+    sums = np.zeros((slabs, height, width) if raw_sum else (slabs, 0, 0), dtype=np.float64)
+    kernels["bin"](patterns, int(binning), binned, totals, finite, sums)
+    return binned, totals, finite, (sums.sum(axis=0) if raw_sum else None)
+
+
+def log_statistics(binned, scale, log_std=True):
+    """``log1p`` of the scaled binned values in place, with their mean and standard deviation.
+
+    Chunks of positions go to a pool of threads; each fixed share of the
+    chunks has its own sums (so the result depends neither on scheduling
+    nor on the number of threads). A compiled pass scales the values and
+    adds them up, numpy's vectorised ``log1p`` (several times faster than a
+    compiled scalar loop) takes the logarithm in place, and a second
+    compiled pass adds up the logged values.
+
+    Parameters
+    ----------
+    binned : numpy.ndarray
+        ``(n, m)`` float32, overwritten with ``log1p(max(binned * scale, 0))``.
+    scale : numpy.ndarray
+        ``(n,)`` float32 factor of every position.
+    log_std : bool
+        Standard deviation of the logged values (True) or of the scaled ones.
+
+    Returns
+    -------
+    mean, std : numpy.ndarray
+        ``(m,)`` float64 mean of the scaled values and standard deviation
+        (population, ``ddof=0``) of the logged or scaled ones.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> values = np.array([[0.0, 1.0], [2.0, 3.0]], np.float32)
+    >>> mean, std = log_statistics(values, np.ones(2, np.float32), log_std=False)
+    >>> mean.tolist(), std.tolist(), values[1].round(4).tolist()
+    ([1.0, 2.0], [1.0, 1.0], [1.0986, 1.3863])
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    kernels = _compiled()
+    n, m = binned.shape
+    scale = np.ascontiguousarray(scale, dtype=np.float32)
+    first = binned[0] * scale[0]
+    shift = (np.log1p(np.maximum(first, 0)) if log_std else first).astype(np.float64)
+    chunks = [(a, min(a + LOG_CHUNK_POSITIONS, n)) for a in range(0, n, LOG_CHUNK_POSITIONS)]
+    shares = max(1, min(PARTIAL_SUMS, len(chunks)))
+    partial = np.zeros((shares, 3, m), dtype=np.float64)
+
+    def work(share):
+        sums, shifted_sums, shifted_squares = partial[share]
+        for a, b in chunks[share::shares]:
+            block = binned[a:b]
+            kernels["scale"](block, scale[a:b], not log_std, shift, sums, shifted_sums, shifted_squares)
+            np.log1p(block, out=block)
+            if log_std:
+                kernels["row_moments"](block, shift, shifted_sums, shifted_squares)
+
+    with ThreadPoolExecutor(max(1, min(n_threads(), shares))) as pool:
+        list(pool.map(work, range(shares)))
+    sums, shifted_sums, shifted_squares = partial.sum(axis=0)
+    shifted_mean = shifted_sums / n
+    variance = np.maximum(shifted_squares / n - shifted_mean**2, 0.0)
+    return sums / n, np.sqrt(variance)
+
+
+def gather_columns(values, columns):
+    """``values[:, columns]`` into a new float32 array, in parallel.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> gather_columns(np.arange(6, dtype=np.float32).reshape(2, 3), np.array([2, 0])).tolist()
+    [[2.0, 0.0], [5.0, 3.0]]
+    """
+    kernels = _compiled()
+    out = np.empty((values.shape[0], len(columns)), dtype=np.float32)
+    kernels["gather"](values, np.ascontiguousarray(columns, dtype=np.int64), out)
+    return out
+
+
+def weighted_moments(values, weights):
+    """Weighted sums of ``values`` and of their squares for every column of ``weights``.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        ``(n, m)`` of any real dtype (accumulated in float64).
+    weights : numpy.ndarray
+        ``(n, k)`` float64; rows of zeros skip their position entirely, so
+        that its NaN (an excluded position) cannot spoil the sums.
+
+    Returns
+    -------
+    sums, squares : numpy.ndarray
+        ``(k, m)`` float64: ``weights.T @ values`` and ``weights.T @ values**2``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> sums, squares = weighted_moments(np.array([[1, 2], [3, 4]], np.uint16), np.array([[1.0], [0.5]]))
+    >>> sums.tolist(), squares.tolist()
+    ([[2.5, 4.0]], [[5.5, 12.0]])
+    """
+    kernels = _compiled()
+    values = np.ascontiguousarray(values)
+    weights = np.ascontiguousarray(weights, dtype=np.float64)
+    n, m = values.shape
+    slabs = max(1, min(PARTIAL_SUMS, n, PARTIAL_SUMS_BYTES // max(1, 16 * weights.shape[1] * m)))
+    sums = np.zeros((slabs, weights.shape[1], m), dtype=np.float64)
+    squares = np.zeros_like(sums)
+    kernels["moments"](values, weights, sums, squares)
+    return sums.sum(axis=0), squares.sum(axis=0)
