@@ -240,7 +240,7 @@ def render_side_by_side(entry):
         ("feature extraction", new.get("feature extraction")),
         ("fusion", new.get("fusion")),
         ("embedding (UMAP densMAP)", new.get("embedding")),
-        ("... of which principal components", new.get("embedding: principal components")),
+        ("... of which principal components (if asked for)", new.get("embedding: principal components")),
         ("HDBSCAN + soft memberships", new.get("clustering: HDBSCAN + memberships")),
         ("merging indistinct clusters", new.get("clustering: merging")),
         ("separation per block (metadata)", new.get("clustering: block separation")),
@@ -287,7 +287,7 @@ def render_side_by_side(entry):
             f"{_s(embed_ref['wall_s'])} s and {_s(embed_new['wall_s'])} s. Both run UMAP densMAP seeded (which "
             "makes umap-learn single-threaded) with the same number of epochs on the same number of positions; "
             "the reference searches the neighbours approximately in all its features (UMAP's nearest-neighbour "
-            "descent), stemfuse_hs exactly in 50 principal components. The layout optimisation's epochs, the same "
+            "descent), stemfuse_hs exactly (brute force in blocks). The layout optimisation's epochs, the same "
             "work on both sides, bound the end-to-end speed-up (Amdahl)."
         )
     slower = [
@@ -770,7 +770,7 @@ COMPARED = """\
   (timed as `sdt_features` + `variance_features`, then `fuse` of the two,
   which is what `fuse(dp, eds)` runs; in-memory data take the compiled
   kernels of `stemfuse_hs._kernels`), the clustering with its defaults (UMAP
-  densMAP on 50 principal components with exact neighbours, HDBSCAN, merge),
+  densMAP given exact neighbours, HDBSCAN, merge),
   cluster means and standard deviations by `labels.cluster_statistics(dp)`
   and `(eds)`. The two cluster means
   differ in work: the reference averages only the positions whose

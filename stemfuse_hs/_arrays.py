@@ -114,8 +114,17 @@ def nonfinite_positions(array, signal_ndim):
     if np.dtype(array.dtype).kind in "ui":
         return da.zeros(nav_shape, dtype=bool) if is_lazy_array(array) else np.zeros(nav_shape, dtype=bool)
     sig_axes = tuple(range(array.ndim - signal_ndim, array.ndim))
-    bad = ~da.isfinite(as_dask(array, signal_ndim)).all(axis=sig_axes)
-    return bad if is_lazy_array(array) else bad.compute()
+    if is_lazy_array(array):
+        return ~da.isfinite(as_dask(array, signal_ndim)).all(axis=sig_axes)
+    # In blocks of positions: wrapping the array in dask made a full copy.
+    flat = array.reshape((-1,) + array.shape[array.ndim - signal_ndim :])
+    per_position = max(1, int(np.prod(flat.shape[1:])) * flat.itemsize)
+    step = max(1, CHUNK_BYTES // per_position)
+    bad = np.zeros(flat.shape[0], dtype=bool)
+    axes = tuple(range(1, flat.ndim))
+    for start in range(0, flat.shape[0], step):
+        bad[start : start + step] = ~np.isfinite(flat[start : start + step]).all(axis=axes)
+    return bad.reshape(nav_shape)
 
 
 def describe_positions(mask):

@@ -267,6 +267,16 @@ def test_same_spacings_different_symmetry(textured):
     assert ari(stemfuse_hs.sdt_features(dp), truth) > 0.8
 
 
+def test_binary_features_are_clustered_as_they_are_with_jaccard(textured):
+    # Principal components preserve euclidean distances only: with the
+    # jaccard metric the 0/1 features go to UMAP untouched (projected on
+    # components they scored 0.00 here instead of 0.81).
+    dp, truth = textured
+    labels = stemfuse_hs.binary_features(dp).cluster(random_state=0, metric="jaccard", merge_threshold=MERGE_THRESHOLD)
+    assert labels.parameters["pca_components"] == -1
+    assert adjusted_rand_score(truth.ravel(), np.asarray(labels.data).ravel()) > 0.7
+
+
 def test_cepstrum_separates_structures(structure):
     # Binary features with metric="jaccard" reach 0.60 here and 0.81 on the
     # textured case (benchmarks/extractor_ari.py); not repeated, for speed.

@@ -129,7 +129,7 @@ def test_exact_neighbours_are_handed_to_umap_past_its_small_data_size(monkeypatc
     monkeypatch.setattr(umap.UMAP, "__init__", recording)
     embedding = embed_module.embed(x, random_state=0)
     indices, distances, index = seen["precomputed_knn"]
-    points = embed_module.reduce_dimensions(x, 50, 0)
+    points = x
     expected, expected_distances = embed_module.nearest_neighbors(points, 10)
     np.testing.assert_array_equal(indices, expected)
     assert index is None and np.all(distances[:, 0] == 0) and embedding.shape == (4200, 3)

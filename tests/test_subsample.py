@@ -126,8 +126,11 @@ def test_agrees_with_the_full_fit_on_a_synthetic_scan(four_phases):
     full = fused.cluster(random_state=0)
     matrix = np.asarray(fused.data).reshape(-1, fused.data.shape[-1])
     sub = embed_and_cluster_subsample(matrix, n_fit=900, chunk_size=400, random_state=0)
-    # Projected on 50 principal components fitted on the subsample, as the full path.
-    assert matrix.shape[1] > 50 and sub.parameters["pca_components"] == 50
+    assert sub.parameters["pca_components"] == -1
+    # Optionally projected on principal components fitted on the subsample.
+    projected = embed_and_cluster_subsample(matrix, n_fit=900, chunk_size=400, random_state=0, pca_components=20)
+    assert matrix.shape[1] > 20 and projected.parameters["pca_components"] == 20
+    assert adjusted_rand_score(four_phases.truth.ravel(), projected.labels) > 0.5
     full_labels = np.asarray(full.data).ravel()
     assert adjusted_rand_score(full_labels, sub.labels) > 0.8
     truth = four_phases.truth.ravel()

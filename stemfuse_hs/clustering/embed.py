@@ -1,17 +1,20 @@
 """Non-linear embedding of the fused features with UMAP (densMAP by default).
 
-Before UMAP, the features are reduced to their leading ``pca_components``
-(50) principal components, and with the euclidean metric every position's
-neighbours are found exactly on those components
-(:func:`nearest_neighbors`) and handed to UMAP. Both are for speed and
-repeatability, measured in ``benchmarks/`` (``docs/performance.md``): on the
-published-size scan (7,500 positions, 6,700 features) UMAP's approximate
-nearest-neighbour descent in the full feature space took 41 s, plus about
-55 s of numba compilation on its first use in a session; the exact search
-on 50 components takes 0.2 s and compiles nothing. The components keep the
-phase contrast, which lives in a few directions, and drop counting noise
-spread over thousands: the adjusted Rand index against the ground truth did
-not drop on the synthetic scenarios (``docs/workflow.rst``).
+With the euclidean metric, every position's neighbours are found exactly
+(:func:`nearest_neighbors`, brute force in blocks) and handed to UMAP
+wherever UMAP would otherwise switch to its approximate nearest-neighbour
+descent, as long as that costs less than ``EXACT_NEIGHBORS_MAX_WORK``: on
+the published-size scan (7,500 positions, 6,700 features) the exact search
+takes 10 s where the descent took 41 s, plus about 55 s of numba
+compilation on its first use in a session. Larger scans use the descent.
+
+``pca_components`` (off by default) gives UMAP the leading principal
+components instead of the features, which makes the neighbour search
+nearly free (0.2 s on the published size). It is not the default because
+it lost phases on the largest synthetic scan: adjusted Rand index 0.84 with
+50 components (0.82 with 200) against 0.98 without, on the 256 x 256 scan
+fitted on 20,000 positions, while it was equal on the tiny scans (0.850
+against 0.842 on average) and on the published size (0.965 against 0.952).
 """
 
 import contextlib
@@ -35,6 +38,7 @@ __all__ = [
     "DEFAULT_PCA_COMPONENTS",
     "METRICS",
     "check_embed_parameters",
+    "effective_pca_components",
     "embed",
     "fit_reduction",
     "fit_umap",
@@ -44,22 +48,24 @@ __all__ = [
 ]
 
 METRICS = ("euclidean", "chebyshev", "manhattan", "cosine", "correlation", "jaccard")
-#: Principal components UMAP is given (when there are more features).
-DEFAULT_PCA_COMPONENTS = 50
+#: Principal components UMAP is given by default: none (see the module notes).
+DEFAULT_PCA_COMPONENTS = None
 #: Below this many positions UMAP itself computes every pairwise distance
 #: (exact neighbours, no compilation): left to it.
 EXACT_NEIGHBORS_MIN_POSITIONS = 4096
-#: Up to this many positions the euclidean neighbours are found exactly
-#: (brute force in chunks: 65,536 positions x 50 components take a few
-#: seconds) where UMAP would switch to its approximate nearest-neighbour
-#: descent; beyond it that descent.
-EXACT_NEIGHBORS_MAX_POSITIONS = 100_000
+#: Largest exact neighbour search, in positions squared times dimensions
+#: (about its multiply-adds): 7,500 positions x 6,700 features is 3.8e11
+#: (10 s on 2 cores); 65,536 positions x 50 components 2.1e11. Beyond it
+#: UMAP's approximate nearest-neighbour descent.
+EXACT_NEIGHBORS_MAX_WORK = 1e12
 #: The principal components are fitted on at most this many rows (drawn
 #: with a fixed seed) and every row is projected in chunks: the components
 #: are settled long before, and no centred copy of a large matrix is made.
 PCA_MAX_FIT_ROWS = 20_000
 #: Rows projected at a time.
-PROJECTION_CHUNK_ROWS = 16_384
+PROJECTION_CHUNK_ROWS = 4096
+#: Memory (MB) scikit-learn may use per block of the exact neighbour search.
+KNN_WORKING_MEMORY_MB = 256
 
 # Set only inside ``reuse_embeddings``: {key: embedding} and the counts.
 _CACHE = contextvars.ContextVar("stemfuse_embedding_cache", default=None)
@@ -155,10 +161,11 @@ def embed(
     min_dist : float, default 0.0
     metric : {"euclidean", "chebyshev", "manhattan", "cosine", "correlation"}
     densmap : bool, default True
-    pca_components : int or None, default 50
+    pca_components : int, optional
         Reduce to this many principal components before UMAP when the
-        matrix has more features (see the module notes); None embeds the
-        features as they are, as the reference notebook did.
+        matrix has more features and the metric is euclidean: faster, but
+        see the module notes for what it cost on a large scan. None (the
+        default) embeds the features as they are, as the method does.
     random_state : int, optional
         Seed: repeatable runs (UMAP then uses one thread).
     n_jobs : int, default -1
@@ -210,6 +217,19 @@ def embed(
     return state["embeddings"][key].copy()
 
 
+def effective_pca_components(pca_components, metric):
+    """The components actually used: principal components preserve euclidean
+    distances only, so any other metric (chebyshev, manhattan, cosine,
+    correlation, jaccard on binary features) sees the features as they are.
+
+    Examples
+    --------
+    >>> effective_pca_components(50, "euclidean"), effective_pca_components(50, "jaccard")
+    (50, None)
+    """
+    return pca_components if metric == "euclidean" else None
+
+
 def fit_reduction(matrix, pca_components, random_state=None):
     """Principal components of the rows, or None when no reduction applies.
 
@@ -247,7 +267,8 @@ def fit_reduction(matrix, pca_components, random_state=None):
     rows = matrix
     if matrix.shape[0] > PCA_MAX_FIT_ROWS:
         rows = matrix[np.sort(np.random.default_rng(seed).choice(matrix.shape[0], PCA_MAX_FIT_ROWS, replace=False))]
-    return PCA(k, svd_solver="randomized", iterated_power=4, random_state=seed).fit(rows)
+    # A drawn subsample is already a copy: centre it in place (copy=False).
+    return PCA(k, svd_solver="randomized", iterated_power=4, random_state=seed, copy=rows is matrix).fit(rows)
 
 
 def reduce_dimensions(matrix, pca_components, random_state=None):
@@ -301,15 +322,19 @@ def nearest_neighbors(points, n_neighbors):
     >>> indices.tolist(), distances.tolist()
     ([[0, 1], [1, 0], [2, 1]], [[0.0, 1.0], [0.0, 1.0], [0.0, 2.0]])
     """
+    import sklearn
     from sklearn.neighbors import NearestNeighbors
 
     n = points.shape[0]
     # One neighbour more than needed, so that the row itself can be put
     # first even where duplicates tie with it at distance 0 (and may be
     # listed before it).
-    distances, indices = (
-        NearestNeighbors(n_neighbors=min(n_neighbors + 1, n), algorithm="brute").fit(points).kneighbors(points)
-    )
+    # scikit-learn computes the distances in blocks of its working memory
+    # (1 GB by default): a quarter keeps the peak small next to the features.
+    with sklearn.config_context(working_memory=KNN_WORKING_MEMORY_MB):
+        distances, indices = (
+            NearestNeighbors(n_neighbors=min(n_neighbors + 1, n), algorithm="brute").fit(points).kneighbors(points)
+        )
     own = np.arange(n)
     others = indices != own[:, None]
     # A row whose own index was crowded out by duplicates drops its farthest.
@@ -335,10 +360,10 @@ def fit_umap(points, *, random_state=None, n_jobs=-1, searchable=False, **umap_p
         Threads when no seed is given.
     searchable : bool, default False
         Keep UMAP's own nearest-neighbour search index, which ``transform``
-        needs for new points. Otherwise the euclidean neighbours of
-        ``EXACT_NEIGHBORS_MIN_POSITIONS`` to ``EXACT_NEIGHBORS_MAX_POSITIONS``
-        points are found exactly (:func:`nearest_neighbors`) and handed to
-        UMAP (below, UMAP finds them exactly itself).
+        needs for new points. Otherwise the euclidean neighbours of at
+        least ``EXACT_NEIGHBORS_MIN_POSITIONS`` points (below, UMAP finds
+        them exactly itself) are found exactly (:func:`nearest_neighbors`)
+        and handed to UMAP, up to ``EXACT_NEIGHBORS_MAX_WORK``.
     **umap_params
         ``n_components``, ``n_neighbors``, ``min_dist``, ``metric``,
         ``densmap`` and any other ``umap.UMAP`` argument.
@@ -358,7 +383,8 @@ def fit_umap(points, *, random_state=None, n_jobs=-1, searchable=False, **umap_p
     if (
         not searchable
         and params.get("metric", "euclidean") == "euclidean"
-        and EXACT_NEIGHBORS_MIN_POSITIONS <= n <= EXACT_NEIGHBORS_MAX_POSITIONS
+        and n >= EXACT_NEIGHBORS_MIN_POSITIONS
+        and float(n) * n * points.shape[1] <= EXACT_NEIGHBORS_MAX_WORK
         and "precomputed_knn" not in params
     ):
         indices, distances = nearest_neighbors(points, params.get("n_neighbors", 15))
@@ -377,7 +403,7 @@ def fit_umap(points, *, random_state=None, n_jobs=-1, searchable=False, **umap_p
 def _run_umap(
     matrix, *, n_components, n_neighbors, min_dist, metric, densmap, pca_components, random_state, n_jobs, verbose
 ):
-    points = reduce_dimensions(matrix, pca_components, random_state)
+    points = reduce_dimensions(matrix, effective_pca_components(pca_components, metric), random_state)
     _, embedding = fit_umap(
         points,
         random_state=random_state,

@@ -18,7 +18,7 @@ import numpy as np
 from .._kernels import weighted_moments
 from .._validation import check_choice, check_int
 from .cluster import ClusterResult, merge_indistinct, single_cluster, soft_cluster
-from .embed import DEFAULT_PCA_COMPONENTS, embed, reduce_dimensions
+from .embed import DEFAULT_PCA_COMPONENTS, effective_pca_components, embed, reduce_dimensions
 
 __all__ = [
     "BACKENDS",
@@ -197,6 +197,7 @@ def cluster_features(
     max_fit_positions = check_int("max_fit_positions", max_fit_positions, minimum=2)
     if pca_components is not None:
         pca_components = check_int("pca_components", pca_components, minimum=1)
+    pca_components = effective_pca_components(pca_components, metric)
     backend = resolve_backend(backend)
     matrix = np.asarray(matrix, dtype=np.float32)
     n = matrix.shape[0]

@@ -9,16 +9,16 @@ chunk by chunk:
 
 1. ``n_fit`` positions drawn at random (without replacement, seeded): the
    subsample represents every phase in proportion to its area.
-2. Principal components fitted on the subsample (``pca_components``, as
-   in the full path), then UMAP (densMAP by default) and HDBSCAN (with
+2. Optionally principal components fitted on the subsample
+   (``pca_components``, as in the full path), then UMAP (densMAP by default) and HDBSCAN (with
    prediction data) on the subsample, with the full path's conventions (:func:`~.embed.embed`,
    :func:`~.cluster.soft_cluster`): the subsample's memberships are
    ``all_points_membership_vectors``.
 3. Clusters without a density valley between them in the fused features
    are merged (:func:`~.cluster.merge_indistinct`), decided on the
    subsample; the same groups are then summed for every position.
-4. Every other position, ``chunk_size`` at a time, projected on the same
-   components: UMAP's ``transform`` places it in the fitted embedding (its nearest fitted neighbours in
+4. Every other position, ``chunk_size`` at a time (projected on the same
+   components if any): UMAP's ``transform`` places it in the fitted embedding (its nearest fitted neighbours in
    feature space give its starting point, a few epochs of UMAP's
    cross-entropy against the fixed fitted points refine it), and
    ``hdbscan.membership_vector`` gives its soft memberships. Labels are the
@@ -56,7 +56,7 @@ import numpy as np
 from .._arrays import is_lazy_array
 from .._validation import check_choice, check_int, check_random_state, check_real
 from .cluster import ClusterResult, _labels_from_memberships, merge_indistinct, resolve_min_cluster_size
-from .embed import DEFAULT_PCA_COMPONENTS, METRICS, fit_reduction, fit_umap
+from .embed import DEFAULT_PCA_COMPONENTS, METRICS, effective_pca_components, fit_reduction, fit_umap
 
 __all__ = ["SubsampleResult", "subsample_index", "embed_and_cluster_subsample", "DEFAULT_UMAP", "DEFAULT_HDBSCAN"]
 
@@ -305,10 +305,11 @@ def embed_and_cluster_subsample(
         As in :meth:`FusedSTEMSignal.cluster`; decided on the subsample.
     min_membership : float, optional
         Positions whose largest membership is below this become noise.
-    pca_components : int or None, default 50
+    pca_components : int, optional
         Principal components (fitted on the subsample) UMAP embeds, as in
         :func:`~stemfuse_hs.clustering.embed.embed`; every chunk is projected
-        on them before it is placed. None embeds the features as they are.
+        on them before it is placed. None (the default) embeds the features
+        as they are.
     random_state : int, optional
         Seeds the subsample and UMAP (0 for the subsample when None).
     n_jobs : int, default -1
@@ -362,7 +363,7 @@ def embed_and_cluster_subsample(
         raise ValueError("matrix holds NaN or inf in the subsample; clean the features first.")
     if pca_components is not None:
         pca_components = check_int("pca_components", pca_components, minimum=1)
-    projection = fit_reduction(fit_rows, pca_components, random_state)
+    projection = fit_reduction(fit_rows, effective_pca_components(pca_components, umap_params["metric"]), random_state)
 
     def project(rows):
         return rows if projection is None else np.asarray(projection.transform(rows), dtype=np.float32)

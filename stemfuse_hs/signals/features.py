@@ -67,7 +67,7 @@ class FusedSTEMSignal(Signal1D):
         min_dist=0.0,
         metric="euclidean",
         densmap=True,
-        pca_components=50,
+        pca_components=None,
         min_cluster_size=0.02,
         min_samples=10,
         cluster_selection_epsilon=0.0,
@@ -91,13 +91,13 @@ class FusedSTEMSignal(Signal1D):
         metric : {"euclidean", "chebyshev", "manhattan", "cosine", "correlation"}
             UMAP's metric; the method used "euclidean" and "chebyshev".
         densmap : bool, default True
-        pca_components : int or None, default 50
-            UMAP embeds the leading principal components of the features
-            (when there are more features), with exact nearest neighbours
-            for the euclidean metric: much faster on thousands of features,
-            and the phases' contrast is kept (see
-            :mod:`stemfuse_hs.clustering.embed`). None embeds the features as
-            they are, as the reference notebook did.
+        pca_components : int, optional
+            With the euclidean metric, UMAP embeds this many leading
+            principal components of the features instead of the features:
+            much faster on thousands of features, but it lost phases on a
+            large synthetic scan (see :mod:`stemfuse_hs.clustering.embed`).
+            None (the default) embeds the features as they are, as the
+            method does; other metrics always do.
         min_cluster_size : int or float, default 0.02
             Smallest cluster as a count or a fraction of the positions.
         min_samples : int, default 10
@@ -159,7 +159,7 @@ class FusedSTEMSignal(Signal1D):
         from .._validation import check_int, check_optional_bool, check_seed
         from ..clustering.cluster import ClusterResult, check_cluster_parameters, resolve_min_cluster_size
         from ..clustering.pipeline import block_separation, check_backend, cluster_features
-        from ..clustering.embed import check_embed_parameters
+        from ..clustering.embed import check_embed_parameters, effective_pca_components
         from ._axes import recorded_exclusions
         from .labels import build_cluster_labels
 
@@ -292,7 +292,8 @@ class FusedSTEMSignal(Signal1D):
             "min_dist": float(min_dist),
             "metric": metric,
             "densmap": bool(densmap),
-            "pca_components": -1 if pca_components is None else int(pca_components),
+            # As used: principal components only with the euclidean metric.
+            "pca_components": -1 if effective_pca_components(pca_components, metric) is None else int(pca_components),
             "random_state": -1 if random_state is None else int(random_state),
         }
         parameters.update(result.parameters)
