@@ -27,9 +27,11 @@ documentation. Stages of ``run``:
   :func:`stemfuse_hs.clustering.subsample.embed_and_cluster_subsample`, fed
   the lazy fused matrix chunk by chunk (the matrix is never held whole);
   ``--cluster cluster`` is the public path,
-  ``fused.cluster(max_fit_positions=n_fit, random_state=0)`` (the fused
-  matrix is computed into memory first, then fitted on a subsample and
-  every position assigned); ``--cluster none`` stops after the fusion.
+  ``fused.cluster(max_fit_positions=n_fit, random_state=0)``: on a lazy
+  signal it does the same as ``subsample`` (the subsample is gathered from
+  the lazy features, then every position is read chunk by chunk to be
+  assigned; the matrix is never held whole) and adds the block
+  separation; ``--cluster none`` stops after the fusion.
 """
 
 import argparse
@@ -158,9 +160,9 @@ def run(directory, cluster="subsample", n_fit=20_000, chunk_size=8_192, random_s
             return out
 
         if cluster == "cluster":
-            # The public path: FusedSTEMSignal.cluster computes the fused
-            # matrix, fits UMAP and HDBSCAN on max_fit_positions of it and
-            # assigns every position chunk by chunk.
+            # The public path: FusedSTEMSignal.cluster fits UMAP and HDBSCAN
+            # on max_fit_positions of the lazy features and assigns every
+            # position chunk by chunk (the features are computed twice).
             subsample_module.embed_and_cluster_subsample = capturing
             try:
                 with recorder.stage("embedding+clustering"):

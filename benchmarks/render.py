@@ -420,19 +420,24 @@ def render_large(large):
         (mode, run) for mode, run in large["runs"].items()
         if mode in ("cluster", "full") and _large_peak(run) >= LARGE_TARGET_BYTES and run.get("n_features")
     ]
-    if over:
+    for mode, run in over:
         n = shape[0] * shape[1]
-        f32 = n * over[0][1]["n_features"] * 4 / 1e9
-        out.append(
-            f"\nWhere the memory goes in `fused.cluster()`: it computes the whole fused matrix into memory "
-            f"({n} x {over[0][1]['n_features']} float32 = {f32:.2f} GB, block by block), whatever "
-            "`max_fit_positions` is, and UMAP's nearest-neighbour descent then indexes the positions it fits in "
-            "all their features (every position for the full fit, the subsample otherwise): the rest of the peak. "
-            "The block separation and the finiteness check do not copy the matrix. Not re-measured on this version: fitting on a subsample of the lazy matrix "
-            "directly (`stemfuse_hs.clustering.subsample.embed_and_cluster_subsample(fused.data.reshape(n, -1), "
-            "n_fit=20000)`, which never holds the whole matrix), measured at 2.94 GiB with `fuse(max_samples=8192)` "
-            "on 2026-12-01.\n"
-        )
+        f32 = n * run["n_features"] * 4 / 1e9
+        if mode == "full":
+            out.append(
+                f"\nWhere the memory goes in `fused.cluster()` fitting every position: UMAP embeds every position at "
+                f"once, so the fused features are computed into memory ({n} x {run['n_features']} float32 = "
+                f"{f32:.2f} GB, block by block), and UMAP's nearest-neighbour descent indexes them in all their "
+                "features: the rest of the peak. The block separation, the finiteness check and the merge's "
+                "principal-component scores do not copy the matrix. With `max_fit_positions` below the number of "
+                "positions (the `cluster` run) the features of a lazy signal are never held whole.\n"
+            )
+        else:
+            out.append(
+                f"\nWhere the memory goes in `{run.get('label', mode)}`: the lazy features are never held whole "
+                f"({n} x {run['n_features']} float32 would be {f32:.2f} GB); the subsample UMAP and HDBSCAN are "
+                "fitted on, UMAP's search index on it, and the chunks being assigned make the peak.\n"
+            )
     default = large["runs"].get("subsample")
     if default and _large_peak(default) >= LARGE_TARGET_BYTES:
         fusion = next((st for st in default["stages"] if st["name"] == "features+fusion"), None)

@@ -21,6 +21,18 @@ over the raw data, each converting it to float32 and binning it again; here:
    does not lose digits to cancellation).
 3. :func:`gather_columns`: the selected pixels.
 
+Spectra (the eager path of :func:`stemfuse_hs.features.variance.variance_threshold`)
+----------------------------------------------------------------------------------
+:func:`spectra_statistics`: in one pass, the per-channel mean and variance
+of the normalised spectra and of their sums over a detector-resolution
+window, and the window sums' noise term.
+
+Neighbours
+----------
+:func:`pair_distances`: exact (float64) squared distances between rows and
+their candidate neighbours, to re-rank candidates found with float32 matrix
+products (:func:`stemfuse_hs.clustering.embed.nearest_neighbors`).
+
 Cluster statistics
 ------------------
 :func:`weighted_moments`: every cluster's weighted sums of the data and of
@@ -35,9 +47,22 @@ import math
 
 import numpy as np
 
-__all__ = ["bin_patterns_with_totals", "gather_columns", "log_statistics", "n_threads", "weighted_moments"]
+__all__ = [
+    "KERNEL_DTYPES",
+    "bin_patterns_with_totals",
+    "gather_columns",
+    "log_statistics",
+    "n_threads",
+    "pair_distances",
+    "spectra_statistics",
+    "weighted_moments",
+]
 
 _COMPILED = {}
+#: Data dtypes the kernels take (numba has no half floats); others go through dask.
+KERNEL_DTYPES = tuple(
+    np.dtype(t) for t in ("uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64", "float32", "float64")
+)
 #: Partial sums every pass keeps (each over a fixed share of the positions),
 #: whatever the number of threads: the sums, and so the selected features,
 #: do not depend on the machine or on numba's thread setting (UMAP changes
@@ -148,8 +173,56 @@ def _compiled():
                         sums[slab, c, j] += w * value
                         squares[slab, c, j] += w * value * value
 
+    @numba.njit(parallel=True, cache=True)
+    def pair_distance_kernel(points, rows, candidates, out):
+        for a in numba.prange(rows.shape[0]):
+            i = rows[a]
+            for b in range(candidates.shape[1]):
+                j = candidates[a, b]
+                total = 0.0
+                for t in range(points.shape[1]):
+                    diff = np.float64(points[i, t]) - np.float64(points[j, t])
+                    total += diff * diff
+                out[a, b] = total
+
+    @numba.njit(parallel=True, cache=True)
+    def spectra_kernel(data, scale, width, shift, window_shift, sums, squares, window_sums, window_squares, noise):
+        n, c = data.shape
+        half = width // 2
+        slabs = sums.shape[0]
+        per_slab = (n + slabs - 1) // slabs
+        for slab in numba.prange(slabs):
+            values = np.empty(c, dtype=np.float32)
+            for p in range(slab * per_slab, min(n, (slab + 1) * per_slab)):
+                r = scale[p]
+                for j in range(c):
+                    values[j] = np.float32(data[p, j]) * r
+                    delta = np.float64(values[j]) - shift[j]
+                    sums[slab, j] += delta
+                    squares[slab, j] += delta * delta
+                # Moving sum over the window, zeros beyond the ends.
+                running = 0.0
+                for j in range(min(half, c)):
+                    running += values[j]
+                for j in range(c):
+                    if j + half < c:
+                        running += values[j + half]
+                    if j - half - 1 >= 0:
+                        running -= values[j - half - 1]
+                    windowed = np.float32(running)
+                    delta = np.float64(windowed) - window_shift[j]
+                    window_sums[slab, j] += delta
+                    window_squares[slab, j] += delta * delta
+                    noise[slab, j] += np.float64(windowed * r)
+
     _COMPILED.update(
-        bin=bin_kernel, scale=scale_kernel, row_moments=moments_of_rows, gather=gather_kernel, moments=moments_kernel
+        spectra=spectra_kernel,
+        bin=bin_kernel,
+        scale=scale_kernel,
+        row_moments=moments_of_rows,
+        gather=gather_kernel,
+        moments=moments_kernel,
+        pair_distances=pair_distance_kernel,
     )
     return _COMPILED
 
@@ -226,7 +299,7 @@ def log_statistics(binned, scale, log_std=True):
     >>> import numpy as np
     >>> values = np.array([[0.0, 1.0], [2.0, 3.0]], np.float32)
     >>> mean, std = log_statistics(values, np.ones(2, np.float32), log_std=False)
-    >>> mean.tolist(), std.tolist(), values[1].round(4).tolist()
+    >>> mean.tolist(), std.tolist(), np.round(values[1].astype(float), 4).tolist()
     ([1.0, 2.0], [1.0, 1.0], [1.0986, 1.3863])
     """
     from concurrent.futures import ThreadPoolExecutor
@@ -304,3 +377,87 @@ def weighted_moments(values, weights):
     squares = np.zeros_like(sums)
     kernels["moments"](values, weights, sums, squares)
     return sums.sum(axis=0), squares.sum(axis=0)
+
+
+def pair_distances(points, rows, candidates):
+    """Squared euclidean distances, in float64, from ``points[rows[a]]`` to ``points[candidates[a]]``.
+
+    Parameters
+    ----------
+    points : numpy.ndarray
+        ``(n, d)`` float32.
+    rows : numpy.ndarray
+        ``(m,)`` row indices.
+    candidates : numpy.ndarray
+        ``(m, c)`` row indices, ``c`` per row.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(m, c)`` float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.array([[0, 0], [3, 4], [1, 0]], np.float32)
+    >>> pair_distances(x, np.array([0, 1]), np.array([[1, 2], [0, 2]])).tolist()
+    [[25.0, 1.0], [25.0, 20.0]]
+    """
+    kernels = _compiled()
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    candidates = np.ascontiguousarray(candidates, dtype=np.int64)
+    out = np.empty(candidates.shape, dtype=np.float64)
+    kernels["pair_distances"](np.ascontiguousarray(points, dtype=np.float32), rows, candidates, out)
+    return out
+
+
+def spectra_statistics(spectra, scale, width):
+    """Per-channel statistics of scaled spectra and of their moving window sums, in one pass.
+
+    Parameters
+    ----------
+    spectra : numpy.ndarray
+        ``(n, c)`` counts of any real dtype (finite).
+    scale : numpy.ndarray
+        ``(n,)`` float32 factor of every spectrum (its normalisation).
+    width : int
+        Odd window width in channels (1: the channels themselves).
+
+    Returns
+    -------
+    mean, variance : numpy.ndarray
+        ``(c,)`` float64 over positions of the scaled counts
+        ``float32(spectra) * scale`` (population variance).
+    window_mean, window_variance : numpy.ndarray
+        The same for their sums over ``width`` channels centred on each
+        channel (zeros beyond the ends).
+    window_noise : numpy.ndarray
+        ``(c,)`` float64 mean of the window sums times ``scale``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> stats = spectra_statistics(np.array([[1, 2, 3], [3, 2, 1]], np.uint16), np.ones(2, np.float32), 3)
+    >>> [s.tolist() for s in stats]
+    [[2.0, 2.0, 2.0], [1.0, 0.0, 1.0], [4.0, 6.0, 4.0], [1.0, 0.0, 1.0], [4.0, 6.0, 4.0]]
+    """
+    kernels = _compiled()
+    spectra = np.ascontiguousarray(spectra)
+    scale = np.ascontiguousarray(scale, dtype=np.float32)
+    width = int(width)
+    n, c = spectra.shape
+    slabs = max(1, min(PARTIAL_SUMS, n))
+    # Shifted by the first spectrum's values: the variance then does not
+    # lose digits to cancellation.
+    shift = (spectra[0].astype(np.float32) * scale[0]).astype(np.float64)
+    window_shift = np.zeros(c)
+    if n:
+        first = np.concatenate([np.zeros(width // 2), shift, np.zeros(width // 2)])
+        window_shift = np.convolve(first, np.ones(width), mode="valid").astype(np.float32).astype(np.float64)
+    sums, squares, window_sums, window_squares, noise = (np.zeros((slabs, c)) for _ in range(5))
+    kernels["spectra"](spectra, scale, width, shift, window_shift, sums, squares, window_sums, window_squares, noise)
+    out = []
+    for total, square, offset in ((sums, squares, shift), (window_sums, window_squares, window_shift)):
+        total, square = total.sum(axis=0) / n, square.sum(axis=0) / n
+        out += [offset + total, np.maximum(square - total**2, 0.0)]
+    return out[0], out[1], out[2], out[3], noise.sum(axis=0) / n

@@ -1057,3 +1057,44 @@ def test_in_memory_sdt_matches_the_lazy_path(dtype):
         np.testing.assert_allclose(eager.features, lazy.features.compute(), rtol=1e-6, atol=1e-7)
         np.testing.assert_allclose(eager.std_map, lazy.std_map, rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(eager.mean_pattern, lazy.mean_pattern, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32, np.float32, np.float64])
+def test_in_memory_variance_matches_the_lazy_path(dtype):
+    # Eager spectra take one compiled pass, lazy ones the dask graph: the
+    # same channels (every threshold rule) and the same values.
+    from stemfuse_hs.features.variance import variance_threshold
+
+    rng = np.random.default_rng(5)
+    data = rng.poisson(0.3, size=(9, 11, 300)).astype(dtype)
+    data[:4, :, 100:106] += rng.poisson(3.0, size=(4, 11, 6)).astype(dtype)
+    data[..., 200:204] += rng.poisson(2.0, size=(9, 11, 4)).astype(dtype)  # varies by noise only
+    energies = 0.01 * np.arange(300)
+    for kwargs in ({}, {"normalize": None}, {"quantile": 0.9}, {"threshold": 0.05, "exclude_windows": [(1.0, 1.02)]}):
+        eager = variance_threshold(data, energies, **kwargs)
+        lazy = variance_threshold(da.from_array(data, chunks=(2, 11, 300)), energies, **kwargs)
+        np.testing.assert_array_equal(eager.kept, lazy.kept)
+        np.testing.assert_array_equal(eager.features, lazy.features.compute())
+        np.testing.assert_allclose(eager.variance, lazy.variance, rtol=1e-5)
+        np.testing.assert_allclose(eager.mean, lazy.mean, rtol=1e-6)
+        np.testing.assert_allclose(eager.threshold, lazy.threshold, rtol=1e-5)
+    # The automatic rule finds the chemical contrast, not the noise.
+    kept = np.flatnonzero(variance_threshold(data, energies).kept)
+    assert set(range(100, 106)) <= set(kept.tolist()) and not set(range(200, 204)) & set(kept.tolist())
+
+
+def test_in_memory_variance_does_not_depend_on_the_number_of_threads():
+    numba = pytest.importorskip("numba")
+    from stemfuse_hs.features.variance import variance_threshold
+
+    data = np.random.default_rng(6).poisson(1.0, size=(40, 50, 64)).astype(np.uint16)
+    data[:20, :, 30:34] += 3
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = variance_threshold(data, 0.05 * np.arange(64))
+    finally:
+        numba.set_num_threads(before)
+    many = variance_threshold(data, 0.05 * np.arange(64))
+    np.testing.assert_array_equal(one.variance, many.variance)
+    np.testing.assert_array_equal(one.features, many.features)

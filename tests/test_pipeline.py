@@ -136,3 +136,29 @@ def test_exact_neighbours_are_handed_to_umap_past_its_small_data_size(monkeypatc
     # Brute force agrees with the neighbours' definition.
     d = np.linalg.norm(points[:5, None, :] - points[None, :, :], axis=2)
     np.testing.assert_allclose(np.sort(d, axis=1)[:, :10], expected_distances[:5], rtol=1e-4, atol=1e-4)
+
+
+def test_exact_neighbours_match_float64_brute_force_far_from_the_origin():
+    """Candidates from float32 products are re-ranked exactly: large offsets do not reorder neighbours."""
+    from stemfuse_hs.clustering.embed import nearest_neighbors
+
+    rng = np.random.default_rng(1)
+    x = (rng.normal(size=(1500, 40)) + 300.0).astype(np.float32)
+    indices, distances = nearest_neighbors(x, 10)
+    x64 = x.astype(np.float64)
+    squared = ((x64[:, None, :] - x64[None, :, :]) ** 2).sum(axis=2)
+    expected = np.argsort(squared, axis=1, kind="stable")[:, :10]
+    np.testing.assert_array_equal(indices, expected)
+    np.testing.assert_allclose(distances, np.sqrt(np.take_along_axis(squared, expected, axis=1)), rtol=1e-6)
+    assert indices.dtype == np.int64 and distances.dtype == np.float32
+
+
+def test_exact_neighbours_put_each_row_first_among_many_duplicates():
+    from stemfuse_hs.clustering.embed import nearest_neighbors
+
+    x = np.repeat(np.arange(30, dtype=np.float32)[:, None], 40, axis=0) * np.ones((1, 3), np.float32)
+    indices, distances = nearest_neighbors(x, 10)
+    np.testing.assert_array_equal(indices[:, 0], np.arange(x.shape[0]))
+    # Forty copies of every row: all ten neighbours are copies at distance 0.
+    assert np.all(distances == 0)
+    np.testing.assert_array_equal(x[indices], np.broadcast_to(x[:, None, :], (x.shape[0], 10, 3)))

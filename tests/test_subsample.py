@@ -4,6 +4,8 @@ Not timed here: ``benchmarks/run.py`` measures the speed-up; these tests
 check shapes, conventions, determinism and agreement with the full path.
 """
 
+import re
+
 import dask.array as da
 import numpy as np
 import pytest
@@ -201,3 +203,61 @@ def test_cluster_max_fit_positions_is_the_subsample_path(four_phases):
     direct = embed_and_cluster_subsample(matrix, n_fit=n_fit, random_state=0)
     np.testing.assert_array_equal(np.asarray(signal.data).ravel(), direct.labels)
     assert signal.metadata.get_item("Clustering.parameters.fit") == "subsample"
+
+
+def test_label_moments_accumulated_over_chunks_equal_those_of_the_final_labels(three_blobs):
+    from stemfuse_hs.clustering.pipeline import label_moments
+
+    x, _ = three_blobs
+    r = embed_and_cluster_subsample(
+        x, n_fit=900, chunk_size=500, random_state=0, hdbscan_kwargs={"min_cluster_size": 0.05}, label_moments=True
+    )
+    for streamed, whole in zip(r.label_moments, label_moments(x, r.labels, r.n_clusters)):
+        np.testing.assert_allclose(streamed, whole, rtol=1e-10)
+    assert embed_and_cluster_subsample(x, n_fit=900, random_state=0).label_moments is None
+
+
+@pytest.fixture(scope="module")
+def lazy_fused(four_phases):
+    import stemfuse_hs
+
+    return stemfuse_hs.fuse(four_phases.dp.as_lazy(), four_phases.eds.as_lazy())
+
+
+def test_lazy_features_past_max_fit_positions_are_never_held_whole(four_phases, lazy_fused, monkeypatch):
+    """A lazy scan fitted on a subsample is read chunk by chunk and gives the eager map."""
+    import stemfuse_hs
+    import stemfuse_hs.clustering.pipeline as pipeline
+    import stemfuse_hs.signals.features as features
+
+    eager = stemfuse_hs.fuse(four_phases.dp, four_phases.eds).cluster(max_fit_positions=900, random_state=0)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the lazy feature matrix was computed whole")
+
+    monkeypatch.setattr(pipeline, "compute_in_blocks", refuse)
+    monkeypatch.setattr(features, "compute_in_blocks", refuse)
+    lazy = lazy_fused.cluster(max_fit_positions=900, random_state=0)
+    assert lazy.metadata.get_item("Clustering.parameters.fit") == "subsample"
+    np.testing.assert_array_equal(np.asarray(lazy.data), np.asarray(eager.data))
+    separation = lazy.metadata.Clustering.parameters.block_separation.as_dictionary()
+    expected = eager.metadata.Clustering.parameters.block_separation.as_dictionary()
+    assert separation.keys() == expected.keys()
+    np.testing.assert_allclose(list(separation.values()), list(expected.values()), rtol=1e-6)
+    # A full fit needs the whole matrix: computed (here refused).
+    with pytest.raises(AssertionError, match="computed whole"):
+        lazy_fused.cluster(random_state=0)
+
+
+def test_lazy_nan_features_found_while_streaming_name_their_position(lazy_fused):
+    holed = lazy_fused.deepcopy()
+    del holed.metadata.Fusion
+    data = np.asarray(holed.data.compute())
+    data[2, 3, 0] = np.nan
+    holed.data = da.from_array(data, chunks=(5,) + data.shape[1:])
+    n = data.shape[0] * data.shape[1]
+    # Position (2, 3) (array order) is row 2 * width + 3: fitted on every other
+    # row, it is met either in the subsample or while assigning.
+    message = "cluster: 1 position, first at navigation index (2, 3) (array order) hold NaN or inf features"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        holed.cluster(max_fit_positions=n // 2, random_state=0)

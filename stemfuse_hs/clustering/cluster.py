@@ -328,6 +328,8 @@ def denoised_scores(features, n_components=10, max_samples=20_000, seed=0):
     """
     from sklearn.decomposition import PCA
 
+    from .embed import project_rows
+
     features = np.asarray(features, dtype=np.float32)
     k = int(min(n_components, features.shape[1], max(features.shape[0] - 1, 1)))
     if k >= features.shape[1]:
@@ -336,8 +338,9 @@ def denoised_scores(features, n_components=10, max_samples=20_000, seed=0):
     fit_rows = features
     if features.shape[0] > max_samples:
         fit_rows = features[np.sort(rng.choice(features.shape[0], max_samples, replace=False))]
-    pca = PCA(k, svd_solver="randomized", random_state=seed).fit(fit_rows)
-    return pca.transform(features).astype(np.float64)
+    # A drawn subsample is already a copy: centre it in place (copy=False).
+    pca = PCA(k, svd_solver="randomized", random_state=seed, copy=fit_rows is features).fit(fit_rows)
+    return project_rows(pca, features, dtype=np.float64)
 
 
 def valley_depth(values_a, values_b, bins=40):

@@ -15,6 +15,7 @@ import warnings
 
 import numpy as np
 
+from .._arrays import compute_in_blocks, is_lazy_array
 from .._kernels import weighted_moments
 from .._validation import check_choice, check_int
 from .cluster import ClusterResult, merge_indistinct, single_cluster, soft_cluster
@@ -26,7 +27,9 @@ __all__ = [
     "block_separation",
     "check_backend",
     "cluster_features",
+    "label_moments",
     "resolve_backend",
+    "separation_from_moments",
 ]
 
 #: ``"cpu"``: umap-learn and hdbscan (the default, what CI tests);
@@ -77,6 +80,92 @@ def resolve_backend(backend):
     return backend
 
 
+def label_moments(matrix, labels, n_clusters):
+    """Count, sum and sum of squares of the features of every cluster.
+
+    Moments of row blocks add up: computed chunk by chunk over a matrix
+    that is never held whole (the subsample path on lazy features), they
+    give what one call on the whole matrix gives.
+
+    Parameters
+    ----------
+    matrix : numpy.ndarray
+        ``(n_positions, n_features)`` features.
+    labels : numpy.ndarray
+        ``(n_positions,)`` integer labels below ``n_clusters``; -1 (noise)
+        is left out.
+    n_clusters : int
+
+    Returns
+    -------
+    counts : numpy.ndarray
+        ``(n_clusters,)`` float64 positions per cluster.
+    sums, squares : numpy.ndarray
+        ``(n_clusters, n_features)`` float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> counts, sums, squares = label_moments(np.array([[1.0], [2.0], [5.0]]), np.array([0, 0, -1]), 1)
+    >>> counts.tolist(), sums.tolist(), squares.tolist()
+    ([2.0], [[3.0]], [[5.0]])
+    """
+    matrix = np.asarray(matrix)
+    labels = np.asarray(labels).ravel()
+    if matrix.ndim != 2 or labels.shape != (matrix.shape[0],):
+        raise ValueError(
+            f"matrix must be (n_positions, n_features) with one label per row, got {matrix.shape} and "
+            f"{labels.shape}."
+        )
+    # One compiled pass over the rows, in float64, without a float64 copy
+    # of the matrix; noise rows weigh 0 (and are skipped).
+    one_hot = np.zeros((labels.size, n_clusters))
+    labelled = np.flatnonzero(labels >= 0)
+    one_hot[labelled, labels[labelled]] = 1.0
+    sums, squares = weighted_moments(matrix, one_hot)
+    return one_hot.sum(axis=0), sums, squares
+
+
+def separation_from_moments(counts, sums, squares, block_slices):
+    """:func:`block_separation` from the moments of :func:`label_moments`.
+
+    Parameters
+    ----------
+    counts, sums, squares : numpy.ndarray
+        As returned by :func:`label_moments` (or their sums over row blocks).
+    block_slices : sequence of (int, int)
+        ``(start, stop)`` feature columns of each block.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_blocks,)`` float64 in [0, 1], NaN where undefined.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> moments = label_moments(np.array([[0.0], [0.2], [4.0], [4.2]]), np.array([0, 0, 1, 1]), 2)
+    >>> np.round(separation_from_moments(*moments, [(0, 1)]), 3)
+    array([0.998])
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    present = counts > 0
+    out = np.full(len(block_slices), np.nan)
+    if present.sum() < 2:
+        return out
+    counts, sums = counts[present], np.asarray(sums)[present]
+    squares = np.asarray(squares)[present].sum(axis=0)
+    n = counts.sum()
+    grand = sums.sum(axis=0)
+    total = squares - grand**2 / n
+    between = (sums**2 / counts[:, None]).sum(axis=0) - grand**2 / n
+    for i, (start, stop) in enumerate(block_slices):
+        t = total[start:stop].sum()
+        if t > 1e-12 * max(squares[start:stop].sum(), 1e-300):
+            out[i] = float(np.clip(between[start:stop].sum() / t, 0.0, 1.0))
+    return out
+
+
 def block_separation(matrix, labels, block_slices):
     """How much of each feature block the final clusters explain.
 
@@ -112,35 +201,12 @@ def block_separation(matrix, labels, block_slices):
     >>> np.round(block_separation(np.hstack([structure, noise]), labels, [(0, 1), (1, 3)]), 2)
     array([0.87, 0.  ])
     """
-    matrix = np.asarray(matrix)
     labels = np.asarray(labels).ravel()
-    if matrix.ndim != 2 or labels.shape != (matrix.shape[0],):
-        raise ValueError(
-            f"matrix must be (n_positions, n_features) with one label per row, got {matrix.shape} and "
-            f"{labels.shape}."
-        )
-    clusters = np.unique(labels[labels >= 0])
-    out = np.full(len(block_slices), np.nan)
-    if clusters.size < 2:
-        return out
-    # Per-cluster sums and sums of squares in float64, in one compiled pass
-    # over the rows (no float64 copy of the matrix); noise rows weigh 0.
-    index = np.searchsorted(clusters, labels)
-    one_hot = np.zeros((labels.size, clusters.size))
-    labelled = np.flatnonzero(labels >= 0)
-    one_hot[labelled, index[labelled]] = 1.0
-    counts = one_hot.sum(axis=0)
-    sums, cluster_squares = weighted_moments(matrix, one_hot)
-    squares = cluster_squares.sum(axis=0)
-    n = counts.sum()
-    grand = sums.sum(axis=0)
-    total = squares - grand**2 / n
-    between = (sums**2 / counts[:, None]).sum(axis=0) - grand**2 / n
-    for i, (start, stop) in enumerate(block_slices):
-        t = total[start:stop].sum()
-        if t > 1e-12 * max(squares[start:stop].sum(), 1e-300):
-            out[i] = float(np.clip(between[start:stop].sum() / t, 0.0, 1.0))
-    return out
+    clusters, index = np.unique(labels, return_inverse=True)
+    # Labels need not be 0..k-1 here: number them by rank, noise kept at -1.
+    dense = np.where(labels >= 0, index.ravel() - int((clusters < 0).sum()), -1)
+    moments = label_moments(matrix, dense, int((clusters >= 0).sum()))
+    return separation_from_moments(*moments, block_slices)
 
 
 def cluster_features(
@@ -162,13 +228,30 @@ def cluster_features(
     backend="cpu",
     random_state=None,
     n_jobs=-1,
+    block_slices=None,
     show_progressbar=None,
 ):
     """Embed and soft-cluster a feature matrix; one row per scan position.
 
     Parameters are those of :meth:`FusedSTEMSignal.cluster
     <stemfuse_hs.signals.features.FusedSTEMSignal.cluster>`, which reads
-    the matrix from the signal and calls this.
+    the matrix from the signal and calls this, and:
+
+    Parameters
+    ----------
+    matrix : numpy.ndarray or dask.array.Array
+        ``(n_positions, n_features)``. A dask array with more than
+        ``max_fit_positions`` rows (CPU backend) is never held whole: the
+        subsample is gathered from it and every position is then read
+        chunk by chunk to be assigned (the features are computed twice,
+        from a lazy signal). Otherwise it is computed into memory, block
+        by block, because UMAP embeds every row at once. A lazy matrix is
+        not checked for identical rows.
+    block_slices : sequence of (int, int), optional
+        ``(start, stop)`` feature columns of the fused blocks: adds
+        ``parameters["block_separation"]``, the per-block
+        :func:`block_separation` of the final labels (NaN where undefined),
+        accumulated while the rows are read on the lazy subsample path.
 
     Returns
     -------
@@ -199,8 +282,12 @@ def cluster_features(
         pca_components = check_int("pca_components", pca_components, minimum=1)
     pca_components = effective_pca_components(pca_components, metric)
     backend = resolve_backend(backend)
-    matrix = np.asarray(matrix, dtype=np.float32)
-    n = matrix.shape[0]
+    n = int(matrix.shape[0])
+    stream = is_lazy_array(matrix) and n > max_fit_positions and backend == "cpu"
+    if is_lazy_array(matrix) and not stream:
+        matrix = compute_in_blocks(matrix)
+    if not stream:
+        matrix = np.asarray(matrix, dtype=np.float32)
     umap_kwargs = {
         "n_components": n_components,
         "n_neighbors": n_neighbors,
@@ -214,7 +301,7 @@ def cluster_features(
         "cluster_selection_epsilon": cluster_selection_epsilon,
         "cluster_selection_method": cluster_selection_method,
     }
-    if n and np.ptp(matrix, axis=0).max(initial=0.0) == 0:
+    if not stream and n and np.ptp(matrix, axis=0).max(initial=0.0) == 0:
         # UMAP cannot embed identical points; they are one group.
         warnings.warn(
             "cluster: the features are identical at every position: one cluster, nothing to separate.",
@@ -223,13 +310,13 @@ def cluster_features(
         )
         result = single_cluster(n, min_membership=min_membership, merge_threshold=merge_threshold, **hdbscan_kwargs)
         result.parameters.update(fit="identical features", backend=backend)
-        return result, np.zeros((n, n_components), dtype=np.float32)
+        return _with_separation(result, matrix, block_slices), np.zeros((n, n_components), dtype=np.float32)
     if backend == "cuml":
         points = reduce_dimensions(matrix, pca_components, random_state)
         result, embedding = _cluster_on_gpu(points, umap_kwargs, hdbscan_kwargs, random_state, min_membership)
         result = merge_indistinct(result, points, threshold=merge_threshold)
         result.parameters.update(fit="full", backend="cuml")
-        return result, embedding
+        return _with_separation(result, matrix, block_slices), embedding
     if n > max_fit_positions:
         from .subsample import embed_and_cluster_subsample
 
@@ -243,10 +330,13 @@ def cluster_features(
             pca_components=pca_components,
             random_state=random_state,
             n_jobs=n_jobs,
+            label_moments=block_slices is not None,
             show_progressbar=show_progressbar,
         )
         result = fitted.cluster_result()
         result.parameters.update(fit="subsample", backend="cpu", max_fit_positions=max_fit_positions)
+        if block_slices is not None:
+            result.parameters["block_separation"] = separation_from_moments(*fitted.label_moments, block_slices)
         return result, fitted.embedding
     # One reduction serves the embedding and the merge decisions, which are
     # made in the leading components anyway (denoised_scores).
@@ -255,7 +345,13 @@ def cluster_features(
     result = soft_cluster(embedding, min_membership=min_membership, **hdbscan_kwargs)
     result = merge_indistinct(result, points, threshold=merge_threshold)
     result.parameters.update(fit="full", backend="cpu", max_fit_positions=max_fit_positions)
-    return result, embedding
+    return _with_separation(result, matrix, block_slices), embedding
+
+
+def _with_separation(result, matrix, block_slices):
+    if block_slices is not None:
+        result.parameters["block_separation"] = block_separation(matrix, result.labels, block_slices)
+    return result
 
 
 def _cluster_on_gpu(matrix, umap_kwargs, hdbscan_kwargs, random_state, min_membership):  # pragma: no cover

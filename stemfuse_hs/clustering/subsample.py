@@ -58,7 +58,14 @@ from .._validation import check_choice, check_int, check_random_state, check_rea
 from .cluster import ClusterResult, _labels_from_memberships, merge_indistinct, resolve_min_cluster_size
 from .embed import DEFAULT_PCA_COMPONENTS, METRICS, effective_pca_components, fit_reduction, fit_umap
 
-__all__ = ["SubsampleResult", "subsample_index", "embed_and_cluster_subsample", "DEFAULT_UMAP", "DEFAULT_HDBSCAN"]
+__all__ = [
+    "DEFAULT_HDBSCAN",
+    "DEFAULT_UMAP",
+    "NonFiniteRowsError",
+    "SubsampleResult",
+    "embed_and_cluster_subsample",
+    "subsample_index",
+]
 
 #: UMAP parameters of the full path (:meth:`FusedSTEMSignal.cluster`).
 DEFAULT_UMAP = {
@@ -78,6 +85,26 @@ DEFAULT_HDBSCAN = {
 #: Epochs UMAP's transform refines new points for, whatever the chunk size
 #: (umap-learn's own rule switches from 100 to 30 at 10,000 new points).
 TRANSFORM_EPOCHS = 100
+#: Positions transformed and assigned at a time.
+DEFAULT_CHUNK_SIZE = 8_192
+
+
+class NonFiniteRowsError(ValueError):
+    """Rows of the matrix hold NaN or inf; ``rows`` are their indices (those found so far).
+
+    Raised while a lazy matrix is read, where the whole matrix was never
+    checked up front; callers can say which scan positions these are.
+    """
+
+    def __init__(self, message, rows):
+        super().__init__(message)
+        self.rows = np.asarray(rows, dtype=np.int64)
+
+
+def _check_finite(rows, index, where):
+    finite = np.isfinite(rows).all(axis=1)
+    if not finite.all():
+        raise NonFiniteRowsError(f"matrix holds NaN or inf {where}; clean the features first.", index[~finite])
 
 
 @dataclass
@@ -101,6 +128,11 @@ class SubsampleResult:
     timings : dict
         ``{"read_subsample": ..., "fit": ..., "assign": ...}``, each
         ``(wall_s, cpu_s)``; "fit" includes reading the subsample.
+    label_moments : tuple of numpy.ndarray or None
+        With ``label_moments=True``: ``(counts, sums, squares)`` of the
+        features of every final cluster over all positions
+        (:func:`~.pipeline.label_moments`), accumulated while they were
+        read, for :func:`~.pipeline.separation_from_moments`.
     """
 
     embedding: np.ndarray
@@ -109,6 +141,7 @@ class SubsampleResult:
     fit_index: np.ndarray
     parameters: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
+    label_moments: tuple = None
 
     @property
     def n_clusters(self):
@@ -268,7 +301,7 @@ def _memberships(clusterer, points, n_found):
 def embed_and_cluster_subsample(
     matrix,
     n_fit=50_000,
-    chunk_size=8_192,
+    chunk_size=DEFAULT_CHUNK_SIZE,
     *,
     umap_kwargs=None,
     hdbscan_kwargs=None,
@@ -278,6 +311,7 @@ def embed_and_cluster_subsample(
     random_state=None,
     n_jobs=-1,
     return_timings=True,
+    label_moments=False,
     show_progressbar=None,
 ):
     """UMAP + HDBSCAN fitted on ``n_fit`` positions, every position assigned.
@@ -316,12 +350,22 @@ def embed_and_cluster_subsample(
         UMAP threads when no seed is given.
     return_timings : bool, default True
         Record wall and CPU time of the fit and of the assignment.
+    label_moments : bool, default False
+        Also accumulate each final cluster's feature moments over every
+        position while the rows are read (``SubsampleResult.label_moments``):
+        what :func:`~.pipeline.block_separation` needs, without another
+        pass over a lazy matrix.
     show_progressbar : bool, optional
         A bar over the assignment chunks (default: HyperSpy's preference).
 
     Returns
     -------
     SubsampleResult
+
+    Raises
+    ------
+    NonFiniteRowsError
+        A row read holds NaN or inf (a ``ValueError``; ``rows`` says which).
 
     Examples
     --------
@@ -359,8 +403,7 @@ def embed_and_cluster_subsample(
     fit_index = subsample_index(n, n_fit, random_state)
     fit_rows = _rows(matrix, fit_index)
     timings["read_subsample"] = (time.perf_counter() - start, time.process_time() - cpu)
-    if not np.all(np.isfinite(fit_rows)):
-        raise ValueError("matrix holds NaN or inf in the subsample; clean the features first.")
+    _check_finite(fit_rows, fit_index, "in the subsample")
     if pca_components is not None:
         pca_components = check_int("pca_components", pca_components, minimum=1)
     projection = fit_reduction(fit_rows, effective_pca_components(pca_components, umap_params["metric"]), random_state)
@@ -389,6 +432,12 @@ def embed_and_cluster_subsample(
     fit_result = ClusterResult(_labels_from_memberships(fit_memberships, None), fit_memberships, {})
     merged = merge_indistinct(fit_result, fit_rows, threshold=merge_threshold)
     groups = merged.parameters["merged"]
+    fit_merged = _merge_columns(fit_memberships, groups)
+    moments = None
+    if label_moments:
+        from .pipeline import label_moments as moments_of
+
+        moments = moments_of(fit_rows, _labels_from_memberships(fit_merged, min_membership), len(groups))
     del fit_rows
     timings["fit"] = (time.perf_counter() - start, time.process_time() - cpu)
 
@@ -399,7 +448,7 @@ def embed_and_cluster_subsample(
     is_fit = np.zeros(n, dtype=bool)
     is_fit[fit_index] = True
     embedding[fit_index] = fit_embedding
-    memberships[fit_index] = _merge_columns(fit_memberships, groups)
+    memberships[fit_index] = fit_merged
     transformer = _transformer(reducer) if n_fit < n else None
     blocks = _row_blocks(matrix, chunk_size) if n_fit < n else []
     from tqdm.auto import tqdm
@@ -415,11 +464,13 @@ def embed_and_cluster_subsample(
             chunk = matrix[a:b]
             chunk = np.asarray(chunk.compute() if is_lazy_array(chunk) else chunk, dtype=np.float32)
             chunk = np.ascontiguousarray(chunk[new - a])
-            if not np.all(np.isfinite(chunk)):
-                raise ValueError(f"matrix holds NaN or inf between positions {a} and {b}; clean the features first.")
+            _check_finite(chunk, new, f"between positions {a} and {b}")
             placed = np.asarray(_transform(transformer, project(chunk)), dtype=np.float32)
             embedding[new] = placed
             memberships[new] = _merge_columns(_memberships(clusterer, placed, n_found), groups)
+            if moments is not None:
+                chunk_moments = moments_of(chunk, _labels_from_memberships(memberships[new], min_membership), len(groups))
+                moments = tuple(total + part for total, part in zip(moments, chunk_moments))
     timings["assign"] = (time.perf_counter() - start, time.process_time() - cpu)
 
     labels = _labels_from_memberships(memberships, min_membership)
@@ -454,6 +505,7 @@ def embed_and_cluster_subsample(
         fit_index=fit_index,
         parameters=parameters,
         timings=timings if return_timings else {},
+        label_moments=moments,
     )
 
 

@@ -29,7 +29,7 @@ from .._validation import (
     check_real,
 )
 from ._common import NORMALIZATIONS, exclude_nonfinite, neutral_fill, normalize_by_total, safe_log
-from .._kernels import bin_patterns_with_totals, gather_columns, log_statistics
+from .._kernels import KERNEL_DTYPES, bin_patterns_with_totals, gather_columns, log_statistics
 
 __all__ = [
     "SDTResult",
@@ -42,10 +42,6 @@ __all__ = [
 ]
 
 STD_SCALES = ("log", "linear")
-#: Detector dtypes the compiled in-memory path takes; others go through dask.
-KERNEL_DTYPES = tuple(
-    np.dtype(t) for t in ("uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64", "float32", "float64")
-)
 #: A mean-pattern pixel this many times brighter than all its neighbours is
 #: taken for a hot pixel, not a diffraction feature: the direct beam's peak is
 #: about 3 times its brightest neighbour even when the beam is a pixel wide.

@@ -16,6 +16,7 @@ import dask.array as da
 import numpy as np
 
 from .._arrays import LAZY_ADVICE, as_dask, check_memory, is_lazy_array
+from .._kernels import KERNEL_DTYPES, spectra_statistics
 from .._validation import check_choice, check_fraction, check_nan_policy, check_real
 from ._common import NORMALIZATIONS, check_spectra, exclude_nonfinite, neutral_fill, normalize_by_total, safe_log
 
@@ -33,6 +34,8 @@ class NoVaryingChannelError(ValueError):
 DEFAULT_RESOLUTION_MNKA = 130.0
 #: Number of standard errors above Poisson dispersion that marks a channel as varying.
 AUTO_SIGNIFICANCE = 4.0
+#: Spectra converted to float32 at a time for their totals.
+TOTALS_BLOCK_ROWS = 4096
 
 
 @dataclass
@@ -253,48 +256,27 @@ def variance_threshold(
     exclude_lines = list(exclude_lines)
     windows = _validate_windows(exclude_windows) + line_windows(exclude_lines, resolution_mnka)
 
-    nav_axes = tuple(range(data.ndim - 1))
     n_positions = int(np.prod(data.shape[:-1]))
     if n_positions < 2:
         raise ValueError(
             f"data has a single position (shape {data.shape}); at least two are needed to measure "
             "how channels vary across a scan."
         )
-    spectra = as_dask(data, 1).astype(np.float32)
-    spectra, excluded_positions, totals = exclude_nonfinite(spectra, 1, nan_policy, normalize == "total")
-    excluding = bool(excluded_positions.any())
-    n_included = n_positions - int(excluded_positions.sum())
-    if normalize == "total":
-        if not np.all(np.isfinite(totals)):
-            _raise_nonfinite(data, 1)
-        spectra = normalize_by_total(spectra, 1, totals, excluded_positions)
-        scale = normalize_by_total(
-            da.ones(totals.shape, chunks=spectra.chunks[:-1])[..., None], 1, totals, excluded_positions
-        )
-    else:
-        scale = da.ones(spectra.shape[:-1] + (1,), chunks=spectra.chunks[:-1] + ((1,),))
-    # A count scaled by r contributes r**2 to the Poisson variance of the
-    # scaled data, so the noise variance of a channel is the mean of
-    # (scaled counts * r) over positions; without normalisation (r = 1) it is
-    # the mean, the usual Poisson dispersion.
     # Counts summed over one detector FWHM gather a line before its
     # dispersion is tested: at tens of counts per spectrum single channels
     # hold too few counts for the test to see chemistry.
     width = _fwhm_channels(energies, resolution_mnka)
-    windowed = spectra.map_blocks(_window_sum, width, dtype=np.float32)
-    # Blanked (NaN) positions drop out of NaN-ignoring reductions; without
-    # exclusions the plain ones keep NaN visible for the check below.
-    var, mean_ = (da.nanvar, da.nanmean) if excluding else (da.var, da.mean)
-    reductions = [
-        var(spectra, axis=nav_axes, dtype=np.float64),
-        mean_(spectra, axis=nav_axes, dtype=np.float64),
-        var(windowed, axis=nav_axes, dtype=np.float64),
-        mean_(windowed * scale, axis=nav_axes, dtype=np.float64),
-    ]
-    if excluding:
-        reductions.append(da.nanmean(safe_log(spectra), axis=nav_axes, dtype=np.float64))
-    computed = dask.compute(*reductions)
-    variance, mean, window_variance, window_noise = computed[:4]
+    in_memory = None if lazy else _in_memory_statistics(data, normalize, width)
+    if in_memory is not None:
+        mean, variance, window_variance, window_noise, scale = in_memory
+        excluded_positions = np.zeros(data.shape[:-1], dtype=bool)
+        excluding = False
+        n_included = n_positions
+    else:
+        spectra, excluded_positions, excluding, n_included, computed = _dask_statistics(
+            data, normalize, width, nan_policy, n_positions
+        )
+        variance, mean, window_variance, window_noise = computed[:4]
 
     if not (np.all(np.isfinite(variance)) and np.all(np.isfinite(window_variance))):
         _raise_nonfinite(data, 1)
@@ -328,17 +310,23 @@ def variance_threshold(
             "lower threshold or quantile, or check the excluded windows."
         )
     kept_index = np.flatnonzero(kept)
-    features = safe_log(spectra[..., kept_index])
-    if excluding:
-        # Excluded positions get the scan's mean: they pull no statistic.
-        features = neutral_fill(features, excluded_positions, computed[4][kept_index])
     if not lazy:
         check_memory(
             2 * n_positions * kept_index.size * 4,
             f"variance_threshold: the {n_positions} x {kept_index.size} float32 features of this in-memory data",
             LAZY_ADVICE,
         )
-        features = features.compute()
+    if in_memory is not None:
+        # The dask path's arithmetic on the kept channels: the same float32 values.
+        kept_counts = np.asarray(data).reshape(n_positions, -1)[:, kept_index].astype(np.float32)
+        features = safe_log(kept_counts * scale[:, None]).reshape(data.shape[:-1] + (kept_index.size,))
+    else:
+        features = safe_log(spectra[..., kept_index])
+        if excluding:
+            # Excluded positions get the scan's mean: they pull no statistic.
+            features = neutral_fill(features, excluded_positions, computed[4][kept_index])
+        if not lazy:
+            features = features.compute()
     parameters = {
         "threshold_rule": rule,
         "threshold": float(threshold) if threshold is not None else float("nan"),
@@ -360,6 +348,80 @@ def variance_threshold(
         parameters=parameters,
         excluded_positions=excluded_positions,
     )
+
+
+def _in_memory_statistics(data, normalize, width):
+    """The channel statistics of in-memory spectra in one compiled pass, or None.
+
+    None sends the data down the dask path, which handles what the kernel
+    does not: non-finite values (refused or excluded with the right
+    message) and float16.
+
+    Returns
+    -------
+    mean, variance, window_variance, window_noise : numpy.ndarray
+        As the dask path computes them (float64, ``(channels,)``).
+    scale : numpy.ndarray
+        ``(n_positions,)`` float32 normalisation factor of every spectrum.
+    """
+    if data.dtype not in KERNEL_DTYPES:
+        return None
+    spectra = np.ascontiguousarray(data).reshape(-1, data.shape[-1])
+    n = spectra.shape[0]
+    if spectra.dtype.kind == "f" and not all(
+        np.isfinite(spectra[a : a + TOTALS_BLOCK_ROWS]).all() for a in range(0, n, TOTALS_BLOCK_ROWS)
+    ):
+        return None
+    if normalize == "total":
+        # As position_totals computes them on the float32 working copy, a
+        # block of rows at a time instead of a whole float32 copy.
+        totals = np.concatenate(
+            [
+                np.clip(spectra[a : a + TOTALS_BLOCK_ROWS].astype(np.float32), 0, None).sum(axis=1, dtype=np.float64)
+                for a in range(0, n, TOTALS_BLOCK_ROWS)
+            ]
+        )
+        positive = totals > 0
+        scale = np.where(positive, float(totals.mean()) / np.where(positive, totals, 1.0), 1.0).astype(np.float32)
+    else:
+        scale = np.ones(n, dtype=np.float32)
+    mean, variance, _, window_variance, window_noise = spectra_statistics(spectra, scale, width)
+    return mean, variance, window_variance, window_noise, scale
+
+
+def _dask_statistics(data, normalize, width, nan_policy, n_positions):
+    """The channel statistics through dask: lazy data, NaN/inf, float16."""
+    nav_axes = tuple(range(data.ndim - 1))
+    spectra = as_dask(data, 1).astype(np.float32)
+    spectra, excluded_positions, totals = exclude_nonfinite(spectra, 1, nan_policy, normalize == "total")
+    excluding = bool(excluded_positions.any())
+    n_included = n_positions - int(excluded_positions.sum())
+    if normalize == "total":
+        if not np.all(np.isfinite(totals)):
+            _raise_nonfinite(data, 1)
+        spectra = normalize_by_total(spectra, 1, totals, excluded_positions)
+        scale = normalize_by_total(
+            da.ones(totals.shape, chunks=spectra.chunks[:-1])[..., None], 1, totals, excluded_positions
+        )
+    else:
+        scale = da.ones(spectra.shape[:-1] + (1,), chunks=spectra.chunks[:-1] + ((1,),))
+    # A count scaled by r contributes r**2 to the Poisson variance of the
+    # scaled data, so the noise variance of a channel is the mean of
+    # (scaled counts * r) over positions; without normalisation (r = 1) it is
+    # the mean, the usual Poisson dispersion.
+    windowed = spectra.map_blocks(_window_sum, width, dtype=np.float32)
+    # Blanked (NaN) positions drop out of NaN-ignoring reductions; without
+    # exclusions the plain ones keep NaN visible for the check below.
+    var, mean_ = (da.nanvar, da.nanmean) if excluding else (da.var, da.mean)
+    reductions = [
+        var(spectra, axis=nav_axes, dtype=np.float64),
+        mean_(spectra, axis=nav_axes, dtype=np.float64),
+        var(windowed, axis=nav_axes, dtype=np.float64),
+        mean_(windowed * scale, axis=nav_axes, dtype=np.float64),
+    ]
+    if excluding:
+        reductions.append(da.nanmean(safe_log(spectra), axis=nav_axes, dtype=np.float64))
+    return spectra, excluded_positions, excluding, n_included, dask.compute(*reductions)
 
 
 def _raise_nonfinite(data, signal_ndim):

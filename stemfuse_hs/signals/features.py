@@ -4,7 +4,7 @@ import numpy as np
 from hyperspy._signals.lazy import LazySignal
 from hyperspy.signals import Signal1D
 
-from .._arrays import compute_in_blocks, is_lazy_array, nonfinite_positions
+from .._arrays import compute_in_blocks, describe_positions, is_lazy_array, nonfinite_positions
 from .._progress import dask_progress, stage_bar
 
 __all__ = ["FusedSTEMSignal", "LazyFusedSTEMSignal"]
@@ -124,6 +124,9 @@ class FusedSTEMSignal(Signal1D):
             HDBSCAN memberships, chunk by chunk
             (:func:`stemfuse_hs.clustering.subsample.embed_and_cluster_subsample`).
             Recorded as ``parameters["fit"]`` (``"full"`` or ``"subsample"``).
+            Lazy features are then never held whole: read once for the
+            subsample and once more, chunk by chunk, to assign (a full fit
+            computes them into memory, since UMAP embeds every row at once).
         backend : {"cpu", "cuml"}, default "cpu"
             ``"cuml"`` runs UMAP and HDBSCAN on an NVIDIA GPU with RAPIDS
             cuML when it is installed (plain UMAP: cuML has no densMAP), and
@@ -155,11 +158,13 @@ class FusedSTEMSignal(Signal1D):
         """
         import warnings
 
-        from .._arrays import check_memory, describe_positions, format_bytes
+        from .._arrays import check_memory, format_bytes
         from .._validation import check_int, check_optional_bool, check_seed
         from ..clustering.cluster import ClusterResult, check_cluster_parameters, resolve_min_cluster_size
-        from ..clustering.pipeline import block_separation, check_backend, cluster_features
+        from ..clustering.pipeline import check_backend, cluster_features
         from ..clustering.embed import check_embed_parameters, effective_pca_components
+        from ..clustering.subsample import DEFAULT_CHUNK_SIZE as SUBSAMPLE_CHUNK
+        from ..clustering.subsample import NonFiniteRowsError
         from ._axes import recorded_exclusions
         from .labels import build_cluster_labels
 
@@ -209,64 +214,73 @@ class FusedSTEMSignal(Signal1D):
                 f"n_neighbors={n_neighbors} needs more positions than that; the scan has {n_included}{left}."
             )
         n_features = int(self.data.shape[-1]) if self.data.ndim > nav_ndim else 1
-        # The matrix, its included rows and PCA's copy for the merge, plus
-        # UMAP's neighbour graph and its fuzzy weights.
-        matrix_bytes = n_included * n_features * 4
-        check_memory(
-            3 * matrix_bytes + 64 * n_included * n_neighbors,
-            f"cluster: the {n_included} x {n_features} float32 feature matrix ({format_bytes(matrix_bytes)}) and UMAP's "
-            "working copies",
-            "The matrix must be in memory, even for lazy signals: use fewer features (sdt_features with a larger "
-            "binning or a smaller fraction, variance_features with a higher threshold), or crop or bin the scan "
-            "(signal.inav[...], signal.rebin) first.",
-        )
-        stages = ["features", "embedding", "clustering"]
-        with stage_bar(stages, show_progressbar, "stemfuse cluster") as bar:
-            with dask_progress(show_progressbar):
-                # Block by block into one array: a plain compute holds the
-                # matrix twice while it concatenates the chunks.
-                data = compute_in_blocks(self.data) if is_lazy_array(self.data) else self.data
-            matrix = np.asarray(data, dtype=np.float32).reshape((n_positions, -1))
-            bad = nonfinite_positions(matrix, 1) & included
-            if bad.any():
-                raise ValueError(
-                    f"cluster: {describe_positions(bad.reshape(scan_shape))} hold NaN or inf features; "
-                    "clean the data or exclude them (fuse or the extractors with nan_policy='exclude')."
-                )
-            if n_included < n_positions:
-                matrix = matrix[included]
-            bar.update()
-            result, embedding = cluster_features(
-                matrix,
-                n_components=n_components,
-                n_neighbors=n_neighbors,
-                min_dist=min_dist,
-                metric=metric,
-                densmap=densmap,
-                pca_components=pca_components,
-                min_cluster_size=min_cluster_size,
-                min_samples=min_samples,
-                cluster_selection_epsilon=cluster_selection_epsilon,
-                cluster_selection_method=cluster_selection_method,
-                min_membership=min_membership,
-                merge_threshold=merge_threshold,
-                max_fit_positions=max_fit_positions,
-                backend=backend,
-                random_state=random_state,
-                n_jobs=n_jobs,
-                show_progressbar=show_progressbar,
-            )
-            bar.update(2)
         if self.metadata.has_item("Fusion.block_slices"):
             slices = [tuple(int(v) for v in s) for s in np.asarray(self.metadata.Fusion.block_slices)]
             names = list(self.metadata.Fusion.block_names)
         else:
-            slices, names = [(0, matrix.shape[1])], [self.metadata.get_item("General.title", "") or "features"]
-        separation = block_separation(matrix, result.labels, slices)
+            slices, names = [(0, n_features)], [self.metadata.get_item("General.title", "") or "features"]
+        # Lazy features of a scan fitted on a subsample are never held whole:
+        # read once for the subsample and once, chunk by chunk, to assign.
+        stream = is_lazy_array(self.data) and n_included > max_fit_positions and backend == "cpu"
+        if stream:
+            held = 3 * min(max_fit_positions, n_included) * n_features * 4 + 2 * SUBSAMPLE_CHUNK * n_features * 4
+            what = f"cluster: the {max_fit_positions} x {n_features} float32 subsample UMAP is fitted on"
+        else:
+            # The matrix, its included rows and PCA's copy for the merge.
+            held = 3 * n_included * n_features * 4
+            what = f"cluster: the {n_included} x {n_features} float32 feature matrix ({format_bytes(held // 3)})"
+        check_memory(
+            held + 64 * n_included * n_neighbors,
+            what + " and UMAP's working copies",
+            "Use fewer features (sdt_features with a larger binning or a smaller fraction, variance_features "
+            "with a higher threshold), fit on fewer positions (max_fit_positions; lazy features are then read "
+            "chunk by chunk), or crop or bin the scan (signal.inav[...], signal.rebin) first.",
+        )
+        stages = ["features", "embedding", "clustering"]
+        with stage_bar(stages, show_progressbar, "stemfuse cluster") as bar:
+            if stream:
+                matrix = self.data.reshape((n_positions, n_features))
+            else:
+                with dask_progress(show_progressbar):
+                    # Block by block into one array: a plain compute holds the
+                    # matrix twice while it concatenates the chunks.
+                    data = compute_in_blocks(self.data) if is_lazy_array(self.data) else self.data
+                matrix = np.asarray(data, dtype=np.float32).reshape((n_positions, -1))
+                _raise_if_nonfinite(nonfinite_positions(matrix, 1) & included, scan_shape)
+            if n_included < n_positions:
+                matrix = matrix[np.flatnonzero(included)]
+            bar.update()
+            try:
+                result, embedding = cluster_features(
+                    matrix,
+                    n_components=n_components,
+                    n_neighbors=n_neighbors,
+                    min_dist=min_dist,
+                    metric=metric,
+                    densmap=densmap,
+                    pca_components=pca_components,
+                    min_cluster_size=min_cluster_size,
+                    min_samples=min_samples,
+                    cluster_selection_epsilon=cluster_selection_epsilon,
+                    cluster_selection_method=cluster_selection_method,
+                    min_membership=min_membership,
+                    merge_threshold=merge_threshold,
+                    max_fit_positions=max_fit_positions,
+                    backend=backend,
+                    random_state=random_state,
+                    n_jobs=n_jobs,
+                    block_slices=slices,
+                    show_progressbar=show_progressbar,
+                )
+            except NonFiniteRowsError as error:
+                bad = np.zeros(n_positions, dtype=bool)
+                bad[np.flatnonzero(included)[error.rows]] = True
+                _raise_if_nonfinite(bad, scan_shape, error)
+            bar.update(2)
         # -1 for "undefined" (as random_state=-1 for None): NaN would not
         # compare equal to itself after a save and load.
         result.parameters["block_separation"] = {
-            name: -1.0 if np.isnan(v) else float(v) for name, v in zip(names, separation)
+            name: -1.0 if np.isnan(v) else float(v) for name, v in zip(names, result.parameters["block_separation"])
         }
         if result.n_clusters < 2:
             found = "no cluster: every position is noise" if result.n_clusters == 0 else "a single cluster"
@@ -331,6 +345,15 @@ class FusedSTEMSignal(Signal1D):
         from .stability import sensitivity
 
         return sensitivity(self, param_grid, **kwargs)
+
+
+def _raise_if_nonfinite(bad, scan_shape, cause=None):
+    """The error of :meth:`FusedSTEMSignal.cluster` for positions with NaN or inf features."""
+    if bad.any():
+        raise ValueError(
+            f"cluster: {describe_positions(bad.reshape(scan_shape))} hold NaN or inf features; "
+            "clean the data or exclude them (fuse or the extractors with nan_policy='exclude')."
+        ) from cause
 
 
 class LazyFusedSTEMSignal(LazySignal, FusedSTEMSignal):
