@@ -287,7 +287,7 @@ def render_side_by_side(entry):
             f"{_s(embed_ref['wall_s'])} s and {_s(embed_new['wall_s'])} s. Both run UMAP densMAP seeded (which "
             "makes umap-learn single-threaded) with the same number of epochs on the same number of positions; "
             "the reference searches the neighbours approximately in all its features (UMAP's nearest-neighbour "
-            "descent), stemfuse_hs exactly (brute force in blocks). The layout optimisation's epochs, the same "
+            "descent), stemfuse_hs exactly (float32 matrix products in blocks, candidates ranked on float64 distances). The layout optimisation's epochs, the same "
             "work on both sides, bound the end-to-end speed-up (Amdahl)."
         )
     slower = [
@@ -427,8 +427,12 @@ def render_large(large):
             out.append(
                 f"\nWhere the memory goes in `fused.cluster()` fitting every position: UMAP embeds every position at "
                 f"once, so the fused features are computed into memory ({n} x {run['n_features']} float32 = "
-                f"{f32:.2f} GB, block by block), and UMAP's nearest-neighbour descent indexes them in all their "
-                "features: the rest of the peak. The block separation, the finiteness check and the merge's "
+                f"{f32:.2f} GB, block by block), and umap-learn's `fit` copies them more than once (it indexes "
+                "its input with `X[list(range(n))]` for the neighbour search, the fuzzy graph and the layout) "
+                "besides its nearest-neighbour descent's search index: measured separately on 30,000 x 6,745 "
+                "float32 features (0.81 GB), `umap.UMAP(densmap=True).fit` peaked 1.99 GB above the features "
+                "(1.03 GB of it in the neighbour search), while pynndescent's `NNDescent` called directly on the "
+                "same array took 0.22 GB. The block separation, the finiteness check and the merge's "
                 "principal-component scores do not copy the matrix. With `max_fit_positions` below the number of "
                 "positions (the `cluster` run) the features of a lazy signal are never held whole.\n"
             )
