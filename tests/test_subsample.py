@@ -38,7 +38,7 @@ def three_blobs():
 def blob_result(three_blobs):
     x, _ = three_blobs
     return embed_and_cluster_subsample(
-        x, n_fit=900, chunk_size=500, random_state=0, hdbscan_kwargs={"min_cluster_size": 0.05}
+        x, n_fit=900, chunk_size=500, random_state=0, hdbscan_kwargs={"min_cluster_size": 0.05}, label_moments=True
     )
 
 
@@ -101,6 +101,7 @@ def test_dask_input_gives_the_numpy_result(three_blobs, blob_result):
     np.testing.assert_array_equal(lazy.labels, blob_result.labels)
     np.testing.assert_array_equal(lazy.embedding, blob_result.embedding)
     np.testing.assert_array_equal(lazy.memberships, blob_result.memberships)
+    assert lazy.label_moments is None  # only when asked for
 
 
 def test_fitting_every_position_is_the_full_path():
@@ -205,16 +206,13 @@ def test_cluster_max_fit_positions_is_the_subsample_path(four_phases):
     assert signal.metadata.get_item("Clustering.parameters.fit") == "subsample"
 
 
-def test_label_moments_accumulated_over_chunks_equal_those_of_the_final_labels(three_blobs):
+def test_label_moments_accumulated_over_chunks_equal_those_of_the_final_labels(three_blobs, blob_result):
     from stemfuse_hs.clustering.pipeline import label_moments
 
     x, _ = three_blobs
-    r = embed_and_cluster_subsample(
-        x, n_fit=900, chunk_size=500, random_state=0, hdbscan_kwargs={"min_cluster_size": 0.05}, label_moments=True
-    )
+    r = blob_result
     for streamed, whole in zip(r.label_moments, label_moments(x, r.labels, r.n_clusters)):
         np.testing.assert_allclose(streamed, whole, rtol=1e-10)
-    assert embed_and_cluster_subsample(x, n_fit=900, random_state=0).label_moments is None
 
 
 @pytest.fixture(scope="module")
