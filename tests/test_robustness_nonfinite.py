@@ -277,6 +277,20 @@ def test_cluster_means_of_raw_data_with_nan_positions(excluded_labels):
         labels.cluster_statistics(holed)
 
 
+def test_lazy_subsample_fit_leaves_excluded_positions_out_as_the_eager_one_does(excluded_labels):
+    # Past max_fit_positions lazy features are streamed, never held whole:
+    # the excluded positions must still be left out, as in memory.
+    scan, dp, fused, _, bad = excluded_labels
+    n_fit = 700
+    eager = fused.cluster(max_fit_positions=n_fit, random_state=0)
+    lazy_fused = stemfuse_hs.fuse(dp.as_lazy(), scan.eds.as_lazy(), nan_policy="exclude")
+    lazy = lazy_fused.cluster(max_fit_positions=n_fit, random_state=0)
+    assert lazy.metadata.get_item("Clustering.parameters.fit") == "subsample"
+    np.testing.assert_array_equal(np.asarray(lazy.data), np.asarray(eager.data))
+    assert np.all(np.asarray(lazy.data)[bad] == -1)
+    np.testing.assert_array_equal(lazy.metadata.Clustering.excluded_positions, bad)
+
+
 def test_cluster_refuses_unrecorded_nan_features(excluded_labels):
     _, _, fused, _, _ = excluded_labels
     holed = fused.deepcopy()
