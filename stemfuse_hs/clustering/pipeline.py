@@ -30,6 +30,7 @@ __all__ = [
     "label_moments",
     "resolve_backend",
     "separation_from_moments",
+    "streams_features",
 ]
 
 #: ``"cpu"``: umap-learn and hdbscan (the default, what CI tests);
@@ -78,6 +79,21 @@ def resolve_backend(backend):
             )
             return "cpu"
     return backend
+
+
+def streams_features(lazy, n_positions, max_fit_positions, backend):
+    """Whether :func:`cluster_features` reads a matrix chunk by chunk instead of holding it.
+
+    Lazy features of a scan fitted on a subsample (more than
+    ``max_fit_positions`` positions, CPU backend) are never held whole: a
+    full fit, or the GPU backend, needs every row at once.
+
+    Examples
+    --------
+    >>> streams_features(True, 300_000, 200_000, "cpu"), streams_features(True, 300_000, 200_000, "cuml")
+    (True, False)
+    """
+    return bool(lazy) and n_positions > max_fit_positions and backend == "cpu"
 
 
 def label_moments(matrix, labels, n_clusters):
@@ -283,7 +299,7 @@ def cluster_features(
     pca_components = effective_pca_components(pca_components, metric)
     backend = resolve_backend(backend)
     n = int(matrix.shape[0])
-    stream = is_lazy_array(matrix) and n > max_fit_positions and backend == "cpu"
+    stream = streams_features(is_lazy_array(matrix), n, max_fit_positions, backend)
     if is_lazy_array(matrix) and not stream:
         matrix = compute_in_blocks(matrix)
     if not stream:

@@ -161,7 +161,7 @@ class FusedSTEMSignal(Signal1D):
         from .._arrays import check_memory, format_bytes
         from .._validation import check_int, check_optional_bool, check_seed
         from ..clustering.cluster import ClusterResult, check_cluster_parameters, resolve_min_cluster_size
-        from ..clustering.pipeline import check_backend, cluster_features
+        from ..clustering.pipeline import check_backend, cluster_features, streams_features
         from ..clustering.embed import check_embed_parameters, effective_pca_components
         from ..clustering.subsample import DEFAULT_CHUNK_SIZE as SUBSAMPLE_CHUNK
         from ..clustering.subsample import NonFiniteRowsError
@@ -221,7 +221,7 @@ class FusedSTEMSignal(Signal1D):
             slices, names = [(0, n_features)], [self.metadata.get_item("General.title", "") or "features"]
         # Lazy features of a scan fitted on a subsample are never held whole:
         # read once for the subsample and once, chunk by chunk, to assign.
-        stream = is_lazy_array(self.data) and n_included > max_fit_positions and backend == "cpu"
+        stream = streams_features(is_lazy_array(self.data), n_included, max_fit_positions, backend)
         if stream:
             held = 3 * min(max_fit_positions, n_included) * n_features * 4 + 2 * SUBSAMPLE_CHUNK * n_features * 4
             what = f"cluster: the {max_fit_positions} x {n_features} float32 subsample UMAP is fitted on"
