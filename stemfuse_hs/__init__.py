@@ -35,6 +35,8 @@ _LAZY = {
     "fuse": "stemfuse_hs.signals.fuse",
     "block_shares": "stemfuse_hs.signals.fuse",
     "stability": "stemfuse_hs.signals.stability",
+    "map_phases": "stemfuse_hs.signals.phases",
+    "merge_phases": "stemfuse_hs.signals.phases",
     "sensitivity": "stemfuse_hs.signals.stability",
     "FusedSTEMSignal": "stemfuse_hs.signals.features",
     "LazyFusedSTEMSignal": "stemfuse_hs.signals.features",

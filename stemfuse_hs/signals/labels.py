@@ -11,7 +11,7 @@ from .._validation import check_choice, check_fraction, check_optional_bool
 from ..clustering.means import MEAN_MODES, cluster_statistics, cluster_weights
 from ._axes import index_axis, navigation_axes_dicts, signal_axes_dicts
 
-__all__ = ["ClusterLabels", "LazyClusterLabels", "build_cluster_labels", "software_versions"]
+__all__ = ["ClusterLabels", "LazyClusterLabels", "build_cluster_labels", "build_cluster_labels_like", "software_versions"]
 
 
 def software_versions():
@@ -87,6 +87,41 @@ def build_cluster_labels(fused, result, embedding, parameters, excluded=None):
     return labels
 
 
+def build_cluster_labels_like(segments, result, phase_merge):
+    """A phase-level :class:`ClusterLabels` on the grid of ``segments``, which it carries.
+
+    The phase map keeps the segment map's embedding, exclusions and
+    provenance; ``metadata.Clustering.segments`` holds the segment map
+    itself and ``metadata.Clustering.phase_merge`` the record of the merge.
+    """
+    scan_axes = copy.deepcopy(signal_axes_dicts(segments))
+    scan_shape = segments.data.shape
+    k = result.n_clusters
+    phases = ClusterLabels(result.labels.reshape(scan_shape).astype(np.int32), axes=copy.deepcopy(scan_axes))
+    phases.metadata.General.title = "Phase labels"
+    memberships = Signal2D(
+        np.moveaxis(result.memberships, -1, 0).reshape((k,) + scan_shape).astype(np.float32),
+        axes=[index_axis("cluster", k, navigate=True)] + copy.deepcopy(scan_axes),
+    )
+    memberships.metadata.General.title = "Phase memberships"
+    clustering = segments.metadata.Clustering.deepcopy().as_dictionary()
+    clustering.pop("segments", None)
+    clustering.pop("phase_merge", None)
+    excluded = np.asarray(segments.metadata.Clustering.excluded_positions, dtype=bool).reshape(-1)
+    clustering.update(
+        n_clusters=int(k),
+        cluster_sizes=np.array([(result.labels == i).sum() for i in range(k)], dtype=np.int64),
+        n_noise=int(((result.labels < 0) & ~excluded).sum()),
+        memberships=memberships,
+        embedding=segments.metadata.Clustering.embedding,
+        segments=segments.deepcopy(),
+        phase_merge=phase_merge,
+        parameters=result.parameters,
+    )
+    phases.metadata.set_item("Clustering", clustering)
+    return phases
+
+
 class ClusterLabels(Signal2D):
     """The phase map of a scan: integer labels, -1 for noise.
 
@@ -136,6 +171,35 @@ class ClusterLabels(Signal2D):
     def parameters(self):
         """Every clustering parameter used, as a dictionary."""
         return self.metadata.Clustering.parameters.as_dictionary()
+
+    @property
+    def segments(self):
+        """The segment (grain) map a phase map was merged from; None for a segment map.
+
+        Examples
+        --------
+        >>> import stemfuse_hs
+        >>> scan = stemfuse_hs.data.synthetic_scan("structure_only", size="tiny", seed=1)
+        >>> phases = stemfuse_hs.map_phases(scan.dp, scan.eds, random_state=1)  # doctest: +SKIP
+        >>> phases.segments.n_clusters >= phases.n_clusters  # doctest: +SKIP
+        True
+        """
+        return self.metadata.get_item("Clustering.segments", None)
+
+    @property
+    def phase_merge(self):
+        """What :meth:`merge_phases` joined and why (a dictionary), None for a segment map."""
+        record = self.metadata.get_item("Clustering.phase_merge", None)
+        return None if record is None else record.as_dictionary()
+
+    def merge_phases(self, dp=None, eds=None, **kwargs):
+        """Merge segments that are one phase by composition and lattice.
+
+        See :func:`stemfuse_hs.signals.phases.merge_phases` for the parameters.
+        """
+        from .phases import merge_phases
+
+        return merge_phases(self, dp, eds, **kwargs)
 
     def _weights(self, mode, min_membership):
         n = int(np.prod(self.data.shape))

@@ -1,0 +1,481 @@
+"""From segments to phases: merge clusters that both modalities call one phase.
+
+A polycrystal puts one phase in many grains, each in its own orientation,
+and thickness and bending change every pattern within a grain. The fused
+embedding separates what looks different, so its clusters are *segments*:
+grains, families of similarly oriented grains, thickness bands. Whether two
+segments are one phase is a question of physics, not of distance in
+feature space:
+
+* **Composition** — the pooled X-ray counts of two segments of one phase
+  differ only by Poisson noise once each is scaled to its own total
+  (thickness scales every count; a constant grid signal does not, so its
+  lines are left out). :func:`composition_test` is a G-test of
+  homogeneity on line-width energy windows, with an effect size (the total
+  variation distance of the two normalised spectra) so that a difference
+  too small to be a different phase does not count however many counts
+  are pooled.
+* **Lattice** — every orientation of a crystal shows a subset of the same
+  set of lattice spacings, wherever the spots fall on the detector.
+  :func:`ring_spacings` finds, in a segment's mean pattern, the radii at
+  which Bragg spots stand out of the azimuthal background (the largest
+  intensity on a ring against its median); :func:`lattice_overlap` says
+  how much of one segment's spot intensity lies at spacings the other
+  shows too. Orientation and thickness change which spacings are lit and
+  how brightly, not where they are.
+
+:func:`merge_phases` joins, most alike first, the groups that pass both
+tests, testing groups (pooled counts, the union of their spacings) rather
+than single segments, so that a chain of weak links cannot join two
+phases. Every test and every merge is returned for the record.
+
+All functions work on small per-segment arrays (pooled spectra, mean
+patterns): the pass over the scan that makes them is
+:func:`stemfuse_hs.clustering.means.cluster_statistics`.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._validation import check_array, check_fraction, check_real
+
+__all__ = [
+    "PhaseMerge",
+    "composition_test",
+    "composition_windows",
+    "lattice_overlap",
+    "merge_phases",
+    "ring_spacings",
+]
+
+#: Significance below which two pooled spectra are different (G-test).
+DEFAULT_ALPHA = 1e-3
+#: Total variation distance of two normalised spectra below which a
+#: significant difference is still too small to be another phase.
+DEFAULT_MIN_COMPOSITION_DIFFERENCE = 0.03
+#: Share of spot intensity at shared spacings from which two segments can
+#: be one lattice.
+DEFAULT_MIN_LATTICE_OVERLAP = 0.6
+
+
+@dataclass
+class PhaseMerge:
+    """Which segments form which phase, and why.
+
+    Attributes
+    ----------
+    groups : list of list of int
+        Segment indices of every phase, each sorted, phases ordered by
+        their first segment.
+    tests : list of dict
+        One entry per pair of groups tested when the merge was decided:
+        ``"a"``, ``"b"`` (segment lists), ``"composition"`` (the
+        :func:`composition_test` result), ``"lattice_overlap"`` (NaN when a
+        side shows no spots), ``"same_phase"`` and ``"merged"``.
+    spacings : list of numpy.ndarray
+        Per segment, the spot radii found (pixels of the patterns).
+    """
+
+    groups: list
+    tests: list = field(default_factory=list)
+    spacings: list = field(default_factory=list)
+
+    @property
+    def n_phases(self):
+        return len(self.groups)
+
+    def segment_phase(self):
+        """``(n_segments,)`` phase index of every segment."""
+        out = np.empty(sum(len(g) for g in self.groups), dtype=np.int64)
+        for phase, group in enumerate(self.groups):
+            out[group] = phase
+        return out
+
+
+def composition_windows(energies, fwhm, exclude=(), min_energy=0.2):
+    """Contiguous channel windows about one detector FWHM wide.
+
+    Parameters
+    ----------
+    energies : numpy.ndarray
+        ``(n_channels,)`` channel energies (any unit; ``fwhm``, ``exclude``
+        and ``min_energy`` in the same).
+    fwhm : float
+        Window width.
+    exclude : sequence of (float, float), optional
+        Energy ranges whose channels are left out (e.g. grid lines).
+    min_energy : float, default 0.2
+        Channels below (the noise peak, the window's absorption) are left out.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_channels,)`` int window of every channel, -1 where left out.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> composition_windows(np.arange(10) * 0.1, 0.3, exclude=[(0.55, 0.75)]).tolist()
+    [-1, -1, 0, 0, 0, -1, -1, -1, 1, 1]
+    """
+    energies = np.asarray(check_array("energies", energies, ndim=1, finite=True), dtype=np.float64)
+    fwhm = check_real("fwhm", fwhm, minimum=0, strict_minimum=True)
+    keep = energies >= min_energy
+    for low, high in exclude:
+        keep &= ~((energies >= low) & (energies <= high))
+    window = np.full(energies.shape, -1, dtype=np.int64)
+    if not keep.any():
+        return window
+    start = energies[keep][0]
+    index = np.floor((energies - start) / fwhm).astype(np.int64)
+    window[keep] = index[keep]
+    # Number the windows that hold channels 0, 1, 2, ...
+    used, dense = np.unique(window[keep], return_inverse=True)
+    window[keep] = dense.ravel()
+    return window
+
+
+def _window_counts(counts, windows):
+    counts = np.asarray(counts, dtype=np.float64)
+    n_windows = int(windows.max()) + 1 if windows.size and windows.max() >= 0 else 0
+    out = np.zeros(counts.shape[:-1] + (n_windows,))
+    keep = windows >= 0
+    for w in range(n_windows):
+        out[..., w] = counts[..., keep & (windows == w)].sum(axis=-1)
+    return out
+
+
+def composition_test(counts_a, counts_b, windows, *, min_expected=5.0):
+    """Are two pooled spectra the same composition? A G-test of homogeneity.
+
+    Each spectrum is summed in ``windows``; windows where either expected
+    count is below ``min_expected`` are pooled into one (the test's
+    approximation needs counts). Thickness scales all counts of a
+    position alike, so the null hypothesis is that both spectra are
+    draws from one distribution over the windows, whatever their totals.
+
+    Parameters
+    ----------
+    counts_a, counts_b : numpy.ndarray
+        ``(n_channels,)`` pooled X-ray counts (sums over positions).
+    windows : numpy.ndarray
+        From :func:`composition_windows`.
+    min_expected : float, default 5
+
+    Returns
+    -------
+    dict
+        ``"g"`` (statistic), ``"dof"``, ``"p_value"``, ``"difference"``
+        (total variation distance of the normalised window counts, 0 to 1)
+        and ``"counts"`` (the two totals).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> shape = np.array([5.0, 1.0, 3.0, 1.0])
+    >>> a, b = rng.poisson(shape * 500), rng.poisson(shape * 2000)
+    >>> windows = np.arange(4)
+    >>> composition_test(a, b, windows)["p_value"] > 1e-3
+    True
+    >>> other = rng.poisson(np.array([3.0, 3.0, 3.0, 1.0]) * 500)
+    >>> result = composition_test(a, other, windows)
+    >>> result["p_value"] < 1e-3, round(result["difference"], 2)
+    (True, 0.2)
+    """
+    from scipy.stats import chi2
+
+    table = _window_counts(np.stack([counts_a, counts_b]), np.asarray(windows))
+    totals = table.sum(axis=1)
+    if table.shape[1] < 2 or np.any(totals <= 0):
+        return {"g": 0.0, "dof": 0, "p_value": 1.0, "difference": 0.0, "counts": totals.tolist()}
+    expected = np.outer(totals, table.sum(axis=0)) / totals.sum()
+    small = (expected < min_expected).any(axis=0)
+    if small.any():
+        table = np.concatenate([table[:, ~small], table[:, small].sum(axis=1, keepdims=True)], axis=1)
+        table = table[:, table.sum(axis=0) > 0]
+        expected = np.outer(totals, table.sum(axis=0)) / totals.sum()
+    dof = table.shape[1] - 1
+    if dof < 1:
+        return {"g": 0.0, "dof": 0, "p_value": 1.0, "difference": 0.0, "counts": totals.tolist()}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(table > 0, table * np.log(table / expected), 0.0)
+    g = float(2.0 * terms.sum())
+    shares = table / totals[:, None]
+    return {
+        "g": g,
+        "dof": int(dof),
+        "p_value": float(chi2.sf(g, dof)),
+        "difference": float(0.5 * np.abs(shares[0] - shares[1]).sum()),
+        "counts": totals.tolist(),
+    }
+
+
+def _same_composition(result, alpha, min_difference):
+    return result["p_value"] >= alpha or result["difference"] < min_difference
+
+
+def ring_spacings(
+    pattern,
+    centre,
+    *,
+    inner_radius,
+    outer_radius=None,
+    n_positions=1,
+    disk_radius=1.0,
+    significance=8.0,
+    min_prominence=0.05,
+    merge_distance=None,
+):
+    """Spacings (radii) of the Bragg spots in a segment's mean pattern.
+
+    The diffuse background of each ring (its median over the azimuth) is
+    subtracted; what is left is the spots. Local maxima that stand
+    ``significance`` Poisson standard deviations above the background (for
+    a mean of ``n_positions`` patterns) and reach ``min_prominence`` of the
+    brightest are located to a fraction of a pixel by their centroid, and
+    their distances from the beam closer than ``merge_distance`` are one
+    spacing (its symmetry mates and Friedel pair). Where a spot falls on
+    its ring (the grain's orientation) and how bright the background is
+    (the thickness) do not move a spacing.
+
+    Parameters
+    ----------
+    pattern : numpy.ndarray
+        ``(H, W)`` mean diffraction pattern of a segment, counts per pattern.
+    centre : (float, float)
+        (row, column) of the direct beam, pixels.
+    inner_radius : float
+        Spots inside (the direct beam) are not searched.
+    outer_radius : float, optional
+        Largest radius; by default the largest circle inside the detector.
+    n_positions : float, default 1
+        How many patterns the mean pools (its noise).
+    disk_radius : float, default 1
+        Radius of a Bragg disk in pixels: disks wider than a pixel are
+        smoothed to one peak each and centred over their own width.
+    significance : float, default 8
+    min_prominence : float, default 0.05
+    merge_distance : float, optional
+        Radii closer than this (pixels) are one spacing; half a pixel or a
+        third of ``disk_radius``, whichever is larger, by default.
+
+    Returns
+    -------
+    radii : numpy.ndarray
+        Spacings as radii in pixels, ascending.
+    strengths : numpy.ndarray
+        The spots' summed intensity above background at each, normalised to
+        sum to 1 (empty when there is no spot).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rows, cols = np.mgrid[:64, :64]
+    >>> pattern = np.ones((64, 64))
+    >>> for angle, radius in ((0.3, 12), (1.9, 12), (3.4, 12), (0.8, 20)):
+    ...     y, x = 32 + radius * np.sin(angle), 32 + radius * np.cos(angle)
+    ...     pattern += 50 * np.exp(-((rows - y) ** 2 + (cols - x) ** 2) / 2)
+    >>> radii, strengths = ring_spacings(pattern, (32, 32), inner_radius=4)
+    >>> np.round(radii, 1).tolist(), np.round(strengths, 2).tolist()
+    ([12.0, 20.0], [0.75, 0.25])
+    """
+    from scipy import ndimage
+
+    pattern = np.nan_to_num(np.asarray(check_array("pattern", pattern, ndim=2), dtype=np.float64))
+    rows, cols = pattern.shape
+    cy, cx = float(centre[0]), float(centre[1])
+    if outer_radius is None:
+        outer_radius = min(cy + 0.5, rows - 0.5 - cy, cx + 0.5, cols - 0.5 - cx)
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    r = np.hypot(yy - cy, xx - cx)
+    # The background of every ring: the median of the pixels at that radius.
+    ring = np.floor(r * 2).astype(np.int64)
+    background = np.zeros(ring.max() + 1)
+    order = np.argsort(ring, axis=None)
+    sorted_rings = ring.ravel()[order]
+    bounds = np.searchsorted(sorted_rings, np.arange(ring.max() + 2))
+    values = pattern.ravel()[order]
+    for i in range(ring.max() + 1):
+        if bounds[i + 1] > bounds[i]:
+            background[i] = np.median(values[bounds[i] : bounds[i + 1]])
+    level = background[ring]
+    residual = pattern - level
+    half = max(1, int(round(disk_radius)))
+    if disk_radius > 1.5:
+        residual = ndimage.gaussian_filter(residual, disk_radius / 2.0)
+    if merge_distance is None:
+        merge_distance = max(0.5, disk_radius / 3.0)
+    searched = (r >= inner_radius) & (r <= outer_radius)
+    if not searched.any():
+        return np.zeros(0), np.zeros(0)
+    noise = np.sqrt(np.maximum(level, 1e-12) / max(float(n_positions), 1.0))
+    peak = residual == ndimage.maximum_filter(residual, size=2 * half + 1, mode="constant", cval=-np.inf)
+    top = residual[searched].max()
+    if top <= 0:
+        return np.zeros(0), np.zeros(0)
+    peak &= searched & (residual >= significance * noise) & (residual >= min_prominence * top)
+    spots_r, spots_s = [], []
+    positive = np.maximum(residual, 0.0)
+    for py, px in zip(*np.nonzero(peak)):
+        y0, y1, x0, x1 = max(py - half, 0), min(py + half + 1, rows), max(px - half, 0), min(px + half + 1, cols)
+        w = positive[y0:y1, x0:x1]
+        total = w.sum()
+        sy = (w * yy[y0:y1, x0:x1]).sum() / total
+        sx = (w * xx[y0:y1, x0:x1]).sum() / total
+        spots_r.append(np.hypot(sy - cy, sx - cx))
+        spots_s.append(total)
+    order = np.argsort(spots_r)
+    spots_r, spots_s = np.asarray(spots_r)[order], np.asarray(spots_s)[order]
+    # Chains of radii closer than merge_distance are one spacing.
+    breaks = np.flatnonzero(np.diff(spots_r) > merge_distance) + 1
+    radii, strengths = [], []
+    for group_r, group_s in zip(np.split(spots_r, breaks), np.split(spots_s, breaks)):
+        radii.append(float((group_r * group_s).sum() / group_s.sum()))
+        strengths.append(float(group_s.sum()))
+    strengths = np.asarray(strengths)
+    return np.asarray(radii), strengths / strengths.sum()
+
+
+def lattice_overlap(radii_a, radii_b, tolerance):
+    """How far two sets of spot spacings can belong to one lattice, 0 to 1.
+
+    The share of one side's spacings that lie within ``tolerance`` of a
+    spacing of the other side, the larger of the two directions: another
+    orientation of the same crystal lights a subset of the same spacings,
+    so one side being explained by the other is enough. Every spacing
+    counts alike: how bright a reflection is depends on the orientation and
+    the thickness, whether it exists does not.
+
+    Returns NaN when either side has no spot (an off-zone or amorphous
+    segment says nothing about its lattice).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lattice_overlap(np.array([6.0, 7.0]), np.array([6.1, 7.0, 9.8]), 0.3)
+    1.0
+    >>> round(lattice_overlap(np.array([6.0, 7.0, 9.8]), np.array([6.2, 8.7, 12.4]), 0.3), 2)
+    0.33
+    """
+    tolerance = check_real("tolerance", tolerance, minimum=0)
+    radii_a, radii_b = np.asarray(radii_a, float), np.asarray(radii_b, float)
+    if radii_a.size == 0 or radii_b.size == 0:
+        return float("nan")
+    near = np.abs(radii_a[:, None] - radii_b[None, :]) <= tolerance
+    return float(max(near.any(axis=1).mean(), near.any(axis=0).mean()))
+
+
+def merge_phases(
+    spectra,
+    windows,
+    spacings,
+    *,
+    tolerance,
+    alpha=DEFAULT_ALPHA,
+    min_composition_difference=DEFAULT_MIN_COMPOSITION_DIFFERENCE,
+    min_lattice_overlap=DEFAULT_MIN_LATTICE_OVERLAP,
+):
+    """Group segments into phases: same composition and a compatible lattice.
+
+    Starting from one group per segment, the two groups that pass both
+    tests and are most alike (smallest composition difference, then
+    largest lattice overlap) are joined, and the tests are made again
+    between the new group and the others, until no pair passes. The
+    composition test pools the groups' counts; the lattice test asks every
+    pair of members across the two groups (complete linkage), so that a
+    segment that mixes two phases at their boundary cannot join them. A
+    pair without spots on one side is decided by composition alone, after
+    every pair that both tests could judge.
+
+    Parameters
+    ----------
+    spectra : numpy.ndarray or None
+        ``(n_segments, n_channels)`` pooled X-ray counts; None when there is
+        no spectrum image (composition then never separates).
+    windows : numpy.ndarray or None
+        From :func:`composition_windows`.
+    spacings : list of numpy.ndarray or None
+        Per segment, the radii from :func:`ring_spacings`; None when there
+        are no patterns (the lattice then never separates).
+    tolerance : float
+        Spacings closer than this (pixels) are the same.
+    alpha : float, default 1e-3
+    min_composition_difference : float, default 0.03
+    min_lattice_overlap : float, default 0.6
+
+    Returns
+    -------
+    PhaseMerge
+
+    Examples
+    --------
+    Three segments: two of one composition and one lattice, one other.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(1)
+    >>> spectra = np.stack([rng.poisson([400, 100, 300]), rng.poisson([800, 200, 600]), rng.poisson([300, 300, 300])])
+    >>> radii = [np.array([6.0, 7.0]), np.array([6.0, 7.0, 9.8]), np.array([6.0, 7.0])]
+    >>> merge_phases(spectra, np.arange(3), radii, tolerance=0.3).groups
+    [[0, 1], [2]]
+    """
+    alpha = check_fraction("alpha", alpha)
+    min_composition_difference = check_real("min_composition_difference", min_composition_difference, minimum=0)
+    min_lattice_overlap = check_fraction("min_lattice_overlap", min_lattice_overlap, closed_low=True)
+    if spectra is None and spacings is None:
+        raise ValueError("merge_phases needs spectra, spacings or both.")
+    n = len(spectra) if spectra is not None else len(spacings)
+    if spectra is not None:
+        spectra = np.asarray(spectra, dtype=np.float64)
+    if spacings is not None:
+        pair_overlap = np.array([[lattice_overlap(spacings[i], spacings[j], tolerance) for j in range(n)] for i in range(n)])
+    groups = [[i] for i in range(n)]
+    tests = []
+    cache = {}
+
+    def judge(a, b):
+        key = (tuple(a), tuple(b))
+        if key not in cache:
+            if spectra is not None:
+                comp = composition_test(spectra[a].sum(axis=0), spectra[b].sum(axis=0), windows)
+                same_comp = _same_composition(comp, alpha, min_composition_difference)
+            else:
+                comp, same_comp = None, True
+            judged = [] if spacings is None else [v for v in (pair_overlap[i, j] for i in a for j in b) if not np.isnan(v)]
+            overlap = min(judged) if judged else float("nan")
+            same_lattice = np.isnan(overlap) or overlap >= min_lattice_overlap
+            entry = {
+                "a": list(a),
+                "b": list(b),
+                "composition": comp,
+                "lattice_overlap": overlap,
+                "same_composition": bool(same_comp),
+                "same_lattice": bool(same_lattice),
+                "same_phase": bool(same_comp and same_lattice),
+                "merged": False,
+            }
+            rank = (
+                bool(np.isnan(overlap)),
+                comp["difference"] if comp is not None else 0.0,
+                -(0.0 if np.isnan(overlap) else overlap),
+            )
+            cache[key] = (entry, rank)
+            tests.append(entry)
+        return cache[key]
+
+    while len(groups) > 1:
+        candidates = []
+        for i in range(len(groups)):
+            for j in range(i + 1, len(groups)):
+                entry, rank = judge(groups[i], groups[j])
+                if entry["same_phase"]:
+                    candidates.append((rank, i, j, entry))
+        if not candidates:
+            break
+        _, i, j, entry = min(candidates, key=lambda c: c[0])
+        entry["merged"] = True
+        merged = sorted(groups[i] + groups[j])
+        groups = [g for k, g in enumerate(groups) if k not in (i, j)] + [merged]
+    groups.sort(key=lambda g: g[0])
+    return PhaseMerge(groups=groups, tests=tests, spacings=[] if spacings is None else [np.asarray(v) for v in spacings])
