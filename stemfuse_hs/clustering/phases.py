@@ -374,6 +374,47 @@ def lattice_overlap(radii_a, radii_b, tolerance, min_spacings=1):
     return float(max(near.any(axis=1).mean(), near.any(axis=0).mean()))
 
 
+def _union(members, spacings, tolerance):
+    """The distinct spacings of a group of segments (closer than ``tolerance`` are one)."""
+    radii = np.sort(np.concatenate([np.asarray(spacings[m], float) for m in members]))
+    if radii.size == 0:
+        return radii
+    breaks = np.flatnonzero(np.diff(radii) > tolerance) + 1
+    return np.array([group.mean() for group in np.split(radii, breaks)])
+
+
+def _rejoin_poor_groups(groups, judge, spacings, tolerance, min_spacings):
+    """Join groups that show too few spacings to claim a lattice of their own.
+
+    A group whose segments together show fewer than ``min_spacings``
+    spacings was kept apart only because its one or two spacings are not
+    among another group's, which an incomplete set of spacings does not
+    prove. It joins the group of the same composition that explains most of
+    its spacings (the most alike composition on a tie).
+    """
+    while True:
+        poor = [g for g in groups if _union(g, spacings, tolerance).size < min_spacings]
+        moves = []
+        for g in poor:
+            for h in groups:
+                if h is g:
+                    continue
+                entry, _ = judge(*sorted((g, h)))
+                if not entry["same_composition"]:
+                    continue
+                overlap = entry["lattice_overlap"]
+                comp = entry["composition"]
+                moves.append(
+                    (-(0.0 if np.isnan(overlap) else overlap), comp["difference"] if comp else 0.0, groups.index(g), groups.index(h), entry)
+                )
+        if not moves:
+            return groups
+        _, _, i, j, entry = min(moves, key=lambda m: m[:2])
+        entry["merged"] = True
+        merged = sorted(groups[i] + groups[j])
+        groups = [g for k, g in enumerate(groups) if k not in (i, j)] + [merged]
+
+
 def merge_phases(
     spectra,
     windows,
@@ -456,9 +497,24 @@ def merge_phases(
                 same_comp = _same_composition(comp, alpha, min_composition_difference)
             else:
                 comp, same_comp = None, True
-            judged = [] if spacings is None else [v for v in (pair_overlap[i, j] for i in a for j in b) if not np.isnan(v)]
-            overlap = min(judged) if judged else float("nan")
-            same_lattice = np.isnan(overlap) or overlap >= min_lattice_overlap
+            if spacings is None:
+                overlap, vetoed = float("nan"), False
+            else:
+                # The groups' spacings together approach each lattice's full
+                # set, so a segment that shows a single spacing can be placed
+                # against a group that shows enough of them...
+                poor, rich = sorted((_union(a, spacings, tolerance), _union(b, spacings, tolerance)), key=len)
+                if rich.size < min_spacings or poor.size == 0:
+                    overlap = float("nan")
+                elif poor.size < min_spacings:
+                    overlap = float(np.mean(np.abs(poor[:, None] - rich[None, :]).min(axis=1) <= tolerance))
+                else:
+                    overlap = lattice_overlap(poor, rich, tolerance)
+                # ...while two members that each show enough spacings to be
+                # judged and disagree keep their groups apart (complete
+                # linkage: a segment mixing two phases cannot join them).
+                vetoed = any(pair_overlap[i, j] < min_lattice_overlap for i in a for j in b if not np.isnan(pair_overlap[i, j]))
+            same_lattice = not vetoed and (np.isnan(overlap) or overlap >= min_lattice_overlap)
             entry = {
                 "a": list(a),
                 "b": list(b),
@@ -491,5 +547,7 @@ def merge_phases(
         entry["merged"] = True
         merged = sorted(groups[i] + groups[j])
         groups = [g for k, g in enumerate(groups) if k not in (i, j)] + [merged]
+    if spacings is not None:
+        groups = _rejoin_poor_groups(groups, judge, spacings, tolerance, min_spacings)
     groups.sort(key=lambda g: g[0])
     return PhaseMerge(groups=groups, tests=tests, spacings=[] if spacings is None else [np.asarray(v) for v in spacings])
