@@ -94,6 +94,16 @@ def test_lazy_equals_eager_bit_for_bit(scenario):
     np.testing.assert_array_equal(other.eds.data.compute(), scan.eds.data)
 
 
+def test_pickled_graph_gives_the_same_data():
+    # What a distributed worker sees: the generator travels without its cache.
+    import pickle
+
+    scan = synthetic_scan("poly_minor_phase", size="tiny", seed=0, lazy=True, chunk_rows=8)
+    dp = pickle.loads(pickle.dumps(scan.dp.data))
+    np.testing.assert_array_equal(dp[8:16].compute(), scan.dp.data[8:16].compute())
+    np.testing.assert_allclose(scan.expected_dp(slice(8, 9)), lazy("poly_minor_phase").expected_dp(slice(8, 9)))
+
+
 # --- ground truth --------------------------------------------------------------------
 @pytest.mark.parametrize("scenario", POLY)
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -115,8 +125,12 @@ def test_grains_and_phases_are_consistent(scenario, seed):
     assert rot.shape == (n_grains, 3, 3)
     np.testing.assert_allclose(rot @ rot.transpose(0, 2, 1), np.broadcast_to(np.eye(3), rot.shape), atol=1e-9)
     np.testing.assert_allclose(np.linalg.det(rot), 1.0, atol=1e-9)
-    beams = rot[:, 2, :]  # beam direction in each grain's crystal frame
-    assert len({tuple(np.round(b, 3)) for b in beams}) == n_grains
+    # Every grain has its own orientation; two may come close only by chance
+    # (e.g. both near one zone axis with similar in-plane angles).
+    relative = np.einsum("aij,bkj->abik", rot, rot)
+    cos = np.clip((np.trace(relative, axis1=2, axis2=3) - 1) / 2, -1, 1)
+    angle = np.degrees(np.arccos(cos))[np.triu_indices(n_grains, 1)]
+    assert angle.min() > 0.01 and np.mean(angle < 5.0) < 0.05
     # Half of each phase's grains near a zone axis, the others random.
     for p in range(len(scan.phases)):
         members = np.flatnonzero(scan.grain_phases == p)

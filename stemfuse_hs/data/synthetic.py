@@ -9,6 +9,13 @@ amorphous ring from the support film, a constant Cu grid signal in the
 spectra, mixed patterns where an interface or an embedded precipitate shares
 the column, and Poisson noise at a realistic dose.
 
+In the fixed-section scenarios every phase is one zone-axis section of its
+reciprocal lattice, in one orientation for the whole scan. The polycrystal
+scenarios (:data:`POLY_SCENARIOS`) tile the scan with grains, each phase in
+several grains of its own orientation, and compute every grain's Bragg disks
+from its 3-D crystal structure with the kinematic model of
+:mod:`stemfuse_hs.data.polycrystal`; their ground truth adds the grain map.
+
 Both modalities are built as dask arrays chunked over scan rows. Each row's
 noise comes from its own ``numpy.random.Generator`` seeded by
 ``(seed, scenario, modality, row)``, so the counts do not depend on the
@@ -70,8 +77,8 @@ SCENARIOS = {
         "covering 2-5 % of the scan."
     ),
     "poly_precipitates": (
-        "Ferrite (bcc) polycrystal with randomly oriented TiC precipitates 2-4 positions "
-        "across, embedded in the foil, on a 3x thickness wedge."
+        "Ferrite (bcc) polycrystal with embedded TiC precipitates 2-4 positions across, "
+        "each in its own orientation, on a 3x thickness wedge."
     ),
 }
 
@@ -273,7 +280,7 @@ _PHASES = {
 _POLY_LAYOUT = {
     "poly_chemistry": {"grain_area": 150.0, "matrix_phases": 2},
     "poly_structure": {"grain_area": 110.0, "matrix_phases": 2},
-    "poly_four_phases": {"grain_area": 85.0, "matrix_phases": 4},
+    "poly_four_phases": {"grain_area": 90.0, "matrix_phases": 4},
     "poly_hcp": {"grain_area": 110.0, "matrix_phases": 2},
     "poly_minor_phase": {"grain_area": 130.0, "matrix_phases": 1, "minor": (0.025, 0.045)},
     "poly_precipitates": {"grain_area": 200.0, "matrix_phases": 1, "precipitates": 1 / 150},
@@ -312,7 +319,7 @@ _POLY_COMMON = (
     " Every grain has its own orientation: half of the grains of each phase "
     "sit within 1.5 degrees of a low-index zone axis, the others are randomly "
     "oriented, so most patterns show only the few reflections near the Ewald "
-    "sphere, and two grains of one phase share no spots; the diffraction is "
+    "sphere, and two grains of one phase rarely share a spot; the diffraction is "
     "kinematic (two-beam rocking curves of the real 3-D structure, see "
     "stemfuse_hs.data.polycrystal)."
 )
@@ -359,7 +366,7 @@ _DESCRIPTIONS.update(
             "A ferrite polycrystal (bcc, Fe97.5 Mn1.5 Cr1) holds spherical "
             "(Ti,V)C precipitates (rock salt, a = 0.4328 nm) whose majority "
             "region is only 2-4 positions across; they are embedded in the foil, "
-            "so even their centres carry 5-25 % matrix signal, and the foil is a "
+            "so even their best columns carry 10-40 % matrix signal, and the foil is a "
             "wedge whose thickness grows 3x across the scan." + _POLY_COMMON
         ),
     }
@@ -1592,7 +1599,12 @@ def synthetic_scan(
     ----------
     scenario : str, optional
         One of :data:`SCENARIOS`: ``"chemistry_only"``, ``"structure_only"``,
-        ``"four_phases"`` (default) or ``"precipitates"``.
+        ``"four_phases"`` (default) or ``"precipitates"`` (one fixed zone-axis
+        section per phase), or one of the polycrystals of
+        :data:`POLY_SCENARIOS`: ``"poly_chemistry"``, ``"poly_structure"``,
+        ``"poly_four_phases"``, ``"poly_hcp"``, ``"poly_minor_phase"`` or
+        ``"poly_precipitates"`` (each phase in several grains of different
+        orientations, rendered by :mod:`stemfuse_hs.data.polycrystal`).
     size : str, optional
         One of :data:`SIZES`: ``"tiny"`` (default, for unit tests),
         ``"small"``, ``"published"`` (~1 GB of diffraction data) or
@@ -1654,6 +1666,17 @@ def synthetic_scan(
     >>> big = synthetic_scan("precipitates", size="large", lazy=True)
     >>> big.dp
     <LazyDiffraction2D, title: Synthetic 4D-STEM: precipitates (large, seed 0), dimensions: (256, 256|256, 256)>
+
+    A polycrystal: two phases, each in several orientations; the grain map
+    is part of the ground truth.
+
+    >>> poly = synthetic_scan("poly_structure", size="tiny", seed=0)
+    >>> poly.phases
+    ['austenite (fcc)', 'martensite (bcc)']
+    >>> len(poly.grain_phases) > 2 * len(poly.phases)
+    True
+    >>> bool((poly.grain_phases[poly.grains] == poly.truth).all())
+    True
     """
     _check_choice("scenario", scenario, SCENARIOS)
     _check_choice("size", size, _SIZES)
