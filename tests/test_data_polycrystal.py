@@ -292,6 +292,33 @@ def test_bragg_intensities_vary_within_a_grain_of_the_scan():
     assert np.median(varied) > 1.5
 
 
+def test_scan_disks_are_the_kinematic_model_of_each_grain():
+    # The rendered disks of a grain are kinematic_pattern() for its crystal,
+    # composition, orientation, local thickness and bending, up to one
+    # per-position factor (the elastic electrons and the Bragg cap).
+    scan = lazy("poly_four_phases")
+    crystals = {"fcc": "fcc Fe", "bcc": "bcc Fe"}
+    for g in range(0, len(scan.grain_phases), 3):
+        phase = scan.grain_phases[g]
+        y, x, _ = grain_core(scan, g)
+        counts = scan.grain_spot_intensities(g)[y, x]
+        if counts.size < 2:
+            continue
+        g_xy, hkl, intensity = pc.kinematic_pattern(
+            crystals[scan.structures[phase][:3]],
+            scan.compositions[phase],
+            scan.grain_orientations[g],
+            thickness_nm=60.0 * float(scan.thickness[y, x]),
+            tilt_mrad=scan.tilt[y, x],
+            g_max=30.0,
+        )
+        index = {tuple(h): i for i, h in enumerate(hkl.tolist())}
+        model = intensity[[index[tuple(h)] for h in scan.grain_hkl[g]]]
+        np.testing.assert_allclose(g_xy[[index[tuple(h)] for h in scan.grain_hkl[g]]], scan.grain_g_vectors[g], atol=1e-9)
+        ratio = counts / model
+        np.testing.assert_allclose(ratio, ratio[0], rtol=1e-3)
+
+
 def test_grains_of_one_phase_differ_positions_in_one_grain_agree():
     scan = lazy("poly_structure")
     patterns = expected("poly_structure")

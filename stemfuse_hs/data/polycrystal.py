@@ -97,37 +97,37 @@ def _hexagonal(a, c):
 #: ``zone_axes`` [uvw] that near-zone grains are snapped to.
 CRYSTALS = {
     "fcc Fe": {
-        "label": "fcc (austenite, Fm-3m, a = 0.3595 nm)",
+        "label": "fcc, Fm-3m, a = 0.3595 nm",
         "lattice": _cubic(0.3595),
         "sites": tuple(("A", p) for p in _FCC),
         "zone_axes": _CUBIC_ZONES,
     },
     "bcc Fe": {
-        "label": "bcc (ferrite / martensite, Im-3m, a = 0.2866 nm)",
+        "label": "bcc, Im-3m, a = 0.2866 nm",
         "lattice": _cubic(0.2866),
         "sites": (("A", (0, 0, 0)), ("A", (0.5, 0.5, 0.5))),
         "zone_axes": _CUBIC_ZONES,
     },
     "bcc Fe-Cr": {
-        "label": "bcc (delta ferrite, Im-3m, a = 0.2877 nm)",
+        "label": "bcc, Im-3m, a = 0.2877 nm",
         "lattice": _cubic(0.2877),
         "sites": (("A", (0, 0, 0)), ("A", (0.5, 0.5, 0.5))),
         "zone_axes": _CUBIC_ZONES,
     },
     "fcc Co": {
-        "label": "fcc (alpha-Co, Fm-3m, a = 0.3545 nm)",
+        "label": "fcc, Fm-3m, a = 0.3545 nm",
         "lattice": _cubic(0.3545),
         "sites": tuple(("A", p) for p in _FCC),
         "zone_axes": _CUBIC_ZONES,
     },
     "hcp Co": {
-        "label": "hcp (epsilon-Co, P6_3/mmc, a = 0.2507 nm, c = 0.4069 nm)",
+        "label": "hcp, P6_3/mmc, a = 0.2507 nm, c = 0.4069 nm",
         "lattice": _hexagonal(0.2507, 0.4069),
         "sites": (("A", (1 / 3, 2 / 3, 0.25)), ("A", (2 / 3, 1 / 3, 0.75))),
         "zone_axes": _HEX_ZONES,
     },
     "rock salt TiC": {
-        "label": "rock salt (TiC, Fm-3m, a = 0.4328 nm)",
+        "label": "rock salt, Fm-3m, a = 0.4328 nm",
         "lattice": _cubic(0.4328),
         "sites": tuple(("M", p) for p in _FCC)
         + tuple(("X", ((x + 0.5) % 1, y, z)) for x, y, z in _FCC),

@@ -1271,7 +1271,7 @@ class SyntheticScan:
         Structure of each phase: structure and zone axis for the fixed-section
         scenarios, e.g. ``"bcc [001]"``; crystal, space group and lattice
         parameters for the polycrystals (:data:`POLY_SCENARIOS`), e.g.
-        ``"fcc (austenite, Fm-3m, a = 0.3595 nm)"``.
+        ``"fcc, Fm-3m, a = 0.3595 nm"``.
     compositions : list of dict
         Composition of each phase in atomic percent.
     elements : list of str
