@@ -18,7 +18,7 @@ Run::
     python benchmarks/ari_scenarios.py                     # all scenarios, tiny, seed 0
     python benchmarks/ari_scenarios.py --scenarios poly --seeds 0 1 --no-reference
     python benchmarks/ari_scenarios.py --size small --seeds 0 1 2
-    python benchmarks/ari_scenarios.py --size tiny --seeds 0 1 2 --csv docs/ari_tiny.csv
+    python benchmarks/ari_scenarios.py --scenarios sections --size tiny --seeds 0 1 2 --csv docs/ari_tiny.csv
 
 ``--scenarios`` takes scenario names, ``poly`` (the polycrystals) or
 ``sections`` (the fixed zone-axis scenarios). The CSV is what the
