@@ -144,6 +144,28 @@ def test_grains_and_phases_are_consistent(scenario, seed):
     np.testing.assert_array_equal(np.argmax(scan.phase_weights, -1), scan.truth)
 
 
+@pytest.mark.parametrize("size", ["small", "published"])
+def test_bigger_scans_keep_the_grain_size(size):
+    for scenario in ("poly_structure", "poly_minor_phase", "poly_precipitates"):
+        scan = synthetic_scan(scenario, size=size, seed=3, lazy=True)  # truth only
+        tiny_scan = lazy(scenario, 3)
+        np.testing.assert_array_equal(scan.grain_phases[scan.grains], scan.truth)
+        assert len(np.unique(scan.grains)) == len(scan.grain_phases)
+        # Grains are ~25 nm whatever the scan: their number follows the area.
+        area_ratio = scan.truth.size / tiny_scan.truth.size
+        def matrix_grains(s):
+            return np.count_nonzero(s.grain_phases == 0) if scenario != "poly_structure" else len(s.grain_phases)
+
+        count_ratio = matrix_grains(scan) / matrix_grains(tiny_scan)
+        assert 0.6 * area_ratio < count_ratio < 1.6 * area_ratio
+        if scenario == "poly_minor_phase":
+            assert 0.02 <= scan.coverage[1] <= 0.05
+        if scenario == "poly_precipitates":
+            labels, n = ndimage.label(scan.truth == 1)
+            extents = [max(b[0].stop - b[0].start, b[1].stop - b[1].start) for b in ndimage.find_objects(labels)]
+            assert n >= 10 and 2 <= min(extents) and max(extents) <= 4
+
+
 def test_near_zone_grains_are_within_their_tolerance():
     scan = lazy("poly_four_phases")
     for g, zone in enumerate(scan.grain_zone_axes):
