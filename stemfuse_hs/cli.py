@@ -37,7 +37,18 @@ __all__ = [
 PROG = "stemfuse"
 
 #: Synthetic scenarios and sizes the demo offers (sizes that fit in memory).
-DEMO_SCENARIOS = ("chemistry_only", "structure_only", "four_phases", "precipitates")
+DEMO_SCENARIOS = (
+    "chemistry_only",
+    "structure_only",
+    "four_phases",
+    "precipitates",
+    "poly_chemistry",
+    "poly_structure",
+    "poly_four_phases",
+    "poly_hcp",
+    "poly_minor_phase",
+    "poly_precipitates",
+)
 DEMO_SIZES = ("tiny", "small", "published")
 
 #: Parameter sections: the function each one configures.
