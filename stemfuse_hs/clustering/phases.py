@@ -42,6 +42,11 @@ from .._validation import check_array, check_fraction, check_real
 
 __all__ = [
     "PhaseMerge",
+    "carve_minor_phases",
+    "mixture_test",
+    "reassign_by_composition",
+    "window_matrix",
+    "window_shares",
     "composition_test",
     "composition_windows",
     "lattice_overlap",
@@ -57,6 +62,12 @@ DEFAULT_MIN_COMPOSITION_DIFFERENCE = 0.03
 #: Share of spot intensity at shared spacings from which two segments can
 #: be one lattice.
 DEFAULT_MIN_LATTICE_OVERLAP = 0.6
+#: Natural log of the likelihood ratio (about 20) from which a position's counts move it
+#: to another phase (chosen on the built-in scans: 1.0 and 0 moved too many).
+DEFAULT_MIN_LOG_RATIO = 3.0
+#: Largest share of the scan a phase of the finer map may cover to be carved out
+#: as a minor phase (the issue's minor phases cover 2-5 %).
+DEFAULT_MAX_MINOR_SHARE = 0.1
 #: Spacings each segment must show for the lattice test to judge a pair.
 DEFAULT_MIN_SPACINGS = 3
 
@@ -77,11 +88,15 @@ class PhaseMerge:
         side shows no spots), ``"same_phase"`` and ``"merged"``.
     spacings : list of numpy.ndarray
         Per segment, the spot radii found (pixels of the patterns).
+    lattice_differs : numpy.ndarray
+        ``(n_phases, n_phases)`` bool: the lattice test found two members of
+        the two phases incompatible (False where it could not judge).
     """
 
     groups: list
     tests: list = field(default_factory=list)
     spacings: list = field(default_factory=list)
+    lattice_differs: np.ndarray = None
 
     @property
     def n_phases(self):
@@ -383,6 +398,134 @@ def _union(members, spacings, tolerance):
     return np.array([group.mean() for group in np.split(radii, breaks)])
 
 
+def mixture_test(counts, counts_a, counts_b, windows, *, min_expected=5.0, n_steps=101):
+    """Is a pooled spectrum a mixture of two others? The best mixing share and its G-test.
+
+    The shares of ``counts`` over the windows are compared with
+    ``f * shares_a + (1 - f) * shares_b`` for ``f`` on a grid from 0 to 1;
+    the best ``f`` is kept. Columns that mix two phases (a boundary
+    inclined through the foil, a precipitate embedded in a matrix) give
+    such spectra.
+
+    Parameters
+    ----------
+    counts, counts_a, counts_b : numpy.ndarray
+        ``(n_channels,)`` pooled counts.
+    windows : numpy.ndarray
+        From :func:`composition_windows`.
+
+    Returns
+    -------
+    dict
+        ``"fraction"`` (share of ``a``), ``"g"``, ``"dof"``, ``"p_value"``
+        and ``"difference"`` (total variation distance to the best mixture).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> a, b = np.array([50.0, 5, 5, 40]), np.array([5.0, 50, 40, 5])
+    >>> mixed = rng.poisson(0.3 * a * 40 + 0.7 * b * 40)
+    >>> result = mixture_test(mixed, rng.poisson(a * 200), rng.poisson(b * 200), np.arange(4))
+    >>> round(result["fraction"], 1), result["p_value"] > 1e-3
+    (0.3, True)
+    """
+    from scipy.stats import chi2
+
+    table = _window_counts(np.stack([counts, counts_a, counts_b]), np.asarray(windows))
+    totals = table.sum(axis=1)
+    if table.shape[1] < 2 or np.any(totals <= 0):
+        return {"fraction": 0.5, "g": 0.0, "dof": 0, "p_value": 1.0, "difference": 0.0}
+    shares = table / totals[:, None]
+    fractions = np.linspace(0.0, 1.0, n_steps)
+    model = fractions[:, None] * shares[1] + (1 - fractions[:, None]) * shares[2]
+    expected = totals[0] * model
+    keep = expected.min(axis=0) >= min_expected
+    observed = table[0]
+    if keep.sum() < 2:
+        keep = np.ones(table.shape[1], dtype=bool)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(observed[keep] > 0, observed[keep] * np.log(observed[keep] / expected[:, keep]), 0.0)
+    g = 2.0 * (terms.sum(axis=1) - (observed[keep].sum() - expected[:, keep].sum(axis=1)))
+    best = int(np.argmin(g))
+    dof = int(keep.sum()) - 2
+    return {
+        "fraction": float(fractions[best]),
+        "g": float(g[best]),
+        "dof": max(dof, 0),
+        "p_value": float(chi2.sf(g[best], dof)) if dof >= 1 else 1.0,
+        "difference": float(0.5 * np.abs(shares[0] - model[best]).sum()),
+    }
+
+
+def _neighbourhood(mask, width=2):
+    """Positions within ``width`` steps (8-connected) of ``mask``."""
+    from scipy import ndimage
+
+    return ndimage.binary_dilation(mask, structure=np.ones((3, 3), bool), iterations=width)
+
+
+def _absorb_boundaries(groups, spectra, windows, segment_map, alpha, min_difference, tests, min_border_share=0.8):
+    """Let groups that are the mixed boundary of two others join the one they hold most of."""
+    segment_map = np.asarray(segment_map)
+    if segment_map.ndim == 1:
+        segment_map = segment_map[None, :]
+    changed = True
+    while changed and len(groups) > 2:
+        changed = False
+        masks = [np.isin(segment_map, g) for g in groups]
+        counts = [spectra[g].sum(axis=0) for g in groups]
+        sizes = [int(m.sum()) for m in masks]
+        # Smallest first: boundaries are thin.
+        for gi in sorted(range(len(groups)), key=lambda i: sizes[i]):
+            near = _neighbourhood(masks[gi])
+            neighbours = [
+                j for j in range(len(groups)) if j != gi and (masks[j] & near).any() and sizes[j] > 0
+            ]
+            best = None
+            for ai in range(len(neighbours)):
+                for bi in range(ai + 1, len(neighbours)):
+                    a, b = neighbours[ai], neighbours[bi]
+                    if sizes[gi] >= max(sizes[a], sizes[b]):
+                        continue
+                    border = masks[gi] & (_neighbourhood(masks[a]) | _neighbourhood(masks[b]))
+                    if border.sum() < min_border_share * sizes[gi]:
+                        continue
+                    ab = composition_test(counts[a], counts[b], windows)
+                    if _same_composition(ab, alpha, min_difference):
+                        continue  # two alike groups: no mixture to tell
+                    mix = mixture_test(counts[gi], counts[a], counts[b], windows)
+                    if not (0.0 < mix["fraction"] < 1.0):
+                        continue
+                    if mix["p_value"] >= alpha or mix["difference"] < min_difference:
+                        if best is None or mix["g"] < best[0]["g"]:
+                            best = (mix, a, b)
+            if best is not None:
+                mix, a, b = best
+                target = a if mix["fraction"] >= 0.5 else b
+                tests.append(
+                    {
+                        "a": list(groups[gi]),
+                        "b": list(groups[target]),
+                        "composition": {
+                            "g": mix["g"], "dof": mix["dof"], "p_value": mix["p_value"], "difference": mix["difference"],
+                        },
+                        "lattice_overlap": float("nan"),
+                        "same_composition": False,
+                        "same_lattice": True,
+                        "same_phase": False,
+                        "merged": True,
+                        "boundary_of": [list(groups[a]), list(groups[b])],
+                        "mixing_fraction": mix["fraction"] if target == a else 1 - mix["fraction"],
+                    }
+                )
+                merged = sorted(groups[gi] + groups[target])
+                groups = [g for k, g in enumerate(groups) if k not in (gi, target)] + [merged]
+                changed = True
+                break
+    return groups
+
+
 def _rejoin_poor_groups(groups, judge, spacings, tolerance, min_spacings):
     """Join groups that show too few spacings to claim a lattice of their own.
 
@@ -425,6 +568,9 @@ def merge_phases(
     min_composition_difference=DEFAULT_MIN_COMPOSITION_DIFFERENCE,
     min_lattice_overlap=DEFAULT_MIN_LATTICE_OVERLAP,
     min_spacings=DEFAULT_MIN_SPACINGS,
+    segment_map=None,
+    sizes=None,
+    min_judged_size=0,
 ):
     """Group segments into phases: same composition and a compatible lattice.
 
@@ -457,6 +603,17 @@ def merge_phases(
         The lattice test judges only pairs of segments that each show at
         least this many spacings (see :func:`lattice_overlap`); others are
         decided by composition.
+    segment_map : numpy.ndarray, optional
+        The segment of every scan position (-1 for none), on the scan grid.
+        With it, a group that lies along the boundary of two groups of
+        other compositions and whose pooled spectrum is a mixture of theirs
+        (:func:`mixture_test`) is the boundary, not a phase: it joins the
+        group that makes up most of it.
+    sizes : numpy.ndarray, optional
+        Positions in every segment.
+    min_judged_size : float, default 0
+        Segments with fewer positions never veto a merge by their lattice
+        (they are placed against groups like segments with few spacings).
 
     Returns
     -------
@@ -485,6 +642,12 @@ def merge_phases(
         pair_overlap = np.array(
             [[lattice_overlap(spacings[i], spacings[j], tolerance, min_spacings) for j in range(n)] for i in range(n)]
         )
+        if sizes is not None and min_judged_size:
+            # Small segments sit mostly on boundaries: their mean patterns mix
+            # two lattices, so they may join a group but never keep two apart.
+            small = np.asarray(sizes) < min_judged_size
+            pair_overlap[small, :] = np.nan
+            pair_overlap[:, small] = np.nan
     groups = [[i] for i in range(n)]
     tests = []
     cache = {}
@@ -547,7 +710,240 @@ def merge_phases(
         entry["merged"] = True
         merged = sorted(groups[i] + groups[j])
         groups = [g for k, g in enumerate(groups) if k not in (i, j)] + [merged]
+    if spectra is not None and segment_map is not None:
+        groups = _absorb_boundaries(groups, spectra, windows, segment_map, alpha, min_composition_difference, tests)
     if spacings is not None:
         groups = _rejoin_poor_groups(groups, judge, spacings, tolerance, min_spacings)
     groups.sort(key=lambda g: g[0])
-    return PhaseMerge(groups=groups, tests=tests, spacings=[] if spacings is None else [np.asarray(v) for v in spacings])
+    k = len(groups)
+    differs = np.zeros((k, k), dtype=bool)
+    if spacings is not None:
+        for a in range(k):
+            for b in range(k):
+                pairs = [pair_overlap[i, j] for i in groups[a] for j in groups[b]]
+                differs[a, b] = any(v < min_lattice_overlap for v in pairs if not np.isnan(v))
+    return PhaseMerge(
+        groups=groups,
+        tests=tests,
+        spacings=[] if spacings is None else [np.asarray(v) for v in spacings],
+        lattice_differs=differs,
+    )
+
+
+def window_shares(counts, windows, pseudo_count=0.5):
+    """Share of each window in pooled ``counts`` (rows), a pseudo-count keeping logarithms finite.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> window_shares(np.array([[3.0, 1.0, 0.0]]), np.array([0, 0, 1])).round(3).tolist()
+    [[0.9, 0.1]]
+    """
+    table = _window_counts(np.atleast_2d(counts), np.asarray(windows)) + pseudo_count
+    return table / table.sum(axis=1, keepdims=True)
+
+
+def window_matrix(windows):
+    """``(n_channels, n_windows)`` float32 0/1 matrix summing channels into windows."""
+    windows = np.asarray(windows)
+    n_windows = int(windows.max()) + 1 if windows.size and windows.max() >= 0 else 0
+    out = np.zeros((windows.size, n_windows), dtype=np.float32)
+    used = np.flatnonzero(windows >= 0)
+    out[used, windows[used]] = 1.0
+    return out
+
+
+def reassign_by_composition(window_counts, labels, shares, allowed, min_log_ratio=DEFAULT_MIN_LOG_RATIO):
+    """Move positions to the phase whose composition explains their counts far better.
+
+    A position's counts in the composition windows are a multinomial draw
+    from its phase's window shares whatever its thickness; the log
+    likelihood ratio of another phase against its own is
+    ``sum_w counts_w * (log share'_w - log share_w)``. Where it exceeds
+    ``min_log_ratio`` for a phase it may belong to (``allowed``, e.g. not of
+    a lattice known to differ), the position moves to the best such phase:
+    the segments are drawn in the fused feature space, where a noisy
+    spectrum can land a position in its neighbour's segment.
+
+    Parameters
+    ----------
+    window_counts : numpy.ndarray
+        ``(n_positions, n_windows)`` counts of every position.
+    labels : numpy.ndarray
+        ``(n_positions,)`` phase of every position, -1 for none (never moved).
+    shares : numpy.ndarray
+        ``(n_phases, n_windows)`` from :func:`window_shares`.
+    allowed : numpy.ndarray
+        ``(n_phases, n_phases)`` bool, ``allowed[k, j]``: a position of ``k``
+        may move to ``j``.
+    min_log_ratio : float, default 3 (a likelihood ratio of about 20)
+
+    Returns
+    -------
+    numpy.ndarray
+        The new labels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> shares = np.array([[0.8, 0.2], [0.2, 0.8]])
+    >>> counts = np.array([[40, 10], [12, 38], [25, 25]])
+    >>> reassign_by_composition(counts, np.array([0, 0, 1]), shares, np.ones((2, 2), bool)).tolist()
+    [0, 1, 1]
+    """
+    window_counts = np.asarray(window_counts, dtype=np.float64)
+    labels = np.asarray(labels).astype(np.int64)
+    log_shares = np.log(np.asarray(shares, dtype=np.float64))
+    loglik = window_counts @ log_shares.T  # (n, k)
+    out = labels.copy()
+    placed = np.flatnonzero(labels >= 0)
+    if placed.size == 0 or log_shares.shape[0] < 2:
+        return out
+    own = loglik[placed, labels[placed]]
+    ratio = loglik[placed] - own[:, None]
+    ratio[~np.asarray(allowed, dtype=bool)[labels[placed]]] = -np.inf
+    ratio[np.arange(placed.size), labels[placed]] = -np.inf
+    best = ratio.argmax(axis=1)
+    move = ratio[np.arange(placed.size), best] > min_log_ratio
+    out[placed[move]] = best[move]
+    return out
+
+
+def carve_minor_phases(
+    labels,
+    fine_labels,
+    window_counts,
+    *,
+    max_share=DEFAULT_MAX_MINOR_SHARE,
+    min_host_share=0.7,
+    alpha=DEFAULT_ALPHA,
+    min_composition_difference=DEFAULT_MIN_COMPOSITION_DIFFERENCE,
+):
+    """Give small phases of a finer map their own label where their composition differs.
+
+    A phase map made from segments of at least ``min_cluster_size``
+    positions cannot hold a phase that covers less: a minor phase, or
+    precipitates a few positions across, fall inside the segments of their
+    surroundings. A finer map of the same embedding does separate them.
+    Each of its phases that covers at most ``max_share`` of the positions,
+    lies for at least ``min_host_share`` inside one phase of ``labels`` (its
+    host) and whose pooled counts differ from the rest of the host
+    (:func:`composition_test`) becomes a phase of its own — unless its
+    spectrum is a mixture of the host and another phase
+    (:func:`mixture_test`), which is a boundary, not a phase.
+
+    Parameters
+    ----------
+    labels, fine_labels : numpy.ndarray
+        ``(n_positions,)`` the phase map and the finer one (-1 for none).
+    window_counts : numpy.ndarray
+        ``(n_positions, n_windows)`` X-ray counts in the composition windows.
+    max_share : float, default 0.1
+    min_host_share : float, default 0.7
+    alpha, min_composition_difference : float
+        As in :func:`merge_phases`.
+
+    Returns
+    -------
+    labels : numpy.ndarray
+        With the carved phases numbered after the existing ones.
+    carved : list of dict
+        Per carved phase: ``"fine_phase"`` (and ``"joined"``, the finer
+        map's phases joined to it: one phase cut by how much of its host
+        its columns hold), ``"host"``, ``"positions"``, ``"label"`` and the
+        :func:`composition_test` result against the rest of the host.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> counts = rng.poisson([60.0, 30.0, 10.0], size=(200, 3))
+    >>> counts[:12] = rng.poisson([20.0, 30.0, 50.0], size=(12, 3))  # a small phase of its own
+    >>> fine = np.where(np.arange(200) < 12, 1, 0)
+    >>> new, carved = carve_minor_phases(np.zeros(200, int), fine, counts)
+    >>> np.bincount(new).tolist(), carved[0]["host"]
+    ([188, 12], 0)
+    """
+    labels = np.asarray(labels).astype(np.int64).copy()
+    fine_labels = np.asarray(fine_labels).astype(np.int64)
+    window_counts = np.asarray(window_counts, dtype=np.float64)
+    windows = np.arange(window_counts.shape[1])
+    n_labelled = max(int((labels >= 0).sum()), 1)
+    original = labels.copy()
+    carved = []
+    next_label = int(labels.max()) + 1 if labels.size else 0
+    for fine in np.unique(fine_labels[fine_labels >= 0]):
+        inside = fine_labels == fine
+        size = int(inside.sum())
+        if size == 0 or size > max_share * n_labelled:
+            continue
+        hosts = original[inside]
+        hosts = hosts[hosts >= 0]
+        if hosts.size == 0:
+            continue
+        host = int(np.bincount(hosts).argmax())
+        if (hosts == host).sum() < min_host_share * size:
+            continue
+        rest = (original == host) & ~inside
+        if not rest.any():
+            continue
+        counts_fine, counts_rest = window_counts[inside].sum(axis=0), window_counts[rest].sum(axis=0)
+        test = composition_test(counts_fine, counts_rest, windows)
+        if _same_composition(test, alpha, min_composition_difference):
+            continue
+        boundary = False
+        for other in np.unique(original[(original >= 0) & (original != host)]):
+            mix = mixture_test(counts_fine, counts_rest, window_counts[original == other].sum(axis=0), windows)
+            if 0.0 < mix["fraction"] < 1.0 and (mix["p_value"] >= alpha or mix["difference"] < min_composition_difference):
+                boundary = True
+                break
+        if boundary:
+            continue
+        labels[inside] = next_label
+        carved.append(
+            {"fine_phase": int(fine), "host": host, "positions": size, "composition": test, "label": next_label}
+        )
+        next_label += 1
+    return _join_carved(labels, carved, original, window_counts, alpha, min_composition_difference)
+
+
+def _join_carved(labels, carved, original, window_counts, alpha, min_difference):
+    """Carved phases of one host are one phase when alike, or one a mixture of the other and the host.
+
+    Precipitates embedded in a matrix carry more or less of the matrix in
+    their columns: the finer map may cut one phase by that share.
+    """
+    windows = np.arange(window_counts.shape[1])
+    joined = True
+    while joined and len(carved) > 1:
+        joined = False
+        for i in range(len(carved)):
+            for j in range(i + 1, len(carved)):
+                a, b = carved[i], carved[j]
+                if a["host"] != b["host"]:
+                    continue
+                counts_a = window_counts[labels == a["label"]].sum(axis=0)
+                counts_b = window_counts[labels == b["label"]].sum(axis=0)
+                same = _same_composition(composition_test(counts_a, counts_b, windows), alpha, min_difference)
+                if not same:
+                    host = window_counts[(original == a["host"]) & (labels == a["host"])].sum(axis=0)
+                    for mixed, pure in ((counts_a, counts_b), (counts_b, counts_a)):
+                        mix = mixture_test(mixed, pure, host, windows)
+                        if 0.0 < mix["fraction"] < 1.0 and (mix["p_value"] >= alpha or mix["difference"] < min_difference):
+                            same = True
+                            break
+                if same:
+                    labels[labels == b["label"]] = a["label"]
+                    a["positions"] += b["positions"]
+                    a.setdefault("joined", []).append(b["fine_phase"])
+                    carved.pop(j)
+                    joined = True
+                    break
+            if joined:
+                break
+    # Number the carved phases after the existing ones again, without gaps.
+    first = int(original.max()) + 1 if original.size else 0
+    for index, entry in enumerate(carved):
+        labels[labels == entry["label"]] = first + index
+        entry["label"] = first + index
+    return labels, carved

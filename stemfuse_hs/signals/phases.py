@@ -18,9 +18,13 @@ from ..clustering.phases import (
     DEFAULT_ALPHA,
     DEFAULT_MIN_COMPOSITION_DIFFERENCE,
     DEFAULT_MIN_LATTICE_OVERLAP,
+    DEFAULT_MIN_LOG_RATIO,
     composition_windows,
     merge_phases as merge_segments,
+    reassign_by_composition,
     ring_spacings,
+    window_matrix,
+    window_shares,
 )
 
 __all__ = ["DEFAULT_GRID_LINES", "map_phases", "merge_phases"]
@@ -29,6 +33,10 @@ __all__ = ["DEFAULT_GRID_LINES", "map_phases", "merge_phases"]
 #: thickness, so they would make two thicknesses of one phase look like two
 #: compositions. Pass ``exclude_lines=()`` for a specimen that holds Cu.
 DEFAULT_GRID_LINES = ("Cu_Ka", "Cu_Kb", "Cu_La")
+
+#: Smallest cluster of the finer map in which :func:`map_phases` looks for
+#: minor phases (a share of the scan: 8 positions of a 32 x 48 scan).
+DEFAULT_MINOR_CLUSTER_SIZE = 0.005
 
 #: Positions whose largest membership is below this do not enter the
 #: segment statistics (boundaries mix two segments' patterns and spectra).
@@ -66,6 +74,9 @@ def merge_phases(
     min_composition_difference=DEFAULT_MIN_COMPOSITION_DIFFERENCE,
     min_lattice_overlap=DEFAULT_MIN_LATTICE_OVERLAP,
     spacing_tolerance=None,
+    min_judged_fraction=0.02,
+    reassign=True,
+    min_log_ratio=DEFAULT_MIN_LOG_RATIO,
     show_progressbar=None,
 ):
     """Merge the segments of a label map that are one phase by composition and lattice.
@@ -94,6 +105,20 @@ def merge_phases(
     spacing_tolerance : float, optional
         Spot spacings closer than this (pixels) are the same; by default a
         quarter pixel or a tenth of the direct beam's radius, whichever is larger.
+    min_judged_fraction : float, default 0.02
+        Segments smaller than this share of the scan never keep two groups
+        apart by their lattice: small segments lie mostly on boundaries,
+        where patterns mix two lattices.
+    reassign : bool, default True
+        Then move every position whose X-ray counts are at least
+        ``exp(min_log_ratio)`` times likelier under another phase's
+        composition (of a lattice not known to differ) to that phase
+        (:func:`stemfuse_hs.clustering.phases.reassign_by_composition`):
+        a noisy spectrum can land a position in its neighbour's segment.
+        ``phase_merge["reassigned"]`` maps the positions moved; there the
+        phase map is not its segment's phase.
+    min_log_ratio : float, default 3
+        Natural log of that likelihood ratio (about 20).
     show_progressbar : bool, optional
 
     Returns
@@ -137,15 +162,7 @@ def merge_phases(
                 )
             _check_same_scan(labels, signal, what)
     if eds is not None:
-        from ..features.variance import line_windows
-
-        energies = _energies_kev(eds)
-        resolution = eds.metadata.get_item("Acquisition_instrument.TEM.Detector.EDS.energy_resolution_MnKa", 130.0)
-        from ..features.variance import fwhm_at_energy
-
-        windows = composition_windows(
-            energies, fwhm_at_energy(5.8987, float(resolution)), exclude=line_windows(list(exclude_lines), resolution)
-        )
+        windows = _composition_windows(eds, exclude_lines)
 
     k = labels.n_clusters
     n = int(np.prod(labels.data.shape))
@@ -186,10 +203,29 @@ def merge_phases(
         alpha=alpha,
         min_composition_difference=min_composition_difference,
         min_lattice_overlap=min_lattice_overlap,
+        segment_map=np.asarray(labels.data),
+        sizes=sizes,
+        min_judged_size=min_judged_fraction * float(np.sum(sizes)),
     )
     phase_memberships = np.stack([memberships[:, g].sum(axis=1) for g in merge.groups], axis=1).astype(np.float32)
     segment_phase = merge.segment_phase()
     phase_labels = np.where(flat_labels >= 0, segment_phase[np.maximum(flat_labels, 0)], -1)
+    moved = np.zeros(n, dtype=bool)
+    if reassign and eds is not None and merge.n_phases > 1:
+        phase_counts = np.stack([spectra[g].sum(axis=0) for g in merge.groups])
+        shares = window_shares(phase_counts, windows)
+        # Positions move only between phases whose lattices are not known to differ.
+        allowed = ~merge.lattice_differs
+        with dask_progress(show_progressbar):
+            counts = _window_counts_per_position(eds, windows)
+        new_labels = reassign_by_composition(counts, phase_labels, shares, allowed, min_log_ratio=min_log_ratio)
+        moved = new_labels != phase_labels
+        rows = np.flatnonzero(moved)
+        old, new = phase_labels[rows], new_labels[rows]
+        swapped = phase_memberships[rows, old].copy()
+        phase_memberships[rows, old] = phase_memberships[rows, new]
+        phase_memberships[rows, new] = swapped
+        phase_labels = new_labels
     parameters = dict(labels.parameters)
     record = {
         "groups": [list(map(int, g)) for g in merge.groups],
@@ -202,10 +238,37 @@ def merge_phases(
         "used": [name for name, s in (("eds", eds), ("dp", dp)) if s is not None],
         "tests": _tests_table(merge.tests),
         "spacings": _spacings_table(merge.spacings),
+        "reassigned": moved.reshape(labels.data.shape),
+        "min_log_ratio": float(min_log_ratio),
     }
     result = ClusterResult(phase_labels.astype(np.int64), phase_memberships, parameters)
     phases = build_cluster_labels_like(labels, result, record)
     return phases
+
+
+def _composition_windows(eds, exclude_lines):
+    """FWHM-wide windows of the spectra's channels, the excluded lines left out."""
+    from ..features.variance import fwhm_at_energy, line_windows
+
+    resolution = float(eds.metadata.get_item("Acquisition_instrument.TEM.Detector.EDS.energy_resolution_MnKa", 130.0))
+    return composition_windows(
+        _energies_kev(eds), fwhm_at_energy(5.8987, resolution), exclude=line_windows(list(exclude_lines), resolution)
+    )
+
+
+def _window_counts_per_position(eds, windows):
+    """``(n_positions, n_windows)`` float32 counts of every spectrum, read once (lazily for lazy data)."""
+    from .._arrays import is_lazy_array
+
+    matrix = window_matrix(windows)
+    n = int(np.prod(eds.axes_manager.navigation_shape))
+    data = eds.data.reshape((n, eds.data.shape[-1]))
+    if is_lazy_array(data):
+        import dask.array as da
+
+        product = data.astype(np.float32) @ da.from_array(matrix, chunks=matrix.shape)
+        return np.asarray(product.compute(), dtype=np.float64)
+    return np.asarray(data, dtype=np.float32) @ matrix
 
 
 def _tests_table(tests):
@@ -230,20 +293,38 @@ def _spacings_table(spacings):
     return {f"segment_{i}": np.asarray(s, dtype=np.float64) for i, s in enumerate(spacings)}
 
 
-def map_phases(dp, eds, *, random_state=None, fuse_kwargs=None, cluster_kwargs=None, show_progressbar=None, **merge_kwargs):
+def map_phases(
+    dp,
+    eds,
+    *,
+    random_state=None,
+    minor_cluster_size=DEFAULT_MINOR_CLUSTER_SIZE,
+    fuse_kwargs=None,
+    cluster_kwargs=None,
+    show_progressbar=None,
+    **merge_kwargs,
+):
     """From raw 4D-STEM and EDS signals to a phase map with its segment map.
 
     Default features (:func:`~stemfuse_hs.sdt_features`,
     :func:`~stemfuse_hs.variance_features`), :func:`~stemfuse_hs.fuse`,
     :meth:`~stemfuse_hs.signals.features.FusedSTEMSignal.cluster` keeping
     every HDBSCAN leaf (``merge_threshold=0``: the segments), then
-    :func:`merge_phases` on the raw signals.
+    :func:`merge_phases` on the raw signals. The same embedding clustered
+    again with ``minor_cluster_size`` and merged the same way gives a finer
+    phase map; its small phases of another composition than their
+    surroundings are carved out as phases of their own
+    (:func:`stemfuse_hs.clustering.phases.carve_minor_phases`), each
+    becoming one more segment.
 
     Parameters
     ----------
     dp, eds : hyperspy signals
         The two modalities of one scan (raw counts), eager or lazy.
     random_state : int, optional
+    minor_cluster_size : int or float or None, default 0.005
+        Smallest cluster of the finer map (count or share of the scan);
+        None skips the search for minor phases.
     fuse_kwargs, cluster_kwargs : dict, optional
         Passed to :func:`~stemfuse_hs.fuse` and ``cluster``.
     show_progressbar : bool, optional
@@ -253,7 +334,8 @@ def map_phases(dp, eds, *, random_state=None, fuse_kwargs=None, cluster_kwargs=N
     Returns
     -------
     ClusterLabels
-        The phase map; ``.segments`` is the segment (grain) map.
+        The phase map; ``.segments`` is the segment (grain) map;
+        ``phase_merge["minor_phases"]`` lists the carved phases.
 
     Examples
     --------
@@ -263,11 +345,93 @@ def map_phases(dp, eds, *, random_state=None, fuse_kwargs=None, cluster_kwargs=N
     >>> phases.n_clusters  # doctest: +SKIP
     2
     """
+    from ..clustering.embed import reuse_embeddings
     from .extract import sdt_features, variance_features
     from .fuse import fuse
 
     cluster_kwargs = dict(cluster_kwargs or {})
     cluster_kwargs.setdefault("merge_threshold", 0.0)
     fused = fuse(sdt_features(dp), variance_features(eds), **(fuse_kwargs or {}))
-    segments = fused.cluster(random_state=random_state, show_progressbar=show_progressbar, **cluster_kwargs)
-    return merge_phases(segments, dp, eds, show_progressbar=show_progressbar, **merge_kwargs)
+    with reuse_embeddings():
+        segments = fused.cluster(random_state=random_state, show_progressbar=show_progressbar, **cluster_kwargs)
+        phases = merge_phases(segments, dp, eds, show_progressbar=show_progressbar, **merge_kwargs)
+        if minor_cluster_size is None:
+            return phases
+        fine_kwargs = dict(cluster_kwargs, min_cluster_size=minor_cluster_size)
+        fine_segments = fused.cluster(random_state=random_state, show_progressbar=show_progressbar, **fine_kwargs)
+    fine = merge_phases(fine_segments, dp, eds, show_progressbar=show_progressbar, **merge_kwargs)
+    return _carve(phases, fine, eds, merge_kwargs, show_progressbar)
+
+
+def _carve(phases, fine, eds, merge_kwargs, show_progressbar):
+    """``phases`` with the minor phases of ``fine`` carved out (each one more segment)."""
+    from ..clustering.phases import carve_minor_phases
+    from .labels import build_cluster_labels_like
+
+    record = phases.phase_merge
+    windows = _composition_windows(eds, record["exclude_lines"])
+    with dask_progress(show_progressbar):
+        counts = _window_counts_per_position(eds, windows)
+    n = phases.data.size
+    labels = np.asarray(phases.data).reshape(n)
+    new_labels, carved = carve_minor_phases(
+        labels,
+        np.asarray(fine.data).reshape(n),
+        counts,
+        alpha=record["alpha"],
+        min_composition_difference=record["min_composition_difference"],
+    )
+    record["minor_phases"] = {
+        "fine_phase": np.array([c["fine_phase"] for c in carved], dtype=np.int64),
+        "host": np.array([c["host"] for c in carved], dtype=np.int64),
+        "positions": np.array([c["positions"] for c in carved], dtype=np.int64),
+        "p_value": np.array([c["composition"]["p_value"] for c in carved], dtype=np.float64),
+        "composition_difference": np.array([c["composition"]["difference"] for c in carved], dtype=np.float64),
+        "min_cluster_size": fine.segments.parameters["min_cluster_size_given"],
+    }
+    segments = phases.segments
+    k_phase, k_seg = phases.n_clusters, segments.n_clusters
+    phase_memberships = np.moveaxis(np.asarray(phases.memberships.data), 0, -1).reshape(n, -1)
+    fine_memberships = np.moveaxis(np.asarray(fine.memberships.data), 0, -1).reshape(n, -1)
+    seg_labels = np.asarray(segments.data).reshape(n).copy()
+    seg_memberships = np.moveaxis(np.asarray(segments.memberships.data), 0, -1).reshape(n, -1)
+    new_phase_columns, new_seg_columns = [], []
+    groups = [list(g) for g in record["groups"]]
+    segment_phase = list(np.asarray(record["segment_phase"]))
+    for index, entry in enumerate(carved):
+        column = fine_memberships[:, [entry["fine_phase"]] + entry.get("joined", [])].sum(axis=1)
+        phase_memberships[:, entry["host"]] = np.clip(phase_memberships[:, entry["host"]] - column, 0, None)
+        new_phase_columns.append(column)
+        new_seg_columns.append(column)
+        seg_labels[new_labels == k_phase + index] = k_seg + index
+        groups.append([k_seg + index])
+        segment_phase.append(k_phase + index)
+    if carved:
+        phase_memberships = np.column_stack([phase_memberships] + new_phase_columns)
+        seg_memberships = np.column_stack([seg_memberships] + new_seg_columns)
+        segments = _relabelled(segments, seg_labels, seg_memberships)
+    record["groups"] = groups
+    record["segment_phase"] = np.asarray(segment_phase, dtype=np.int64)
+    result = ClusterResult(new_labels, phase_memberships.astype(np.float32), phases.parameters)
+    return build_cluster_labels_like(segments, result, record)
+
+
+def _relabelled(labels, data, memberships):
+    """A copy of a label map with new labels and memberships (same grid and provenance)."""
+    from hyperspy.signals import Signal2D
+
+    from ._axes import index_axis, signal_axes_dicts
+
+    out = labels.deepcopy()
+    shape = labels.data.shape
+    k = memberships.shape[1]
+    out.data = data.reshape(shape).astype(np.int32)
+    signal = Signal2D(
+        np.moveaxis(memberships, -1, 0).reshape((k,) + shape).astype(np.float32),
+        axes=[index_axis("cluster", k, navigate=True)] + signal_axes_dicts(labels),
+    )
+    signal.metadata.General.title = labels.memberships.metadata.General.title
+    out.metadata.Clustering.memberships = signal
+    out.metadata.Clustering.n_clusters = int(k)
+    out.metadata.Clustering.cluster_sizes = np.array([(data == i).sum() for i in range(k)], dtype=np.int64)
+    return out
