@@ -22,7 +22,7 @@ Run::
     python benchmarks/ari_scenarios.py                     # all scenarios, tiny, seed 0
     python benchmarks/ari_scenarios.py --scenarios poly --seeds 0 1 --no-reference
     python benchmarks/ari_scenarios.py --size small --seeds 0 1 2
-    python benchmarks/ari_scenarios.py --scenarios sections --size tiny --seeds 0 1 2 --csv docs/ari_tiny.csv
+    python benchmarks/ari_scenarios.py --seeds 0 1 2 3 4 --csv docs/ari_tiny.csv --summary-csv docs/ari_summary.csv
 
 ``--scenarios`` takes scenario names, ``poly`` (the polycrystals) or
 ``sections`` (the fixed zone-axis scenarios). The CSV is what the
@@ -133,7 +133,13 @@ def main():
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the reference-notebook pipeline (saves a quarter of the time)")
     parser.add_argument("--csv", help="also write the table as CSV to this file")
+    parser.add_argument("--summary-csv", help="also write the mean and minimum over seeds per scenario here")
+    parser.add_argument("--summarize", metavar="CSV",
+                        help="only write --summary-csv from a CSV this script wrote (no clustering)")
     args = parser.parse_args()
+    if args.summarize:
+        summarize(args.summarize, args.summary_csv)
+        return
     modes = MODES[:-1] if args.no_reference else MODES
     rows = []
     print("Cells: ARI vs phases / ARI vs grains (clusters found).")
@@ -168,6 +174,37 @@ def main():
                 + ["phases found", "segments", "grains", "segments vs grains", "phase map (s)", "fused cluster() (s)"]
             )
             writer.writerows(rows)
+        if args.summary_csv:
+            summarize(args.csv, args.summary_csv)
+
+
+def summarize(per_seed_csv, summary_csv):
+    """Mean (minimum) over seeds of every ARI column, per scenario; the last row over all scenarios."""
+    import csv
+
+    with open(per_seed_csv, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    modes = [m for m in ("phase map", "fused cluster()", "diffraction alone", "EDS alone", "reference") if m in rows[0]]
+    scenarios = list(dict.fromkeys(r["scenario"] for r in rows))
+    better = "better single modality"
+    out = []
+    for scenario in scenarios:
+        mine = [r for r in rows if r["scenario"] == scenario]
+        cells = {"scenario": scenario, "seeds": len(mine)}
+        for mode in modes:
+            values = np.array([float(r[mode]) for r in mine])
+            cells[mode] = f"{values.mean():.2f} ({values.min():.2f})"
+        single = np.array([max(float(r["diffraction alone"]), float(r["EDS alone"])) for r in mine])
+        cells[better] = f"{single.mean():.2f} ({single.min():.2f})"
+        cells["segments vs grains"] = f"{np.mean([float(r['segments vs grains']) for r in mine]):.2f}"
+        cells["phase map (s)"] = f"{np.mean([float(r['phase map (s)']) for r in mine]):.1f}"
+        cells["fused cluster() (s)"] = f"{np.mean([float(r['fused cluster() (s)']) for r in mine]):.1f}"
+        out.append(cells)
+    header = ["scenario", "seeds"] + modes + [better, "segments vs grains", "phase map (s)", "fused cluster() (s)"]
+    with open(summary_csv, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(out)
 
 
 if __name__ == "__main__":

@@ -214,3 +214,19 @@ def test_minor_phase_is_found(scan_cache):
     assert len(phases.phase_merge["minor_phases"]["host"]) >= 1
     assert adjusted_rand_score(truth, phases.data.ravel()) > 0.5
     assert adjusted_rand_score(truth, without.data.ravel()) < 0.1
+
+
+def test_map_phases_checks_its_parameters_before_clustering(thickness_split_scan, monkeypatch):
+    from stemfuse_hs.signals import features
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("clustered before the parameters were checked")
+
+    monkeypatch.setattr(features.FusedSTEMSignal, "cluster", must_not_run)
+    scan = thickness_split_scan
+    with pytest.raises(TypeError, match="unexpected keyword argument 'alpah'"):
+        stemfuse_hs.map_phases(scan.dp, scan.eds, alpah=0.01)
+    with pytest.raises(ValueError, match="X-ray line 'Cu_Kz': Cu has no line 'Kz'"):
+        stemfuse_hs.map_phases(scan.dp, scan.eds, exclude_lines=["Cu_Kz"])
+    with pytest.raises(ValueError, match=r"min_cluster_size=20000 \(20000 positions\) is larger than the number of positions \(1536\)"):
+        stemfuse_hs.map_phases(scan.dp, scan.eds, minor_cluster_size=20000)

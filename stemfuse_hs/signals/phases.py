@@ -145,13 +145,16 @@ def merge_phases(
         raise TypeError(f"merge_phases expects a ClusterLabels map, got {type(labels).__name__}.")
     if dp is None and eds is None:
         raise ValueError("merge_phases needs dp, eds or both: the segments' patterns or spectra to compare.")
-    if isinstance(exclude_lines, str):
-        exclude_lines = [exclude_lines]
-    alpha = check_fraction("alpha", alpha)
-    min_composition_difference = check_real("min_composition_difference", min_composition_difference, minimum=0)
-    min_lattice_overlap = check_fraction("min_lattice_overlap", min_lattice_overlap, closed_low=True)
-    if spacing_tolerance is not None:
-        spacing_tolerance = check_real("spacing_tolerance", spacing_tolerance, minimum=0, strict_minimum=True)
+    exclude_lines, alpha, min_composition_difference, min_lattice_overlap, spacing_tolerance = _check_merge_parameters(
+        exclude_lines=exclude_lines,
+        alpha=alpha,
+        min_composition_difference=min_composition_difference,
+        min_lattice_overlap=min_lattice_overlap,
+        spacing_tolerance=spacing_tolerance,
+        min_judged_fraction=min_judged_fraction,
+        reassign=reassign,
+        min_log_ratio=min_log_ratio,
+    )
     check_optional_bool("show_progressbar", show_progressbar)
     for signal, what, ndim in ((dp, "dp", 2), (eds, "eds", 1)):
         if signal is not None:
@@ -246,6 +249,37 @@ def merge_phases(
     return phases
 
 
+def _check_merge_parameters(
+    *,
+    exclude_lines=DEFAULT_GRID_LINES,
+    alpha=DEFAULT_ALPHA,
+    min_composition_difference=DEFAULT_MIN_COMPOSITION_DIFFERENCE,
+    min_lattice_overlap=DEFAULT_MIN_LATTICE_OVERLAP,
+    spacing_tolerance=None,
+    min_judged_fraction=0.02,
+    reassign=True,
+    min_log_ratio=DEFAULT_MIN_LOG_RATIO,
+):
+    """Validate :func:`merge_phases`' parameters before any data is read (unknown names raise TypeError)."""
+    from .._validation import check_bool
+    from ..features.variance import xray_line_energy
+
+    if isinstance(exclude_lines, str):
+        exclude_lines = [exclude_lines]
+    exclude_lines = list(exclude_lines)
+    for line in exclude_lines:
+        xray_line_energy(line)  # names the line and what is wrong with it
+    alpha = check_fraction("alpha", alpha)
+    min_composition_difference = check_real("min_composition_difference", min_composition_difference, minimum=0)
+    min_lattice_overlap = check_fraction("min_lattice_overlap", min_lattice_overlap, closed_low=True)
+    if spacing_tolerance is not None:
+        spacing_tolerance = check_real("spacing_tolerance", spacing_tolerance, minimum=0, strict_minimum=True)
+    check_fraction("min_judged_fraction", min_judged_fraction, closed_low=True)
+    check_bool("reassign", reassign)
+    check_real("min_log_ratio", min_log_ratio, minimum=0)
+    return exclude_lines, alpha, min_composition_difference, min_lattice_overlap, spacing_tolerance
+
+
 def _composition_windows(eds, exclude_lines):
     """FWHM-wide windows of the spectra's channels, the excluded lines left out."""
     from ..features.variance import fwhm_at_energy, line_windows
@@ -299,6 +333,7 @@ def map_phases(
     *,
     random_state=None,
     minor_cluster_size=DEFAULT_MINOR_CLUSTER_SIZE,
+    fused=None,
     fuse_kwargs=None,
     cluster_kwargs=None,
     show_progressbar=None,
@@ -325,8 +360,12 @@ def map_phases(
     minor_cluster_size : int or float or None, default 0.005
         Smallest cluster of the finer map (count or share of the scan);
         None skips the search for minor phases.
+    fused : FusedSTEMSignal, optional
+        Fused features of ``dp`` and ``eds`` made already (other extractors
+        or parameters); by default the default ones.
     fuse_kwargs, cluster_kwargs : dict, optional
-        Passed to :func:`~stemfuse_hs.fuse` and ``cluster``.
+        Passed to :func:`~stemfuse_hs.fuse` (when ``fused`` is not given)
+        and ``cluster``.
     show_progressbar : bool, optional
     **merge_kwargs
         Passed to :func:`merge_phases`.
@@ -349,9 +388,16 @@ def map_phases(
     from .extract import sdt_features, variance_features
     from .fuse import fuse
 
+    # A typo must not cost a UMAP run: every merge parameter is checked first.
+    _check_merge_parameters(**merge_kwargs)
+    if minor_cluster_size is not None:
+        from ..clustering.cluster import resolve_min_cluster_size
+
+        resolve_min_cluster_size(minor_cluster_size, int(np.prod(dp.axes_manager.navigation_shape)))
     cluster_kwargs = dict(cluster_kwargs or {})
     cluster_kwargs.setdefault("merge_threshold", 0.0)
-    fused = fuse(sdt_features(dp), variance_features(eds), **(fuse_kwargs or {}))
+    if fused is None:
+        fused = fuse(sdt_features(dp), variance_features(eds), **(fuse_kwargs or {}))
     with reuse_embeddings():
         segments = fused.cluster(random_state=random_state, show_progressbar=show_progressbar, **cluster_kwargs)
         phases = merge_phases(segments, dp, eds, show_progressbar=show_progressbar, **merge_kwargs)
