@@ -310,10 +310,13 @@ def _png(fig, dpi=110):
 
 
 def _scan_axes(signal):
-    """Scale and units of the image axes of a map (HyperSpy signal axes)."""
+    """Scale and units of the image axes of a map (HyperSpy signal axes).
+
+    A non-uniform axis has no scale: no units then, so no scalebar.
+    """
     axes = signal.axes_manager.signal_axes
-    units = axes[0].units if axes else None
-    return (axes[0].scale if axes else 1.0), (units if isinstance(units, str) else None)
+    units = axes[0].units if axes and hasattr(axes[0], "scale") else None
+    return getattr(axes[0], "scale", 1.0) if axes else 1.0, (units if isinstance(units, str) else None)
 
 
 def _add_scalebar(ax, signal):

@@ -18,6 +18,8 @@ __all__ = [
     "build_signal",
     "check_signal",
     "recorded_exclusions",
+    "axis_spacing",
+    "describe_axis",
 ]
 
 
@@ -26,14 +28,45 @@ def _sorted_axes(signal, navigate):
     return sorted(axes, key=lambda a: a.index_in_array)
 
 
+def _axis_dictionary(axis):
+    """``axis.get_axis_dictionary()`` with ``"size"`` always present.
+
+    A non-uniform ``DataAxis`` (positions given as an ``axis`` array, as
+    converters write them) has no ``size`` (nor ``scale``/``offset``) in its
+    dictionary; the copy keeps its positions exactly as they are and adds
+    the size, which HyperSpy accepts and the results' shapes are read from.
+    """
+    d = axis.get_axis_dictionary()
+    d.setdefault("size", int(axis.size))
+    return d
+
+
 def navigation_axes_dicts(signal):
     """Navigation axes of ``signal`` as dictionaries, in array order."""
-    return [a.get_axis_dictionary() for a in _sorted_axes(signal, True)]
+    return [_axis_dictionary(a) for a in _sorted_axes(signal, True)]
 
 
 def signal_axes_dicts(signal):
     """Signal axes of ``signal`` as dictionaries, in array order."""
-    return [a.get_axis_dictionary() for a in _sorted_axes(signal, False)]
+    return [_axis_dictionary(a) for a in _sorted_axes(signal, False)]
+
+
+def axis_spacing(axis):
+    """The steps between an axis' positions: ``scale`` for a uniform axis,
+    the differences of its ``axis`` values for a non-uniform ``DataAxis``
+    (which has no ``scale``)."""
+    if hasattr(axis, "scale"):
+        return np.full(max(axis.size - 1, 0), float(axis.scale))
+    return np.diff(np.asarray(axis.axis, dtype=np.float64))
+
+
+def describe_axis(axis):
+    """``"2 nm"`` for a uniform axis, ``"non-uniform, 0 to 94 nm"`` otherwise."""
+    units = "" if axis.units in (None, "<undefined>") else f" {axis.units}"
+    if hasattr(axis, "scale"):
+        return f"{axis.scale:g}{units}"
+    values = np.asarray(axis.axis, dtype=np.float64)
+    return f"non-uniform, {values.min():g} to {values.max():g}{units}"
 
 
 def index_axis(name, size, navigate=False):

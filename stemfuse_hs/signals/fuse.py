@@ -9,7 +9,7 @@ from .._progress import dask_progress
 from .._validation import check_choice, check_int, check_nan_policy, check_optional_bool, check_real
 from ..features.variance import NoVaryingChannelError
 from ..fusion import WEIGHTINGS, fuse_blocks, variance_shares
-from ._axes import build_signal, index_axis, navigation_axes_dicts, recorded_exclusions
+from ._axes import axis_spacing, build_signal, describe_axis, index_axis, navigation_axes_dicts, recorded_exclusions
 
 __all__ = ["fuse", "block_shares", "REFERENCE_EDS_FACTOR"]
 
@@ -117,10 +117,12 @@ def _check_same_scan(signals):
                 f"{first.navigation_shape} (argument 1) and {other.navigation_shape} (argument {position}).{hint}"
             )
         for a, b in zip(first.navigation_axes, other.navigation_axes):
-            if a.units != b.units or not np.isclose(a.scale, b.scale, rtol=1e-3):
+            # Non-uniform axes (a converter's DataAxis, measured positions)
+            # have no scale: their steps are compared instead.
+            if a.units != b.units or not np.allclose(axis_spacing(a), axis_spacing(b), rtol=1e-3):
                 warnings.warn(
                     f"fuse: navigation axis {a.index_in_axes_manager} differs between argument 1 "
-                    f"({a.scale:g} {a.units}) and argument {position} ({b.scale:g} {b.units}); "
+                    f"({describe_axis(a)}) and argument {position} ({describe_axis(b)}); "
                     "fusing by position index.",
                     UserWarning,
                     stacklevel=3,
