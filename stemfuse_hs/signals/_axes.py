@@ -17,6 +17,8 @@ __all__ = [
     "binned_axis",
     "build_signal",
     "check_signal",
+    "check_scan_dimension",
+    "MAX_SCAN_DIMENSION",
     "recorded_exclusions",
     "axis_spacing",
     "describe_axis",
@@ -124,6 +126,31 @@ def check_signal(signal, signal_dimension, function, min_positions=1):
             f"{function} needs a scan of at least {min_positions} positions, got navigation shape "
             f"{signal.axes_manager.navigation_shape} ({n_positions} position"
             f"{'' if n_positions == 1 else 's'}): nothing varies across a single position."
+        )
+    return signal
+
+
+#: Navigation dimensions a scan may have: a line (1) or a map (2).
+MAX_SCAN_DIMENSION = 2
+
+
+def check_scan_dimension(signal, function, argument=None):
+    """Refuse a scan of more than two navigation dimensions, up front.
+
+    A phase map is an image of the scan: a scan repeated in time or at
+    several tilts (e.g. navigation shape (16, 12, 2)) has no single map, and
+    each step (fusion, clustering, statistics) would have to agree on how
+    to flatten it. The rule is one, here, for every entry point: fuse and
+    cluster take lines and maps; the message says how to split the rest.
+    """
+    nav = signal.axes_manager.navigation_shape
+    if len(nav) > MAX_SCAN_DIMENSION:
+        which = "the signal" if argument is None else f"argument {argument}"
+        extra = ", ".join(["..."] + ["0"] * (len(nav) - MAX_SCAN_DIMENSION))
+        raise ValueError(
+            f"{function}: {which} has {len(nav)} navigation dimensions (navigation shape {nav}); "
+            f"only line scans (1) and maps (2) are supported. Process each map separately, "
+            f"e.g. signal.inav[{extra}] for the first along the extra axes, and fuse and cluster each."
         )
     return signal
 

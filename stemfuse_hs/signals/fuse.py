@@ -9,7 +9,7 @@ from .._progress import dask_progress
 from .._validation import check_choice, check_int, check_nan_policy, check_optional_bool, check_real
 from ..features.variance import NoVaryingChannelError
 from ..fusion import WEIGHTINGS, fuse_blocks, variance_shares
-from ._axes import axis_spacing, build_signal, describe_axis, index_axis, navigation_axes_dicts, recorded_exclusions
+from ._axes import axis_spacing, build_signal, check_scan_dimension, describe_axis, index_axis, navigation_axes_dicts, recorded_exclusions
 
 __all__ = ["fuse", "block_shares", "REFERENCE_EDS_FACTOR"]
 
@@ -211,6 +211,7 @@ def fuse(
         raise ValueError(f"fuse needs two or more signals of the same scan, got {len(signals)}.")
     for position, signal in enumerate(signals, start=1):
         _check_is_signal(signal, position)
+        check_scan_dimension(signal, "fuse", position)
     reference_factor = check_real("reference_factor", reference_factor)
     if not isinstance(weighting, str):
         raise TypeError(f"weighting must be one of {list(WEIGHTINGS)}, got {weighting!r}.")
