@@ -18,6 +18,8 @@ __all__ = [
     "build_signal",
     "check_signal",
     "check_scan_dimension",
+    "clean_text",
+    "signal_title",
     "MAX_SCAN_DIMENSION",
     "recorded_exclusions",
     "axis_spacing",
@@ -89,11 +91,28 @@ def binned_axis(axis, binning, size):
     return axis
 
 
+def clean_text(text):
+    """``text`` as a str that every writer takes: NUL characters removed.
+
+    HDF5 (``.hspy``) and zarr store metadata strings as variable-length
+    strings, which cannot hold NUL ("VLEN strings do not support embedded
+    NULLs"); a title read from a converter or a C string sometimes has one.
+    Everything else, ``$`` and TeX included, is kept as it is: plots and the
+    HTML report escape it where they show it.
+    """
+    return str(text).replace("\x00", "")
+
+
+def signal_title(signal):
+    """The signal's ``metadata.General.title`` ("" when missing), made safe to save."""
+    return clean_text(signal.metadata.get_item("General.title", "") or "")
+
+
 def build_signal(eager_class, lazy_class, data, axes, *, title="", metadata=None):
     """Make a signal of ``eager_class`` (or its lazy twin for dask ``data``)."""
     cls = lazy_class if is_lazy_array(data) else eager_class
     signal = cls(data, axes=[dict(a) for a in axes])
-    signal.metadata.General.title = title
+    signal.metadata.General.title = clean_text(title)
     if metadata:
         for path, value in metadata.items():
             signal.metadata.set_item(path, value)

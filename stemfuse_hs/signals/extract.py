@@ -11,7 +11,7 @@ from .._progress import dask_progress
 from .._validation import check_optional_bool
 from ..features.sdt import sdt
 from ..features.variance import DEFAULT_RESOLUTION_MNKA, _validate_windows, variance_threshold
-from ._axes import binned_axis, build_signal, check_signal, index_axis, navigation_axes_dicts, signal_axes_dicts
+from ._axes import binned_axis, build_signal, check_signal, index_axis, navigation_axes_dicts, signal_axes_dicts, signal_title
 
 __all__ = [
     "sdt_features",
@@ -31,7 +31,7 @@ def _feature_classes():
 
 
 def _title(signal):
-    return signal.metadata.get_item("General.title", "") or ""
+    return signal_title(signal)
 
 
 def _detector_signal(data, axes, title):

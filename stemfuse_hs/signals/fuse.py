@@ -9,7 +9,17 @@ from .._progress import dask_progress
 from .._validation import check_choice, check_int, check_nan_policy, check_optional_bool, check_real
 from ..features.variance import NoVaryingChannelError
 from ..fusion import WEIGHTINGS, fuse_blocks, variance_shares
-from ._axes import axis_spacing, build_signal, check_scan_dimension, describe_axis, index_axis, navigation_axes_dicts, recorded_exclusions
+from ._axes import (
+    axis_spacing,
+    build_signal,
+    check_scan_dimension,
+    clean_text,
+    describe_axis,
+    index_axis,
+    navigation_axes_dicts,
+    recorded_exclusions,
+    signal_title,
+)
 
 __all__ = ["fuse", "block_shares", "REFERENCE_EDS_FACTOR"]
 
@@ -50,7 +60,7 @@ def _as_feature_signal(signal, position, nan_policy):
         try:
             return variance_features(signal, nan_policy=nan_policy)
         except NoVaryingChannelError as error:
-            title = signal.metadata.get_item("General.title", "") or ""
+            title = signal_title(signal)
             warnings.warn(
                 f"fuse: argument {position} ({title or 'spectrum image'}) is left out: {error} Without a "
                 "channel that varies above counting noise it carries no chemical contrast. To keep it, "
@@ -236,7 +246,7 @@ def fuse(
         extracted = [_as_feature_signal(s, i, nan_policy) for i, s in enumerate(signals, start=1)]
         kept = [i for i, f in enumerate(extracted) if f is not None]
         dropped = [
-            f"argument {i + 1} ({signals[i].metadata.get_item('General.title', '') or 'spectrum image'}): "
+            f"argument {i + 1} ({signal_title(signals[i]) or 'spectrum image'}): "
             "no channel varies above counting noise"
             for i, f in enumerate(extracted)
             if f is None
@@ -296,7 +306,7 @@ def fuse(
         names, features, result.block_slices, result.weights, result.normalizers, result.discreteness
     ):
         blocks_meta[name] = {
-            "source_title": f.metadata.get_item("Features.source_title", f.metadata.General.title),
+            "source_title": clean_text(f.metadata.get_item("Features.source_title", signal_title(f))),
             "extractor": f.metadata.get_item("Features.extractor", "features"),
             "start": int(start),
             "stop": int(stop),
