@@ -1083,15 +1083,35 @@ def _pipeline(dp, eds, params, out, console, record, show_progressbar):
             for role, signal in (("dp", dp), ("eds", eds)):
                 stats[role] = labels.cluster_statistics(signal, **params["statistics"], show_progressbar=progress)
     with console.stage("saving"):
-        labels.save(out / report_module.LABELS_FILE, overwrite=True)
+        save_zspy(labels, out / report_module.LABELS_FILE)
         for role, (mean, std) in stats.items():
-            mean.save(out / report_module.MEAN_FILES[role], overwrite=True)
-            std.save(out / report_module.STD_FILES[role], overwrite=True)
+            save_zspy(mean, out / report_module.MEAN_FILES[role])
+            save_zspy(std, out / report_module.STD_FILES[role])
     sizes = labels.metadata.Clustering.cluster_sizes
     record["n_clusters"] = labels.n_clusters
     record["cluster_sizes"] = [int(n) for n in sizes]
     record["n_noise"] = int(labels.metadata.Clustering.n_noise)
     return labels
+
+
+#: What a backslash in a title is saved as in .zspy results: U+29F5 REVERSE
+#: SOLIDUS OPERATOR, which looks the same.
+ZSPY_BACKSLASH = "\u29f5"
+
+
+def save_zspy(signal, path):
+    """Save one of the run's results (never an input) to ``.zspy``, with a title the format can hold.
+
+    RosettaSciIO names the file's group after ``metadata.General.title`` and
+    zarr reads a backslash in that name as a path separator: a title such as
+    ``"Cluster mean of Fe$_3$O$_4$ \\frac"`` is written, but the file does
+    not load again ("This is not a valid zspy file"). Backslashes in the
+    title are saved as :data:`ZSPY_BACKSLASH`.
+    """
+    title = signal.metadata.get_item("General.title", "") or ""
+    if "\\" in title:
+        signal.metadata.General.title = title.replace("\\", ZSPY_BACKSLASH)
+    signal.save(path, overwrite=True)
 
 
 def _finish(out, params, record, console, command, args, name=None):
