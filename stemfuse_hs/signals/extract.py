@@ -306,7 +306,8 @@ def variance_features(
     check_optional_bool("show_progressbar", show_progressbar)
     if isinstance(exclude_lines, str):
         exclude_lines = [exclude_lines]
-    listed = list(exclude_lines) if hasattr(exclude_lines, "__iter__") else exclude_lines
+    # A malformed exclude_lines is refused by variance_threshold, with its own message.
+    listed = list(exclude_lines) if hasattr(exclude_lines, "__iter__") else []
     energies, factor = _energies_kev(signal, "variance_features", f"exclude_lines={listed!r} needs" if listed else None)
     axis_values = np.asarray(signal.axes_manager.signal_axes[0].axis, dtype=np.float64)
     windows = _validate_windows(exclude_windows)
