@@ -65,7 +65,11 @@ def cluster_statistics(data, signal_ndim, weights):
     Parameters
     ----------
     data : numpy.ndarray or dask.array.Array
-        ``(*navigation, *signal)``.
+        ``(*navigation, *signal)``, any real dtype (float16 included).
+        Sums are accumulated in float64 about one position of each
+        cluster (its largest weight), so that counts with a large offset
+        and a small spread (uint32 sums of frames near 4e9) keep their
+        standard deviation.
     signal_ndim : int
     weights : numpy.ndarray
         ``(n_positions, n_clusters)`` from :func:`cluster_weights`.
