@@ -70,6 +70,9 @@ KERNEL_DTYPES = tuple(
 PARTIAL_SUMS = 8
 #: Largest memory (bytes) the partial sums of :func:`weighted_moments` take.
 PARTIAL_SUMS_BYTES = 256 * 2**20
+#: Rows converted to float32 at a time when :func:`weighted_moments` gets
+#: float16 data.
+MOMENTS_CHUNK_ROWS = 1024
 #: Positions per chunk of :func:`log_statistics` (a few MB: stays in cache).
 LOG_CHUNK_POSITIONS = 64
 
@@ -157,7 +160,7 @@ def _compiled():
                 out[p, k] = values[p, columns[k]]
 
     @numba.njit(parallel=True, cache=True)
-    def moments_kernel(values, weights, sums, squares):
+    def moments_kernel(values, weights, shift, sums, squares):
         n, m = values.shape
         k = weights.shape[1]
         slabs = sums.shape[0]
@@ -169,9 +172,9 @@ def _compiled():
                     if w == 0:
                         continue
                     for j in range(m):
-                        value = np.float64(values[p, j])
-                        sums[slab, c, j] += w * value
-                        squares[slab, c, j] += w * value * value
+                        delta = np.float64(values[p, j]) - shift[c, j]
+                        sums[slab, c, j] += w * delta
+                        squares[slab, c, j] += w * delta * delta
 
     @numba.njit(parallel=True, cache=True)
     def pair_distance_kernel(points, rows, candidates, out):
@@ -345,21 +348,32 @@ def gather_columns(values, columns):
     return out
 
 
-def weighted_moments(values, weights):
+def weighted_moments(values, weights, shift=None):
     """Weighted sums of ``values`` and of their squares for every column of ``weights``.
 
     Parameters
     ----------
     values : numpy.ndarray
-        ``(n, m)`` of any real dtype (accumulated in float64).
+        ``(n, m)`` of any real dtype (accumulated in float64; float16,
+        which the compiled kernel does not take, is converted to float32
+        ``MOMENTS_CHUNK_ROWS`` rows at a time, never as a whole copy).
     weights : numpy.ndarray
         ``(n, k)`` float64; rows of zeros skip their position entirely, so
         that its NaN (an excluded position) cannot spoil the sums.
+    shift : numpy.ndarray, optional
+        ``(k, m)`` reference values subtracted before summing: the sums are
+        then of ``values - shift[c]``. With a reference close to the
+        cluster's values (one of its positions) the variance
+        ``squares / total - (sums / total)**2`` keeps its digits: without
+        it, counts near 4e9 (uint32 sums of frames) square to 1.6e19, where
+        float64 resolves nothing finer than about 2000, far above a
+        variance of ~100. Default: zero (plain sums).
 
     Returns
     -------
     sums, squares : numpy.ndarray
-        ``(k, m)`` float64: ``weights.T @ values`` and ``weights.T @ values**2``.
+        ``(k, m)`` float64: ``weights.T @ (values - shift)`` and
+        ``weights.T @ (values - shift)**2`` (per cluster ``c``, ``shift[c]``).
 
     Examples
     --------
@@ -367,15 +381,31 @@ def weighted_moments(values, weights):
     >>> sums, squares = weighted_moments(np.array([[1, 2], [3, 4]], np.uint16), np.array([[1.0], [0.5]]))
     >>> sums.tolist(), squares.tolist()
     ([[2.5, 4.0]], [[5.5, 12.0]])
+    >>> sums, squares = weighted_moments(np.array([[1, 2], [3, 4]], np.uint16), np.array([[1.0], [1.0]]), np.array([[1.0, 2.0]]))
+    >>> sums.tolist(), squares.tolist()
+    ([[2.0, 2.0]], [[4.0, 4.0]])
     """
     kernels = _compiled()
-    values = np.ascontiguousarray(values)
+    values = np.asarray(values)
     weights = np.ascontiguousarray(weights, dtype=np.float64)
     n, m = values.shape
-    slabs = max(1, min(PARTIAL_SUMS, n, PARTIAL_SUMS_BYTES // max(1, 16 * weights.shape[1] * m)))
-    sums = np.zeros((slabs, weights.shape[1], m), dtype=np.float64)
+    k = weights.shape[1]
+    shift = np.zeros((k, m), dtype=np.float64) if shift is None else np.ascontiguousarray(shift, dtype=np.float64)
+    if shift.shape != (k, m):
+        raise ValueError(f"shift must have shape {(k, m)} (clusters x columns), got {shift.shape}.")
+    slabs = max(1, min(PARTIAL_SUMS, n, PARTIAL_SUMS_BYTES // max(1, 16 * k * m)))
+    sums = np.zeros((slabs, k, m), dtype=np.float64)
     squares = np.zeros_like(sums)
-    kernels["moments"](values, weights, sums, squares)
+    if values.dtype in KERNEL_DTYPES:
+        kernels["moments"](np.ascontiguousarray(values), weights, shift, sums, squares)
+    else:
+        # float16: numba has no half floats. Converted a few rows at a time,
+        # the kernel adds every chunk into the same partial sums.
+        for start in range(0, n, MOMENTS_CHUNK_ROWS):
+            stop = min(n, start + MOMENTS_CHUNK_ROWS)
+            kernels["moments"](
+                np.ascontiguousarray(values[start:stop], dtype=np.float32), weights[start:stop], shift, sums, squares
+            )
     return sums.sum(axis=0), squares.sum(axis=0)
 
 

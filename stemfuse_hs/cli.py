@@ -780,6 +780,7 @@ def main(argv=None):
         parser.print_help()
         return 2
     _configure_warnings(args.debug)
+    previous = _terminate_as_interrupt()
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:
@@ -787,11 +788,12 @@ def main(argv=None):
         with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if args.debug:
             raise
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        terminated = isinstance(exc, _Terminated)
+        print(f"{PROG}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130
     except Exception as exc:
         if args.debug:
             raise
@@ -800,6 +802,33 @@ def main(argv=None):
             message = f"{type(exc).__name__}: {message} (run with --debug for the traceback)"
         print(f"{PROG}: error: {message}", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so that a run cleans up as on Ctrl-C."""
+
+
+def _terminate_as_interrupt():
+    """Make SIGTERM raise :class:`_Terminated`; returns the previous handler (None if not set).
+
+    By default SIGTERM ends Python without unwinding: no ``finally`` runs,
+    and a run's staging folder would be left behind.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None  # signal handlers can only be set from the main thread
+
+    def handler(signum, frame):
+        raise _Terminated()
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def _cmd_demo(args):
@@ -815,20 +844,22 @@ def _cmd_demo(args):
         _print_params(params, "demo")
         return 0
     console = _Console(args.quiet)
-    out, created = _prepare_output(Path(args.out), args.overwrite)
+    out = Path(args.out)
+    staging = _prepare_output(out, args.overwrite)
     try:
         with _numba_warm_up():
-            labels, scan, record = _demo_pipeline(demo, params, out, console, args)
+            labels, scan, record = _demo_pipeline(demo, params, staging, console, args)
         from sklearn.metrics import adjusted_rand_score
 
         ari = float(adjusted_rand_score(scan.truth.ravel(), labels.data.ravel()))
         record["adjusted_rand_index"] = ari
         from . import report as report_module
 
-        scan.truth_signal().save(out / report_module.TRUTH_FILE, overwrite=True)
-        _finish(out, params, record, console, "demo", args)
+        scan.truth_signal().save(staging / report_module.TRUTH_FILE, overwrite=True)
+        _finish(staging, params, record, console, "demo", args, name=out.resolve().name)
+        _publish(staging, out, args.overwrite)
     except BaseException:
-        _cleanup(out, created)
+        _cleanup(staging)
         raise
     _print_summary(out)
     return 0
@@ -881,7 +912,8 @@ def _run_files(args, params, console):
         if args.dry_run:
             _print_params(params, "run")
             return 0
-        out, created = _prepare_output(Path(args.out), args.overwrite, inputs=params["inputs"].values())
+        out = Path(args.out)
+        staging = _prepare_output(out, args.overwrite, inputs=params["inputs"].values())
         try:
             from . import report as report_module
 
@@ -889,10 +921,11 @@ def _run_files(args, params, console):
             with console.stage("checksums", "SHA-256 checksums of the inputs"):
                 for role, signal in (("dp", dp), ("eds", eds)):
                     record["inputs"].append(report_module.describe_input(role, params["inputs"][role], signal))
-            _pipeline(dp, eds, params, out, console, record, show_progressbar=not args.quiet)
-            _finish(out, params, record, console, "run", args)
+            _pipeline(dp, eds, params, staging, console, record, show_progressbar=not args.quiet)
+            _finish(staging, params, record, console, "run", args, name=out.resolve().name)
+            _publish(staging, out, args.overwrite, inputs=params["inputs"].values())
         except BaseException:
-            _cleanup(out, created)
+            _cleanup(staging)
             raise
     finally:
         if client is not None:
@@ -1061,10 +1094,10 @@ def _pipeline(dp, eds, params, out, console, record, show_progressbar):
             for role, signal in (("dp", dp), ("eds", eds)):
                 stats[role] = labels.cluster_statistics(signal, **params["statistics"], show_progressbar=progress)
     with console.stage("saving"):
-        labels.save(out / report_module.LABELS_FILE, overwrite=True)
+        save_zspy(labels, out / report_module.LABELS_FILE)
         for role, (mean, std) in stats.items():
-            mean.save(out / report_module.MEAN_FILES[role], overwrite=True)
-            std.save(out / report_module.STD_FILES[role], overwrite=True)
+            save_zspy(mean, out / report_module.MEAN_FILES[role])
+            save_zspy(std, out / report_module.STD_FILES[role])
     sizes = labels.metadata.Clustering.cluster_sizes
     record["n_clusters"] = labels.n_clusters
     record["cluster_sizes"] = [int(n) for n in sizes]
@@ -1072,7 +1105,27 @@ def _pipeline(dp, eds, params, out, console, record, show_progressbar):
     return labels
 
 
-def _finish(out, params, record, console, command, args):
+#: What a backslash in a title is saved as in .zspy results: U+29F5 REVERSE
+#: SOLIDUS OPERATOR, which looks the same.
+ZSPY_BACKSLASH = "\u29f5"
+
+
+def save_zspy(signal, path):
+    """Save one of the run's results (never an input) to ``.zspy``, with a title the format can hold.
+
+    RosettaSciIO names the file's group after ``metadata.General.title`` and
+    zarr reads a backslash in that name as a path separator: a title such as
+    ``"Cluster mean of Fe$_3$O$_4$ \\frac"`` is written, but the file does
+    not load again ("This is not a valid zspy file"). Backslashes in the
+    title are saved as :data:`ZSPY_BACKSLASH`.
+    """
+    title = signal.metadata.get_item("General.title", "") or ""
+    if "\\" in title:
+        signal.metadata.General.title = title.replace("\\", ZSPY_BACKSLASH)
+    signal.save(path, overwrite=True)
+
+
+def _finish(out, params, record, console, command, args, name=None):
     from . import __version__
     from . import report as report_module
 
@@ -1088,7 +1141,7 @@ def _finish(out, params, record, console, command, args):
     )
     report_module.write_json(out / report_module.RUN_FILE, record)
     with console.stage("report", "writing the report"):
-        report_module.write_report(out)
+        report_module.write_report(out, name=name)
 
 
 def _print_summary(out):
@@ -1106,12 +1159,8 @@ def _print_params(params, command):
     print(json.dumps({"format": _PARAMS_FORMAT, "command": command, "stemfuse_version": __version__, **params}, indent=2))
 
 
-def _prepare_output(out, overwrite, inputs=()):
-    """Create ``out`` or check that it may be written to.
-
-    Returns the folder and whether this call created it (so that a failed
-    run can remove the empty folder again).
-    """
+def _check_output(out, overwrite, inputs=()):
+    """Refuse an ``out`` that is not a folder, or one holding files without ``--overwrite``."""
     from . import report as report_module
 
     if out.exists() and not out.is_dir():
@@ -1122,17 +1171,61 @@ def _prepare_output(out, overwrite, inputs=()):
                 f"output folder '{out}' exists and is not empty; use --overwrite to replace its "
                 "results or choose another --out."
             )
-        owned = [out / name for name in report_module.OUTPUT_NAMES]
         resolved_inputs = {Path(p).resolve() for p in inputs}
-        for path in owned:
-            if path.resolve() in resolved_inputs:
-                raise CLIError(f"--overwrite would delete the input '{path}'; choose another --out.")
-        for path in owned:
-            _remove(path)
-        return out, False
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    return out, created
+        for name in report_module.OUTPUT_NAMES:
+            if (out / name).resolve() in resolved_inputs:
+                raise CLIError(f"--overwrite would delete the input '{out / name}'; choose another --out.")
+
+
+#: Prefix of the staging folder a run writes into, next to ``--out``.
+STAGING_PREFIX = ".stemfuse-partial-"
+
+
+def _prepare_output(out, overwrite, inputs=()):
+    """Check ``out`` and make the staging folder the run writes into.
+
+    Nothing in ``out`` is touched yet: the results are written into a
+    hidden sibling folder (``.stemfuse-partial-<name>-XXXX``), moved into
+    ``out`` by :func:`_publish` only when every file, the report included,
+    is written. An interrupted or failed run (Ctrl-C, SIGTERM, an error)
+    removes the staging folder and leaves ``out`` as it was; even a killed
+    one (SIGKILL, power loss) leaves only the hidden staging folder, never
+    an ``out`` that looks complete.
+    """
+    import tempfile
+
+    _check_output(out, overwrite, inputs)
+    target = out.absolute()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{target.name}-", dir=target.parent))
+
+
+def _publish(staging, out, overwrite, inputs=()):
+    """Move the finished results from ``staging`` into ``out``.
+
+    A new or empty ``out`` is replaced by the staging folder in one rename.
+    Into a folder holding files (``--overwrite``), the previous run's
+    ``run.json``, the completion record the report needs, is removed first
+    and the new one moved in last, so that the folder never looks complete
+    with a mix of two runs; files this package does not write are kept.
+    """
+    from . import report as report_module
+
+    _check_output(out, overwrite, inputs)  # the folder may have changed while the run computed
+    out = out.absolute()
+    if out.exists() and not any(out.iterdir()):
+        out.rmdir()
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    _remove(out / report_module.RUN_FILE)
+    for name in report_module.OUTPUT_NAMES:
+        _remove(out / name)
+    names = sorted(p.name for p in staging.iterdir() if p.name != report_module.RUN_FILE)
+    for name in names + [report_module.RUN_FILE]:
+        if (staging / name).exists():
+            os.replace(staging / name, out / name)
+    staging.rmdir()
 
 
 def _remove(path):
@@ -1144,8 +1237,8 @@ def _remove(path):
         path.unlink()
 
 
-def _cleanup(out, created):
-    """After a failure, remove a folder this run created and left empty."""
-    if created:
-        with contextlib.suppress(OSError):
-            out.rmdir()
+def _cleanup(staging):
+    """After a failure or an interruption, remove the staging folder (``out`` is untouched)."""
+    import shutil
+
+    shutil.rmtree(staging, ignore_errors=True)

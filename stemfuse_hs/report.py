@@ -223,6 +223,11 @@ class _Results:
             raise FileNotFoundError(
                 f"'{directory}' holds no {LABELS_FILE}: not the output folder of 'stemfuse run' or 'stemfuse demo'."
             )
+        if not (directory / RUN_FILE).is_file():
+            raise FileNotFoundError(
+                f"'{directory}' holds no {RUN_FILE}, which a run writes last: the run that wrote this folder "
+                "did not finish (interrupted?). Run it again."
+            )
         self.directory = directory
         self.params = _read_json(directory / PARAMS_FILE)
         self.run = _read_json(directory / RUN_FILE)
@@ -310,10 +315,13 @@ def _png(fig, dpi=110):
 
 
 def _scan_axes(signal):
-    """Scale and units of the image axes of a map (HyperSpy signal axes)."""
+    """Scale and units of the image axes of a map (HyperSpy signal axes).
+
+    A non-uniform axis has no scale: no units then, so no scalebar.
+    """
     axes = signal.axes_manager.signal_axes
-    units = axes[0].units if axes else None
-    return (axes[0].scale if axes else 1.0), (units if isinstance(units, str) else None)
+    units = axes[0].units if axes and hasattr(axes[0], "scale") else None
+    return getattr(axes[0], "scale", 1.0) if axes else 1.0, (units if isinstance(units, str) else None)
 
 
 def _add_scalebar(ax, signal):
@@ -454,6 +462,7 @@ def _fig_mean_patterns(results):
 def _fig_mean_spectra(results):
     import numpy as np
 
+    from .plot._text import literal
     from .plot.palette import cluster_colours
 
     mean = results.means.get("eds")
@@ -467,7 +476,7 @@ def _fig_mean_spectra(results):
     for i, colour in enumerate(cluster_colours(k)):
         ax.plot(energy, np.asarray(mean.data[i]), color=colour, lw=1.0, label=f"cluster {i}")
     units = axis.units if isinstance(axis.units, str) else ""
-    ax.set_xlabel(f"{axis.name or 'Energy'}" + (f" ({units})" if units else ""))
+    ax.set_xlabel(literal(f"{axis.name or 'Energy'}" + (f" ({units})" if units else "")))
     ax.set_ylabel("mean counts")
     ax.set_xlim(energy[0], energy[-1])
     ax.set_ylim(bottom=0)
@@ -588,13 +597,21 @@ def _derived_rows(labels):
     return rows
 
 
-def write_report(directory):
+def write_report(directory, name=None):
     """Draw the figures and write ``report.html`` from a results folder.
+
+    Every string that comes from the user (titles, file names and paths,
+    parameter values, the command line) is HTML-escaped, and the page
+    loads nothing: styles are inline and figures embedded.
 
     Parameters
     ----------
     directory : str or pathlib.Path
         Output folder of ``stemfuse run`` or ``stemfuse demo``.
+    name : str, optional
+        The name the page gives the results (default: the folder's). The
+        command writes the report in a staging folder before it moves it to
+        ``--out``, and gives ``--out``'s name here.
 
     Returns
     -------
@@ -605,7 +622,9 @@ def write_report(directory):
     Raises
     ------
     FileNotFoundError
-        If the folder or its ``labels.zspy`` is missing.
+        If the folder, its ``labels.zspy`` or its ``run.json`` (written
+        last: a folder without it is from a run that did not finish) is
+        missing.
     """
     from matplotlib.colors import to_hex
 
@@ -624,7 +643,8 @@ def write_report(directory):
         figures.append((key, caption, base64.b64encode(png).decode("ascii")))
 
     title = "stemfuse phase map"
-    body = [f"<h1>{_e(title)}: {_e(directory.resolve().name)}</h1>"]
+    name = directory.resolve().name if name is None else name
+    body = [f"<h1>{_e(title)}: {_e(name)}</h1>"]
     key_facts = [f"<b>{k}</b> cluster{'s' if k != 1 else ''}"]
     if run.get("adjusted_rand_index") is not None:
         key_facts.append(f"adjusted Rand index vs the ground truth <b>{run['adjusted_rand_index']:.3f}</b>")
@@ -731,7 +751,7 @@ def write_report(directory):
 
     page = (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        f"<title>{_e(title)}: {_e(directory.resolve().name)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        f"<title>{_e(title)}: {_e(name)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
         + "\n".join(body)
         + "\n</body>\n</html>\n"
     )

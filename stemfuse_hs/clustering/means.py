@@ -65,7 +65,11 @@ def cluster_statistics(data, signal_ndim, weights):
     Parameters
     ----------
     data : numpy.ndarray or dask.array.Array
-        ``(*navigation, *signal)``.
+        ``(*navigation, *signal)``, any real dtype (float16 included).
+        Sums are accumulated in float64 about one position of each
+        cluster (its largest weight), so that counts with a large offset
+        and a small spread (uint32 sums of frames near 4e9) keep their
+        standard deviation.
     signal_ndim : int
     weights : numpy.ndarray
         ``(n_positions, n_clusters)`` from :func:`cluster_weights`.
@@ -98,20 +102,33 @@ def cluster_statistics(data, signal_ndim, weights):
     # Positions that weigh nothing in every cluster (noise, excluded
     # positions) must not spoil the sums with their NaN: 0 * NaN is NaN.
     used = weights.sum(axis=1) > 0
+    total = weights.sum(axis=0)[:, None]
+    # Every cluster's sums are taken about one of its own positions (the
+    # one of largest weight): sums of squares of raw values cancel
+    # catastrophically for large counts with a small spread (uint32 near
+    # 4e9), in float64 too.
+    reference = np.argmax(weights, axis=0)
     if is_lazy_array(data):
-        flat = flat_positions(as_dask(data, signal_ndim), signal_ndim).reshape((n, -1)).astype(np.float64)
-        if not used.all():
-            keep = da.from_array(used, chunks=(flat.chunks[0],))
-            flat = da.where(keep[:, None], flat, 0.0)
-        w = da.from_array(weights.T, chunks=(weights.shape[1], flat.chunks[0]))
-        sums, squares = da.compute(w @ flat, w @ (flat * flat))
+        flat = flat_positions(as_dask(data, signal_ndim), signal_ndim).reshape((n, -1))
+        # The reference rows come from chunks the sums read anyway: one
+        # graph, computed together, reads the data once.
+        shift = flat[reference].astype(np.float64).rechunk((weights.shape[1], flat.chunks[1]))
+        w = da.from_array(weights, chunks=(flat.chunks[0], weights.shape[1]))
+        parts = da.blockwise(
+            _shifted_moments, "iqcj", flat, "ij", w, "ic", shift, "cj",
+            new_axes={"q": 2}, adjust_chunks={"i": 1}, dtype=np.float64,
+        )
+        moments, shift = da.compute(parts.sum(axis=0), shift)
+        sums, squares = moments
+        shift = np.where(total > 0, shift, 0.0)
     else:
         flat = np.asarray(data).reshape((n, -1))
-        sums, squares = weighted_moments(flat, weights)
-    total = weights.sum(axis=0)[:, None]
+        shift = np.where(total > 0, flat[reference].astype(np.float64), 0.0)
+        sums, squares = weighted_moments(flat, weights, shift)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = sums / total
-        var = np.clip(squares / total - mean**2, 0, None)
+        offset = sums / total
+        mean = shift + offset
+        var = np.clip(squares / total - offset**2, 0, None)
     weighed = total[:, 0] > 0
     if not (np.all(np.isfinite(mean[weighed])) and np.all(np.isfinite(var[weighed]))):
         row_sums = flat.sum(axis=1)
@@ -123,3 +140,23 @@ def cluster_statistics(data, signal_ndim, weights):
         )
     shape = (weights.shape[1],) + tuple(sig_shape)
     return mean.reshape(shape).astype(np.float32), np.sqrt(var).reshape(shape).astype(np.float32)
+
+
+def _shifted_moments(block, weights, shift):
+    """One chunk's ``(1, 2, k, m)`` weighted sums of ``block - shift[c]`` and of their squares.
+
+    numpy (float64) rather than the compiled kernel: dask runs chunks in
+    threads of its own, and numba's parallel kernels must not be entered
+    from several threads at once.
+    """
+    k = weights.shape[1]
+    out = np.zeros((1, 2, k, block.shape[1]), dtype=np.float64)
+    for c in range(k):
+        rows = np.flatnonzero(weights[:, c] > 0)
+        if rows.size == 0:
+            continue
+        delta = np.asarray(block[rows], dtype=np.float64) - shift[c]
+        w = weights[rows, c]
+        out[0, 0, c] = w @ delta
+        out[0, 1, c] = w @ (delta * delta)
+    return out

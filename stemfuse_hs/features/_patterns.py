@@ -53,13 +53,29 @@ def check_patterns(data, function):
     return is_lazy_array(data), n_positions
 
 
-def check_beam_centre(beam_centre):
-    """``None`` or a (row, column) pair of finite numbers."""
+def check_beam_centre(beam_centre, data=None):
+    """``None`` or a (row, column) pair of finite numbers on the detector.
+
+    With ``data`` (an array whose last two axes are the detector), the
+    centre must lie on it: from -0.5 (the first pixel's outer edge) to
+    ``size - 0.5`` (the last pixel's) along each axis. A centre off the
+    detector excludes no pixel at all, silently.
+    """
     if beam_centre is None:
         return None
     if isinstance(beam_centre, str) or np.ndim(beam_centre) != 1 or len(beam_centre) != 2:
         raise ValueError(f"beam_centre must be (row, column), got {beam_centre!r}.")
-    return tuple(check_real("beam_centre", _as_real(c, "beam_centre")) for c in beam_centre)
+    centre = tuple(check_real("beam_centre", _as_real(c, "beam_centre")) for c in beam_centre)
+    shape = getattr(data, "shape", None)
+    if shape is not None and len(shape) >= 2:
+        height, width = int(shape[-2]), int(shape[-1])
+        if not all(-0.5 <= c <= size - 0.5 for c, size in zip(centre, (height, width))):
+            raise ValueError(
+                f"beam_centre={beam_centre!r} is off the {height} x {width} pixel detector: "
+                f"row must be in [-0.5, {height - 0.5:g}] and column in [-0.5, {width - 0.5:g}] "
+                "(unbinned pixels)."
+            )
+    return centre
 
 
 def prepare_patterns(data, *, function, binning, normalize, nan_policy, extra=None):

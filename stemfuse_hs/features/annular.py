@@ -220,7 +220,7 @@ def annular(
     check_scale(scale)
     smooth = check_real("smooth", smooth, minimum=0)
     prominence = check_real("prominence", prominence, minimum=0)
-    beam_centre = check_beam_centre(beam_centre)
+    beam_centre = check_beam_centre(beam_centre, data)
     if beam_radius is not None:
         beam_radius = check_real("beam_radius", beam_radius, minimum=0)
     if ring_edges is not None:

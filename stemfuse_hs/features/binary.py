@@ -119,7 +119,7 @@ def binarize(
     if threshold is not None:
         threshold = check_real("threshold", threshold)
     sigma = check_real("sigma", sigma, minimum=0)
-    beam_centre = check_beam_centre(beam_centre)
+    beam_centre = check_beam_centre(beam_centre, data)
     if beam_radius is not None:
         beam_radius = check_real("beam_radius", beam_radius, minimum=0)
     prepared, _ = prepare_patterns(

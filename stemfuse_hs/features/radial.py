@@ -205,7 +205,7 @@ def radial(
     """
     variance = check_bool("variance", variance)
     check_scale(scale)
-    beam_centre = check_beam_centre(beam_centre)
+    beam_centre = check_beam_centre(beam_centre, data)
     if beam_radius is not None:
         beam_radius = check_real("beam_radius", beam_radius, minimum=0)
     if npt is not None:

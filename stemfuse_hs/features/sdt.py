@@ -381,10 +381,9 @@ def sdt(
     nan_policy = check_nan_policy(nan_policy)
     if beam_radius is not None:
         beam_radius = check_real("beam_radius", beam_radius, minimum=0)
-    if beam_centre is not None:
-        if isinstance(beam_centre, str) or np.ndim(beam_centre) != 1 or len(beam_centre) != 2:
-            raise ValueError(f"beam_centre must be (row, column), got {beam_centre!r}.")
-        beam_centre = tuple(check_real("beam_centre", _as_real(c, "beam_centre")) for c in beam_centre)
+    from ._patterns import check_beam_centre  # _patterns imports this module
+
+    beam_centre = check_beam_centre(beam_centre, data)
     n_positions = int(np.prod(data.shape[:-2]))
     if n_positions < 2:
         raise ValueError(

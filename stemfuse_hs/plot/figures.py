@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._text import literal
 from .palette import MASK_COLOUR, NOISE_COLOUR, cluster_colours, label_colormap
 from .selection import _new_figure
 
@@ -138,7 +139,7 @@ def _add_scalebar(ax, axis, **kwargs):
 def _axis_title(axis):
     name = axis.name if isinstance(axis.name, str) and axis.name and axis.name != "<undefined>" else "axis"
     units = _units(axis)
-    return f"{name} ({units})" if units else name
+    return literal(f"{name} ({units})" if units else name)
 
 
 def _show_map(ax, image, signal, scalebar=True, **imshow_kwargs):
@@ -221,7 +222,9 @@ def plot_label_map(labels, ax=None, scalebar=True, legend=True, *, title=None, n
         Positions that ``cluster`` left out
         (``metadata.Clustering.excluded_positions``) are drawn black.
     title : str, optional
-        Default: the signal's title and the number of clusters.
+        Default: the signal's title (shown literally: a ``$`` in it does not start
+        mathtext) and the number of clusters. A title given here is drawn as
+        matplotlib draws text, mathtext included.
     n_clusters : int, optional
         Number of cluster ids to colour; default ``labels.n_clusters`` or the
         largest label + 1. Cluster ``i`` has the same colour whatever it is.
@@ -260,7 +263,7 @@ def plot_label_map(labels, ax=None, scalebar=True, legend=True, *, title=None, n
         overlay[excluded] = MASK_COLOUR
         _show_map(ax, overlay, labels, scalebar=False)
     if title is None:
-        source = labels.metadata.General.title or "Label map"
+        source = literal(labels.metadata.General.title or "Label map")
         title = f"{source} ({k} cluster{'s' if k != 1 else ''})"
     ax.set_title(title)
     if legend:
@@ -638,7 +641,7 @@ def plot_cluster_grid(
                 ax.set_xlim(energy.min(), energy.max())
                 ax.set_ylim(0, top * 1.08 if top > 0 else 1.0)
                 ax.tick_params(labelsize=6)
-                ax.set_xlabel(f"energy ({energy_units})", fontsize=6)
+                ax.set_xlabel(literal(f"energy ({energy_units})"), fontsize=6)
                 if c:
                     ax.tick_params(labelleft=False)
         else:
@@ -657,7 +660,7 @@ def plot_cluster_grid(
             f"cluster {cluster}\n{share:.0%} of positions", fontsize=8,
             bbox={"facecolor": colours[cluster], "edgecolor": "none", "boxstyle": "round,pad=0.25"},
         )
-    fig.suptitle(f"{labels.metadata.General.title or 'Clusters'}: {k} clusters, {mode} weighting", fontsize=9)
+    fig.suptitle(f"{literal(labels.metadata.General.title or 'Clusters')}: {k} clusters, {mode} weighting", fontsize=9)
     return fig
 
 

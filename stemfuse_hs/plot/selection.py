@@ -7,6 +7,8 @@ or :func:`stemfuse_hs.variance_features`), read what it stored in
 
 import numpy as np
 
+from ._text import literal
+
 __all__ = ["plot_sdt_selection", "plot_variance_selection"]
 
 #: Colour of the selected pixels and kept channels.
@@ -54,7 +56,7 @@ def _new_figure(figsize):
 def _axis_label(axis):
     name = axis.name if isinstance(axis.name, str) and axis.name else f"axis {axis.index_in_array}"
     units = axis.units if isinstance(axis.units, str) and axis.units else None
-    return f"{name} ({units})" if units else name
+    return literal(f"{name} ({units})" if units else name)
 
 
 def _pixel_edges(axis):
@@ -226,7 +228,7 @@ def plot_sdt_selection(features, *, figsize=None):
     found = "found from the mean" if parameters.get("beam_centre_found", True) else "given"
     axes[2].set_title(f"Mean pattern (log scale)\nbeam position {found}")
 
-    source = node.get_item("source_title", "") or ""
+    source = literal(node.get_item("source_title", "") or "")
     fig.suptitle(
         f"SDT selection{' of ' + source if source else ''}: binning {int(binning)}, "
         f"fraction {parameters.get('fraction', float('nan')):g}, "
@@ -397,7 +399,7 @@ def plot_variance_selection(features, *, figsize=None):
         bottom.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         bottom.yaxis.set_minor_formatter(FuncFormatter(_minor_log_label))
     bottom.set_ylabel("variance / threshold")
-    bottom.set_xlabel(f"{x_name} ({x_units})")
+    bottom.set_xlabel(literal(f"{x_name} ({x_units})"))
     bottom.set_xlim(energy.min() - half_channel, energy.max() + half_channel)
 
     handles, labels = top.get_legend_handles_labels()
@@ -407,7 +409,7 @@ def plot_variance_selection(features, *, figsize=None):
         f"{int(kept.sum())} of {n} channels kept ({kept.sum() / n:.0%}), "
         f"{int(excluded.sum())} excluded; {rule_text}"
     )
-    source = node.get_item("source_title", "") or ""
+    source = literal(node.get_item("source_title", "") or "")
     if source:
         fig.suptitle(f"Variance selection of {source}")
     return fig

@@ -17,7 +17,13 @@ __all__ = [
     "binned_axis",
     "build_signal",
     "check_signal",
+    "check_scan_dimension",
+    "clean_text",
+    "signal_title",
+    "MAX_SCAN_DIMENSION",
     "recorded_exclusions",
+    "axis_spacing",
+    "describe_axis",
 ]
 
 
@@ -26,14 +32,45 @@ def _sorted_axes(signal, navigate):
     return sorted(axes, key=lambda a: a.index_in_array)
 
 
+def _axis_dictionary(axis):
+    """``axis.get_axis_dictionary()`` with ``"size"`` always present.
+
+    A non-uniform ``DataAxis`` (positions given as an ``axis`` array, as
+    converters write them) has no ``size`` (nor ``scale``/``offset``) in its
+    dictionary; the copy keeps its positions exactly as they are and adds
+    the size, which HyperSpy accepts and the results' shapes are read from.
+    """
+    d = axis.get_axis_dictionary()
+    d.setdefault("size", int(axis.size))
+    return d
+
+
 def navigation_axes_dicts(signal):
     """Navigation axes of ``signal`` as dictionaries, in array order."""
-    return [a.get_axis_dictionary() for a in _sorted_axes(signal, True)]
+    return [_axis_dictionary(a) for a in _sorted_axes(signal, True)]
 
 
 def signal_axes_dicts(signal):
     """Signal axes of ``signal`` as dictionaries, in array order."""
-    return [a.get_axis_dictionary() for a in _sorted_axes(signal, False)]
+    return [_axis_dictionary(a) for a in _sorted_axes(signal, False)]
+
+
+def axis_spacing(axis):
+    """The steps between an axis' positions: ``scale`` for a uniform axis,
+    the differences of its ``axis`` values for a non-uniform ``DataAxis``
+    (which has no ``scale``)."""
+    if hasattr(axis, "scale"):
+        return np.full(max(axis.size - 1, 0), float(axis.scale))
+    return np.diff(np.asarray(axis.axis, dtype=np.float64))
+
+
+def describe_axis(axis):
+    """``"2 nm"`` for a uniform axis, ``"non-uniform, 0 to 94 nm"`` otherwise."""
+    units = "" if axis.units in (None, "<undefined>") else f" {axis.units}"
+    if hasattr(axis, "scale"):
+        return f"{axis.scale:g}{units}"
+    values = np.asarray(axis.axis, dtype=np.float64)
+    return f"non-uniform, {values.min():g} to {values.max():g}{units}"
 
 
 def index_axis(name, size, navigate=False):
@@ -54,11 +91,28 @@ def binned_axis(axis, binning, size):
     return axis
 
 
+def clean_text(text):
+    """``text`` as a str that every writer takes: NUL characters removed.
+
+    HDF5 (``.hspy``) and zarr store metadata strings as variable-length
+    strings, which cannot hold NUL ("VLEN strings do not support embedded
+    NULLs"); a title read from a converter or a C string sometimes has one.
+    Everything else, ``$`` and TeX included, is kept as it is: plots and the
+    HTML report escape it where they show it.
+    """
+    return str(text).replace("\x00", "")
+
+
+def signal_title(signal):
+    """The signal's ``metadata.General.title`` ("" when missing), made safe to save."""
+    return clean_text(signal.metadata.get_item("General.title", "") or "")
+
+
 def build_signal(eager_class, lazy_class, data, axes, *, title="", metadata=None):
     """Make a signal of ``eager_class`` (or its lazy twin for dask ``data``)."""
     cls = lazy_class if is_lazy_array(data) else eager_class
     signal = cls(data, axes=[dict(a) for a in axes])
-    signal.metadata.General.title = title
+    signal.metadata.General.title = clean_text(title)
     if metadata:
         for path, value in metadata.items():
             signal.metadata.set_item(path, value)
@@ -91,6 +145,31 @@ def check_signal(signal, signal_dimension, function, min_positions=1):
             f"{function} needs a scan of at least {min_positions} positions, got navigation shape "
             f"{signal.axes_manager.navigation_shape} ({n_positions} position"
             f"{'' if n_positions == 1 else 's'}): nothing varies across a single position."
+        )
+    return signal
+
+
+#: Navigation dimensions a scan may have: a line (1) or a map (2).
+MAX_SCAN_DIMENSION = 2
+
+
+def check_scan_dimension(signal, function, argument=None):
+    """Refuse a scan of more than two navigation dimensions, up front.
+
+    A phase map is an image of the scan: a scan repeated in time or at
+    several tilts (e.g. navigation shape (16, 12, 2)) has no single map, and
+    each step (fusion, clustering, statistics) would have to agree on how
+    to flatten it. The rule is one, here, for every entry point: fuse and
+    cluster take lines and maps; the message says how to split the rest.
+    """
+    nav = signal.axes_manager.navigation_shape
+    if len(nav) > MAX_SCAN_DIMENSION:
+        which = "the signal" if argument is None else f"argument {argument}"
+        extra = ", ".join(["..."] + ["0"] * (len(nav) - MAX_SCAN_DIMENSION))
+        raise ValueError(
+            f"{function}: {which} has {len(nav)} navigation dimensions (navigation shape {nav}); "
+            f"only line scans (1) and maps (2) are supported. Process each map separately, "
+            f"e.g. signal.inav[{extra}] for the first along the extra axes, and fuse and cluster each."
         )
     return signal
 

@@ -10,8 +10,8 @@ import numpy as np
 from .._progress import dask_progress
 from .._validation import check_optional_bool
 from ..features.sdt import sdt
-from ..features.variance import DEFAULT_RESOLUTION_MNKA, variance_threshold
-from ._axes import binned_axis, build_signal, check_signal, index_axis, navigation_axes_dicts, signal_axes_dicts
+from ..features.variance import DEFAULT_RESOLUTION_MNKA, _validate_windows, variance_threshold
+from ._axes import binned_axis, build_signal, check_signal, index_axis, navigation_axes_dicts, signal_axes_dicts, signal_title
 
 __all__ = [
     "sdt_features",
@@ -31,7 +31,7 @@ def _feature_classes():
 
 
 def _title(signal):
-    return signal.metadata.get_item("General.title", "") or ""
+    return signal_title(signal)
 
 
 def _detector_signal(data, axes, title):
@@ -183,6 +183,40 @@ def _energy_resolution(signal):
     return DEFAULT_RESOLUTION_MNKA
 
 
+#: Units of a spectrum's energy axis the extractors understand (lower case)
+#: and their factor to keV, the unit of X-ray line energies and of the
+#: array-level functions.
+ENERGY_UNITS = {"kev": 1.0, "ev": 1e-3}
+
+
+def _energies_kev(signal, function, uses=None):
+    """Channel energies of a spectrum image in keV, and the factor from its axis' units.
+
+    The one place the extractors read energies from a signal: an axis in eV
+    (as several converters write) is converted, so that X-ray lines,
+    detector-resolution windows and ``exclude_windows`` land on the right
+    channels. An axis without energy units (an index axis, units None or
+    "<undefined>", or a length) cannot place a line: with ``uses`` (the
+    energy-based options asked for, with their verb: "exclude_lines=[...]
+    needs") that is refused; otherwise the axis
+    values are returned as they are, with factor None.
+    """
+    axis = signal.axes_manager.signal_axes[0]
+    values = np.asarray(axis.axis, dtype=np.float64)
+    units = axis.units if isinstance(axis.units, str) and axis.units not in ("", "<undefined>") else None
+    factor = ENERGY_UNITS.get(units.strip().lower()) if units else None
+    if factor is None:
+        if uses:
+            raise ValueError(
+                f"{function}: {uses} channel energies, but the signal axis {axis.name!r} has units "
+                f"{units!r}, not one of 'keV' or 'eV', so no X-ray line can be placed on it. Calibrate the axis "
+                "(e.g. axis.scale, axis.offset, axis.units = 0.01, -0.2, 'keV') or leave out the "
+                "energy-based options."
+            )
+        return values, None
+    return values * factor, factor
+
+
 def variance_features(
     signal,
     *,
@@ -210,11 +244,14 @@ def variance_features(
         Instead of ``threshold``: keep channels above this quantile of the
         channel variances, in (0, 1).
     exclude_windows : sequence of (float, float), optional
-        Energy windows, in the signal axis' units (keV), never kept.
+        Energy windows, in the signal axis' units (keV or eV), never kept.
     exclude_lines : sequence of str, optional
         X-ray lines never kept, e.g. ``["Cu_Ka", "Cu_Kb", "Cu_La"]`` for grid
         artefacts; windows of one FWHM (from the detector resolution in the
         metadata, else 130 eV at Mn Ka) either side of exspy's line energy.
+        The energy axis may be in keV or eV (converted); an axis without
+        energy units (an index axis) is refused with a ValueError, as its
+        channel numbers would be read as keV.
     normalize : {"total", None}, default "total"
         Scale every spectrum to the scan's mean total counts first, so that
         thickness does not raise every channel at once.
@@ -267,15 +304,21 @@ def variance_features(
     """
     check_signal(signal, 1, "variance_features", min_positions=2)
     check_optional_bool("show_progressbar", show_progressbar)
-    energy_axis = signal.axes_manager.signal_axes[0]
-    energies = np.asarray(energy_axis.axis, dtype=np.float64)
+    if isinstance(exclude_lines, str):
+        exclude_lines = [exclude_lines]
+    # A malformed exclude_lines is refused by variance_threshold, with its own message.
+    listed = list(exclude_lines) if hasattr(exclude_lines, "__iter__") else []
+    energies, factor = _energies_kev(signal, "variance_features", f"exclude_lines={listed!r} needs" if listed else None)
+    axis_values = np.asarray(signal.axes_manager.signal_axes[0].axis, dtype=np.float64)
+    windows = _validate_windows(exclude_windows)
     with dask_progress(show_progressbar):
         result = variance_threshold(
             signal.data,
             energies,
             threshold=threshold,
             quantile=quantile,
-            exclude_windows=exclude_windows,
+            # In the axis' units, as the energies: converted with them.
+            exclude_windows=[(low * (factor or 1.0), high * (factor or 1.0)) for low, high in windows],
             exclude_lines=exclude_lines,
             resolution_mnka=_energy_resolution(signal),
             normalize=normalize,
@@ -286,7 +329,7 @@ def variance_features(
         "_type": "DataAxis",
         "name": energy_dict.get("name") or "Energy",
         "units": energy_dict.get("units"),
-        "axis": energies[result.kept],
+        "axis": axis_values[result.kept],
         "navigate": False,
     }
     title = _title(signal)
@@ -299,7 +342,8 @@ def variance_features(
         title=f"Variance features of {title}".strip(),
     )
     parameters = dict(result.parameters)
-    parameters["exclude_windows"] = np.asarray(parameters["exclude_windows"], dtype=float).reshape(-1, 2)
+    # As given, in the axis' units.
+    parameters["exclude_windows"] = np.asarray(windows, dtype=float).reshape(-1, 2)
     from hyperspy.signals import Signal1D
 
     def spectrum(values, name):
@@ -847,7 +891,7 @@ def line_features(
     check_optional_bool("show_progressbar", show_progressbar)
     if lines is not None and elements is not None:
         raise ValueError("line_features: give lines or elements, not both.")
-    energies = np.asarray(signal.axes_manager.signal_axes[0].axis, dtype=np.float64)
+    energies, _ = _energies_kev(signal, "line_features", "X-ray line windows need")
     if lines is None:
         lines = _signal_lines(signal, elements, energies)
     elif isinstance(lines, str):

@@ -165,7 +165,7 @@ class FusedSTEMSignal(Signal1D):
         from ..clustering.embed import check_embed_parameters, effective_pca_components
         from ..clustering.subsample import DEFAULT_CHUNK_SIZE as SUBSAMPLE_CHUNK
         from ..clustering.subsample import NonFiniteRowsError
-        from ._axes import recorded_exclusions
+        from ._axes import check_scan_dimension, recorded_exclusions
         from .labels import build_cluster_labels
 
         # Every parameter is checked before the features are read: a typo
@@ -194,6 +194,7 @@ class FusedSTEMSignal(Signal1D):
         nav_ndim = self.axes_manager.navigation_dimension
         if nav_ndim == 0:
             raise ValueError("cluster needs a scan: this signal has no navigation axes.")
+        check_scan_dimension(self, "cluster")
         scan_shape = tuple(self.data.shape[:nav_ndim])
         n_positions = int(np.prod(scan_shape))
         if n_positions < 2:

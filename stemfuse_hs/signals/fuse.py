@@ -9,7 +9,17 @@ from .._progress import dask_progress
 from .._validation import check_choice, check_int, check_nan_policy, check_optional_bool, check_real
 from ..features.variance import NoVaryingChannelError
 from ..fusion import WEIGHTINGS, fuse_blocks, variance_shares
-from ._axes import build_signal, index_axis, navigation_axes_dicts, recorded_exclusions
+from ._axes import (
+    axis_spacing,
+    build_signal,
+    check_scan_dimension,
+    clean_text,
+    describe_axis,
+    index_axis,
+    navigation_axes_dicts,
+    recorded_exclusions,
+    signal_title,
+)
 
 __all__ = ["fuse", "block_shares", "REFERENCE_EDS_FACTOR"]
 
@@ -50,7 +60,7 @@ def _as_feature_signal(signal, position, nan_policy):
         try:
             return variance_features(signal, nan_policy=nan_policy)
         except NoVaryingChannelError as error:
-            title = signal.metadata.get_item("General.title", "") or ""
+            title = signal_title(signal)
             warnings.warn(
                 f"fuse: argument {position} ({title or 'spectrum image'}) is left out: {error} Without a "
                 "channel that varies above counting noise it carries no chemical contrast. To keep it, "
@@ -117,10 +127,12 @@ def _check_same_scan(signals):
                 f"{first.navigation_shape} (argument 1) and {other.navigation_shape} (argument {position}).{hint}"
             )
         for a, b in zip(first.navigation_axes, other.navigation_axes):
-            if a.units != b.units or not np.isclose(a.scale, b.scale, rtol=1e-3):
+            # Non-uniform axes (a converter's DataAxis, measured positions)
+            # have no scale: their steps are compared instead.
+            if a.units != b.units or not np.allclose(axis_spacing(a), axis_spacing(b), rtol=1e-3):
                 warnings.warn(
                     f"fuse: navigation axis {a.index_in_axes_manager} differs between argument 1 "
-                    f"({a.scale:g} {a.units}) and argument {position} ({b.scale:g} {b.units}); "
+                    f"({describe_axis(a)}) and argument {position} ({describe_axis(b)}); "
                     "fusing by position index.",
                     UserWarning,
                     stacklevel=3,
@@ -209,6 +221,7 @@ def fuse(
         raise ValueError(f"fuse needs two or more signals of the same scan, got {len(signals)}.")
     for position, signal in enumerate(signals, start=1):
         _check_is_signal(signal, position)
+        check_scan_dimension(signal, "fuse", position)
     reference_factor = check_real("reference_factor", reference_factor)
     if not isinstance(weighting, str):
         raise TypeError(f"weighting must be one of {list(WEIGHTINGS)}, got {weighting!r}.")
@@ -233,7 +246,7 @@ def fuse(
         extracted = [_as_feature_signal(s, i, nan_policy) for i, s in enumerate(signals, start=1)]
         kept = [i for i, f in enumerate(extracted) if f is not None]
         dropped = [
-            f"argument {i + 1} ({signals[i].metadata.get_item('General.title', '') or 'spectrum image'}): "
+            f"argument {i + 1} ({signal_title(signals[i]) or 'spectrum image'}): "
             "no channel varies above counting noise"
             for i, f in enumerate(extracted)
             if f is None
@@ -293,7 +306,7 @@ def fuse(
         names, features, result.block_slices, result.weights, result.normalizers, result.discreteness
     ):
         blocks_meta[name] = {
-            "source_title": f.metadata.get_item("Features.source_title", f.metadata.General.title),
+            "source_title": clean_text(f.metadata.get_item("Features.source_title", signal_title(f))),
             "extractor": f.metadata.get_item("Features.extractor", "features"),
             "start": int(start),
             "stop": int(stop),

@@ -9,7 +9,7 @@ from hyperspy.signals import Signal2D
 from .._progress import dask_progress
 from .._validation import check_choice, check_fraction, check_optional_bool
 from ..clustering.means import MEAN_MODES, cluster_statistics, cluster_weights
-from ._axes import index_axis, navigation_axes_dicts, signal_axes_dicts
+from ._axes import index_axis, navigation_axes_dicts, signal_axes_dicts, signal_title
 
 __all__ = ["ClusterLabels", "LazyClusterLabels", "build_cluster_labels", "build_cluster_labels_like", "software_versions"]
 
@@ -80,7 +80,7 @@ def build_cluster_labels(fused, result, embedding, parameters, excluded=None):
             "memberships": memberships,
             "embedding": embedding_signal,
             "fusion": fusion.as_dictionary() if fusion is not None else {},
-            "source_title": fused.metadata.General.title,
+            "source_title": signal_title(fused),
             "versions": software_versions(),
         },
     )
@@ -311,5 +311,5 @@ def _like(template, data, what):
     out = BaseSignal(data, axes=axes, metadata=metadata)
     out.axes_manager._update_attributes()
     out._assign_subclass()
-    out.metadata.General.title = f"Cluster {what} of {template.metadata.General.title}".strip()
+    out.metadata.General.title = f"Cluster {what} of {signal_title(template)}".strip()
     return out
