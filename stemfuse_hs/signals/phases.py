@@ -43,20 +43,6 @@ DEFAULT_MINOR_CLUSTER_SIZE = 0.005
 SEGMENT_MIN_MEMBERSHIP = 0.5
 
 
-def _energies_kev(eds):
-    axis = eds.axes_manager.signal_axes[0]
-    units = str(getattr(axis, "units", "") or "").strip()
-    energies = np.asarray(axis.axis, dtype=np.float64)
-    if units == "eV":
-        return energies / 1000.0
-    if units != "keV":
-        raise ValueError(
-            f"merge_phases: the spectra's energy axis has units {units!r}; X-ray line windows need 'keV' or 'eV'. "
-            "Calibrate it (e.g. eds.axes_manager.signal_axes[0].units = 'keV')."
-        )
-    return energies
-
-
 def _check_same_scan(labels, signal, what):
     scan = signal.axes_manager.navigation_shape
     own = tuple(a.size for a in labels.axes_manager.signal_axes)
@@ -284,9 +270,12 @@ def _composition_windows(eds, exclude_lines):
     """FWHM-wide windows of the spectra's channels, the excluded lines left out."""
     from ..features.variance import fwhm_at_energy, line_windows
 
+    from .extract import _energies_kev
+
     resolution = float(eds.metadata.get_item("Acquisition_instrument.TEM.Detector.EDS.energy_resolution_MnKa", 130.0))
+    energies, _ = _energies_kev(eds, "merge_phases", uses="the composition test's X-ray line windows need")
     return composition_windows(
-        _energies_kev(eds), fwhm_at_energy(5.8987, resolution), exclude=line_windows(list(exclude_lines), resolution)
+        energies, fwhm_at_energy(5.8987, resolution), exclude=line_windows(list(exclude_lines), resolution)
     )
 
 
