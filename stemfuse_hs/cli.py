@@ -58,6 +58,8 @@ SECTIONS = {
     "fusion": "stemfuse_hs.fuse",
     "clustering": "FusedSTEMSignal.cluster",
     "statistics": "ClusterLabels.cluster_statistics",
+    "phases": "stemfuse_hs.merge_phases",
+    "phase_map": "stemfuse_hs.map_phases",
 }
 #: Sections of a parameter file that are not function parameters.
 _RECORD_SECTIONS = {"inputs", "demo", "command", "stemfuse_version", "format"}
@@ -183,6 +185,34 @@ OPTIONS = [
     _opt("clustering", "random_state", "--random-state", None,
          "seed for repeatable maps (UMAP then runs on one thread; default: none)", "optint", metavar="SEED"),
     _opt("clustering", "n_jobs", "--n-jobs", -1, "UMAP threads without a seed, -1 for all", "int", metavar="N"),
+    # -- merge_phases / map_phases --
+    _opt("phase_map", "method", "--phase-merge", "physics",
+         "how clusters become phases: by composition and lattice from the raw signals (physics: the map "
+         "nests its segment map; --merge-threshold does not apply) or by density valleys in feature space "
+         "(feature, with --merge-threshold)", "choice", choices=("physics", "feature")),
+    _opt("phase_map", "minor_cluster_size", "--minor-cluster-size", 0.005,
+         "smallest cluster of the finer map searched for minor phases: a count or a fraction; "
+         "none skips the search", "optcount_or_fraction", metavar="N|F"),
+    _opt("phases", "exclude_lines", "--phase-exclude-lines", ("Cu_Ka", "Cu_Kb", "Cu_La"),
+         "X-ray lines left out of the composition test (a grid signal, which does not follow the thickness)",
+         "strings", metavar="LINE"),
+    _opt("phases", "alpha", "--phase-alpha", 1e-3,
+         "significance of the composition test (G-test of the pooled counts)", "float", metavar="A"),
+    _opt("phases", "min_composition_difference", "--min-composition-difference", 0.03,
+         "smallest total-variation distance of two normalised spectra that is another composition",
+         "float", metavar="D"),
+    _opt("phases", "min_lattice_overlap", "--min-lattice-overlap", 0.6,
+         "share of Bragg-spot spacings two segments must share to be one lattice", "float", metavar="F"),
+    _opt("phases", "spacing_tolerance", "--spacing-tolerance", None,
+         "spot spacings closer than this (detector pixels) are the same (default: from the beam size)",
+         "optfloat", metavar="PX"),
+    _opt("phases", "min_judged_fraction", "--min-judged-fraction", 0.02,
+         "segments smaller than this share of the scan never keep two groups apart by their lattice",
+         "float", metavar="F"),
+    _opt("phases", "reassign", "--reassign", True,
+         "move positions whose counts are far likelier under another phase's composition", "bool"),
+    _opt("phases", "min_log_ratio", "--min-log-ratio", 3.0,
+         "natural log of the likelihood ratio that moves a position", "float", metavar="L"),
     # -- cluster_statistics --
     _opt("statistics", "mode", "--stats-mode", "membership",
          "cluster means weighted by membership, or over the positions sure of their cluster ('hard')",
@@ -271,6 +301,7 @@ def _argparse_type(option):
         "optfloat": _parse_optional(float),
         "optint": _parse_optional(int),
         "count_or_fraction": _count_or_fraction,
+        "optcount_or_fraction": _parse_optional(_count_or_fraction),
         "pair": float,
         "windows": float,
         "strings": str,
@@ -290,15 +321,17 @@ def _convert_file_value(option, value, source):
         raise CLIError(f"{where}: expected {expected}, got {value!r}.")
 
     if isinstance(value, str) and option.kind not in ("choice", "strings"):
-        if value.strip().lower() in _NONE_WORDS and option.default is None:
+        if value.strip().lower() in _NONE_WORDS and (option.default is None or option.kind == "optcount_or_fraction"):
             return None
-        if option.kind in ("int", "optint", "float", "optfloat", "count_or_fraction"):
+        if option.kind in ("int", "optint", "float", "optfloat", "count_or_fraction", "optcount_or_fraction"):
             try:
                 value = _count_or_fraction(value)
             except ValueError:
                 fail("an integer" if option.kind in ("int", "optint") else "a number")
     kind = option.kind
     if value is None:
+        if kind == "optcount_or_fraction":
+            return None  # minor_cluster_size: null skips the search
         if kind == "choice" and "none" in option.choices:
             return None  # e.g. normalize: null means no normalisation
         return _plain(option.default)
@@ -312,7 +345,7 @@ def _convert_file_value(option, value, source):
         if not _is_number(value):
             fail("a number")
         return float(value)
-    if kind == "count_or_fraction":
+    if kind in ("count_or_fraction", "optcount_or_fraction"):
         if not _is_number(value):
             fail("an integer count or a decimal fraction")
         return value
@@ -527,6 +560,8 @@ def _add_pipeline_options(parser, command):
         "fusion": "fusion (stemfuse_hs.fuse)",
         "clustering": "clustering: UMAP and HDBSCAN (FusedSTEMSignal.cluster)",
         "statistics": "cluster means and standard deviations (ClusterLabels.cluster_statistics)",
+        "phase_map": "phase map (stemfuse_hs.map_phases)",
+        "phases": "segments joined into phases by composition and lattice (stemfuse_hs.merge_phases)",
     }
     for section, title in sections.items():
         group = parser.add_argument_group(title)
@@ -549,7 +584,8 @@ def _add_pipeline_options(parser, command):
                 elif o.kind == "windows":
                     kwargs.update(nargs=2, action="append")
                 elif o.kind == "strings":
-                    kwargs["nargs"] = "+"
+                    # "*": an empty list is a choice too (--phase-exclude-lines with no line)
+                    kwargs["nargs"] = "*" if o.default else "+"
             group.add_argument(o.flag, **kwargs)
 
 
@@ -1076,7 +1112,22 @@ def _pipeline(dp, eds, params, out, console, record, show_progressbar):
             fused.compute(show_progressbar=progress)
         record["block_shares"] = fused.block_shares()
     with console.stage("clustering"):
-        labels = fused.cluster(**params["clustering"], show_progressbar=progress)
+        if params["phase_map"]["method"] == "physics":
+            # The segments keep every HDBSCAN leaf; the physics decides what joins.
+            cluster_params = dict(params["clustering"], merge_threshold=0.0)
+            labels = stemfuse_hs.map_phases(
+                dp,
+                eds,
+                fused=fused,
+                random_state=cluster_params.pop("random_state"),
+                minor_cluster_size=params["phase_map"]["minor_cluster_size"],
+                cluster_kwargs=cluster_params,
+                show_progressbar=progress,
+                **params["phases"],
+            )
+            record["phase_merge"] = phase_merge_summary(labels)
+        else:
+            labels = fused.cluster(**params["clustering"], show_progressbar=progress)
         separation = labels.parameters.get("block_separation", {})
         record["block_separation"] = {k: (None if v < 0 else float(v)) for k, v in separation.items()}
     stats = {}
@@ -1103,6 +1154,42 @@ def _pipeline(dp, eds, params, out, console, record, show_progressbar):
     record["cluster_sizes"] = [int(n) for n in sizes]
     record["n_noise"] = int(labels.metadata.Clustering.n_noise)
     return labels
+
+
+def phase_merge_summary(phases):
+    """What the physics merge did, as plain data for run.json and the report."""
+    import numpy as np
+
+    record = phases.phase_merge
+    tests = record["tests"]
+    merges = [
+        {
+            "segments": tests["a"][i],
+            "joined": tests["b"][i],
+            "p_value": None if np.isnan(tests["p_value"][i]) else float(tests["p_value"][i]),
+            "composition_difference": None
+            if np.isnan(tests["composition_difference"][i])
+            else float(tests["composition_difference"][i]),
+            "lattice_overlap": None if np.isnan(tests["lattice_overlap"][i]) else float(tests["lattice_overlap"][i]),
+        }
+        for i in np.flatnonzero(np.asarray(tests["merged"]))
+    ]
+    minor = record.get("minor_phases", {})
+    return {
+        "n_segments": int(phases.segments.n_clusters),
+        "n_phases": int(phases.n_clusters),
+        "groups": [[int(v) for v in g] for g in record["groups"]],
+        "merges": merges,
+        "n_tests": int(len(tests["a"])),
+        "reassigned_positions": int(np.asarray(record["reassigned"]).sum()),
+        "minor_phases": [
+            {"host": int(h), "positions": int(n), "p_value": float(p), "composition_difference": float(d)}
+            for h, n, p, d in zip(
+                minor.get("host", []), minor.get("positions", []), minor.get("p_value", []),
+                minor.get("composition_difference", []),
+            )
+        ],
+    }
 
 
 #: What a backslash in a title is saved as in .zspy results: U+29F5 REVERSE

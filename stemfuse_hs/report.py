@@ -703,6 +703,35 @@ def write_report(directory, name=None):
             f"{parts}.</p>"
         )
 
+    merge = run.get("phase_merge")
+    if merge:
+        body.append("<h2>Phases from segments</h2>")
+        body.append(
+            f"<p>{_e(merge['n_segments'])} segments of the fused embedding joined into {_e(merge['n_phases'])} "
+            "phases by composition (G-test of the pooled X-ray counts) and lattice (shared Bragg-spot spacings); "
+            f"{_e(merge['n_tests'])} pairs tested, {_e(merge['reassigned_positions'])} positions moved to the phase "
+            "whose composition explains their counts better. Each merge, in order:</p>"
+        )
+        rows = [
+            (m["segments"], m["joined"], _format(m["p_value"]), _format(m["composition_difference"]),
+             _format(m["lattice_overlap"]))
+            for m in merge["merges"]
+        ]
+        body.append(
+            _table(rows, ["segments", "joined to", "p-value", "composition difference", "lattice overlap"],
+                   numeric=(2, 3, 4))
+        )
+        groups = [(phase, " ".join(map(str, group))) for phase, group in enumerate(merge["groups"])]
+        body.append(_table(groups, ["phase", "segments"]))
+        if merge["minor_phases"]:
+            rows = [
+                (phase, m["host"], m["positions"], _format(m["p_value"]), _format(m["composition_difference"]))
+                for phase, m in enumerate(merge["minor_phases"], start=merge["n_phases"] - len(merge["minor_phases"]))
+            ]
+            body.append("<p>Minor phases carved out of a finer map of the same embedding:</p>")
+            body.append(_table(rows, ["phase", "inside phase", "positions", "p-value", "composition difference"],
+                               numeric=(2, 3, 4)))
+
     body.append("<h2>Figures</h2>")
     for key, caption, data in figures:
         body.append(

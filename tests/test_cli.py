@@ -181,6 +181,13 @@ def test_demo_writes_every_file_and_a_complete_report(runs):
     run = json.loads((out / report_module.RUN_FILE).read_text())
     assert run["n_clusters"] == len(run["cluster_sizes"])
     assert sum(run["cluster_sizes"]) + run["n_noise"] == 32 * 48
+    # The physics merge (the default) is reported merge by merge.
+    merge = run["phase_merge"]
+    assert merge["n_phases"] == run["n_clusters"] and merge["n_segments"] >= merge["n_phases"]
+    assert len(merge["merges"]) == merge["n_segments"] - merge["n_phases"]
+    assert "<h2>Phases from segments</h2>" in page
+    assert f"{merge['n_segments']} segments of the fused embedding joined into {merge['n_phases']} phases" in page
+    assert params["phase_map"] == {"method": "physics", "minor_cluster_size": 0.005}
 
 
 def test_demo_results_load_with_their_types(runs):
@@ -416,13 +423,14 @@ def test_option_defaults_follow_the_package():
         "fusion": stemfuse_hs.fuse,
         "clustering": stemfuse_hs.FusedSTEMSignal.cluster,
         "statistics": stemfuse_hs.ClusterLabels.cluster_statistics,
+        "phases": stemfuse_hs.merge_phases,
     }
     for section, function in functions.items():
         signature = inspect.signature(function)
         keywords = {
             name: p.default
             for name, p in signature.parameters.items()
-            if p.default is not inspect.Parameter.empty and name != "show_progressbar"
+            if p.default is not inspect.Parameter.empty and name not in ("show_progressbar", "dp", "eds")
         }
         options = {o.name: o.default for o in cli.OPTIONS if o.section == section}
         assert set(options) == set(keywords), section
@@ -436,6 +444,8 @@ def test_option_defaults_follow_the_package():
     assert choices["clustering.metric"] == set(METRICS)
     assert choices["statistics.mode"] == set(MEAN_MODES)
     assert set(cli.DEMO_SCENARIOS) == set(SCENARIOS)
+    map_phases = inspect.signature(stemfuse_hs.map_phases).parameters
+    assert cli._BY_DEST["phase_map.minor_cluster_size"].default == map_phases["minor_cluster_size"].default
 
 
 def test_parameter_precedence(tmp_path):
