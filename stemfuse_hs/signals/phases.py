@@ -237,16 +237,16 @@ def merge_phases(
 
 def _check_merge_parameters(
     *,
-    exclude_lines=DEFAULT_GRID_LINES,
-    alpha=DEFAULT_ALPHA,
-    min_composition_difference=DEFAULT_MIN_COMPOSITION_DIFFERENCE,
-    min_lattice_overlap=DEFAULT_MIN_LATTICE_OVERLAP,
-    spacing_tolerance=None,
-    min_judged_fraction=0.02,
-    reassign=True,
-    min_log_ratio=DEFAULT_MIN_LOG_RATIO,
+    exclude_lines,
+    alpha,
+    min_composition_difference,
+    min_lattice_overlap,
+    spacing_tolerance,
+    min_judged_fraction,
+    reassign,
+    min_log_ratio,
 ):
-    """Validate :func:`merge_phases`' parameters before any data is read (unknown names raise TypeError)."""
+    """Validate :func:`merge_phases`' parameters before any data is read (its signature holds the defaults)."""
     from .._validation import check_bool
     from ..features.variance import xray_line_energy
 
@@ -378,7 +378,13 @@ def map_phases(
     from .fuse import fuse
 
     # A typo must not cost a UMAP run: every merge parameter is checked first.
-    _check_merge_parameters(**merge_kwargs)
+    import inspect
+
+    # Unknown names raise TypeError here, with merge_phases' own defaults filled in.
+    bound = inspect.signature(merge_phases).bind(None, **merge_kwargs)
+    bound.apply_defaults()
+    checked = {k: v for k, v in bound.arguments.items() if k not in ("labels", "dp", "eds", "show_progressbar")}
+    _check_merge_parameters(**checked)
     if minor_cluster_size is not None:
         from ..clustering.cluster import resolve_min_cluster_size
 
