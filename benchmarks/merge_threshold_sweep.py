@@ -19,7 +19,8 @@ from sklearn.metrics import adjusted_rand_score
 
 import stemfuse_hs
 from stemfuse_hs.clustering.cluster import ClusterResult, merge_indistinct
-from stemfuse_hs.clustering.pipeline import cluster_features
+from stemfuse_hs.clustering.embed_and_cluster import cluster_features
+from stemfuse_hs.clustering.parameters import validate_cluster_parameters
 from stemfuse_hs.data import SCENARIOS, synthetic_scan
 
 THRESHOLDS = (0.45, 0.5, 0.55, 0.6, 0.65)
@@ -29,7 +30,7 @@ def sweep(scenario, size, seed, thresholds):
     scan = synthetic_scan(scenario, size=size, seed=seed)
     fused = stemfuse_hs.fuse(scan.dp, scan.eds, show_progressbar=False)
     matrix = np.asarray(fused.data).reshape(-1, fused.data.shape[-1])
-    unmerged, _ = cluster_features(matrix, merge_threshold=0, random_state=seed)
+    unmerged, _ = cluster_features(matrix, validate_cluster_parameters(merge_threshold=0, random_state=seed))
     scores = []
     for threshold in thresholds:
         copy = ClusterResult(unmerged.labels, unmerged.memberships, dict(unmerged.parameters))

@@ -127,7 +127,7 @@ def run(directory, cluster="subsample", n_fit=20_000, chunk_size=8_192, random_s
     if cluster == "full":
         # The public path as a user runs it: cluster() on the lazy fused
         # signal computes the matrix itself (block by block).
-        import stemfuse_hs.clustering.pipeline as features_module
+        import stemfuse_hs.clustering.embed_and_cluster as features_module
 
         timings = {}
         original = features_module.embed

@@ -251,13 +251,13 @@ def worker_stemfuse(directory, repeat):
 
         return wrapper
 
-    # The functions cluster() calls live in stemfuse_hs.clustering.pipeline
+    # The functions cluster() calls live in stemfuse_hs.clustering.embed_and_cluster
     # (older versions: imported into stemfuse_hs.signals.features).
     try:
-        import stemfuse_hs.clustering.pipeline as pipeline_module
+        import stemfuse_hs.clustering.embed_and_cluster as pipeline_module
     except ImportError:  # pragma: no cover - older package layout
         pipeline_module = features_module
-    names = ["reduce_dimensions", "embed", "soft_cluster", "merge_indistinct", "block_separation"]
+    names = ["reduce_dimensions", "embed", "fit_hdbscan", "merge_indistinct", "block_separation"]
     originals = {name: getattr(pipeline_module, name) for name in names if hasattr(pipeline_module, name)}
     for name, function in originals.items():
         setattr(pipeline_module, name, timed(name, function))

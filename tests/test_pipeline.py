@@ -8,7 +8,9 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 import stemfuse_hs
-from stemfuse_hs.clustering.pipeline import block_separation, check_backend, cluster_features, resolve_backend
+from stemfuse_hs.clustering.embed_and_cluster import check_backend, cluster_features, resolve_backend
+from stemfuse_hs.clustering.parameters import validate_cluster_parameters
+from stemfuse_hs.clustering.separation import block_separation
 from stemfuse_hs.data import synthetic_scan
 
 
@@ -102,7 +104,7 @@ def test_block_separation_is_stored_per_block(fused, full):
 
 def test_cluster_features_on_arrays_matches_the_signal_method(fused, full):
     matrix = np.asarray(fused.data).reshape(-1, fused.data.shape[-1])
-    result, embedding = cluster_features(matrix, random_state=0)
+    result, embedding = cluster_features(matrix, validate_cluster_parameters(random_state=0))
     np.testing.assert_array_equal(result.labels, full.data.ravel())
     np.testing.assert_array_equal(embedding, full.embedding.data.reshape(embedding.shape))
 

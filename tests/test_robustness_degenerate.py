@@ -191,7 +191,7 @@ def test_only_noise_gives_a_valid_empty_map_and_a_warning(single_phase):
 
 
 def test_identical_features_are_one_cluster_without_umap(single_phase, monkeypatch):
-    import stemfuse_hs.clustering.pipeline as module
+    import stemfuse_hs.clustering.embed_and_cluster as module
 
     monkeypatch.setattr(module, "embed", lambda *a, **k: pytest.fail("UMAP on identical points"))
     same = single_phase.deepcopy()

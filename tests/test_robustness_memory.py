@@ -74,7 +74,7 @@ def test_eager_fusion_is_refused(signals, monkeypatch):
 def test_cluster_is_refused_before_reading_the_features(signals, monkeypatch, lazy):
     dp, eds = signals
     fused = stemfuse_hs.fuse(dp.as_lazy() if lazy else dp, eds.as_lazy() if lazy else eds)
-    import stemfuse_hs.clustering.pipeline as module
+    import stemfuse_hs.clustering.embed_and_cluster as module
 
     monkeypatch.setattr(_arrays, "available_memory", lambda: 1024)
     monkeypatch.setattr(module, "embed", lambda *a, **k: pytest.fail("embedding started"))

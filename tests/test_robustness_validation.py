@@ -218,7 +218,7 @@ CLUSTER_CASES = [
 @pytest.mark.parametrize("kwargs, error, fragments", CLUSTER_CASES, ids=[repr(c[0]) for c in CLUSTER_CASES])
 def test_cluster_bad_parameters_before_any_work(fused, kwargs, error, fragments, monkeypatch):
     # Checked before the features are read: embedding must never start.
-    import stemfuse_hs.clustering.pipeline as module
+    import stemfuse_hs.clustering.embed_and_cluster as module
 
     monkeypatch.setattr(module, "embed", lambda *a, **k: pytest.fail("embed called with bad parameters"))
     with pytest.raises(error) as excinfo:

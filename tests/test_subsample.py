@@ -207,7 +207,7 @@ def test_cluster_max_fit_positions_is_the_subsample_path(four_phases):
 
 
 def test_label_moments_accumulated_over_chunks_equal_those_of_the_final_labels(three_blobs, blob_result):
-    from stemfuse_hs.clustering.pipeline import label_moments
+    from stemfuse_hs.clustering.separation import label_moments
 
     x, _ = three_blobs
     r = blob_result
@@ -225,8 +225,8 @@ def lazy_fused(four_phases):
 def test_lazy_features_past_max_fit_positions_are_never_held_whole(four_phases, lazy_fused, monkeypatch):
     """A lazy scan fitted on a subsample is read chunk by chunk and gives the eager map."""
     import stemfuse_hs
-    import stemfuse_hs.clustering.pipeline as pipeline
-    import stemfuse_hs.signals.features as features
+    import stemfuse_hs.clustering.embed_and_cluster as pipeline
+    import stemfuse_hs.clustering.scan as scan
 
     eager = stemfuse_hs.fuse(four_phases.dp, four_phases.eds).cluster(max_fit_positions=900, random_state=0)
 
@@ -234,7 +234,7 @@ def test_lazy_features_past_max_fit_positions_are_never_held_whole(four_phases, 
         raise AssertionError("the lazy feature matrix was computed whole")
 
     monkeypatch.setattr(pipeline, "compute_in_blocks", refuse)
-    monkeypatch.setattr(features, "compute_in_blocks", refuse)
+    monkeypatch.setattr(scan, "compute_in_blocks", refuse)
     lazy = lazy_fused.cluster(max_fit_positions=900, random_state=0)
     assert lazy.metadata.get_item("Clustering.parameters.fit") == "subsample"
     np.testing.assert_array_equal(np.asarray(lazy.data), np.asarray(eager.data))

@@ -7,22 +7,23 @@ are not distinct in the fused feature space are merged afterwards.
 """
 
 from dataclasses import dataclass, field
-from numbers import Integral, Real
 
 import numpy as np
 
-from .._validation import check_array, check_choice, check_fraction, check_int, check_real
+from .._validation import check_array, check_int, check_real
+from .parameters import CLUSTER_DEFAULTS, CLUSTER_PARAMETERS
+from .separation import separation
+# Re-exported for stemfuse_hs.fusion, which still imports it from here (its home is .separation).
+from .separation import valley_depth  # noqa: F401
 
 __all__ = [
     "ClusterResult",
-    "check_cluster_parameters",
     "denoised_scores",
+    "fit_hdbscan",
     "merge_indistinct",
     "resolve_min_cluster_size",
-    "separation",
     "single_cluster",
     "soft_cluster",
-    "valley_depth",
 ]
 
 
@@ -60,15 +61,9 @@ def resolve_min_cluster_size(min_cluster_size, n_positions):
     (150, 100)
     """
     n_positions = check_int("n_positions", n_positions, minimum=0)
-    if isinstance(min_cluster_size, bool):
-        raise TypeError(f"min_cluster_size must be a count or a fraction, got {min_cluster_size!r}.")
-    if isinstance(min_cluster_size, Integral):
-        size = check_int("min_cluster_size", min_cluster_size, minimum=2)
-    elif isinstance(min_cluster_size, Real):
-        fraction = check_fraction("min_cluster_size", min_cluster_size, closed_high=False)
-        size = max(2, int(round(fraction * n_positions)))
-    else:
-        raise TypeError(f"min_cluster_size must be a count or a fraction, got {min_cluster_size!r}.")
+    # The constraint is the spec's (a count >= 2 or a fraction in (0, 1)).
+    value = CLUSTER_PARAMETERS["min_cluster_size"].check(min_cluster_size)
+    size = value if isinstance(value, int) else max(2, int(round(value * n_positions)))
     if size > n_positions:
         raise ValueError(
             f"min_cluster_size={min_cluster_size} ({size} positions) is larger than the number of positions ({n_positions})."
@@ -76,43 +71,16 @@ def resolve_min_cluster_size(min_cluster_size, n_positions):
     return size
 
 
-def check_cluster_parameters(
-    *, min_cluster_size, min_samples, cluster_selection_epsilon, cluster_selection_method, min_membership,
-    merge_threshold=0.55,
-):
-    """Validate :func:`soft_cluster`'s (and the merge's) parameters without clustering.
-
-    ``min_cluster_size`` is checked for its type and range only: whether it
-    fits the scan needs the number of positions
-    (:func:`resolve_min_cluster_size`).
-    """
-    if isinstance(min_cluster_size, bool) or not isinstance(min_cluster_size, Real):
-        raise TypeError(f"min_cluster_size must be a count or a fraction, got {min_cluster_size!r}.")
-    if isinstance(min_cluster_size, Integral):
-        check_int("min_cluster_size", min_cluster_size, minimum=2)
-    else:
-        check_fraction("min_cluster_size", min_cluster_size, closed_high=False)
-    if not isinstance(cluster_selection_method, str):
-        raise TypeError(f"cluster_selection_method must be 'eom' or 'leaf', got {cluster_selection_method!r}.")
-    check_choice("cluster_selection_method", cluster_selection_method, ("eom", "leaf"))
-    return {
-        "min_samples": check_int("min_samples", min_samples, minimum=1),
-        "cluster_selection_epsilon": check_real("cluster_selection_epsilon", cluster_selection_epsilon, minimum=0),
-        "min_membership": None
-        if min_membership is None
-        else check_fraction("min_membership", min_membership, closed_low=True),
-        "merge_threshold": check_real("merge_threshold", merge_threshold, minimum=0, maximum=1),
-    }
-
-
 def soft_cluster(
     embedding,
     *,
-    min_cluster_size=0.02,
-    min_samples=10,
-    cluster_selection_epsilon=0.0,
+    min_cluster_size=CLUSTER_DEFAULTS["min_cluster_size"],
+    min_samples=CLUSTER_DEFAULTS["min_samples"],
+    cluster_selection_epsilon=CLUSTER_DEFAULTS["cluster_selection_epsilon"],
+    # HDBSCAN's own default for this bare wrapper; the pipeline passes the
+    # spec's "leaf" (see stemfuse_hs.clustering.parameters).
     cluster_selection_method="eom",
-    min_membership=None,
+    min_membership=CLUSTER_DEFAULTS["min_membership"],
 ):
     """HDBSCAN on an embedding, labels from soft memberships.
 
@@ -147,19 +115,33 @@ def soft_cluster(
     >>> result.n_clusters, len(set(result.labels[:100])), len(set(result.labels[100:]))
     (2, 1, 1)
     """
-    import hdbscan
-
     embedding = np.asarray(check_array("embedding", embedding, ndim=2, finite=True), dtype=np.float64)
     n = embedding.shape[0]
     if n < 2:
         raise ValueError(f"embedding has {n} position(s); clustering needs at least two.")
+    # The constraints are the spec's; this public function checks its own arguments.
+    given = {
+        "min_cluster_size": min_cluster_size,
+        "min_samples": min_samples,
+        "cluster_selection_epsilon": cluster_selection_epsilon,
+        "cluster_selection_method": cluster_selection_method,
+        "min_membership": min_membership,
+    }
+    return fit_hdbscan(embedding, **{name: CLUSTER_PARAMETERS[name].check(v) for name, v in given.items()})
+
+
+def fit_hdbscan(
+    embedding, *, min_cluster_size, min_samples, cluster_selection_epsilon, cluster_selection_method, min_membership
+):
+    """:func:`soft_cluster` on already validated parameters (what the pipeline calls).
+
+    ``embedding`` is a finite ``(n, d)`` float64 array of at least two rows.
+    """
+    import hdbscan
+
+    n = embedding.shape[0]
     size = resolve_min_cluster_size(min_cluster_size, n)
-    min_samples = check_int("min_samples", min_samples, minimum=1)
     min_samples = min(min_samples, size)
-    cluster_selection_epsilon = check_real("cluster_selection_epsilon", cluster_selection_epsilon, minimum=0)
-    check_choice("cluster_selection_method", cluster_selection_method, ("eom", "leaf"))
-    if min_membership is not None:
-        min_membership = check_fraction("min_membership", min_membership, closed_low=True)
     clusterer = hdbscan.HDBSCAN(
         min_cluster_size=size,
         min_samples=min_samples,
@@ -196,51 +178,39 @@ def _record(size, given, min_samples, epsilon, method, min_membership):
     }
 
 
-def single_cluster(
-    n,
-    *,
-    min_cluster_size=0.02,
-    min_samples=10,
-    cluster_selection_epsilon=0.0,
-    cluster_selection_method="eom",
-    min_membership=None,
-    merge_threshold=0.55,
-):
+def single_cluster(n, parameters):
     """Every position in one cluster, for positions that cannot be told apart.
 
     Identical feature vectors have no density structure to find (and UMAP
     cannot embed them); the honest answer is one group. The parameters are
     recorded as :func:`soft_cluster` and :func:`merge_indistinct` would.
 
+    Parameters
+    ----------
+    n : int
+        Number of positions (at least 1).
+    parameters : ClusterParameters
+        Validated (:func:`~stemfuse_hs.clustering.parameters.validate_cluster_parameters`).
+
     Examples
     --------
-    >>> result = single_cluster(5)
+    >>> from stemfuse_hs.clustering.parameters import validate_cluster_parameters
+    >>> result = single_cluster(5, validate_cluster_parameters())
     >>> result.labels.tolist(), result.n_clusters
     ([0, 0, 0, 0, 0], 1)
     """
-    n = check_int("n", n, minimum=1)
-    checked = check_cluster_parameters(
-        min_cluster_size=min_cluster_size,
-        min_samples=min_samples,
-        cluster_selection_epsilon=cluster_selection_epsilon,
-        cluster_selection_method=cluster_selection_method,
-        min_membership=min_membership,
-        merge_threshold=merge_threshold,
-    )
-    size = resolve_min_cluster_size(min_cluster_size, n)
-    parameters = _record(
+    size = resolve_min_cluster_size(parameters.min_cluster_size, n)
+    record = _record(
         size,
-        min_cluster_size,
-        min(checked["min_samples"], size),
-        checked["cluster_selection_epsilon"],
-        cluster_selection_method,
-        checked["min_membership"],
+        parameters.min_cluster_size,
+        min(parameters.min_samples, size),
+        parameters.cluster_selection_epsilon,
+        parameters.cluster_selection_method,
+        parameters.min_membership,
     )
-    parameters.update(
-        n_clusters_hdbscan=1, n_noise_hdbscan=0, merge_threshold=checked["merge_threshold"], merged=[[0]]
-    )
+    record.update(n_clusters_hdbscan=1, n_noise_hdbscan=0, merge_threshold=parameters.merge_threshold, merged=[[0]])
     return ClusterResult(
-        labels=np.zeros(n, dtype=np.int64), memberships=np.ones((n, 1), dtype=np.float32), parameters=parameters
+        labels=np.zeros(n, dtype=np.int64), memberships=np.ones((n, 1), dtype=np.float32), parameters=record
     )
 
 
@@ -252,71 +222,6 @@ def _labels_from_memberships(memberships, min_membership):
     if min_membership is not None:
         labels[memberships.max(axis=1) < min_membership] = -1
     return labels
-
-
-def separation(scores, labels, a, b, tube_quantile=0.9):
-    """How deep the density valley between clusters ``a`` and ``b`` is.
-
-    Distinct phases leave a valley in the density of positions along the
-    segment between the two clusters' means; one phase cut in pieces (by a
-    thickness gradient, say) does not. Positions of *other* clusters that
-    lie inside a tube around the segment count too: thickness moves a
-    phase's features along a curved path, and the pieces in between fill
-    what would otherwise look like a valley between two far pieces. The
-    tube's radius is the ``tube_quantile`` of the two clusters' own
-    distances from the segment's line.
-
-    Parameters
-    ----------
-    scores : numpy.ndarray
-        ``(n, k)`` positions in a denoised feature space (a few principal
-        components of the fused features).
-    labels : numpy.ndarray
-        ``(n,)`` cluster of every position (-1 noise).
-    a, b : int
-        The two clusters.
-    tube_quantile : float, default 0.9
-
-    Returns
-    -------
-    float
-        In [0, 1]: about 0 without a valley, 1 when nothing lies between.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> rng = np.random.default_rng(0)
-    >>> two = np.vstack([rng.normal(0, 1, (300, 3)), rng.normal(0, 1, (300, 3)) + [8, 0, 0]])
-    >>> separation(two, np.repeat([0, 1], 300), 0, 1) > 0.9
-    True
-    >>> line = np.c_[np.linspace(0, 30, 900), rng.normal(0, 1, (900, 2))]
-    >>> pieces = np.repeat([0, 1, 2], 300)  # one continuum cut in three
-    >>> separation(line, pieces, 0, 2) < 0.3
-    True
-    """
-    scores = np.asarray(check_array("scores", scores, ndim=2), dtype=np.float64)
-    labels = np.asarray(labels)
-    if labels.shape != (scores.shape[0],):
-        raise ValueError(f"labels has shape {labels.shape}, expected ({scores.shape[0]},) like scores' rows.")
-    tube_quantile = check_fraction("tube_quantile", tube_quantile)
-    in_a, in_b = labels == a, labels == b
-    if in_a.sum() < 2 or in_b.sum() < 2:
-        return 0.0
-    start, stop = scores[in_a].mean(axis=0), scores[in_b].mean(axis=0)
-    direction = stop - start
-    length = np.linalg.norm(direction)
-    if length == 0:
-        return 0.0
-    direction /= length
-    along = (scores - start) @ direction
-    across = np.linalg.norm((scores - start) - np.outer(along, direction), axis=1)
-    radius = np.quantile(np.concatenate([across[in_a], across[in_b]]), tube_quantile)
-    between = ~in_a & ~in_b & (across <= radius) & (along > 0) & (along < length)
-    near_a = between & (along < length / 2)
-    near_b = between & (along >= length / 2)
-    return valley_depth(
-        np.concatenate([along[in_a], along[near_a]]), np.concatenate([along[in_b], along[near_b]])
-    )
 
 
 def denoised_scores(features, n_components=10, max_samples=20_000, seed=0):
@@ -343,48 +248,10 @@ def denoised_scores(features, n_components=10, max_samples=20_000, seed=0):
     return project_rows(pca, features, dtype=np.float64)
 
 
-def valley_depth(values_a, values_b, bins=40):
-    """Depth of the density valley between two groups of 1-D values.
-
-    ``1 - valley / lower_peak`` of a lightly smoothed histogram of the pooled
-    values, the valley taken between the groups' medians: 0 without a
-    valley, 1 when the groups do not touch.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> rng = np.random.default_rng(0)
-    >>> valley_depth(rng.normal(0, 1, 500), rng.normal(8, 1, 500)) > 0.9
-    True
-    """
-    from scipy.ndimage import gaussian_filter1d
-
-    bins = check_int("bins", bins, minimum=2)
-    values_a, values_b = np.asarray(values_a, float).ravel(), np.asarray(values_b, float).ravel()
-    if not (np.all(np.isfinite(values_a)) and np.all(np.isfinite(values_b))):
-        raise ValueError("valley_depth: the values must be finite (no NaN or inf).")
-    pooled = np.concatenate([values_a, values_b])
-    if pooled.size < 4 or np.ptp(pooled) == 0:
-        return 0.0
-    counts, edges = np.histogram(pooled, bins=bins)
-    density = gaussian_filter1d(counts.astype(np.float64), 1.0)
-    centres = 0.5 * (edges[:-1] + edges[1:])
-    low, high = sorted((np.median(values_a), np.median(values_b)))
-    between = (centres >= low) & (centres <= high)
-    if not between.any():
-        return 0.0
-    peak_low = density[centres <= low].max() if (centres <= low).any() else density[between][0]
-    peak_high = density[centres >= high].max() if (centres >= high).any() else density[between][-1]
-    lower_peak = min(peak_low, peak_high)
-    if lower_peak <= 0:
-        return 1.0
-    return float(np.clip(1.0 - density[between].min() / lower_peak, 0.0, 1.0))
-
-
-def merge_indistinct(result, features, threshold=0.55, n_components=10, seed=0):
+def merge_indistinct(result, features, threshold=CLUSTER_DEFAULTS["merge_threshold"], n_components=10, seed=0):
     """Merge clusters that have no density valley between them in feature space.
 
-    Repeatedly merges the least separated pair (see :func:`separation`, in
+    Repeatedly merges the least separated pair (see :func:`~.separation.separation`, in
     the ``n_components`` leading principal components of ``features``)
     until every pair has a valley at least ``threshold`` deep. Memberships
     of merged clusters are summed and labels follow them.

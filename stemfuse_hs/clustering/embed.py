@@ -27,15 +27,8 @@ import warnings
 
 import numpy as np
 
-from .._validation import (
-    check_array,
-    check_bool,
-    check_choice,
-    check_int,
-    check_n_jobs,
-    check_random_state,
-    check_real,
-)
+from .._validation import check_array, check_bool, check_random_state
+from .parameters import CLUSTER_DEFAULTS, CLUSTER_PARAMETERS, METRICS
 
 __all__ = [
     "DEFAULT_PCA_COMPONENTS",
@@ -50,9 +43,8 @@ __all__ = [
     "reuse_embeddings",
 ]
 
-METRICS = ("euclidean", "chebyshev", "manhattan", "cosine", "correlation", "jaccard")
 #: Principal components UMAP is given by default: none (see the module notes).
-DEFAULT_PCA_COMPONENTS = None
+DEFAULT_PCA_COMPONENTS = CLUSTER_DEFAULTS["pca_components"]
 #: Below this many positions UMAP itself computes every pairwise distance
 #: (exact neighbours, no compilation): left to it.
 EXACT_NEIGHBORS_MIN_POSITIONS = 4096
@@ -111,43 +103,42 @@ def reuse_embeddings():
 def check_embed_parameters(
     *, n_components, n_neighbors, min_dist, metric, densmap, pca_components, random_state, n_jobs, verbose=False
 ):
-    """Validate :func:`embed`'s parameters without embedding anything.
+    """Validate :func:`embed`'s parameters without embedding anything: the spec's checks.
 
     So that a mistake is reported before the features are read, not after.
+    The constraints live in :data:`~stemfuse_hs.clustering.parameters.CLUSTER_PARAMETERS`;
+    ``random_state`` may also be a ``numpy.random.RandomState`` here (UMAP takes one).
 
     Returns
     -------
     dict
         The parameters, converted to plain Python types.
     """
-    if pca_components is not None:
-        pca_components = check_int("pca_components", pca_components, minimum=1)
-    if not isinstance(metric, str):
-        raise TypeError(f"metric must be one of {list(METRICS)}, got {metric!r}.")
-    return {
-        "n_components": check_int("n_components", n_components, minimum=1),
-        "n_neighbors": check_int("n_neighbors", n_neighbors, minimum=2),
-        "min_dist": check_real("min_dist", min_dist, minimum=0),
-        "metric": check_choice("metric", metric, METRICS),
-        "densmap": check_bool("densmap", densmap),
+    given = {
+        "n_components": n_components,
+        "n_neighbors": n_neighbors,
+        "min_dist": min_dist,
+        "metric": metric,
+        "densmap": densmap,
         "pca_components": pca_components,
-        "random_state": check_random_state(random_state),
-        "n_jobs": check_n_jobs(n_jobs),
-        "verbose": check_bool("verbose", verbose),
+        "n_jobs": n_jobs,
     }
+    checked = {name: CLUSTER_PARAMETERS[name].check(value) for name, value in given.items()}
+    checked.update(random_state=check_random_state(random_state), verbose=check_bool("verbose", verbose))
+    return checked
 
 
 def embed(
     matrix,
     *,
-    n_components=3,
-    n_neighbors=10,
-    min_dist=0.0,
-    metric="euclidean",
-    densmap=True,
-    pca_components=DEFAULT_PCA_COMPONENTS,
-    random_state=None,
-    n_jobs=-1,
+    n_components=CLUSTER_DEFAULTS["n_components"],
+    n_neighbors=CLUSTER_DEFAULTS["n_neighbors"],
+    min_dist=CLUSTER_DEFAULTS["min_dist"],
+    metric=CLUSTER_DEFAULTS["metric"],
+    densmap=CLUSTER_DEFAULTS["densmap"],
+    pca_components=CLUSTER_DEFAULTS["pca_components"],
+    random_state=CLUSTER_DEFAULTS["random_state"],
+    n_jobs=CLUSTER_DEFAULTS["n_jobs"],
     verbose=False,
 ):
     """Embed ``(n_positions, n_features)`` features in a few dimensions.

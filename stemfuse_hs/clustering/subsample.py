@@ -50,13 +50,16 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from numbers import Integral
+from types import MappingProxyType
 
 import numpy as np
 
 from .._arrays import is_lazy_array
-from .._validation import check_choice, check_int, check_random_state, check_real
+from .._validation import check_int
 from .cluster import ClusterResult, _labels_from_memberships, merge_indistinct, resolve_min_cluster_size
-from .embed import DEFAULT_PCA_COMPONENTS, METRICS, effective_pca_components, fit_reduction, fit_umap
+from .embed import effective_pca_components, fit_reduction, fit_umap
+from .parameters import CLUSTER_DEFAULTS, ClusterParameters
+from .separation import label_moments as moments_of
 
 __all__ = [
     "DEFAULT_HDBSCAN",
@@ -67,21 +70,10 @@ __all__ = [
     "subsample_index",
 ]
 
-#: UMAP parameters of the full path (:meth:`FusedSTEMSignal.cluster`).
-DEFAULT_UMAP = {
-    "n_components": 3,
-    "n_neighbors": 10,
-    "min_dist": 0.0,
-    "metric": "euclidean",
-    "densmap": True,
-}
-#: HDBSCAN parameters of the full path.
-DEFAULT_HDBSCAN = {
-    "min_cluster_size": 0.02,
-    "min_samples": 10,
-    "cluster_selection_epsilon": 0.0,
-    "cluster_selection_method": "leaf",
-}
+#: UMAP parameters of the full path (:meth:`FusedSTEMSignal.cluster`), from the spec (read-only).
+DEFAULT_UMAP = MappingProxyType(ClusterParameters().umap_kwargs())
+#: HDBSCAN parameters of the full path, from the spec (read-only).
+DEFAULT_HDBSCAN = MappingProxyType(ClusterParameters().hdbscan_kwargs())
 #: Epochs UMAP's transform refines new points for, whatever the chunk size
 #: (umap-learn's own rule switches from 100 to 30 at 10,000 new points).
 TRANSFORM_EPOCHS = 100
@@ -131,8 +123,8 @@ class SubsampleResult:
     label_moments : tuple of numpy.ndarray or None
         With ``label_moments=True``: ``(counts, sums, squares)`` of the
         features of every final cluster over all positions
-        (:func:`~.pipeline.label_moments`), accumulated while they were
-        read, for :func:`~.pipeline.separation_from_moments`.
+        (:func:`~.separation.label_moments`), accumulated while they were
+        read, for :func:`~.separation.separation_from_moments`.
     """
 
     embedding: np.ndarray
@@ -305,16 +297,21 @@ def embed_and_cluster_subsample(
     *,
     umap_kwargs=None,
     hdbscan_kwargs=None,
-    merge_threshold=0.55,
-    min_membership=None,
-    pca_components=DEFAULT_PCA_COMPONENTS,
-    random_state=None,
-    n_jobs=-1,
+    merge_threshold=CLUSTER_DEFAULTS["merge_threshold"],
+    min_membership=CLUSTER_DEFAULTS["min_membership"],
+    pca_components=CLUSTER_DEFAULTS["pca_components"],
+    random_state=CLUSTER_DEFAULTS["random_state"],
+    n_jobs=CLUSTER_DEFAULTS["n_jobs"],
     return_timings=True,
     label_moments=False,
     show_progressbar=None,
 ):
     """UMAP + HDBSCAN fitted on ``n_fit`` positions, every position assigned.
+
+    The clustering parameters are taken as validated
+    (:func:`~stemfuse_hs.clustering.parameters.validate_cluster_parameters`,
+    which :func:`~stemfuse_hs.clustering.scan.cluster_scan` calls); only
+    this function's own (``n_fit``, ``chunk_size``) are checked here.
 
     Parameters
     ----------
@@ -353,7 +350,7 @@ def embed_and_cluster_subsample(
     label_moments : bool, default False
         Also accumulate each final cluster's feature moments over every
         position while the rows are read (``SubsampleResult.label_moments``):
-        what :func:`~.pipeline.block_separation` needs, without another
+        what :func:`~.separation.block_separation` needs, without another
         pass over a lazy matrix.
     show_progressbar : bool, optional
         A bar over the assignment chunks (default: HyperSpy's preference).
@@ -385,10 +382,7 @@ def embed_and_cluster_subsample(
     n = int(matrix.shape[0])
     n_fit = check_int("n_fit", n_fit, minimum=2)
     chunk_size = check_int("chunk_size", chunk_size, minimum=1)
-    random_state = check_random_state(random_state)
-    merge_threshold = check_real("merge_threshold", merge_threshold, minimum=0, maximum=1)
     umap_params = dict(DEFAULT_UMAP, **(umap_kwargs or {}))
-    check_choice("metric", umap_params["metric"], METRICS)
     hdbscan_params = dict(DEFAULT_HDBSCAN, **(hdbscan_kwargs or {}))
     min_cluster_size_given = hdbscan_params["min_cluster_size"]
     n_fit = min(n_fit, n)
@@ -404,8 +398,6 @@ def embed_and_cluster_subsample(
     fit_rows = _rows(matrix, fit_index)
     timings["read_subsample"] = (time.perf_counter() - start, time.process_time() - cpu)
     _check_finite(fit_rows, fit_index, "in the subsample")
-    if pca_components is not None:
-        pca_components = check_int("pca_components", pca_components, minimum=1)
     projection = fit_reduction(fit_rows, effective_pca_components(pca_components, umap_params["metric"]), random_state)
 
     def project(rows):
@@ -418,7 +410,7 @@ def embed_and_cluster_subsample(
         project(fit_rows), random_state=random_state, n_jobs=n_jobs, searchable=n_fit < n, **umap_params
     )
     size = _resolve_min_cluster_size(hdbscan_params.pop("min_cluster_size"), n, n_fit)
-    min_samples = min(check_int("min_samples", hdbscan_params.pop("min_samples"), minimum=1), size)
+    min_samples = min(hdbscan_params.pop("min_samples"), size)
     clusterer = hdbscan.HDBSCAN(
         min_cluster_size=size, min_samples=min_samples, prediction_data=True, **hdbscan_params
     ).fit(fit_embedding.astype(np.float64))
@@ -435,8 +427,6 @@ def embed_and_cluster_subsample(
     fit_merged = _merge_columns(fit_memberships, groups)
     moments = None
     if label_moments:
-        from .pipeline import label_moments as moments_of
-
         moments = moments_of(fit_rows, _labels_from_memberships(fit_merged, min_membership), len(groups))
     del fit_rows
     timings["fit"] = (time.perf_counter() - start, time.process_time() - cpu)

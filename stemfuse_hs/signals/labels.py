@@ -3,123 +3,19 @@
 import copy
 
 import numpy as np
-from hyperspy._signals.lazy import LazySignal
-from hyperspy.signals import Signal2D
+from hyperspy.signals import LazySignal, Signal2D
 
 from .._progress import dask_progress
 from .._validation import check_choice, check_fraction, check_optional_bool
 from ..clustering.means import MEAN_MODES, cluster_statistics, cluster_weights
-from ._axes import index_axis, navigation_axes_dicts, signal_axes_dicts, signal_title
+from ._axes import index_axis, signal_axes_dicts, signal_title
+
+# Label maps are built in one place, which does not import this module (so
+# that signals.phases can build them without an import circle); re-exported
+# here, where they have always been found.
+from .label_factory import build_cluster_labels, build_cluster_labels_like, software_versions
 
 __all__ = ["ClusterLabels", "LazyClusterLabels", "build_cluster_labels", "build_cluster_labels_like", "software_versions"]
-
-
-def software_versions():
-    """Versions of the packages that shape a result, for provenance."""
-    from importlib import metadata
-
-    versions = {}
-    for package in ("stemfuse_hs", "hyperspy", "pyxem", "exspy", "umap-learn", "hdbscan", "scikit-learn", "numpy", "dask"):
-        try:
-            versions[package.replace("-", "_")] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            if package == "stemfuse_hs":
-                from .. import __version__
-
-                versions[package] = __version__
-            else:
-                versions[package.replace("-", "_")] = "not installed"
-    return versions
-
-
-def _scan_axes(fused):
-    axes = [dict(a, navigate=False) for a in navigation_axes_dicts(fused)]
-    if len(axes) == 1:
-        # A line scan is drawn as a one-row image.
-        axes.insert(0, {"name": "y", "size": 1, "scale": 1.0, "offset": 0.0, "units": axes[0].get("units"), "navigate": False})
-    return axes
-
-
-def build_cluster_labels(fused, result, embedding, parameters, excluded=None):
-    """Assemble a :class:`ClusterLabels` from array results (used by ``cluster``).
-
-    ``excluded`` (navigation-shaped boolean, optional) marks positions left
-    out of the clustering; it is recorded as
-    ``metadata.Clustering.excluded_positions`` on the map's grid.
-    """
-    scan_axes = _scan_axes(fused)
-    scan_shape = tuple(a["size"] for a in scan_axes)
-    n = int(np.prod(scan_shape))
-    excluded = np.zeros(n, dtype=bool) if excluded is None else np.asarray(excluded, dtype=bool).reshape(n)
-    labels = ClusterLabels(result.labels.reshape(scan_shape).astype(np.int32), axes=copy.deepcopy(scan_axes))
-    labels.metadata.General.title = "Cluster labels"
-    k = result.n_clusters
-    memberships = Signal2D(
-        np.moveaxis(result.memberships, -1, 0).reshape((k,) + scan_shape).astype(np.float32),
-        axes=[index_axis("cluster", k, navigate=True)] + copy.deepcopy(scan_axes),
-    )
-    memberships.metadata.General.title = "Cluster memberships"
-    from hyperspy.signals import Signal1D
-
-    embedding_signal = Signal1D(
-        embedding.reshape(scan_shape + (embedding.shape[-1],)).astype(np.float32),
-        axes=[dict(a, navigate=True) for a in copy.deepcopy(scan_axes)] + [index_axis("component", embedding.shape[-1])],
-    )
-    embedding_signal.metadata.General.title = "Embedding"
-    sizes = np.array([(result.labels == i).sum() for i in range(k)], dtype=np.int64)
-    fusion = fused.metadata.get_item("Fusion", None)
-    labels.metadata.set_item(
-        "Clustering",
-        {
-            "n_clusters": int(k),
-            "cluster_sizes": sizes,
-            "n_noise": int(((result.labels < 0) & ~excluded).sum()),
-            "n_excluded": int(excluded.sum()),
-            "excluded_positions": excluded.reshape(scan_shape),
-            "parameters": parameters,
-            "memberships": memberships,
-            "embedding": embedding_signal,
-            "fusion": fusion.as_dictionary() if fusion is not None else {},
-            "source_title": signal_title(fused),
-            "versions": software_versions(),
-        },
-    )
-    return labels
-
-
-def build_cluster_labels_like(segments, result, phase_merge):
-    """A phase-level :class:`ClusterLabels` on the grid of ``segments``, which it carries.
-
-    The phase map keeps the segment map's embedding, exclusions and
-    provenance; ``metadata.Clustering.segments`` holds the segment map
-    itself and ``metadata.Clustering.phase_merge`` the record of the merge.
-    """
-    scan_axes = copy.deepcopy(signal_axes_dicts(segments))
-    scan_shape = segments.data.shape
-    k = result.n_clusters
-    phases = ClusterLabels(result.labels.reshape(scan_shape).astype(np.int32), axes=copy.deepcopy(scan_axes))
-    phases.metadata.General.title = "Phase labels"
-    memberships = Signal2D(
-        np.moveaxis(result.memberships, -1, 0).reshape((k,) + scan_shape).astype(np.float32),
-        axes=[index_axis("cluster", k, navigate=True)] + copy.deepcopy(scan_axes),
-    )
-    memberships.metadata.General.title = "Phase memberships"
-    clustering = segments.metadata.Clustering.deepcopy().as_dictionary()
-    clustering.pop("segments", None)
-    clustering.pop("phase_merge", None)
-    excluded = np.asarray(segments.metadata.Clustering.excluded_positions, dtype=bool).reshape(-1)
-    clustering.update(
-        n_clusters=int(k),
-        cluster_sizes=np.array([(result.labels == i).sum() for i in range(k)], dtype=np.int64),
-        n_noise=int(((result.labels < 0) & ~excluded).sum()),
-        memberships=memberships,
-        embedding=segments.metadata.Clustering.embedding,
-        segments=segments.deepcopy(),
-        phase_merge=phase_merge,
-        parameters=result.parameters,
-    )
-    phases.metadata.set_item("Clustering", clustering)
-    return phases
 
 
 class ClusterLabels(Signal2D):

@@ -26,6 +26,8 @@ from ..clustering.phases import (
     window_matrix,
     window_shares,
 )
+from ..clustering.parameters import fill_cluster_doc
+from .label_factory import build_cluster_labels_like, is_cluster_labels, relabel_cluster_labels
 
 __all__ = ["DEFAULT_GRID_LINES", "map_phases", "merge_phases"]
 
@@ -125,9 +127,7 @@ def merge_phases(
     >>> phases.n_clusters, phases.segments.n_clusters  # doctest: +SKIP
     (2, 12)
     """
-    from .labels import ClusterLabels, build_cluster_labels_like
-
-    if not isinstance(labels, ClusterLabels):
+    if not is_cluster_labels(labels):
         raise TypeError(f"merge_phases expects a ClusterLabels map, got {type(labels).__name__}.")
     if dp is None and eds is None:
         raise ValueError("merge_phases needs dp, eds or both: the segments' patterns or spectra to compare.")
@@ -316,6 +316,7 @@ def _spacings_table(spacings):
     return {f"segment_{i}": np.asarray(s, dtype=np.float64) for i, s in enumerate(spacings)}
 
 
+@fill_cluster_doc
 def map_phases(
     dp,
     eds,
@@ -352,9 +353,13 @@ def map_phases(
     fused : FusedSTEMSignal, optional
         Fused features of ``dp`` and ``eds`` made already (other extractors
         or parameters); by default the default ones.
-    fuse_kwargs, cluster_kwargs : dict, optional
-        Passed to :func:`~stemfuse_hs.fuse` (when ``fused`` is not given)
-        and ``cluster``.
+    fuse_kwargs : dict, optional
+        Passed to :func:`~stemfuse_hs.fuse` (when ``fused`` is not given).
+    cluster_kwargs : dict, optional
+        Passed to ``cluster`` (``merge_threshold`` defaults to 0 here: the
+        segments keep every HDBSCAN leaf). Its keywords, with ``cluster``'s defaults:
+
+        {cluster_keywords}
     show_progressbar : bool, optional
     **merge_kwargs
         Passed to :func:`merge_phases`.
@@ -407,7 +412,6 @@ def map_phases(
 def _carve(phases, fine, eds, merge_kwargs, show_progressbar):
     """``phases`` with the minor phases of ``fine`` carved out (each one more segment)."""
     from ..clustering.phases import carve_minor_phases
-    from .labels import build_cluster_labels_like
 
     record = phases.phase_merge
     windows = _composition_windows(eds, record["exclude_lines"])
@@ -450,29 +454,8 @@ def _carve(phases, fine, eds, merge_kwargs, show_progressbar):
     if carved:
         phase_memberships = np.column_stack([phase_memberships] + new_phase_columns)
         seg_memberships = np.column_stack([seg_memberships] + new_seg_columns)
-        segments = _relabelled(segments, seg_labels, seg_memberships)
+        segments = relabel_cluster_labels(segments, seg_labels, seg_memberships)
     record["groups"] = groups
     record["segment_phase"] = np.asarray(segment_phase, dtype=np.int64)
     result = ClusterResult(new_labels, phase_memberships.astype(np.float32), phases.parameters)
     return build_cluster_labels_like(segments, result, record)
-
-
-def _relabelled(labels, data, memberships):
-    """A copy of a label map with new labels and memberships (same grid and provenance)."""
-    from hyperspy.signals import Signal2D
-
-    from ._axes import index_axis, signal_axes_dicts
-
-    out = labels.deepcopy()
-    shape = labels.data.shape
-    k = memberships.shape[1]
-    out.data = data.reshape(shape).astype(np.int32)
-    signal = Signal2D(
-        np.moveaxis(memberships, -1, 0).reshape((k,) + shape).astype(np.float32),
-        axes=[index_axis("cluster", k, navigate=True)] + signal_axes_dicts(labels),
-    )
-    signal.metadata.General.title = labels.memberships.metadata.General.title
-    out.metadata.Clustering.memberships = signal
-    out.metadata.Clustering.n_clusters = int(k)
-    out.metadata.Clustering.cluster_sizes = np.array([(data == i).sum() for i in range(k)], dtype=np.int64)
-    return out

@@ -19,6 +19,7 @@ import numpy as np
 from .._arrays import is_lazy_array
 from .._progress import dask_progress, stage_bar
 from ..clustering.embed import reuse_embeddings
+from ..clustering.parameters import CLUSTER_DEFAULTS, fill_cluster_doc
 from ..clustering.stability import label_agreement, rescale_blocks
 from ._axes import index_axis, signal_axes_dicts
 
@@ -28,10 +29,13 @@ __all__ = ["StabilityResult", "SensitivityResult", "stability", "sensitivity", "
 FUSION_PARAMETERS = ("weights",)
 
 
-def _check_fused(fused, function):
-    from .features import FusedSTEMSignal
+def _is_fused_signal(signal):
+    """A FusedSTEMSignal (or its lazy twin), told by its signal type: this module does not import the class."""
+    return getattr(signal, "_signal_type", None) == "fused_stem" and getattr(signal, "_signal_dimension", None) == 1
 
-    if not isinstance(fused, FusedSTEMSignal):
+
+def _check_fused(fused, function):
+    if not _is_fused_signal(fused):
         raise TypeError(
             f"{function} needs a FusedSTEMSignal (the result of stemfuse_hs.fuse or of a feature "
             f"extractor), got {type(fused).__name__}."
@@ -232,6 +236,7 @@ class SensitivityResult:
         return plot_sensitivity(self, **kwargs)
 
 
+@fill_cluster_doc
 def stability(fused, n_runs=5, random_states=None, *, reference="medoid", **cluster_kwargs):
     """Repeat the clustering with other seeds and measure how far the maps agree.
 
@@ -260,7 +265,9 @@ def stability(fused, n_runs=5, random_states=None, *, reference="medoid", **clus
     **cluster_kwargs
         Every other argument of
         :meth:`~stemfuse_hs.signals.features.FusedSTEMSignal.cluster`
-        (the same for all runs).
+        (the same for all runs), with its default:
+
+        {cluster_keywords}
 
     Returns
     -------
@@ -398,13 +405,15 @@ def _fusion_weights(fused, function):
 
 
 def _reweighted_signal(fused, data, weights):
-    from .features import FusedSTEMSignal
+    from hyperspy.signals import Signal1D
 
-    out = FusedSTEMSignal(
+    # HyperSpy's registry gives the FusedSTEMSignal class for the signal type.
+    out = Signal1D(
         data,
         axes=copy.deepcopy(fused.axes_manager._get_axes_dicts()),
         metadata=fused.metadata.deepcopy().as_dictionary(),
     )
+    out.set_signal_type("fused_stem")
     out.metadata.set_item("Fusion.weights", weights)
     out.metadata.set_item("Fusion.parameters.weights_given", True)
     for name, weight in zip(fused.metadata.Fusion.block_names, weights):
@@ -420,17 +429,6 @@ def _format_value(value):
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
-
-
-def _cluster_defaults():
-    from .features import FusedSTEMSignal
-
-    signature = inspect.signature(FusedSTEMSignal.cluster)
-    return {
-        name: p.default
-        for name, p in signature.parameters.items()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY and name != "show_progressbar"
-    }
 
 
 def _check_grid(param_grid, cluster_kwargs, defaults, extraction=None):
@@ -476,6 +474,7 @@ def _weights_key(setting):
     return tuple(float(w) for w in np.asarray(setting["weights"], dtype=np.float64).ravel())
 
 
+@fill_cluster_doc
 def sensitivity(fused, param_grid, *, random_state=0, reference="medoid", show_progressbar=None, **cluster_kwargs):
     """Map the phases over a grid of parameters and see which results hold.
 
@@ -529,7 +528,10 @@ def sensitivity(fused, param_grid, *, random_state=0, reference="medoid", show_p
         The setting whose cluster ids are kept (see :func:`stability`).
     show_progressbar : bool, optional
     **cluster_kwargs
-        Fixed arguments of ``cluster`` for every setting.
+        Fixed arguments of ``cluster`` for every setting, with their defaults
+        (each may be a grid key instead):
+
+        {cluster_keywords}
 
     Returns
     -------
@@ -565,7 +567,7 @@ def sensitivity(fused, param_grid, *, random_state=0, reference="medoid", show_p
             show_progressbar=show_progressbar, **cluster_kwargs,
         )
     _check_fused(fused, "sensitivity")
-    defaults = _cluster_defaults()
+    defaults = CLUSTER_DEFAULTS
     grid = _check_grid(param_grid, cluster_kwargs, defaults)
     fixed = dict(cluster_kwargs, random_state=random_state)
     if "weights" in grid:
@@ -662,7 +664,7 @@ def _sensitivity_of_signals(signals, param_grid, *, random_state, reference, sho
             "sensitivity: give a FusedSTEMSignal or a sequence of HyperSpy signals of one scan, got "
             f"{[type(x).__name__ for x in signals]}."
         )
-    defaults = _cluster_defaults()
+    defaults = CLUSTER_DEFAULTS
     extraction = _extraction_keywords()
     fuse_keys = {"weighting"}
     grid = _check_grid(

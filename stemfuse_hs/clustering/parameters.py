@@ -1,0 +1,387 @@
+"""Every clustering parameter, once: default, constraint and one-line doc.
+
+:data:`CLUSTER_PARAMETERS` is the one home of the parameters of
+:meth:`FusedSTEMSignal.cluster
+<stemfuse_hs.signals.features.FusedSTEMSignal.cluster>` (and of
+:func:`~stemfuse_hs.clustering.scan.cluster_scan`, the array-level function
+it calls), in the spirit of scikit-learn's ``_parameter_constraints``.
+Everything else reads it: the method's signature defaults, the ``stemfuse``
+command's ``[clustering]`` options and parameter file section
+(:mod:`stemfuse_hs.cli`), the grid keys that
+:func:`~stemfuse_hs.signals.stability.sensitivity` accepts and the
+parameter prose of the docstrings (:func:`fill_cluster_doc`).
+tests/test_cluster_parameters.py ties them together.
+
+:func:`validate_cluster_parameters` is the one check: the public entrance
+calls it once, before any data is read, and hands the frozen
+:class:`ClusterParameters` it returns to the inner layers, which do not
+check again.
+
+HDBSCAN's cluster selection: the pipeline selects ``"leaf"`` clusters (the
+finest ones) and lets the merge decide which splits are phases. The bare
+array function :func:`~stemfuse_hs.clustering.cluster.soft_cluster` keeps
+HDBSCAN's own default, ``"eom"``, because it is a thin HDBSCAN wrapper used
+on its own (and tested so); nothing reached from ``cluster`` uses that
+default.
+
+Only the standard library is imported here (the checks import
+:mod:`stemfuse_hs._validation` when they run): the ``stemfuse`` command
+builds its options from this module without waiting for numpy.
+"""
+
+import dataclasses
+import textwrap
+from dataclasses import dataclass
+from types import MappingProxyType
+
+__all__ = [
+    "BACKENDS",
+    "CLUSTER_DEFAULTS",
+    "CLUSTER_PARAMETERS",
+    "ClusterParameters",
+    "METRICS",
+    "Parameter",
+    "cluster_keywords_doc",
+    "cluster_parameters_doc",
+    "fill_cluster_doc",
+    "validate_cluster_parameters",
+]
+
+#: UMAP metrics the pipeline accepts ("jaccard" for binary features).
+METRICS = ("euclidean", "chebyshev", "manhattan", "cosine", "correlation", "jaccard")
+#: ``"cpu"``: umap-learn and hdbscan (the default, what CI tests);
+#: ``"cuml"``: RAPIDS cuML on a GPU when installed (CPU otherwise, with a warning).
+BACKENDS = ("cpu", "cuml")
+#: HDBSCAN's ways of selecting clusters from its tree.
+SELECTION_METHODS = ("leaf", "eom")
+
+#: What a ``kind`` accepts, for the docstrings.
+_TYPE_TEXT = {
+    "int": "int",
+    "real": "float",
+    "fraction": "float",
+    "bool": "bool",
+    "count_or_fraction": "int or float",
+    "seed": "int",
+    "n_jobs": "int",
+}
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One clustering parameter: its default, what it accepts and what it does.
+
+    Attributes
+    ----------
+    name : str
+        The keyword.
+    default : object
+        The default value.
+    kind : str
+        What is accepted: ``"int"`` and ``"real"`` (within ``minimum`` and
+        ``maximum``), ``"fraction"`` (in [0, 1]), ``"bool"``, ``"choice"``
+        (one of ``choices``), ``"count_or_fraction"`` (an integer count of
+        at least 2 or a fraction in (0, 1)), ``"seed"`` (a non-negative
+        integer) or ``"n_jobs"`` (joblib's convention).
+    doc : str
+        One line: what it does (the ``stemfuse`` option's help).
+    details : str
+        More prose for the docstrings, optional.
+    minimum, maximum : int or float, optional
+        Bounds of ``"int"`` and ``"real"``.
+    choices : tuple
+        Values of ``"choice"``.
+    optional : bool
+        None is accepted too.
+    metavar : str, optional
+        Placeholder in the ``stemfuse`` help.
+
+    Examples
+    --------
+    >>> CLUSTER_PARAMETERS["merge_threshold"].default
+    0.55
+    """
+
+    name: str
+    default: object
+    kind: str
+    doc: str
+    details: str = ""
+    minimum: object = None
+    maximum: object = None
+    choices: tuple = ()
+    optional: bool = False
+    metavar: str = None
+
+    def type_text(self):
+        """The numpydoc type of the parameter, e.g. ``"int, default 10"``.
+
+        Examples
+        --------
+        >>> CLUSTER_PARAMETERS["metric"].type_text().split(",")[0]
+        '{"euclidean"'
+        """
+        if self.kind == "choice":
+            text = "{" + ", ".join(f'"{c}"' for c in self.choices) + "}"
+        else:
+            text = _TYPE_TEXT[self.kind]
+        if self.default is None:
+            return f"{text}, optional"
+        return f"{text}, default {self.default!r}"
+
+    def check(self, value):
+        """``value`` if it is allowed (as a plain Python value), else a TypeError or ValueError.
+
+        Examples
+        --------
+        >>> CLUSTER_PARAMETERS["n_neighbors"].check(12)
+        12
+        >>> CLUSTER_PARAMETERS["n_neighbors"].check(1)
+        Traceback (most recent call last):
+        ...
+        ValueError: n_neighbors must be >= 2, got 1.
+        """
+        from .. import _validation as v
+
+        name = self.name
+        if value is None and self.optional:
+            return None
+        if self.kind == "int":
+            return v.check_int(name, value, minimum=self.minimum, maximum=self.maximum)
+        if self.kind == "real":
+            return v.check_real(name, value, minimum=self.minimum, maximum=self.maximum)
+        if self.kind == "fraction":
+            return v.check_fraction(name, value, closed_low=True)
+        if self.kind == "bool":
+            return v.check_bool(name, value)
+        if self.kind == "seed":
+            return v.check_seed(value)
+        if self.kind == "n_jobs":
+            return v.check_n_jobs(value)
+        if self.kind == "choice":
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be one of {list(self.choices)}, got {value!r}.")
+            return v.check_choice(name, value, self.choices)
+        if self.kind == "count_or_fraction":
+            from numbers import Integral, Real
+
+            if isinstance(value, bool) or not isinstance(value, Real):
+                raise TypeError(f"{name} must be a count or a fraction, got {value!r}.")
+            if isinstance(value, Integral):
+                return v.check_int(name, value, minimum=2)
+            return v.check_fraction(name, value, closed_high=False)
+        raise AssertionError(self.kind)
+
+
+_SPEC = (
+    # -- UMAP (the embedding) --
+    Parameter("n_components", 3, "int", "UMAP embedding dimensions", minimum=1, metavar="N"),
+    Parameter("n_neighbors", 10, "int", "UMAP neighbours", minimum=2, metavar="N"),
+    Parameter("min_dist", 0.0, "real", "UMAP minimum distance", minimum=0, metavar="D"),
+    Parameter(
+        "metric", "euclidean", "choice", "UMAP metric",
+        details='The method used "euclidean" and "chebyshev"; "jaccard" suits binary features.',
+        choices=METRICS,
+    ),
+    Parameter("densmap", True, "bool", "density-preserving UMAP (densMAP)"),
+    Parameter(
+        "pca_components", None, "int",
+        "principal components UMAP embeds with the euclidean metric (default: none, the features as they are)",
+        details=(
+            "Much faster on thousands of features, but it lost phases on a large synthetic scan (see "
+            ":mod:`stemfuse_hs.clustering.embed`). None embeds the features as they are, as the method "
+            "does; other metrics always do."
+        ),
+        minimum=1, optional=True, metavar="N",
+    ),
+    # -- HDBSCAN (the clusters) --
+    Parameter(
+        "min_cluster_size", 0.02, "count_or_fraction",
+        "smallest cluster: a count (integer) or a fraction of the positions (decimal)", metavar="N|F",
+    ),
+    Parameter("min_samples", 10, "int", "HDBSCAN min_samples", minimum=1, metavar="N"),
+    Parameter(
+        "cluster_selection_epsilon", 0.0, "real", "HDBSCAN merges clusters closer than this in the embedding",
+        minimum=0, metavar="E",
+    ),
+    Parameter(
+        "cluster_selection_method", "leaf", "choice",
+        "HDBSCAN cluster selection: the finest clusters (leaf, then merged by the valley test) or excess of mass (eom)",
+        details=(
+            "HDBSCAN's own \"eom\" sometimes keeps a parent cluster that holds two phases; \"eom\" with "
+            "``merge_threshold=0`` is the reference method's plain HDBSCAN."
+        ),
+        choices=SELECTION_METHODS,
+    ),
+    Parameter(
+        "min_membership", None, "fraction",
+        "positions whose largest membership is below this become noise (default: none)",
+        optional=True, metavar="M",
+    ),
+    # -- the merge --
+    Parameter(
+        "merge_threshold", 0.55, "real",
+        "merge clusters without a density valley this deep between them in feature space; 0 disables",
+        details=(
+            "Thickness or bending can split one phase into several dense regions of the embedding (see "
+            ":func:`stemfuse_hs.clustering.separation.separation`)."
+        ),
+        minimum=0, maximum=1, metavar="T",
+    ),
+    # -- how the fit runs --
+    Parameter(
+        "max_fit_positions", 200_000, "int",
+        "scans with more positions are embedded and clustered on a random subsample of this many, "
+        "every other position assigned",
+        details=(
+            "Recorded as ``parameters[\"fit\"]`` (``\"full\"`` or ``\"subsample\"``). Lazy features are then "
+            "never held whole: read once for the subsample and once more, chunk by chunk, to assign "
+            "(:func:`stemfuse_hs.clustering.subsample.embed_and_cluster_subsample`)."
+        ),
+        minimum=2, metavar="N",
+    ),
+    Parameter(
+        "backend", "cpu", "choice",
+        "cpu (umap-learn, hdbscan) or cuml (RAPIDS on an NVIDIA GPU when installed, else the CPU)",
+        details="cuML has no densMAP: its embedding is plain UMAP.",
+        choices=BACKENDS,
+    ),
+    Parameter(
+        "random_state", None, "seed", "seed for repeatable maps (UMAP then runs on one thread; default: none)",
+        optional=True, metavar="SEED",
+    ),
+    Parameter("n_jobs", -1, "n_jobs", "UMAP threads without a seed, -1 for all", metavar="N"),
+)
+
+#: ``{name: Parameter}`` in signature order, read-only.
+CLUSTER_PARAMETERS = MappingProxyType({p.name: p for p in _SPEC})
+#: ``{name: default}``, read-only.
+CLUSTER_DEFAULTS = MappingProxyType({p.name: p.default for p in _SPEC})
+
+
+def _umap_kwargs(self):
+    """The UMAP keywords (``n_components`` ... ``densmap``) as a dict."""
+    return {k: getattr(self, k) for k in ("n_components", "n_neighbors", "min_dist", "metric", "densmap")}
+
+
+def _hdbscan_kwargs(self):
+    """The HDBSCAN keywords (``min_cluster_size`` ... ``cluster_selection_method``) as a dict."""
+    names = ("min_cluster_size", "min_samples", "cluster_selection_epsilon", "cluster_selection_method")
+    return {k: getattr(self, k) for k in names}
+
+
+#: Validated clustering parameters (frozen): one attribute per entry of
+#: :data:`CLUSTER_PARAMETERS`, made by :func:`validate_cluster_parameters`.
+ClusterParameters = dataclasses.make_dataclass(
+    "ClusterParameters",
+    [(p.name, object, dataclasses.field(default=p.default)) for p in _SPEC],
+    frozen=True,
+    namespace={"umap_kwargs": _umap_kwargs, "hdbscan_kwargs": _hdbscan_kwargs, "__module__": __name__},
+)
+ClusterParameters.__doc__ = "Validated clustering parameters (frozen), from :func:`validate_cluster_parameters`."
+
+
+def validate_cluster_parameters(**parameters):
+    """Check clustering parameters once and freeze them; defaults fill the rest.
+
+    Whether a value fits the data (``n_neighbors`` and ``min_cluster_size``
+    against the number of positions) is checked where the data is known
+    (:func:`~stemfuse_hs.clustering.scan.cluster_scan`).
+
+    Parameters
+    ----------
+    **parameters
+        Any of :data:`CLUSTER_PARAMETERS`.
+
+    Returns
+    -------
+    ClusterParameters
+
+    Raises
+    ------
+    TypeError
+        For an unknown name or a value of the wrong type.
+    ValueError
+        For a value out of range.
+
+    Examples
+    --------
+    >>> params = validate_cluster_parameters(n_neighbors=12)
+    >>> params.n_neighbors, params.merge_threshold
+    (12, 0.55)
+    >>> validate_cluster_parameters(n_neighbours=12)
+    Traceback (most recent call last):
+    ...
+    TypeError: unknown clustering parameter(s) ['n_neighbours']; see stemfuse_hs.clustering.parameters.CLUSTER_PARAMETERS.
+    """
+    unknown = sorted(set(parameters) - set(CLUSTER_PARAMETERS))
+    if unknown:
+        raise TypeError(
+            f"unknown clustering parameter(s) {unknown}; see stemfuse_hs.clustering.parameters.CLUSTER_PARAMETERS."
+        )
+    values = dict(CLUSTER_DEFAULTS, **parameters)
+    return ClusterParameters(**{name: p.check(values[name]) for name, p in CLUSTER_PARAMETERS.items()})
+
+
+# --------------------------------------------------------------------------
+# Docstring fragments (as exspy's _docstrings), generated from the spec
+# --------------------------------------------------------------------------
+def cluster_parameters_doc(names=None):
+    """numpydoc ``Parameters`` entries of the clustering parameters (no indentation).
+
+    Examples
+    --------
+    >>> print(cluster_parameters_doc(["n_neighbors"]))
+    n_neighbors : int, default 10
+        UMAP neighbours.
+    """
+    lines = []
+    for name in names or CLUSTER_PARAMETERS:
+        p = CLUSTER_PARAMETERS[name]
+        lines.append(f"{p.name} : {p.type_text()}")
+        text = p.doc[0].upper() + p.doc[1:] + "."
+        if p.details:
+            text += " " + p.details
+        lines.extend(textwrap.wrap(text, 76, initial_indent="    ", subsequent_indent="    "))
+    return "\n".join(lines)
+
+
+def cluster_keywords_doc():
+    """One line per clustering keyword, ``name`` (default): doc, for ``**cluster_kwargs`` entries.
+
+    Examples
+    --------
+    >>> cluster_keywords_doc().splitlines()[1]
+    '- ``n_neighbors`` (10): UMAP neighbours'
+    """
+    return "\n".join(f"- ``{p.name}`` ({p.default!r}): {p.doc}" for p in _SPEC)
+
+
+def fill_cluster_doc(function):
+    """Substitute the clustering prose into ``function``'s docstring, at its indentation.
+
+    A line ``{cluster_parameters}`` becomes :func:`cluster_parameters_doc`'s
+    entries, a line ``{cluster_keywords}`` the list of
+    :func:`cluster_keywords_doc`, each indented as the placeholder was.
+
+    Examples
+    --------
+    >>> def f(**cluster_kwargs):
+    ...     '''Parameters
+    ...     ----------
+    ...     {cluster_parameters}
+    ...     '''
+    >>> "n_neighbors : int, default 10" in fill_cluster_doc(f).__doc__
+    True
+    """
+    fragments = {"{cluster_parameters}": cluster_parameters_doc(), "{cluster_keywords}": cluster_keywords_doc()}
+    lines = []
+    for line in (function.__doc__ or "").splitlines():
+        key = line.strip()
+        if key in fragments:
+            indent = line[: len(line) - len(line.lstrip())]
+            lines.extend(indent + text if text else text for text in fragments[key].splitlines())
+        else:
+            lines.append(line)
+    function.__doc__ = "\n".join(lines)
+    return function
