@@ -96,6 +96,28 @@ def _opt(*args, **kwargs):
     return _Option(*args, **kwargs)
 
 
+def _clustering_options():
+    """The ``[clustering]`` options, one per entry of the clustering parameter spec.
+
+    :data:`stemfuse_hs.clustering.parameters.CLUSTER_PARAMETERS` holds their
+    defaults, choices and help (standard library only, so ``--help`` stays
+    fast); the flag is the name with dashes.
+    """
+    from .clustering.parameters import CLUSTER_PARAMETERS
+
+    kinds = {"int": "int", "seed": "int", "n_jobs": "int", "real": "float", "fraction": "float"}
+    options = []
+    for p in CLUSTER_PARAMETERS.values():
+        kind = kinds.get(p.kind, p.kind)
+        if p.optional and kind in ("int", "float"):
+            kind = "opt" + kind
+        options.append(
+            _opt("clustering", p.name, "--" + p.name.replace("_", "-"), p.default, p.doc, kind,
+                 choices=p.choices or None, metavar=p.metavar)
+        )
+    return options
+
+
 OPTIONS = [
     # -- sdt_features --
     _opt("diffraction", "binning", "--binning", 2, "detector binning: sums N x N pixels", "int", metavar="N"),
@@ -151,40 +173,8 @@ OPTIONS = [
     _opt("fusion", "nan_policy", "--fusion-nan-policy", "raise",
          "feature signals holding NaN or inf: refuse them (raise) or leave those positions out (exclude)",
          "choice", choices=("raise", "exclude")),
-    # -- cluster --
-    _opt("clustering", "n_components", "--n-components", 3, "UMAP embedding dimensions", "int", metavar="N"),
-    _opt("clustering", "n_neighbors", "--n-neighbors", 10, "UMAP neighbours", "int", metavar="N"),
-    _opt("clustering", "min_dist", "--min-dist", 0.0, "UMAP minimum distance", "float", metavar="D"),
-    _opt("clustering", "metric", "--metric", "euclidean", "UMAP metric", "choice",
-         choices=("euclidean", "chebyshev", "manhattan", "cosine", "correlation", "jaccard")),
-    _opt("clustering", "densmap", "--densmap", True, "density-preserving UMAP (densMAP)", "bool"),
-    _opt("clustering", "pca_components", "--pca-components", None,
-         "principal components UMAP embeds with the euclidean metric (default: none, the features as they are)",
-         "optint", metavar="N"),
-    _opt("clustering", "min_cluster_size", "--min-cluster-size", 0.02,
-         "smallest cluster: a count (integer) or a fraction of the positions (decimal)",
-         "count_or_fraction", metavar="N|F"),
-    _opt("clustering", "min_samples", "--min-samples", 10, "HDBSCAN min_samples", "int", metavar="N"),
-    _opt("clustering", "cluster_selection_epsilon", "--cluster-selection-epsilon", 0.0,
-         "HDBSCAN merges clusters closer than this in the embedding", "float", metavar="E"),
-    _opt("clustering", "cluster_selection_method", "--cluster-selection-method", "leaf",
-         "HDBSCAN cluster selection: the finest clusters (leaf, then merged by the valley test) or excess of mass (eom)",
-         "choice", choices=("leaf", "eom")),
-    _opt("clustering", "min_membership", "--min-membership", None,
-         "positions whose largest membership is below this become noise (default: none)",
-         "optfloat", metavar="M"),
-    _opt("clustering", "merge_threshold", "--merge-threshold", 0.55,
-         "merge clusters without a density valley this deep between them in feature space; 0 disables",
-         "float", metavar="T"),
-    _opt("clustering", "max_fit_positions", "--max-fit-positions", 200_000,
-         "scans with more positions are embedded and clustered on a random subsample of this many, "
-         "every other position assigned", "int", metavar="N"),
-    _opt("clustering", "backend", "--backend", "cpu",
-         "cpu (umap-learn, hdbscan) or cuml (RAPIDS on an NVIDIA GPU when installed, else the CPU)",
-         "choice", choices=("cpu", "cuml")),
-    _opt("clustering", "random_state", "--random-state", None,
-         "seed for repeatable maps (UMAP then runs on one thread; default: none)", "optint", metavar="SEED"),
-    _opt("clustering", "n_jobs", "--n-jobs", -1, "UMAP threads without a seed, -1 for all", "int", metavar="N"),
+    # -- cluster: every option from the one parameter spec --
+    *_clustering_options(),
     # -- merge_phases / map_phases --
     _opt("phase_map", "method", "--phase-merge", "physics",
          "how clusters become phases: by composition and lattice from the raw signals (physics: the map "

@@ -163,8 +163,8 @@ def test_vectorised_initialisation_matches_umap():
         ({"matrix": np.zeros(10)}, ValueError),
         ({"n_fit": 5}, ValueError),
         ({"chunk_size": 0}, ValueError),
-        ({"umap_kwargs": {"metric": "nope"}}, ValueError),
-        ({"merge_threshold": 2.0}, ValueError),
+        # The clustering parameters are checked once, at the entrance
+        # (validate_cluster_parameters, tests/test_cluster_parameters.py).
     ],
 )
 def test_invalid_arguments(kwargs, error):
@@ -174,18 +174,17 @@ def test_invalid_arguments(kwargs, error):
 
 
 def test_defaults_are_the_full_path_defaults():
-    """The subsample path clusters with FusedSTEMSignal.cluster's defaults."""
+    """The subsample path clusters with the spec's defaults, as FusedSTEMSignal.cluster does."""
     import inspect
 
+    from stemfuse_hs.clustering.parameters import CLUSTER_DEFAULTS
     from stemfuse_hs.clustering.subsample import DEFAULT_HDBSCAN, DEFAULT_UMAP
-    from stemfuse_hs.signals.features import FusedSTEMSignal
 
-    full = {k: p.default for k, p in inspect.signature(FusedSTEMSignal.cluster).parameters.items()}
     sub = {k: p.default for k, p in inspect.signature(embed_and_cluster_subsample).parameters.items()}
     for key, value in {**DEFAULT_UMAP, **DEFAULT_HDBSCAN}.items():
-        assert full[key] == value, key
-    assert sub["merge_threshold"] == full["merge_threshold"]
-    assert sub["min_membership"] == full["min_membership"]
+        assert CLUSTER_DEFAULTS[key] == value, key
+    assert sub["merge_threshold"] == CLUSTER_DEFAULTS["merge_threshold"]
+    assert sub["min_membership"] == CLUSTER_DEFAULTS["min_membership"]
 
 
 def test_cluster_max_fit_positions_is_the_subsample_path(four_phases):

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._validation import check_weights
+
 __all__ = [
     "LabelAgreement",
     "contingency_table",
@@ -93,16 +95,14 @@ def contingency_table(labels_a, labels_b):
     return table.astype(np.int64), values_a, values_b
 
 
-def _pairs(x):
-    x = np.asarray(x, dtype=np.float64)
-    return float(np.sum(x * (x - 1) / 2))
-
-
 def adjusted_rand_index(labels_a, labels_b):
     """Adjusted Rand index between two label maps of the same positions.
 
     1 for identical partitions (whatever the cluster numbering), about 0 for
-    unrelated ones. Noise (-1) is treated as one more cluster.
+    unrelated ones. Noise (-1) is treated as one more cluster, as
+    :func:`sklearn.metrics.adjusted_rand_score` (which computes it) treats
+    any label; the maps are checked as label maps first (integer ids, -1 =
+    noise, the same number of positions, any shape).
 
     Parameters
     ----------
@@ -119,23 +119,13 @@ def adjusted_rand_index(labels_a, labels_b):
     >>> round(adjusted_rand_index([0, 0, 1, 1, 2, 2], [0, 0, 1, 2, 2, 2]), 3)
     0.444
     """
-    table, _, _ = contingency_table(labels_a, labels_b)
-    return _ari_from_table(table)
+    from sklearn.metrics import adjusted_rand_score
 
-
-def _ari_from_table(table):
-    n = table.sum()
-    if n < 2:
-        return 1.0
-    index = _pairs(table)
-    rows, cols = _pairs(table.sum(axis=1)), _pairs(table.sum(axis=0))
-    expected = rows * cols / _pairs(n)
-    maximum = (rows + cols) / 2
-    if maximum == expected:
-        # Both partitions trivial (one cluster, or every position alone):
-        # they agree exactly if they are the same partition.
-        return 1.0 if rows == cols else 0.0
-    return float((index - expected) / (maximum - expected))
+    a = _flat_labels(labels_a, "labels_a")
+    b = _flat_labels(labels_b, "labels_b")
+    if a.size != b.size:
+        raise ValueError(f"the label maps cover {a.size} and {b.size} positions; they must be of the same scan.")
+    return float(adjusted_rand_score(a, b))
 
 
 def pairwise_ari(runs):
@@ -517,13 +507,9 @@ def rescale_blocks(matrix, block_slices, old_weights, new_weights):
     matrix = np.asarray(matrix)
     slices = [(int(a), int(b)) for a, b in np.asarray(block_slices, dtype=np.int64).reshape(-1, 2)]
     old = np.asarray(old_weights, dtype=np.float64).ravel()
-    new = np.asarray(new_weights, dtype=np.float64).ravel()
-    if new.shape != (len(slices),):
-        raise ValueError(f"{new.size} weights given for {len(slices)} blocks; give one per block.")
+    new = check_weights(new_weights, len(slices))
     if old.shape != (len(slices),):
         raise ValueError(f"{old.size} applied weights recorded for {len(slices)} blocks.")
-    if not np.all(np.isfinite(new)) or np.any(new < 0) or not np.any(new > 0):
-        raise ValueError(f"weights must be finite, non-negative and not all zero, got {new.tolist()}.")
     lost = (old == 0) & (new != 0)
     if np.any(lost):
         raise ValueError(
