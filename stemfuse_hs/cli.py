@@ -74,9 +74,10 @@ class CLIError(Exception):
 # Option specifications
 # --------------------------------------------------------------------------
 # One table drives the argparse options, parameter files and params.json,
-# so the three cannot drift apart. The defaults repeat the package's (the
-# package cannot be imported for --help without a slow start);
-# tests/test_cli.py checks them against the function signatures.
+# so the three cannot drift apart. The clustering options come from the
+# clustering parameter spec (standard library only); the other defaults
+# repeat the package's (the package cannot be imported for --help without a
+# slow start); tests/test_cli.py checks them against the function signatures.
 
 
 class _Option:

@@ -115,19 +115,14 @@ def soft_cluster(
     >>> result.n_clusters, len(set(result.labels[:100])), len(set(result.labels[100:]))
     (2, 1, 1)
     """
+    # The keyword arguments, checked by the spec's constraints (this public
+    # function checks its own; the pipeline calls fit_hdbscan directly).
+    checked = {name: CLUSTER_PARAMETERS[name].check(v) for name, v in locals().items() if name in CLUSTER_PARAMETERS}
     embedding = np.asarray(check_array("embedding", embedding, ndim=2, finite=True), dtype=np.float64)
     n = embedding.shape[0]
     if n < 2:
         raise ValueError(f"embedding has {n} position(s); clustering needs at least two.")
-    # The constraints are the spec's; this public function checks its own arguments.
-    given = {
-        "min_cluster_size": min_cluster_size,
-        "min_samples": min_samples,
-        "cluster_selection_epsilon": cluster_selection_epsilon,
-        "cluster_selection_method": cluster_selection_method,
-        "min_membership": min_membership,
-    }
-    return fit_hdbscan(embedding, **{name: CLUSTER_PARAMETERS[name].check(v) for name, v in given.items()})
+    return fit_hdbscan(embedding, **checked)
 
 
 def fit_hdbscan(

@@ -114,15 +114,8 @@ def check_embed_parameters(
     dict
         The parameters, converted to plain Python types.
     """
-    given = {
-        "n_components": n_components,
-        "n_neighbors": n_neighbors,
-        "min_dist": min_dist,
-        "metric": metric,
-        "densmap": densmap,
-        "pca_components": pca_components,
-        "n_jobs": n_jobs,
-    }
+    # The keyword arguments by the spec's names (random_state may be a RandomState here).
+    given = {name: value for name, value in locals().items() if name in CLUSTER_PARAMETERS and name != "random_state"}
     checked = {name: CLUSTER_PARAMETERS[name].check(value) for name, value in given.items()}
     checked.update(random_state=check_random_state(random_state), verbose=check_bool("verbose", verbose))
     return checked

@@ -30,6 +30,7 @@ builds its options from this module without waiting for numpy.
 """
 
 import dataclasses
+import inspect
 import textwrap
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -45,6 +46,7 @@ __all__ = [
     "cluster_parameters_doc",
     "fill_cluster_doc",
     "validate_cluster_parameters",
+    "with_cluster_signature",
 ]
 
 #: UMAP metrics the pipeline accepts ("jaccard" for binary features).
@@ -321,6 +323,33 @@ def validate_cluster_parameters(**parameters):
         )
     values = dict(CLUSTER_DEFAULTS, **parameters)
     return ClusterParameters(**{name: p.check(values[name]) for name, p in CLUSTER_PARAMETERS.items()})
+
+
+def with_cluster_signature(function):
+    """Show the spec's keywords, with their defaults, in the signature of ``function(..., **parameters)``.
+
+    ``function`` takes the clustering parameters as ``**parameters`` (and
+    hands them to :func:`validate_cluster_parameters`); its
+    ``__signature__`` lists them instead, keyword-only, in the spec's order
+    and with the spec's defaults, before its other keyword-only arguments:
+    what ``help()``, Jupyter and the API documentation show.
+
+    Examples
+    --------
+    >>> @with_cluster_signature
+    ... def f(x, *, show_progressbar=None, **parameters):
+    ...     return validate_cluster_parameters(**parameters).n_neighbors
+    >>> str(inspect.signature(f)).startswith("(x, *, n_components=3, n_neighbors=10,")
+    True
+    >>> f(None, n_neighbors=12)
+    12
+    """
+    signature = inspect.signature(function)
+    own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    position = next((i for i, p in enumerate(own) if p.kind is inspect.Parameter.KEYWORD_ONLY), len(own))
+    spec = [inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=p.default) for p in _SPEC]
+    function.__signature__ = signature.replace(parameters=own[:position] + spec + own[position:])
+    return function
 
 
 # --------------------------------------------------------------------------

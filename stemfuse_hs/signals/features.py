@@ -3,7 +3,7 @@
 import numpy as np
 from hyperspy.signals import LazySignal, Signal1D
 
-from ..clustering.parameters import CLUSTER_DEFAULTS, fill_cluster_doc
+from ..clustering.parameters import fill_cluster_doc, with_cluster_signature
 
 __all__ = ["FusedSTEMSignal", "LazyFusedSTEMSignal"]
 
@@ -57,33 +57,15 @@ class FusedSTEMSignal(Signal1D):
 
         return block_shares(self, **kwargs)
 
+    @with_cluster_signature
     @fill_cluster_doc
-    def cluster(
-        self,
-        *,
-        n_components=CLUSTER_DEFAULTS["n_components"],
-        n_neighbors=CLUSTER_DEFAULTS["n_neighbors"],
-        min_dist=CLUSTER_DEFAULTS["min_dist"],
-        metric=CLUSTER_DEFAULTS["metric"],
-        densmap=CLUSTER_DEFAULTS["densmap"],
-        pca_components=CLUSTER_DEFAULTS["pca_components"],
-        min_cluster_size=CLUSTER_DEFAULTS["min_cluster_size"],
-        min_samples=CLUSTER_DEFAULTS["min_samples"],
-        cluster_selection_epsilon=CLUSTER_DEFAULTS["cluster_selection_epsilon"],
-        cluster_selection_method=CLUSTER_DEFAULTS["cluster_selection_method"],
-        min_membership=CLUSTER_DEFAULTS["min_membership"],
-        merge_threshold=CLUSTER_DEFAULTS["merge_threshold"],
-        max_fit_positions=CLUSTER_DEFAULTS["max_fit_positions"],
-        backend=CLUSTER_DEFAULTS["backend"],
-        random_state=CLUSTER_DEFAULTS["random_state"],
-        n_jobs=CLUSTER_DEFAULTS["n_jobs"],
-        show_progressbar=None,
-    ):
+    def cluster(self, *, show_progressbar=None, **parameters):
         """Map phases: UMAP embedding, HDBSCAN with soft memberships, merging.
 
         The work is :func:`stemfuse_hs.clustering.scan.cluster_scan`'s, on
         this signal's arrays; the parameters, their defaults and their
-        constraints are :data:`stemfuse_hs.clustering.parameters.CLUSTER_PARAMETERS`.
+        constraints are :data:`stemfuse_hs.clustering.parameters.CLUSTER_PARAMETERS`
+        (the signature shows them; any other keyword is a TypeError).
 
         Parameters
         ----------
@@ -109,9 +91,6 @@ class FusedSTEMSignal(Signal1D):
         >>> labels.n_clusters
         4
         """
-        # The keywords as given, by the spec's names (the signature lists them for the reader).
-        given = locals()
-        parameters = {name: given[name] for name in CLUSTER_DEFAULTS}
         from ..clustering.scan import cluster_scan
         from ._axes import check_scan_dimension, recorded_exclusions
         from .labels import build_cluster_labels
