@@ -20,7 +20,7 @@ from sklearn.metrics import adjusted_rand_score
 import stemfuse_hs
 from stemfuse_hs.clustering.cluster import ClusterResult, merge_indistinct
 from stemfuse_hs.clustering.embed_and_cluster import cluster_features
-from stemfuse_hs.clustering.parameters import validate_cluster_parameters
+from stemfuse_hs.cluster_parameters import validate_cluster_parameters
 from stemfuse_hs.data import SCENARIOS, synthetic_scan
 
 THRESHOLDS = (0.45, 0.5, 0.55, 0.6, 0.65)

@@ -100,11 +100,11 @@ def _opt(*args, **kwargs):
 def _clustering_options():
     """The ``[clustering]`` options, one per entry of the clustering parameter spec.
 
-    :data:`stemfuse_hs.clustering.parameters.CLUSTER_PARAMETERS` holds their
+    :data:`stemfuse_hs.cluster_parameters.CLUSTER_PARAMETERS` holds their
     defaults, choices and help (standard library only, so ``--help`` stays
     fast); the flag is the name with dashes.
     """
-    from .clustering.parameters import CLUSTER_PARAMETERS
+    from .cluster_parameters import CLUSTER_PARAMETERS
 
     kinds = {"int": "int", "seed": "int", "n_jobs": "int", "real": "float", "fraction": "float"}
     options = []

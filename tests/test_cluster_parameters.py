@@ -9,7 +9,7 @@ import pytest
 
 import stemfuse_hs
 from stemfuse_hs import cli
-from stemfuse_hs.clustering.parameters import (
+from stemfuse_hs.cluster_parameters import (
     CLUSTER_DEFAULTS,
     CLUSTER_PARAMETERS,
     ClusterParameters,
@@ -55,7 +55,7 @@ def test_validation_converts_and_names_what_is_wrong():
     assert (params.n_neighbors, params.min_dist, params.min_cluster_size) == (12, 0.0, 40)
     assert type(params.n_neighbors) is int and type(params.min_dist) is float
     with pytest.raises(TypeError, match=re.escape(
-        "unknown clustering parameter(s) ['n_neighbours']; see stemfuse_hs.clustering.parameters.CLUSTER_PARAMETERS."
+        "unknown clustering parameter(s) ['n_neighbours']; see stemfuse_hs.cluster_parameters.CLUSTER_PARAMETERS."
     )):
         validate_cluster_parameters(n_neighbours=12)
     with pytest.raises(TypeError, match=re.escape(

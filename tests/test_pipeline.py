@@ -9,8 +9,8 @@ from sklearn.metrics import adjusted_rand_score
 
 import stemfuse_hs
 from stemfuse_hs.clustering.embed_and_cluster import check_backend, cluster_features, resolve_backend
-from stemfuse_hs.clustering.parameters import validate_cluster_parameters
-from stemfuse_hs.clustering.separation import block_separation
+from stemfuse_hs.cluster_parameters import validate_cluster_parameters
+from stemfuse_hs.clustering.separability import block_separation
 from stemfuse_hs.data import synthetic_scan
 
 

@@ -177,7 +177,7 @@ def test_defaults_are_the_full_path_defaults():
     """The subsample path clusters with the spec's defaults, as FusedSTEMSignal.cluster does."""
     import inspect
 
-    from stemfuse_hs.clustering.parameters import CLUSTER_DEFAULTS
+    from stemfuse_hs.cluster_parameters import CLUSTER_DEFAULTS
     from stemfuse_hs.clustering.subsample import DEFAULT_HDBSCAN, DEFAULT_UMAP
 
     sub = {k: p.default for k, p in inspect.signature(embed_and_cluster_subsample).parameters.items()}
@@ -206,7 +206,7 @@ def test_cluster_max_fit_positions_is_the_subsample_path(four_phases):
 
 
 def test_label_moments_accumulated_over_chunks_equal_those_of_the_final_labels(three_blobs, blob_result):
-    from stemfuse_hs.clustering.separation import label_moments
+    from stemfuse_hs.clustering.separability import label_moments
 
     x, _ = three_blobs
     r = blob_result

@@ -1,58 +1,56 @@
 """Embedding, clustering and cluster statistics on numpy/dask arrays.
 
-Modules, one stage each: :mod:`.parameters` (every clustering parameter
-once), :mod:`.scan` (a scan's feature matrix to labels: the array-level
-:func:`cluster_scan`), :mod:`.embed_and_cluster` (UMAP then HDBSCAN and the
-merge on a matrix), :mod:`.embed`, :mod:`.cluster`, :mod:`.subsample`,
-:mod:`.separation` (valley and block statistics), :mod:`.means`,
-:mod:`.stability` and :mod:`.phases`.
-
-Names are loaded on first use (as the package's own), so that
-``stemfuse_hs.clustering.parameters`` can be read by the ``stemfuse``
-command without importing numpy.
+One stage a module: :mod:`.scan` (a scan's feature matrix to its label
+map's arrays: :func:`cluster_scan`, what ``FusedSTEMSignal.cluster`` runs),
+:mod:`.embed_and_cluster` (UMAP, HDBSCAN and the merge on one matrix),
+:mod:`.embed`, :mod:`.cluster`, :mod:`.subsample`, :mod:`.separability`
+(density valleys and the per-block separation of clusters), :mod:`.means`,
+:mod:`.stability` and :mod:`.phases`. The parameters, their defaults and
+their constraints are :mod:`stemfuse_hs.cluster_parameters`.
 """
 
-import importlib
+from ..cluster_parameters import CLUSTER_DEFAULTS, CLUSTER_PARAMETERS, METRICS, validate_cluster_parameters
+from .cluster import ClusterResult, merge_indistinct, resolve_min_cluster_size, soft_cluster
+from .embed import embed
+from .means import MEAN_MODES, cluster_statistics, cluster_weights
+from .scan import cluster_scan
+from .separability import block_separation, separation, valley_depth
+from .stability import (
+    LabelAgreement,
+    adjusted_rand_index,
+    align_labels,
+    align_runs,
+    consensus_labels,
+    contingency_table,
+    label_agreement,
+    pairwise_ari,
+    rescale_blocks,
+)
 
-_LAZY = {
-    "ClusterResult": "cluster",
-    "merge_indistinct": "cluster",
-    "resolve_min_cluster_size": "cluster",
-    "soft_cluster": "cluster",
-    "separation": "separation",
-    "valley_depth": "separation",
-    "block_separation": "separation",
-    "METRICS": "parameters",
-    "CLUSTER_PARAMETERS": "parameters",
-    "CLUSTER_DEFAULTS": "parameters",
-    "ClusterParameters": "parameters",
-    "validate_cluster_parameters": "parameters",
-    "cluster_scan": "scan",
-    "embed": "embed",
-    "MEAN_MODES": "means",
-    "cluster_statistics": "means",
-    "cluster_weights": "means",
-    "LabelAgreement": "stability",
-    "adjusted_rand_index": "stability",
-    "align_labels": "stability",
-    "align_runs": "stability",
-    "consensus_labels": "stability",
-    "contingency_table": "stability",
-    "label_agreement": "stability",
-    "pairwise_ari": "stability",
-    "rescale_blocks": "stability",
-}
-
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+__all__ = [
+    "CLUSTER_DEFAULTS",
+    "CLUSTER_PARAMETERS",
+    "METRICS",
+    "MEAN_MODES",
+    "ClusterResult",
+    "LabelAgreement",
+    "adjusted_rand_index",
+    "align_labels",
+    "align_runs",
+    "block_separation",
+    "cluster_scan",
+    "cluster_statistics",
+    "cluster_weights",
+    "consensus_labels",
+    "contingency_table",
+    "embed",
+    "label_agreement",
+    "merge_indistinct",
+    "pairwise_ari",
+    "rescale_blocks",
+    "resolve_min_cluster_size",
+    "separation",
+    "soft_cluster",
+    "validate_cluster_parameters",
+    "valley_depth",
+]

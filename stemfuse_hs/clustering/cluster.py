@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._validation import check_array, check_int, check_real
-from .parameters import CLUSTER_DEFAULTS, CLUSTER_PARAMETERS
-from .separation import separation
-# Re-exported for stemfuse_hs.fusion, which still imports it from here (its home is .separation).
-from .separation import valley_depth  # noqa: F401
+from ..cluster_parameters import CLUSTER_DEFAULTS, CLUSTER_PARAMETERS
+from .separability import separation
+# Re-exported for stemfuse_hs.fusion, which still imports it from here (its home is .separability).
+from .separability import valley_depth  # noqa: F401
 
 __all__ = [
     "ClusterResult",
@@ -78,7 +78,7 @@ def soft_cluster(
     min_samples=CLUSTER_DEFAULTS["min_samples"],
     cluster_selection_epsilon=CLUSTER_DEFAULTS["cluster_selection_epsilon"],
     # HDBSCAN's own default for this bare wrapper; the pipeline passes the
-    # spec's "leaf" (see stemfuse_hs.clustering.parameters).
+    # spec's "leaf" (see stemfuse_hs.cluster_parameters).
     cluster_selection_method="eom",
     min_membership=CLUSTER_DEFAULTS["min_membership"],
 ):
@@ -185,11 +185,11 @@ def single_cluster(n, parameters):
     n : int
         Number of positions (at least 1).
     parameters : ClusterParameters
-        Validated (:func:`~stemfuse_hs.clustering.parameters.validate_cluster_parameters`).
+        Validated (:func:`~stemfuse_hs.cluster_parameters.validate_cluster_parameters`).
 
     Examples
     --------
-    >>> from stemfuse_hs.clustering.parameters import validate_cluster_parameters
+    >>> from stemfuse_hs.cluster_parameters import validate_cluster_parameters
     >>> result = single_cluster(5, validate_cluster_parameters())
     >>> result.labels.tolist(), result.n_clusters
     ([0, 0, 0, 0, 0], 1)
@@ -246,7 +246,7 @@ def denoised_scores(features, n_components=10, max_samples=20_000, seed=0):
 def merge_indistinct(result, features, threshold=CLUSTER_DEFAULTS["merge_threshold"], n_components=10, seed=0):
     """Merge clusters that have no density valley between them in feature space.
 
-    Repeatedly merges the least separated pair (see :func:`~.separation.separation`, in
+    Repeatedly merges the least separated pair (see :func:`~.separability.separation`, in
     the ``n_components`` leading principal components of ``features``)
     until every pair has a valley at least ``threshold`` deep. Memberships
     of merged clusters are summed and labels follow them.

@@ -28,7 +28,7 @@ import warnings
 import numpy as np
 
 from .._validation import check_array, check_bool, check_random_state
-from .parameters import CLUSTER_DEFAULTS, CLUSTER_PARAMETERS, METRICS
+from ..cluster_parameters import CLUSTER_DEFAULTS, CLUSTER_PARAMETERS, METRICS
 
 __all__ = [
     "DEFAULT_PCA_COMPONENTS",
@@ -106,7 +106,7 @@ def check_embed_parameters(
     """Validate :func:`embed`'s parameters without embedding anything: the spec's checks.
 
     So that a mistake is reported before the features are read, not after.
-    The constraints live in :data:`~stemfuse_hs.clustering.parameters.CLUSTER_PARAMETERS`;
+    The constraints live in :data:`~stemfuse_hs.cluster_parameters.CLUSTER_PARAMETERS`;
     ``random_state`` may also be a ``numpy.random.RandomState`` here (UMAP takes one).
 
     Returns

@@ -4,11 +4,11 @@
 included position): UMAP embedding (:mod:`.embed`), HDBSCAN with soft
 memberships (:mod:`.cluster`), the merge of clusters without a density
 valley between them, and the per-block separation of the final clusters
-(:func:`~.separation.block_separation`). It also picks how: every position
+(:func:`~.separability.block_separation`). It also picks how: every position
 in one fit, or, past ``max_fit_positions``, a fit on a subsample with every
 position assigned (:mod:`.subsample`); on the CPU, or on a GPU with RAPIDS
 cuML when asked for and installed. It takes parameters already validated
-(:func:`~.parameters.validate_cluster_parameters`); a scan's exclusions,
+(:func:`~stemfuse_hs.cluster_parameters.validate_cluster_parameters`); a scan's exclusions,
 NaN checks and memory check are :func:`~.scan.cluster_scan`'s.
 """
 
@@ -19,8 +19,8 @@ import numpy as np
 from .._arrays import compute_in_blocks, is_lazy_array
 from .cluster import ClusterResult, fit_hdbscan, merge_indistinct, single_cluster
 from .embed import effective_pca_components, embed, reduce_dimensions
-from .parameters import BACKENDS, CLUSTER_DEFAULTS, CLUSTER_PARAMETERS
-from .separation import block_separation, separation_from_moments
+from ..cluster_parameters import BACKENDS, CLUSTER_DEFAULTS, CLUSTER_PARAMETERS
+from .separability import block_separation, separation_from_moments
 
 __all__ = [
     "BACKENDS",
@@ -38,7 +38,7 @@ DEFAULT_MAX_FIT_POSITIONS = CLUSTER_DEFAULTS["max_fit_positions"]
 
 
 def check_backend(backend):
-    """Validate ``backend`` (one of :data:`~.parameters.BACKENDS`) without importing anything.
+    """Validate ``backend`` (one of :data:`~stemfuse_hs.cluster_parameters.BACKENDS`) without importing anything.
 
     Examples
     --------
@@ -108,11 +108,11 @@ def cluster_features(matrix, params, *, block_slices=None, show_progressbar=None
         not checked for identical rows.
     params : ClusterParameters
         Validated clustering parameters
-        (:func:`~stemfuse_hs.clustering.parameters.validate_cluster_parameters`).
+        (:func:`~stemfuse_hs.cluster_parameters.validate_cluster_parameters`).
     block_slices : sequence of (int, int), optional
         ``(start, stop)`` feature columns of the fused blocks: adds
         ``parameters["block_separation"]``, the per-block
-        :func:`~.separation.block_separation` of the final labels (NaN where
+        :func:`~.separability.block_separation` of the final labels (NaN where
         undefined), accumulated while the rows are read on the lazy
         subsample path.
     show_progressbar : bool, optional
@@ -135,7 +135,7 @@ def cluster_features(matrix, params, *, block_slices=None, show_progressbar=None
     Examples
     --------
     >>> import numpy as np
-    >>> from stemfuse_hs.clustering.parameters import validate_cluster_parameters
+    >>> from stemfuse_hs.cluster_parameters import validate_cluster_parameters
     >>> rng = np.random.default_rng(0)
     >>> x = np.vstack([rng.normal(0, 1, (150, 6)), rng.normal(6, 1, (150, 6))]).astype(np.float32)
     >>> result, embedding = cluster_features(x, validate_cluster_parameters(random_state=0))

@@ -27,7 +27,7 @@ from .._validation import check_optional_bool
 from .cluster import ClusterResult, resolve_min_cluster_size
 from .embed import effective_pca_components
 from .embed_and_cluster import cluster_features, streams_features
-from .parameters import ClusterParameters, fill_cluster_doc, validate_cluster_parameters
+from ..cluster_parameters import ClusterParameters, fill_cluster_doc, validate_cluster_parameters
 from .subsample import DEFAULT_CHUNK_SIZE as SUBSAMPLE_CHUNK
 from .subsample import NonFiniteRowsError
 
@@ -64,7 +64,7 @@ def plan_fit(lazy, n_included, n_features, params):
 
     Examples
     --------
-    >>> from stemfuse_hs.clustering.parameters import validate_cluster_parameters
+    >>> from stemfuse_hs.cluster_parameters import validate_cluster_parameters
     >>> plan_fit(False, 100, 8, validate_cluster_parameters())
     False
     """

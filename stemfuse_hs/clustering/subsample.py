@@ -58,8 +58,8 @@ from .._arrays import is_lazy_array
 from .._validation import check_int
 from .cluster import ClusterResult, _labels_from_memberships, merge_indistinct, resolve_min_cluster_size
 from .embed import effective_pca_components, fit_reduction, fit_umap
-from .parameters import CLUSTER_DEFAULTS, ClusterParameters
-from .separation import label_moments as moments_of
+from ..cluster_parameters import CLUSTER_DEFAULTS, ClusterParameters
+from .separability import label_moments as moments_of
 
 __all__ = [
     "DEFAULT_HDBSCAN",
@@ -123,8 +123,8 @@ class SubsampleResult:
     label_moments : tuple of numpy.ndarray or None
         With ``label_moments=True``: ``(counts, sums, squares)`` of the
         features of every final cluster over all positions
-        (:func:`~.separation.label_moments`), accumulated while they were
-        read, for :func:`~.separation.separation_from_moments`.
+        (:func:`~.separability.label_moments`), accumulated while they were
+        read, for :func:`~.separability.separation_from_moments`.
     """
 
     embedding: np.ndarray
@@ -309,7 +309,7 @@ def embed_and_cluster_subsample(
     """UMAP + HDBSCAN fitted on ``n_fit`` positions, every position assigned.
 
     The clustering parameters are taken as validated
-    (:func:`~stemfuse_hs.clustering.parameters.validate_cluster_parameters`,
+    (:func:`~stemfuse_hs.cluster_parameters.validate_cluster_parameters`,
     which :func:`~stemfuse_hs.clustering.scan.cluster_scan` calls); only
     this function's own (``n_fit``, ``chunk_size``) are checked here.
 
@@ -350,7 +350,7 @@ def embed_and_cluster_subsample(
     label_moments : bool, default False
         Also accumulate each final cluster's feature moments over every
         position while the rows are read (``SubsampleResult.label_moments``):
-        what :func:`~.separation.block_separation` needs, without another
+        what :func:`~.separability.block_separation` needs, without another
         pass over a lazy matrix.
     show_progressbar : bool, optional
         A bar over the assignment chunks (default: HyperSpy's preference).

@@ -3,7 +3,7 @@
 import numpy as np
 from hyperspy.signals import LazySignal, Signal1D
 
-from ..clustering.parameters import fill_cluster_doc, with_cluster_signature
+from ..cluster_parameters import fill_cluster_doc, with_cluster_signature
 
 __all__ = ["FusedSTEMSignal", "LazyFusedSTEMSignal"]
 
@@ -64,7 +64,7 @@ class FusedSTEMSignal(Signal1D):
 
         The work is :func:`stemfuse_hs.clustering.scan.cluster_scan`'s, on
         this signal's arrays; the parameters, their defaults and their
-        constraints are :data:`stemfuse_hs.clustering.parameters.CLUSTER_PARAMETERS`
+        constraints are :data:`stemfuse_hs.cluster_parameters.CLUSTER_PARAMETERS`
         (the signature shows them; any other keyword is a TypeError).
 
         Parameters
@@ -79,7 +79,7 @@ class FusedSTEMSignal(Signal1D):
             embedding and all parameters. ``parameters["block_separation"]``
             gives, per fused block, the share of its variance that lies
             between the final clusters (see
-            :func:`stemfuse_hs.clustering.separation.block_separation`): which
+            :func:`stemfuse_hs.clustering.separability.block_separation`): which
             modality drives the map; -1 where it is undefined (fewer than
             two clusters, or a block without variance, e.g. weighted 0).
 

@@ -26,7 +26,7 @@ from ..clustering.phases import (
     window_matrix,
     window_shares,
 )
-from ..clustering.parameters import fill_cluster_doc
+from ..cluster_parameters import fill_cluster_doc
 from .label_factory import build_cluster_labels_like, is_cluster_labels, relabel_cluster_labels
 
 __all__ = ["DEFAULT_GRID_LINES", "map_phases", "merge_phases"]

@@ -19,7 +19,7 @@ import numpy as np
 from .._arrays import is_lazy_array
 from .._progress import dask_progress, stage_bar
 from ..clustering.embed import reuse_embeddings
-from ..clustering.parameters import CLUSTER_DEFAULTS, fill_cluster_doc
+from ..cluster_parameters import CLUSTER_DEFAULTS, fill_cluster_doc
 from ..clustering.stability import label_agreement, rescale_blocks
 from ._axes import index_axis, signal_axes_dicts
 

@@ -25,8 +25,10 @@ on its own (and tested so); nothing reached from ``cluster`` uses that
 default.
 
 Only the standard library is imported here (the checks import
-:mod:`stemfuse_hs._validation` when they run): the ``stemfuse`` command
-builds its options from this module without waiting for numpy.
+:mod:`stemfuse_hs._validation` when they run), and the module sits beside
+:mod:`stemfuse_hs.clustering`, not in it, so that reading it does not run
+that package's imports: the ``stemfuse`` command builds its options from
+it without waiting for numpy.
 """
 
 import dataclasses
@@ -143,7 +145,7 @@ class Parameter:
         ...
         ValueError: n_neighbors must be >= 2, got 1.
         """
-        from .. import _validation as v
+        from . import _validation as v
 
         name = self.name
         if value is None and self.optional:
@@ -226,7 +228,7 @@ _SPEC = (
         "merge clusters without a density valley this deep between them in feature space; 0 disables",
         details=(
             "Thickness or bending can split one phase into several dense regions of the embedding (see "
-            ":func:`stemfuse_hs.clustering.separation.separation`)."
+            ":func:`stemfuse_hs.clustering.separability.separation`)."
         ),
         minimum=0, maximum=1, metavar="T",
     ),
@@ -314,12 +316,12 @@ def validate_cluster_parameters(**parameters):
     >>> validate_cluster_parameters(n_neighbours=12)
     Traceback (most recent call last):
     ...
-    TypeError: unknown clustering parameter(s) ['n_neighbours']; see stemfuse_hs.clustering.parameters.CLUSTER_PARAMETERS.
+    TypeError: unknown clustering parameter(s) ['n_neighbours']; see stemfuse_hs.cluster_parameters.CLUSTER_PARAMETERS.
     """
     unknown = sorted(set(parameters) - set(CLUSTER_PARAMETERS))
     if unknown:
         raise TypeError(
-            f"unknown clustering parameter(s) {unknown}; see stemfuse_hs.clustering.parameters.CLUSTER_PARAMETERS."
+            f"unknown clustering parameter(s) {unknown}; see stemfuse_hs.cluster_parameters.CLUSTER_PARAMETERS."
         )
     values = dict(CLUSTER_DEFAULTS, **parameters)
     return ClusterParameters(**{name: p.check(values[name]) for name, p in CLUSTER_PARAMETERS.items()})
