@@ -15,17 +15,8 @@ from .embed import embed
 from .means import MEAN_MODES, cluster_statistics, cluster_weights
 from .scan import cluster_scan
 from .separability import block_separation, separation, valley_depth
-from .stability import (
-    LabelAgreement,
-    adjusted_rand_index,
-    align_labels,
-    align_runs,
-    consensus_labels,
-    contingency_table,
-    label_agreement,
-    pairwise_ari,
-    rescale_blocks,
-)
+from .stability import LabelAgreement, adjusted_rand_index, align_labels, align_runs, consensus_labels
+from .stability import contingency_table, label_agreement, pairwise_ari, rescale_blocks
 
 __all__ = [
     "CLUSTER_DEFAULTS",
