@@ -23,6 +23,7 @@ __all__ = [
     "position_totals",
     "normalize_by_total",
     "exclude_nonfinite",
+    "blank_and_normalize",
     "neutral_fill",
     "check_spectra",
     "compute_features",
@@ -348,6 +349,49 @@ def exclude_nonfinite(data, signal_ndim, nan_policy, need_totals):
         mask = da.from_array(bad, chunks=data.chunks[: len(nav_shape)])
         data = da.where(mask[(Ellipsis,) + (None,) * signal_ndim], np.float32(np.nan), data)
     return data, bad, totals
+
+
+def blank_and_normalize(working, data, signal_ndim, normalize, nan_policy):
+    """Blank the non-finite positions of the float32 ``working`` array, then normalise by total counts.
+
+    The shared first step of every extractor's dask path:
+    :func:`exclude_nonfinite` (one pass, shared with the totals), then,
+    with ``normalize="total"``, :func:`normalize_by_total`. Totals that are
+    not finite (NaN/inf kept by ``"raise"``, or float32 overflow) are
+    refused with :func:`raise_nonfinite`, naming the positions of ``data``.
+
+    Parameters
+    ----------
+    working : dask.array.Array
+        ``(*navigation, *signal)`` float32 working copy of ``data`` (binned for patterns).
+    data : numpy.ndarray or dask.array.Array
+        The caller's input, for the messages.
+    signal_ndim : int
+    normalize : {"total", None}
+    nan_policy : {"raise", "exclude"}
+
+    Returns
+    -------
+    working : dask.array.Array
+    excluded : numpy.ndarray
+        ``navigation``-shaped boolean mask.
+    totals : numpy.ndarray or None
+        Per-position totals (None without normalisation).
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np
+    >>> x = da.from_array(np.array([[1.0, 1.0], [3.0, 5.0]], np.float32), chunks=(1, 2))
+    >>> normalized, excluded, _ = blank_and_normalize(x, x, 1, "total", "raise")
+    >>> normalized.compute().tolist(), excluded.tolist()
+    ([[2.5, 2.5], [1.875, 3.125]], [False, False])
+    """
+    working, excluded, totals = exclude_nonfinite(working, signal_ndim, nan_policy, normalize == "total")
+    if normalize == "total":
+        if not np.all(np.isfinite(totals)):
+            raise_nonfinite(data, signal_ndim)
+        working = normalize_by_total(working, signal_ndim, totals, excluded)
+    return working, excluded, totals
 
 
 def neutral_fill(features, excluded, neutral):

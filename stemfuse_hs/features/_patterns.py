@@ -20,8 +20,7 @@ from ._common import (
     check_data,
     check_positions,
     compute_features,
-    exclude_nonfinite,
-    normalize_by_total,
+    blank_and_normalize,
     raise_nonfinite,
 )
 from .sdt import bin_patterns, find_direct_beam
@@ -76,12 +75,8 @@ def prepare_patterns(data, *, function, binning, normalize, nan_policy, extra=No
     check_choice("normalize", normalize, NORMALIZATIONS)
     nan_policy = check_nan_policy(nan_policy)
     patterns = bin_patterns(as_dask(data, 2), binning)
-    patterns, excluded, totals = exclude_nonfinite(patterns, 2, nan_policy, normalize == "total")
+    patterns, excluded, _ = blank_and_normalize(patterns, data, 2, normalize, nan_policy)
     excluding = bool(excluded.any())
-    if normalize == "total":
-        if not np.all(np.isfinite(totals)):
-            raise_nonfinite(data, 2)
-        patterns = normalize_by_total(patterns, 2, totals, excluded)
     nav_axes = tuple(range(patterns.ndim - 2))
     mean = da.nanmean if excluding else da.mean
     reductions = {"mean": mean(patterns, axis=nav_axes, dtype=np.float64)}

@@ -21,11 +21,9 @@ from ._common import (
     check_positions,
     check_spectra,
     compute_features,
-    exclude_nonfinite,
+    blank_and_normalize,
     neutral_fill,
-    normalize_by_total,
     provenance,
-    raise_nonfinite,
     safe_log,
 )
 from ._patterns import check_scale
@@ -251,11 +249,7 @@ def line_intensities(
     weights, owners, bg_windows = _line_weights(energies, windows, background, per_channel)
 
     spectra = as_dask(data, 1).astype(np.float32)
-    spectra, excluded, totals = exclude_nonfinite(spectra, 1, nan_policy, normalize == "total")
-    if normalize == "total":
-        if not np.all(np.isfinite(totals)):
-            raise_nonfinite(data, 1)
-        spectra = normalize_by_total(spectra, 1, totals, excluded)
+    spectra, excluded, _ = blank_and_normalize(spectra, data, 1, normalize, nan_policy)
     features = spectra.map_blocks(
         _apply, weights, dtype=np.float32, chunks=spectra.chunks[:-1] + ((weights.shape[1],),)
     )

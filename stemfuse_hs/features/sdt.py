@@ -28,9 +28,8 @@ from ._common import (
     check_data,
     check_positions,
     compute_features,
-    exclude_nonfinite,
+    blank_and_normalize,
     neutral_fill,
-    normalize_by_total,
     provenance,
     raise_nonfinite,
     safe_log,
@@ -515,12 +514,8 @@ def _dask_statistics(data, binning, normalize, std_scale, finding, nan_policy):
     patterns = bin_patterns(raw, binning)
     # NaN/inf are looked for in the float32 working array: that also catches
     # float64 values beyond float32's range, which become inf there.
-    patterns, excluded, totals = exclude_nonfinite(patterns, 2, nan_policy, normalize == "total")
+    patterns, excluded, _ = blank_and_normalize(patterns, data, 2, normalize, nan_policy)
     excluding = bool(excluded.any())
-    if normalize == "total":
-        if not np.all(np.isfinite(totals)):
-            raise_nonfinite(data, 2)
-        patterns = normalize_by_total(patterns, 2, totals, excluded)
     logged = safe_log(patterns)
     varying = logged if std_scale == "log" else patterns
     # Blanked (NaN) positions drop out of NaN-ignoring reductions; without

@@ -22,7 +22,7 @@ from ._common import (
     NORMALIZATIONS,
     check_positions,
     check_spectra,
-    exclude_nonfinite,
+    blank_and_normalize,
     neutral_fill,
     normalize_by_total,
     provenance,
@@ -414,13 +414,10 @@ def _dask_statistics(data, normalize, width, nan_policy, n_positions):
     """The channel statistics through dask: lazy data, NaN/inf, float16."""
     nav_axes = tuple(range(data.ndim - 1))
     spectra = as_dask(data, 1).astype(np.float32)
-    spectra, excluded_positions, totals = exclude_nonfinite(spectra, 1, nan_policy, normalize == "total")
+    spectra, excluded_positions, totals = blank_and_normalize(spectra, data, 1, normalize, nan_policy)
     excluding = bool(excluded_positions.any())
     n_included = n_positions - int(excluded_positions.sum())
     if normalize == "total":
-        if not np.all(np.isfinite(totals)):
-            raise_nonfinite(data, 1)
-        spectra = normalize_by_total(spectra, 1, totals, excluded_positions)
         scale = normalize_by_total(
             da.ones(totals.shape, chunks=spectra.chunks[:-1])[..., None], 1, totals, excluded_positions
         )
