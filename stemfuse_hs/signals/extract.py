@@ -42,16 +42,15 @@ MODALITIES = {2: "diffraction", 1: "eds"}
 # --- The prologue and epilogue every extractor shares ------------------------
 
 
+# Each extractor calls its array core itself, under ``dask_progress``: a
+# wrapper frame in between would make the cores' warnings (stacklevel=3)
+# point into this module instead of at the user's call.
+
+
 def _check_input(signal, signal_dimension, function, show_progressbar):
     """Refuse what is not a scan of ``signal_dimension`` (two positions or more) or a bad progress option."""
     check_signal(signal, signal_dimension, function, min_positions=2)
     check_optional_bool("show_progressbar", show_progressbar)
-
-
-def _run(signal, show_progressbar, core, *args, **kwargs):
-    """The array core on the signal's data (lazy stays lazy), under the progress bar."""
-    with dask_progress(show_progressbar):
-        return core(signal.data, *args, **kwargs)
 
 
 def _feature_output(signal, result, axis, extractor, title, extra, *, parameters=None, excluded=None):
@@ -180,18 +179,17 @@ def sdt_features(
     >>> features.metadata.Features.std_map.plot()  # doctest: +SKIP
     """
     _check_input(signal, 2, "sdt_features", show_progressbar)
-    result = _run(
-        signal,
-        show_progressbar,
-        sdt,
-        binning=binning,
-        fraction=fraction,
-        std_scale=std_scale,
-        beam_centre=beam_centre,
-        beam_radius=beam_radius,
-        normalize=normalize,
-        nan_policy=nan_policy,
-    )
+    with dask_progress(show_progressbar):
+        result = sdt(
+            signal.data,
+            binning=binning,
+            fraction=fraction,
+            std_scale=std_scale,
+            beam_centre=beam_centre,
+            beam_radius=beam_radius,
+            normalize=normalize,
+            nan_policy=nan_policy,
+        )
     detector = _binned_detector_axes(signal, result.parameters["binning"], result.std_map.shape)
     extra = {
         "pixel_indices": result.pixel_indices,
@@ -342,20 +340,19 @@ def variance_features(
     energies, factor = _energies_kev(signal, "variance_features", f"exclude_lines={listed!r} needs" if listed else None)
     axis_values = np.asarray(signal.axes_manager.signal_axes[0].axis, dtype=np.float64)
     windows = validate_windows(exclude_windows)
-    result = _run(
-        signal,
-        show_progressbar,
-        variance_threshold,
-        energies,
-        threshold=threshold,
-        quantile=quantile,
-        # In the axis' units, as the energies: converted with them.
-        exclude_windows=[(low * (factor or 1.0), high * (factor or 1.0)) for low, high in windows],
-        exclude_lines=exclude_lines,
-        resolution_mnka=_energy_resolution(signal),
-        normalize=normalize,
-        nan_policy=nan_policy,
-    )
+    with dask_progress(show_progressbar):
+        result = variance_threshold(
+            signal.data,
+            energies,
+            threshold=threshold,
+            quantile=quantile,
+            # In the axis' units, as the energies: converted with them.
+            exclude_windows=[(low * (factor or 1.0), high * (factor or 1.0)) for low, high in windows],
+            exclude_lines=exclude_lines,
+            resolution_mnka=_energy_resolution(signal),
+            normalize=normalize,
+            nan_policy=nan_policy,
+        )
     energy_dict = signal_axes_dicts(signal)[0]
     kept_axis = {
         "_type": "DataAxis",
@@ -484,20 +481,19 @@ def radial_features(
     from ..features.radial import radial
 
     _check_input(signal, 2, "radial_features", show_progressbar)
-    result = _run(
-        signal,
-        show_progressbar,
-        radial,
-        npt=npt,
-        radial_range=radial_range,
-        variance=variance,
-        binning=binning,
-        scale=scale,
-        beam_centre=beam_centre,
-        beam_radius=beam_radius,
-        normalize=normalize,
-        nan_policy=nan_policy,
-    )
+    with dask_progress(show_progressbar):
+        result = radial(
+            signal.data,
+            npt=npt,
+            radial_range=radial_range,
+            variance=variance,
+            binning=binning,
+            scale=scale,
+            beam_centre=beam_centre,
+            beam_radius=beam_radius,
+            normalize=normalize,
+            nan_policy=nan_policy,
+        )
     pixel, units = _uniform_detector_scale(signal)
     n_rings = result.radii.size
     if not variance and pixel is not None:
@@ -595,23 +591,22 @@ def annular_features(
     from ..features.annular import annular
 
     _check_input(signal, 2, "annular_features", show_progressbar)
-    result = _run(
-        signal,
-        show_progressbar,
-        annular,
-        n_sectors=n_sectors,
-        ring_edges=ring_edges,
-        max_rings=max_rings,
-        binning=binning,
-        scale=scale,
-        contrast=contrast,
-        smooth=smooth,
-        prominence=prominence,
-        beam_centre=beam_centre,
-        beam_radius=beam_radius,
-        normalize=normalize,
-        nan_policy=nan_policy,
-    )
+    with dask_progress(show_progressbar):
+        result = annular(
+            signal.data,
+            n_sectors=n_sectors,
+            ring_edges=ring_edges,
+            max_rings=max_rings,
+            binning=binning,
+            scale=scale,
+            contrast=contrast,
+            smooth=smooth,
+            prominence=prominence,
+            beam_centre=beam_centre,
+            beam_radius=beam_radius,
+            normalize=normalize,
+            nan_policy=nan_policy,
+        )
     b = result.parameters["binning"]
     detector = _binned_detector_axes(signal, b, result.labels.shape)
     extra = {
@@ -681,10 +676,10 @@ def cepstrum_features(
     from ..features.cepstrum import cepstrum
 
     _check_input(signal, 2, "cepstrum_features", show_progressbar)
-    result = _run(
-        signal, show_progressbar, cepstrum,
-        binning=binning, crop=crop, fraction=fraction, normalize=normalize, nan_policy=nan_policy,
-    )
+    with dask_progress(show_progressbar):
+        result = cepstrum(
+            signal.data, binning=binning, crop=crop, fraction=fraction, normalize=normalize, nan_policy=nan_policy
+        )
     ky, kx = result.parameters["max_quefrency"]
     quefrency = [
         {"name": name, "size": 2 * k + 1, "scale": 1.0, "offset": float(-k), "units": "cycles", "navigate": False}
@@ -764,18 +759,17 @@ def binary_features(
     from ..features.binary import binarize
 
     _check_input(signal, 2, "binary_features", show_progressbar)
-    result = _run(
-        signal,
-        show_progressbar,
-        binarize,
-        threshold=threshold,
-        sigma=sigma,
-        binning=binning,
-        beam_centre=beam_centre,
-        beam_radius=beam_radius,
-        normalize=normalize,
-        nan_policy=nan_policy,
-    )
+    with dask_progress(show_progressbar):
+        result = binarize(
+            signal.data,
+            threshold=threshold,
+            sigma=sigma,
+            binning=binning,
+            beam_centre=beam_centre,
+            beam_radius=beam_radius,
+            normalize=normalize,
+            nan_policy=nan_policy,
+        )
     b = result.parameters["binning"]
     detector = _binned_detector_axes(signal, b, result.mean_pattern.shape)
     extra = {
@@ -892,20 +886,19 @@ def line_features(
     lines = [line for line in lines if line not in set(exclude_lines)]
     if not lines:
         raise ValueError("line_features: no X-ray line is left after exclude_lines.")
-    result = _run(
-        signal,
-        show_progressbar,
-        line_intensities,
-        energies,
-        lines,
-        width=width,
-        background=background,
-        per_channel=per_channel,
-        scale=scale,
-        resolution_mnka=_energy_resolution(signal),
-        normalize=normalize,
-        nan_policy=nan_policy,
-    )
+    with dask_progress(show_progressbar):
+        result = line_intensities(
+            signal.data,
+            energies,
+            lines,
+            width=width,
+            background=background,
+            per_channel=per_channel,
+            scale=scale,
+            resolution_mnka=_energy_resolution(signal),
+            normalize=normalize,
+            nan_policy=nan_policy,
+        )
     parameters = dict(result.parameters)
     parameters["exclude_lines"] = list(exclude_lines)
     extra = {
