@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 import dask.array as da
 import numpy as np
 
+from ._checks import check_weights
 from ._arrays import LAZY_ADVICE, check_memory, describe_positions, is_lazy_array
 from ._kernels import n_threads
 from ._validation import check_array, check_choice, check_int, check_numeric_dtype, check_scan_shape
@@ -433,14 +434,7 @@ def fuse_blocks(
         if block.shape[1] == 0:
             raise ValueError(f"block {i} has no features.")
     if weights is not None:
-        try:
-            weights = np.asarray(weights, dtype=np.float64).ravel()
-        except (TypeError, ValueError):
-            raise TypeError(f"weights must be a sequence of numbers, one per block, got {weights!r}.") from None
-        if weights.shape != (len(blocks),):
-            raise ValueError(f"weights has {weights.size} values for {len(blocks)} blocks; give one per block.")
-        if not np.all(np.isfinite(weights)) or np.any(weights < 0) or not np.any(weights > 0):
-            raise ValueError(f"weights must be finite, non-negative and not all zero, got {weights.tolist()}.")
+        weights = np.asarray(check_weights(weights, len(blocks)), dtype=np.float64)
     if reference_factors is not None:
         try:
             reference_factors = np.asarray(reference_factors, dtype=np.float64).ravel()

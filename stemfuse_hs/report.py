@@ -299,12 +299,13 @@ def summary_lines(directory):
 
 
 # --------------------------------------------------------------------------
-# Figures (stand-ins for stemfuse_hs.plot)
+# Figures: drawn by stemfuse_hs.plot on bare figures
 # --------------------------------------------------------------------------
 def _figure(width, height):
     from matplotlib.figure import Figure
 
     # A bare Figure needs no pyplot and no GUI backend: safe on servers.
+    # The plot functions draw on its axes.
     return Figure(figsize=(width, height), layout="constrained")
 
 
@@ -314,56 +315,6 @@ def _png(fig, dpi=110):
     return buffer.getvalue()
 
 
-def _scan_axes(signal):
-    """Scale and units of the image axes of a map (HyperSpy signal axes).
-
-    A non-uniform axis has no scale: no units then, so no scalebar.
-    """
-    axes = signal.axes_manager.signal_axes
-    units = axes[0].units if axes and hasattr(axes[0], "scale") else None
-    return getattr(axes[0], "scale", 1.0) if axes else 1.0, (units if isinstance(units, str) else None)
-
-
-def _add_scalebar(ax, signal):
-    scale, units = _scan_axes(signal)
-    if not units:
-        return
-    try:
-        from matplotlib_scalebar.scalebar import ScaleBar
-
-        ax.add_artist(ScaleBar(scale, units, location="lower right", box_alpha=0.7, color="black"))
-    except (ImportError, ValueError, KeyError):
-        pass  # units the scalebar does not know: the map stays without one
-
-
-def _image_axes(ax):
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
-def _legend_handles(n, names, sizes=None, noise=0):
-    from matplotlib.patches import Patch
-
-    from .plot.palette import NOISE_COLOUR, cluster_colours
-
-    handles = []
-    for i, colour in enumerate(cluster_colours(n)):
-        text = names[i] if names else f"cluster {i}"
-        if sizes is not None:
-            text += f" ({sizes[i]})"
-        handles.append(Patch(facecolor=colour, edgecolor="none", label=text))
-    if noise:
-        handles.append(Patch(facecolor=NOISE_COLOUR, edgecolor="none", label=f"noise ({noise})"))
-    return handles
-
-
-def _as_image(data):
-    import numpy as np
-
-    data = np.asarray(data)
-    return data.reshape(1, -1) if data.ndim == 1 else data
-
-
 def _map_height(shape, width=4.0):
     """Figure height for a map drawn ``width`` inches wide, plus its title."""
     rows, cols = (1, shape[0]) if len(shape) == 1 else shape[:2]
@@ -371,56 +322,33 @@ def _map_height(shape, width=4.0):
 
 
 def _fig_label_map(results):
-    from .plot.palette import label_rgb
+    import numpy as np
+
+    from .plot import plot_label_map
 
     labels = results.labels
     k = results.n_clusters
-    data = _as_image(labels.data).astype(int)
-    panels = [("Phase map", labels, label_rgb(data, k))]
-    if results.truth is not None:
-        truth = _as_image(results.truth.data).astype(int)
-        n_phases = int(truth.max()) + 1 if truth.size else 0
-        panels.append(("Ground truth", results.truth, label_rgb(truth, n_phases)))
-    fig = _figure(5.6 * len(panels), _map_height(data.shape))
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    data = np.asarray(labels.data).astype(int)
+    panels = 1 if results.truth is None else 2
+    fig = _figure(5.6 * panels, _map_height(data.shape))
+    axes = fig.subplots(1, panels, squeeze=False)[0]
     sizes = [int((data == i).sum()) for i in range(k)]
-    for ax, (title, signal, image) in zip(axes, panels):
-        ax.imshow(image, interpolation="nearest")
-        ax.set_title(title)
-        _image_axes(ax)
-        _add_scalebar(ax, signal)
-    axes[0].legend(
-        handles=_legend_handles(k, None, sizes, int((data < 0).sum())),
-        loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False,
-    )
+    plot_label_map(labels, ax=axes[0], title="Phase map", names=[f"cluster {i} ({sizes[i]})" for i in range(k)])
     if results.truth is not None:
-        truth = _as_image(results.truth.data).astype(int)
+        truth = np.asarray(results.truth.data).astype(int)
+        n_phases = int(truth.max()) + 1 if truth.size else 0
         names = list(results.truth.metadata.get_item("Sample.phases", []) or [])
-        n_phases = int(truth.max()) + 1
         if len(names) != n_phases:
             names = [f"phase {i}" for i in range(n_phases)]
-        axes[1].legend(
-            handles=_legend_handles(n_phases, names),
-            loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False,
-        )
+        plot_label_map(results.truth, ax=axes[1], title="Ground truth", n_clusters=n_phases, names=names)
     return fig
 
 
 def _fig_max_membership(results):
-    signal = results.labels.max_membership
-    fig = _figure(5.6, _map_height(signal.data.shape))
-    ax = fig.subplots()
-    image = ax.imshow(_as_image(signal.data), vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
-    ax.set_title("Largest membership (confidence)")
-    _image_axes(ax)
-    _add_scalebar(ax, results.labels)
-    fig.colorbar(image, ax=ax, shrink=0.85, label="membership")
-    return fig
+    from .plot import plot_membership_map
 
-
-def _grid(n, max_columns=5):
-    columns = max(1, min(n, max_columns))
-    return columns, max(1, math.ceil(n / columns))
+    fig = _figure(5.6, _map_height(results.labels.data.shape))
+    return plot_membership_map(results.labels, ax=fig.subplots())
 
 
 def _no_clusters(fig, what):
@@ -431,78 +359,36 @@ def _no_clusters(fig, what):
 
 
 def _fig_mean_patterns(results):
-    import numpy as np
-
-    from .plot.palette import cluster_colours
+    from .plot import plot_mean_patterns
 
     mean = results.means.get("dp")
     k = 0 if mean is None else mean.data.shape[0]
-    columns, rows = _grid(k)
-    fig = _figure(2.4 * columns + 0.6, 2.5 * rows + 0.4)
+    columns = max(1, min(k, 5))
+    fig = _figure(2.4 * columns + 0.6, 2.5 * max(1, math.ceil(k / columns)) + 0.4)
     if k == 0:
         return _no_clusters(fig, "mean patterns")
-    axes = fig.subplots(rows, columns, squeeze=False).ravel()
-    colours = cluster_colours(k)
-    for i, ax in enumerate(axes):
-        if i >= k:
-            ax.set_axis_off()
-            continue
-        pattern = np.nan_to_num(np.asarray(mean.data[i], dtype=np.float64), nan=0.0)
-        # Bragg disks are orders of magnitude weaker than the direct beam.
-        ax.imshow(np.log1p(np.clip(pattern, 0, None)), cmap="inferno", interpolation="nearest")
-        ax.set_title(f"cluster {i}", color=colours[i], fontweight="bold")
-        _image_axes(ax)
-        for spine in ax.spines.values():
-            spine.set_edgecolor(colours[i])
-            spine.set_linewidth(3)
-    fig.suptitle("Cluster mean diffraction patterns (log scale)")
-    return fig
+    return plot_mean_patterns(mean, fig, max_columns=columns)
 
 
 def _fig_mean_spectra(results):
-    import numpy as np
-
-    from .plot._text import literal
-    from .plot.palette import cluster_colours
+    from .plot import plot_mean_spectra
 
     mean = results.means.get("eds")
-    k = 0 if mean is None else mean.data.shape[0]
     fig = _figure(8.0, 4.0)
-    if k == 0:
+    if mean is None or mean.data.shape[0] == 0:
         return _no_clusters(fig, "mean spectra")
-    ax = fig.subplots()
-    axis = mean.axes_manager.signal_axes[0]
-    energy = np.asarray(axis.axis)
-    for i, colour in enumerate(cluster_colours(k)):
-        ax.plot(energy, np.asarray(mean.data[i]), color=colour, lw=1.0, label=f"cluster {i}")
-    units = axis.units if isinstance(axis.units, str) else ""
-    ax.set_xlabel(literal(f"{axis.name or 'Energy'}" + (f" ({units})" if units else "")))
-    ax.set_ylabel("mean counts")
-    ax.set_xlim(energy[0], energy[-1])
-    ax.set_ylim(bottom=0)
-    ax.set_title("Cluster mean spectra")
-    ax.legend(fontsize="small", ncols=max(1, math.ceil(k / 10)), frameon=False)
-    return fig
+    return plot_mean_spectra(mean, ax=fig.subplots())
 
 
 def _fig_embedding(results):
-    import numpy as np
+    from .plot import plot_embedding
 
-    from .plot.palette import label_rgb
-
-    embedding = np.asarray(results.labels.embedding.data)
-    points = embedding.reshape(-1, embedding.shape[-1])
-    labels = np.asarray(results.labels.data).ravel()
-    colours = label_rgb(labels, results.n_clusters)
-    pairs = [(0, 1), (2, 1)] if points.shape[1] >= 3 else [(0, min(1, points.shape[1] - 1))]
-    fig = _figure(4.3 * len(pairs), 4.0)
-    axes = fig.subplots(1, len(pairs), squeeze=False)[0]
-    order = np.random.default_rng(0).permutation(len(points))  # no cluster drawn over all others
-    size = max(0.5, min(6.0, 20000 / max(len(points), 1)))
-    for ax, (a, b) in zip(axes, pairs):
-        ax.scatter(points[order, a], points[order, b], c=colours[order], s=size, linewidths=0)
-        ax.set_xlabel(f"component {a}")
-        ax.set_ylabel(f"component {b}")
+    n_components = results.labels.embedding.data.shape[-1]
+    # Two views of a 3-D embedding: from the front and from the side.
+    views = [(0, 1), (2, 1)] if n_components >= 3 else [(0, min(1, n_components - 1))]
+    fig = _figure(4.3 * len(views), 4.0)
+    for ax, view in zip(fig.subplots(1, len(views), squeeze=False)[0], views):
+        plot_embedding(results.labels, dims=2, ax=ax, components=view, point_size=2.0, legend=False)
     fig.suptitle("UMAP embedding, coloured by cluster")
     return fig
 

@@ -12,6 +12,7 @@ of a figure::
 """
 
 import os
+import re
 from pathlib import Path
 
 import matplotlib
@@ -38,6 +39,8 @@ from stemfuse_hs.plot import (  # noqa: E402
     plot_cluster_grid,
     plot_embedding,
     plot_label_map,
+    plot_mean_patterns,
+    plot_mean_spectra,
     plot_membership_map,
     save_figure,
 )
@@ -515,3 +518,38 @@ def test_explore_clusters_with_lazy_data(truth_labels, scan_cache):
     assert len(view.figures) == 3
     assert not isinstance(view.signals[0].data, da.Array)  # means are small and in memory
     view.close()
+
+
+def test_label_map_names_and_embedding_components(small):
+    labels, _, _ = small
+    fig = plot_label_map(labels, names=["a", "b", "c"])
+    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert texts[:3] == ["a", "b", "c"] and texts[3] == "noise"
+    fig = plot_embedding(labels, dims=2, components=(2, 1))
+    ax = next(a for a in fig.axes if a.get_label() == "embedding")
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("component 3", "component 2")
+    offsets = ax.collections[-1].get_offsets()
+    rows = np.flatnonzero(np.asarray(labels.data).ravel() == 2)
+    embedding = np.asarray(labels.embedding.data).reshape(-1, 3)
+    assert np.allclose(np.sort(offsets[:, 0]), np.sort(embedding[rows, 2]))
+    with pytest.raises(ValueError, match=re.escape("components=(0, 5) must be 2 indices of the 3 embedding components.")):
+        plot_embedding(labels, dims=2, components=(0, 5))
+
+
+def test_mean_patterns_and_spectra_from_saved_means(small):
+    labels, dp, eds = small
+    mean_dp, _ = labels.cluster_statistics(dp)
+    mean_eds, _ = labels.cluster_statistics(eds)
+    fig = plot_mean_patterns(mean_dp, max_columns=2)
+    drawn = [ax for ax in fig.axes if ax.get_label().startswith("dp_mean:")]
+    assert [ax.get_label() for ax in drawn] == ["dp_mean:0", "dp_mean:1", "dp_mean:2"]
+    for i, ax in enumerate(drawn):
+        assert np.allclose(ax.spines["left"].get_edgecolor(), cluster_colours(3)[i])
+    fig = plot_mean_spectra(mean_eds)
+    lines = {line.get_label(): line for line in fig.axes[0].lines}
+    for i, colour in enumerate(cluster_colours(3)):
+        assert np.allclose(to_rgba(lines[f"cluster {i}"].get_color()), colour)
+    with pytest.raises(ValueError, match=re.escape("plot_mean_spectra expects cluster means (one navigation axis of clusters, signal dimension 1)")):
+        plot_mean_spectra(mean_dp)
+    with pytest.raises(TypeError, match=re.escape("plot_mean_patterns expects the cluster means of ClusterLabels.cluster_statistics, got ndarray.")):
+        plot_mean_patterns(np.zeros((2, 4, 4)))

@@ -192,3 +192,16 @@ def test_inputs_are_not_modified(four):
     assert dp.metadata.as_dictionary() == before[2]
     assert eds.metadata.as_dictionary() == before[3]
     assert type(dp).__name__ == "Diffraction2D"
+
+
+def test_blocks_are_named_by_the_recorded_modality_with_a_guess_for_old_files(four):
+    radial = stemfuse_hs.radial_features(four.dp)
+    lines = stemfuse_hs.line_features(four.eds, exclude_lines=["Cu_Ka"])
+    assert radial.metadata.Features.modality == "diffraction"
+    assert lines.metadata.Features.modality == "eds"
+    assert stemfuse_hs.fuse(radial, lines).metadata.Fusion.block_names == ["diffraction", "eds"]
+    # Saved by a version that did not record the modality: guessed from the extractor, as then.
+    old_sdt, old_radial = stemfuse_hs.sdt_features(four.dp), radial.deepcopy()
+    for signal in (old_sdt, old_radial):
+        signal.metadata.Features.__delattr__("modality")
+    assert stemfuse_hs.fuse(old_sdt, old_radial).metadata.Fusion.block_names == ["diffraction", "features"]

@@ -34,7 +34,7 @@ import dask.array as da
 import numpy as np
 from scipy.special import erfc, ndtr
 
-from stemfuse_hs.data import polycrystal
+import stemfuse_hs.data.polycrystal as polycrystal
 
 __all__ = ["POLY_SCENARIOS", "SCENARIOS", "SIZES", "SyntheticScan", "synthetic_scan"]
 

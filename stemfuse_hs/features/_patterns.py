@@ -12,12 +12,20 @@ import dask
 import dask.array as da
 import numpy as np
 
-from .._arrays import LAZY_ADVICE, as_dask, check_memory, is_lazy_array
-from .._validation import check_choice, check_int, check_nan_policy, check_numeric_dtype, check_real
-from ._common import NORMALIZATIONS, exclude_nonfinite, normalize_by_total
-from .sdt import _as_real, _raise_nonfinite, bin_patterns, find_direct_beam
+from .._arrays import as_dask
+from .._validation import check_choice, check_nan_policy
+from ._common import (
+    NORMALIZATIONS,
+    check_binning,
+    check_data,
+    check_positions,
+    compute_features,
+    blank_and_normalize,
+    raise_nonfinite,
+)
+from .sdt import bin_patterns, find_direct_beam
 
-__all__ = ["Patterns", "prepare_patterns", "check_beam_centre", "locate_beam", "finish", "SCALES"]
+__all__ = ["Patterns", "prepare_patterns", "check_patterns", "locate_beam", "finish", "check_scale", "SCALES"]
 
 #: How extractors scale intensities before they become features.
 SCALES = ("log", "linear")
@@ -37,45 +45,8 @@ class Patterns:
 
 def check_patterns(data, function):
     """Refuse anything that is not a scan of 2-D patterns; return (lazy, n_positions)."""
-    if not hasattr(data, "dtype") or not hasattr(data, "ndim"):
-        raise TypeError(f"{function}: data must be a numpy or dask array, got {type(data).__name__}.")
-    check_numeric_dtype("data", data.dtype)
-    if data.ndim < 3:
-        raise ValueError(
-            f"{function}: data must have at least one navigation and two signal dimensions, got shape {data.shape}."
-        )
-    n_positions = int(np.prod(data.shape[:-2]))
-    if n_positions < 2:
-        raise ValueError(
-            f"{function}: data has a single position (shape {data.shape}); at least two are needed to "
-            "measure how patterns vary across a scan."
-        )
-    return is_lazy_array(data), n_positions
-
-
-def check_beam_centre(beam_centre, data=None):
-    """``None`` or a (row, column) pair of finite numbers on the detector.
-
-    With ``data`` (an array whose last two axes are the detector), the
-    centre must lie on it: from -0.5 (the first pixel's outer edge) to
-    ``size - 0.5`` (the last pixel's) along each axis. A centre off the
-    detector excludes no pixel at all, silently.
-    """
-    if beam_centre is None:
-        return None
-    if isinstance(beam_centre, str) or np.ndim(beam_centre) != 1 or len(beam_centre) != 2:
-        raise ValueError(f"beam_centre must be (row, column), got {beam_centre!r}.")
-    centre = tuple(check_real("beam_centre", _as_real(c, "beam_centre")) for c in beam_centre)
-    shape = getattr(data, "shape", None)
-    if shape is not None and len(shape) >= 2:
-        height, width = int(shape[-2]), int(shape[-1])
-        if not all(-0.5 <= c <= size - 0.5 for c, size in zip(centre, (height, width))):
-            raise ValueError(
-                f"beam_centre={beam_centre!r} is off the {height} x {width} pixel detector: "
-                f"row must be in [-0.5, {height - 0.5:g}] and column in [-0.5, {width - 0.5:g}] "
-                "(unbinned pixels)."
-            )
-    return centre
+    lazy = check_data(data, 2, function)
+    return lazy, check_positions(data, 2, "patterns", function)
 
 
 def prepare_patterns(data, *, function, binning, normalize, nan_policy, extra=None):
@@ -100,20 +71,12 @@ def prepare_patterns(data, *, function, binning, normalize, nan_policy, extra=No
         The prepared patterns and the computed extra reductions.
     """
     lazy, n_positions = check_patterns(data, function)
-    binning = check_int("binning", binning, minimum=1)
-    if binning > min(data.shape[-2:]):
-        raise ValueError(
-            f"binning={binning} is larger than the detector ({data.shape[-2]} x {data.shape[-1]} pixels)."
-        )
+    binning = check_binning(binning, data)
     check_choice("normalize", normalize, NORMALIZATIONS)
     nan_policy = check_nan_policy(nan_policy)
     patterns = bin_patterns(as_dask(data, 2), binning)
-    patterns, excluded, totals = exclude_nonfinite(patterns, 2, nan_policy, normalize == "total")
+    patterns, excluded, _ = blank_and_normalize(patterns, data, 2, normalize, nan_policy)
     excluding = bool(excluded.any())
-    if normalize == "total":
-        if not np.all(np.isfinite(totals)):
-            _raise_nonfinite(data, 2)
-        patterns = normalize_by_total(patterns, 2, totals, excluded)
     nav_axes = tuple(range(patterns.ndim - 2))
     mean = da.nanmean if excluding else da.mean
     reductions = {"mean": mean(patterns, axis=nav_axes, dtype=np.float64)}
@@ -122,7 +85,7 @@ def prepare_patterns(data, *, function, binning, normalize, nan_policy, extra=No
     computed = dict(zip(reductions, dask.compute(*reductions.values())))
     mean_pattern = computed.pop("mean")
     if not np.all(np.isfinite(mean_pattern)):
-        _raise_nonfinite(data, 2)
+        raise_nonfinite(data, 2)
     prepared = Patterns(
         data=patterns,
         mean_pattern=mean_pattern.astype(np.float32),
@@ -151,23 +114,9 @@ def locate_beam(mean_pattern, binning, beam_centre=None, beam_radius=None):
     return centre, float(radius)
 
 
-def unbinned(value, binning, position=False):
-    """A binned-grid coordinate (``position=True``) or length in unbinned pixels."""
-    half = (binning - 1) / 2
-    return float(value * binning + half) if position else float(value * binning)
-
-
 def finish(features, prepared, function):
     """Compute eager results (after a memory check); lazy ones stay lazy."""
-    if prepared.lazy:
-        return features
-    n_features = int(features.shape[-1])
-    check_memory(
-        2 * prepared.n_positions * n_features * 4,
-        f"{function}: the {prepared.n_positions} x {n_features} float32 features of this in-memory data",
-        LAZY_ADVICE,
-    )
-    return np.asarray(features.compute(), dtype=np.float32)
+    return compute_features(features, prepared.lazy, prepared.n_positions, function)
 
 
 def check_scale(scale):

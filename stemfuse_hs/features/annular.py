@@ -18,8 +18,8 @@ import numpy as np
 from scipy import ndimage, signal
 
 from .._validation import check_bool, check_int, check_real
-from ._common import neutral_fill, safe_log
-from ._patterns import check_beam_centre, check_scale, finish, locate_beam, prepare_patterns, unbinned
+from ._common import beam_provenance, check_beam, neutral_fill, provenance, safe_log
+from ._patterns import check_scale, finish, locate_beam, prepare_patterns
 from .radial import azimuthal_mean, inscribed_radius
 
 __all__ = ["AnnularResult", "annular", "profile_minima", "sector_labels"]
@@ -220,9 +220,7 @@ def annular(
     check_scale(scale)
     smooth = check_real("smooth", smooth, minimum=0)
     prominence = check_real("prominence", prominence, minimum=0)
-    beam_centre = check_beam_centre(beam_centre, data)
-    if beam_radius is not None:
-        beam_radius = check_real("beam_radius", beam_radius, minimum=0)
+    beam_centre, beam_radius = check_beam(beam_centre, beam_radius, data)
     if ring_edges is not None:
         ring_edges = _check_edges(ring_edges)
     prepared, _ = prepare_patterns(
@@ -291,24 +289,24 @@ def annular(
     if prepared.excluded.any():
         features = neutral_fill(features, prepared.excluded, neutral)
     features = finish(features, prepared, "annular")
-    parameters = {
-        "n_sectors": n_sectors,
-        "n_rings": int(edges.size - 1),
-        "ring_edges": [float(e * b) for e in edges],
-        "ring_edges_found": ring_edges is None,
-        "max_rings": -1 if max_rings is None else max_rings,
-        "smooth": smooth,
-        "prominence": prominence,
-        "binning": b,
-        "scale": scale,
-        "contrast": contrast,
-        "normalize": "none" if normalize is None else normalize,
-        "beam_centre": [unbinned(c, b, True) for c in centre],
-        "beam_radius": unbinned(radius, b),
-        "beam_centre_found": beam_centre is None,
-        "n_features": int(features.shape[-1]),
-        "nan_policy": nan_policy,
-    }
+    parameters = provenance(
+        {
+            "n_sectors": n_sectors,
+            "n_rings": int(edges.size - 1),
+            "ring_edges": [float(e * b) for e in edges],
+            "ring_edges_found": ring_edges is None,
+            "max_rings": -1 if max_rings is None else max_rings,
+            "smooth": smooth,
+            "prominence": prominence,
+            "binning": b,
+            "scale": scale,
+            "contrast": contrast,
+        },
+        normalize=normalize,
+        beam=beam_provenance(centre, radius, b, beam_centre),
+        n_features=features.shape[-1],
+        nan_policy=nan_policy,
+    )
     return AnnularResult(
         features=features,
         ring_edges=edges * b,

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._validation import check_real
-from ._common import neutral_fill
-from ._patterns import check_beam_centre, finish, locate_beam, prepare_patterns, unbinned
+from ._common import beam_provenance, check_beam, neutral_fill, provenance
+from ._patterns import finish, locate_beam, prepare_patterns
 from .sdt import disk_mask
 
 __all__ = ["BinaryResult", "binarize"]
@@ -119,9 +119,7 @@ def binarize(
     if threshold is not None:
         threshold = check_real("threshold", threshold)
     sigma = check_real("sigma", sigma, minimum=0)
-    beam_centre = check_beam_centre(beam_centre, data)
-    if beam_radius is not None:
-        beam_radius = check_real("beam_radius", beam_radius, minimum=0)
+    beam_centre, beam_radius = check_beam(beam_centre, beam_radius, data)
     prepared, _ = prepare_patterns(
         data, function="binarize", binning=binning, normalize=normalize, nan_policy=nan_policy
     )
@@ -149,18 +147,18 @@ def binarize(
     if prepared.excluded.any():
         features = neutral_fill(features, prepared.excluded, np.zeros(index.size, np.float32))
     features = finish(features, prepared, "binarize")
-    parameters = {
-        "threshold": float("nan") if threshold is None else threshold,
-        "threshold_rule": "mean_pattern" if threshold is None else "value",
-        "sigma": sigma,
-        "binning": b,
-        "normalize": "none" if normalize is None else normalize,
-        "beam_centre": [unbinned(c, b, True) for c in centre],
-        "beam_radius": unbinned(radius, b),
-        "beam_centre_found": beam_centre is None,
-        "n_features": int(index.size),
-        "nan_policy": nan_policy,
-    }
+    parameters = provenance(
+        {
+            "threshold": float("nan") if threshold is None else threshold,
+            "threshold_rule": "mean_pattern" if threshold is None else "value",
+            "sigma": sigma,
+            "binning": b,
+        },
+        normalize=normalize,
+        beam=beam_provenance(centre, radius, b, beam_centre),
+        n_features=index.size,
+        nan_policy=nan_policy,
+    )
     return BinaryResult(
         features=features,
         threshold_map=limit_map,

@@ -21,7 +21,7 @@ import dask.array as da
 import numpy as np
 
 from .._validation import check_fraction
-from ._common import neutral_fill, safe_log
+from ._common import neutral_fill, provenance, safe_log
 from ._patterns import finish, prepare_patterns
 from .sdt import select_top_fraction
 
@@ -173,15 +173,17 @@ def cepstrum(
     if excluding:
         features = neutral_fill(features, prepared.excluded, mean_cepstrum.ravel()[index])
     features = finish(features, prepared, "cepstrum")
-    parameters = {
-        "binning": prepared.binning,
-        "crop": crop,
-        "max_quefrency": [ky, kx],
-        "fraction": float("nan") if fraction is None else fraction,
-        "normalize": "none" if normalize is None else normalize,
-        "n_features": int(index.size),
-        "nan_policy": nan_policy,
-    }
+    parameters = provenance(
+        {
+            "binning": prepared.binning,
+            "crop": crop,
+            "max_quefrency": [ky, kx],
+            "fraction": float("nan") if fraction is None else fraction,
+        },
+        normalize=normalize,
+        n_features=index.size,
+        nan_policy=nan_policy,
+    )
     return CepstrumResult(
         features=features,
         mean_cepstrum=mean_cepstrum,

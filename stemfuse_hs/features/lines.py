@@ -12,9 +12,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+import dask.array as da
+
 from .._arrays import as_dask, is_lazy_array
 from .._validation import check_bool, check_nan_policy, check_real
-from ._common import NORMALIZATIONS, check_spectra, exclude_nonfinite, neutral_fill, normalize_by_total, safe_log
+from ._common import (
+    NORMALIZATIONS,
+    check_positions,
+    check_spectra,
+    compute_features,
+    blank_and_normalize,
+    neutral_fill,
+    provenance,
+    safe_log,
+)
 from ._patterns import check_scale
 from .variance import DEFAULT_RESOLUTION_MNKA, line_windows, xray_line_energy
 
@@ -227,9 +238,7 @@ def line_intensities(
     if normalize not in NORMALIZATIONS:
         raise ValueError(f"normalize={normalize!r} is not one of {sorted(map(repr, NORMALIZATIONS))}.")
     nan_policy = check_nan_policy(nan_policy)
-    n_positions = int(np.prod(data.shape[:-1]))
-    if n_positions < 2:
-        raise ValueError(f"data has a single position (shape {data.shape}); a scan is needed.")
+    n_positions = check_positions(data, 1, "line intensities")
     lines = sorted(lines, key=xray_line_energy)
     windows = line_windows(lines, resolution_mnka, width)
     outside = [line for line, (lo, hi) in zip(lines, windows) if hi < energies.min() or lo > energies.max()]
@@ -240,39 +249,29 @@ def line_intensities(
     weights, owners, bg_windows = _line_weights(energies, windows, background, per_channel)
 
     spectra = as_dask(data, 1).astype(np.float32)
-    spectra, excluded, totals = exclude_nonfinite(spectra, 1, nan_policy, normalize == "total")
-    if normalize == "total":
-        if not np.all(np.isfinite(totals)):
-            from .sdt import _raise_nonfinite
-
-            _raise_nonfinite(data, 1)
-        spectra = normalize_by_total(spectra, 1, totals, excluded)
+    spectra, excluded, _ = blank_and_normalize(spectra, data, 1, normalize, nan_policy)
     features = spectra.map_blocks(
         _apply, weights, dtype=np.float32, chunks=spectra.chunks[:-1] + ((weights.shape[1],),)
     )
     if scale == "log":
         features = safe_log(features)
     if excluded.any():
-        import dask.array as da
-
         neutral = da.nanmean(features.reshape(-1, weights.shape[1]), axis=0).compute()
         features = neutral_fill(features, excluded, neutral)
-    if not lazy:
-        from .._arrays import LAZY_ADVICE, check_memory
-
-        check_memory(2 * n_positions * weights.shape[1] * 4, "line_intensities: the features", LAZY_ADVICE)
-        features = np.asarray(features.compute(), dtype=np.float32)
-    parameters = {
-        "lines": list(lines),
-        "width": width,
-        "background": background,
-        "per_channel": per_channel,
-        "scale": scale,
-        "resolution_mnka": resolution_mnka,
-        "normalize": "none" if normalize is None else normalize,
-        "n_features": int(weights.shape[1]),
-        "nan_policy": nan_policy,
-    }
+    features = compute_features(features, lazy, n_positions, "line_intensities")
+    parameters = provenance(
+        {
+            "lines": list(lines),
+            "width": width,
+            "background": background,
+            "per_channel": per_channel,
+            "scale": scale,
+            "resolution_mnka": resolution_mnka,
+        },
+        normalize=normalize,
+        n_features=weights.shape[1],
+        nan_policy=nan_policy,
+    )
     return LineResult(
         features=features,
         lines=list(lines),

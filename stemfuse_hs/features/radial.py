@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._validation import check_bool, check_int, check_real
-from ._common import neutral_fill, safe_log
-from ._patterns import check_beam_centre, check_scale, finish, locate_beam, prepare_patterns, unbinned
+from ._common import beam_provenance, check_beam, neutral_fill, provenance, safe_log, unbinned
+from ._patterns import check_scale, finish, locate_beam, prepare_patterns
 
 __all__ = ["RadialResult", "azimuthal_mean", "inscribed_radius", "radial"]
 
@@ -205,9 +205,7 @@ def radial(
     """
     variance = check_bool("variance", variance)
     check_scale(scale)
-    beam_centre = check_beam_centre(beam_centre, data)
-    if beam_radius is not None:
-        beam_radius = check_real("beam_radius", beam_radius, minimum=0)
+    beam_centre, beam_radius = check_beam(beam_centre, beam_radius, data)
     if npt is not None:
         npt = check_int("npt", npt, minimum=1)
     if radial_range is not None:
@@ -237,20 +235,20 @@ def radial(
     if excluded.any():
         features = neutral_fill(features, excluded, neutral)
     features = finish(features, prepared, "radial")
-    parameters = {
-        "npt": int(npt),
-        "radial_range": [float(e * b) for e in inner_outer],
-        "radial_range_found": radial_range is None,
-        "variance": variance,
-        "binning": b,
-        "scale": scale,
-        "normalize": "none" if normalize is None else normalize,
-        "beam_centre": [unbinned(c, b, True) for c in centre],
-        "beam_radius": unbinned(radius, b),
-        "beam_centre_found": beam_centre is None,
-        "n_features": int(features.shape[-1]),
-        "nan_policy": nan_policy,
-    }
+    parameters = provenance(
+        {
+            "npt": int(npt),
+            "radial_range": [float(e * b) for e in inner_outer],
+            "radial_range_found": radial_range is None,
+            "variance": variance,
+            "binning": b,
+            "scale": scale,
+        },
+        normalize=normalize,
+        beam=beam_provenance(centre, radius, b, beam_centre),
+        n_features=features.shape[-1],
+        nan_policy=nan_policy,
+    )
     return RadialResult(
         features=features,
         radii=((edges[:-1] + edges[1:]) / 2 * b).astype(np.float64),

@@ -18,17 +18,22 @@ import numpy as np
 from scipy import ndimage
 
 from .. import _arrays
-from .._arrays import LAZY_ADVICE, as_dask, check_memory, is_lazy_array, raise_if_nonfinite
-from .._validation import (
-    check_array,
-    check_choice,
-    check_fraction,
-    check_int,
-    check_nan_policy,
-    check_numeric_dtype,
-    check_real,
+from .._arrays import as_dask, is_lazy_array
+from .._validation import check_array, check_choice, check_fraction, check_int, check_nan_policy, check_real
+from ._common import (
+    NORMALIZATIONS,
+    beam_provenance,
+    check_beam,
+    check_binning,
+    check_data,
+    check_positions,
+    compute_features,
+    blank_and_normalize,
+    neutral_fill,
+    provenance,
+    raise_nonfinite,
+    safe_log,
 )
-from ._common import NORMALIZATIONS, exclude_nonfinite, neutral_fill, normalize_by_total, safe_log
 from .._kernels import KERNEL_DTYPES, bin_patterns_with_totals, gather_columns, log_statistics
 
 __all__ = [
@@ -121,13 +126,9 @@ def bin_patterns(data, binning):
     >>> bin_patterns(da.ones((2, 3, 8, 8), chunks=(1, 3, 8, 8)), 2).shape
     (2, 3, 4, 4)
     """
-    binning = check_int("binning", binning, minimum=1)
     if data.ndim < 2:
         raise ValueError(f"data must have two signal dimensions (H, W), got shape {data.shape}.")
-    if binning > min(data.shape[-2:]):
-        raise ValueError(
-            f"binning={binning} is larger than the detector ({data.shape[-2]} x {data.shape[-1]} pixels)."
-        )
+    binning = check_binning(binning, data)
     if not is_lazy_array(data):
         data = as_dask(data, 2)
     if binning == 1:
@@ -362,34 +363,14 @@ def sdt(
     >>> result.features.shape[:2], result.std_map.shape
     ((4, 5), (8, 8))
     """
-    if not hasattr(data, "dtype") or not hasattr(data, "ndim"):
-        raise TypeError(f"data must be a numpy or dask array, got {type(data).__name__}.")
-    lazy = is_lazy_array(data)
-    check_numeric_dtype("data", data.dtype)
-    if data.ndim < 3:
-        raise ValueError(
-            f"data must have at least one navigation and two signal dimensions, got shape {data.shape}."
-        )
-    binning = check_int("binning", binning, minimum=1)
-    if binning > min(data.shape[-2:]):
-        raise ValueError(
-            f"binning={binning} is larger than the detector ({data.shape[-2]} x {data.shape[-1]} pixels)."
-        )
+    lazy = check_data(data, 2)
+    binning = check_binning(binning, data)
     fraction = check_fraction("fraction", fraction)
     check_choice("std_scale", std_scale, STD_SCALES)
     check_choice("normalize", normalize, NORMALIZATIONS)
     nan_policy = check_nan_policy(nan_policy)
-    if beam_radius is not None:
-        beam_radius = check_real("beam_radius", beam_radius, minimum=0)
-    from ._patterns import check_beam_centre  # _patterns imports this module
-
-    beam_centre = check_beam_centre(beam_centre, data)
-    n_positions = int(np.prod(data.shape[:-2]))
-    if n_positions < 2:
-        raise ValueError(
-            f"data has a single position (shape {data.shape}); at least two are needed to measure "
-            "how pixels vary across a scan."
-        )
+    beam_centre, beam_radius = check_beam(beam_centre, beam_radius, data)
+    n_positions = check_positions(data, 2, "pixels")
 
     finding = beam_centre is None or beam_radius is None
     in_memory = None if lazy else _in_memory_statistics(data, binning, normalize, std_scale, finding, fraction)
@@ -458,26 +439,17 @@ def sdt(
         if excluding:
             # Excluded positions get the scan's mean: they pull no statistic.
             features = neutral_fill(features, excluded, neutral.reshape(-1)[flat_index])
-        if not lazy:
-            check_memory(
-                2 * n_positions * flat_index.size * 4,
-                f"sdt: the {n_positions} x {flat_index.size} float32 features of this in-memory data",
-                LAZY_ADVICE,
-            )
-            features = features.compute()
+        features = compute_features(features, lazy, n_positions, "sdt")
 
-    parameters = {
-        "binning": binning,
-        "fraction": fraction,
-        "std_scale": std_scale,
-        "normalize": "none" if normalize is None else normalize,
-        "beam_centre": [float(c * binning + half) for c in centre],
-        "beam_radius": float(radius * binning),
-        "beam_centre_found": beam_centre is None,
-        "beam_radius_found": beam_radius is None,
-        "n_features": int(flat_index.size),
-        "nan_policy": nan_policy,
-    }
+    beam_entries = beam_provenance(centre, radius, binning, beam_centre)
+    beam_entries["beam_radius_found"] = beam_radius is None
+    parameters = provenance(
+        {"binning": binning, "fraction": fraction, "std_scale": std_scale},
+        normalize=normalize,
+        beam=beam_entries,
+        n_features=flat_index.size,
+        nan_policy=nan_policy,
+    )
     return SDTResult(
         features=features,
         std_map=std_map,
@@ -542,12 +514,8 @@ def _dask_statistics(data, binning, normalize, std_scale, finding, nan_policy):
     patterns = bin_patterns(raw, binning)
     # NaN/inf are looked for in the float32 working array: that also catches
     # float64 values beyond float32's range, which become inf there.
-    patterns, excluded, totals = exclude_nonfinite(patterns, 2, nan_policy, normalize == "total")
+    patterns, excluded, _ = blank_and_normalize(patterns, data, 2, normalize, nan_policy)
     excluding = bool(excluded.any())
-    if normalize == "total":
-        if not np.all(np.isfinite(totals)):
-            _raise_nonfinite(data, 2)
-        patterns = normalize_by_total(patterns, 2, totals, excluded)
     logged = safe_log(patterns)
     varying = logged if std_scale == "log" else patterns
     # Blanked (NaN) positions drop out of NaN-ignoring reductions; without
@@ -569,22 +537,7 @@ def _dask_statistics(data, binning, normalize, std_scale, finding, nan_policy):
     # One pass over the data for every statistic.
     computed = dict(zip(reductions, dask.compute(*reductions.values())))
     if not (np.all(np.isfinite(computed["std"])) and np.all(np.isfinite(computed["mean"]))):
-        _raise_nonfinite(data, 2)
+        raise_nonfinite(data, 2)
     return (computed["std"], computed["mean"], computed.get("raw_mean"), logged, excluded,
             computed.get("neutral"))
 
-
-def _as_real(value, name):
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must hold two real numbers, got {value!r}.") from None
-
-
-def _raise_nonfinite(data, signal_ndim):
-    """Name the non-finite positions; else the values overflowed float32."""
-    raise_if_nonfinite(data, signal_ndim)
-    raise ValueError(
-        "data holds values beyond float32's range (about 3.4e38), which become infinite in the "
-        "float32 working arrays; rescale the data first."
-    )

@@ -18,9 +18,26 @@ import numpy as np
 from .._arrays import LAZY_ADVICE, as_dask, check_memory, is_lazy_array
 from .._kernels import KERNEL_DTYPES, spectra_statistics
 from .._validation import check_choice, check_fraction, check_nan_policy, check_real
-from ._common import NORMALIZATIONS, check_spectra, exclude_nonfinite, neutral_fill, normalize_by_total, safe_log
+from ._common import (
+    NORMALIZATIONS,
+    check_positions,
+    check_spectra,
+    blank_and_normalize,
+    neutral_fill,
+    normalize_by_total,
+    provenance,
+    raise_nonfinite,
+    safe_log,
+)
 
-__all__ = ["NoVaryingChannelError", "VarianceResult", "xray_line_energy", "line_windows", "variance_threshold"]
+__all__ = [
+    "NoVaryingChannelError",
+    "VarianceResult",
+    "xray_line_energy",
+    "line_windows",
+    "validate_windows",
+    "variance_threshold",
+]
 
 
 class NoVaryingChannelError(ValueError):
@@ -140,7 +157,14 @@ def _window_sum(block, width):
     return (uniform_filter1d(block, width, axis=-1, mode="constant") * width).astype(np.float32)
 
 
-def _validate_windows(windows):
+def validate_windows(windows):
+    """``exclude_windows`` as a list of ``(low, high)`` float pairs, low below high, all finite.
+
+    Examples
+    --------
+    >>> validate_windows([(7.9, 8.2)])
+    [(7.9, 8.2)]
+    """
     if isinstance(windows, (str, bytes)) or not hasattr(windows, "__iter__"):
         raise TypeError(f"exclude_windows must be a list of (low, high) energies in keV, got {windows!r}.")
     checked = []
@@ -254,14 +278,9 @@ def variance_threshold(
     if not hasattr(exclude_lines, "__iter__"):
         raise TypeError(f"exclude_lines must be a list of X-ray line names, got {exclude_lines!r}.")
     exclude_lines = list(exclude_lines)
-    windows = _validate_windows(exclude_windows) + line_windows(exclude_lines, resolution_mnka)
+    windows = validate_windows(exclude_windows) + line_windows(exclude_lines, resolution_mnka)
 
-    n_positions = int(np.prod(data.shape[:-1]))
-    if n_positions < 2:
-        raise ValueError(
-            f"data has a single position (shape {data.shape}); at least two are needed to measure "
-            "how channels vary across a scan."
-        )
+    n_positions = check_positions(data, 1, "channels")
     # Counts summed over one detector FWHM gather a line before its
     # dispersion is tested: at tens of counts per spectrum single channels
     # hold too few counts for the test to see chemistry.
@@ -279,7 +298,7 @@ def variance_threshold(
         variance, mean, window_variance, window_noise = computed[:4]
 
     if not (np.all(np.isfinite(variance)) and np.all(np.isfinite(window_variance))):
-        _raise_nonfinite(data, 1)
+        raise_nonfinite(data, 1)
     if threshold is not None:
         limit = np.full(variance.shape, threshold)
         rule = "value"
@@ -327,17 +346,19 @@ def variance_threshold(
             features = neutral_fill(features, excluded_positions, computed[4][kept_index])
         if not lazy:
             features = features.compute()
-    parameters = {
-        "threshold_rule": rule,
-        "threshold": float(threshold) if threshold is not None else float("nan"),
-        "quantile": float(quantile) if quantile is not None else float("nan"),
-        "exclude_windows": [list(w) for w in _validate_windows(exclude_windows)],
-        "exclude_lines": list(exclude_lines),
-        "resolution_mnka": resolution_mnka,
-        "normalize": "none" if normalize is None else normalize,
-        "n_features": int(kept.sum()),
-        "nan_policy": nan_policy,
-    }
+    parameters = provenance(
+        {
+            "threshold_rule": rule,
+            "threshold": float(threshold) if threshold is not None else float("nan"),
+            "quantile": float(quantile) if quantile is not None else float("nan"),
+            "exclude_windows": [list(w) for w in validate_windows(exclude_windows)],
+            "exclude_lines": list(exclude_lines),
+            "resolution_mnka": resolution_mnka,
+        },
+        normalize=normalize,
+        n_features=kept.sum(),
+        nan_policy=nan_policy,
+    )
     return VarianceResult(
         features=features,
         variance=variance.astype(np.float32),
@@ -393,13 +414,10 @@ def _dask_statistics(data, normalize, width, nan_policy, n_positions):
     """The channel statistics through dask: lazy data, NaN/inf, float16."""
     nav_axes = tuple(range(data.ndim - 1))
     spectra = as_dask(data, 1).astype(np.float32)
-    spectra, excluded_positions, totals = exclude_nonfinite(spectra, 1, nan_policy, normalize == "total")
+    spectra, excluded_positions, totals = blank_and_normalize(spectra, data, 1, normalize, nan_policy)
     excluding = bool(excluded_positions.any())
     n_included = n_positions - int(excluded_positions.sum())
     if normalize == "total":
-        if not np.all(np.isfinite(totals)):
-            _raise_nonfinite(data, 1)
-        spectra = normalize_by_total(spectra, 1, totals, excluded_positions)
         scale = normalize_by_total(
             da.ones(totals.shape, chunks=spectra.chunks[:-1])[..., None], 1, totals, excluded_positions
         )
@@ -423,8 +441,3 @@ def _dask_statistics(data, normalize, width, nan_policy, n_positions):
         reductions.append(da.nanmean(safe_log(spectra), axis=nav_axes, dtype=np.float64))
     return spectra, excluded_positions, excluding, n_included, dask.compute(*reductions)
 
-
-def _raise_nonfinite(data, signal_ndim):
-    from .sdt import _raise_nonfinite as raise_nonfinite
-
-    raise_nonfinite(data, signal_ndim)

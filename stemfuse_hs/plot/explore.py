@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._checks import check_same_scan, require_signal
 from .palette import cluster_colours, label_colormap
 
 __all__ = ["Exploration", "explore", "explore_clusters"]
@@ -60,15 +61,13 @@ class Exploration:
 
 
 def _check_scan(labels, signal, name):
-    from hyperspy.signal import BaseSignal
-
-    if not isinstance(signal, BaseSignal):
-        raise TypeError(f"{name} must be a HyperSpy signal, got {type(signal).__name__}.")
+    require_signal(signal, f"{name} must be a HyperSpy signal, got {{type}}.")
     scan = tuple(a.size for a in labels.axes_manager.signal_axes)
-    if signal.axes_manager.navigation_shape != scan:
-        raise ValueError(
-            f"{name} has navigation shape {signal.axes_manager.navigation_shape}, the label map's scan is {scan}."
-        )
+    check_same_scan(
+        signal.axes_manager.navigation_shape,
+        scan,
+        f"{name} has navigation shape {signal.axes_manager.navigation_shape}, the label map's scan is {scan}.",
+    )
 
 
 def _navigator(labels, navigator):

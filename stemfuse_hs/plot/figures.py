@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._checks import require_signal
 from ._text import literal
 from .palette import MASK_COLOUR, NOISE_COLOUR, cluster_colours, label_colormap
 from .selection import _new_figure
@@ -25,6 +26,8 @@ __all__ = [
     "plot_membership_map",
     "plot_embedding",
     "plot_cluster_grid",
+    "plot_mean_patterns",
+    "plot_mean_spectra",
     "plot_stability",
     "plot_sensitivity",
     "save_figure",
@@ -51,11 +54,7 @@ _SI_UNITS = None
 # Shared helpers
 # --------------------------------------------------------------------------
 def _check_signal(signal, function, what="a HyperSpy signal"):
-    from hyperspy.signal import BaseSignal
-
-    if not isinstance(signal, BaseSignal):
-        raise TypeError(f"{function} expects {what}, got {type(signal).__name__}.")
-    return signal
+    return require_signal(signal, f"{function} expects {what}, got {{type}}.")
 
 
 def _check_cluster_labels(labels, function):
@@ -202,7 +201,9 @@ def _draw_label_map(ax, data, n_clusters, signal, scalebar=True):
 # --------------------------------------------------------------------------
 # Maps
 # --------------------------------------------------------------------------
-def plot_label_map(labels, ax=None, scalebar=True, legend=True, *, title=None, n_clusters=None, figsize=None):
+def plot_label_map(
+    labels, ax=None, scalebar=True, legend=True, *, title=None, n_clusters=None, names=None, figsize=None
+):
     """Draw a phase map in the package palette, with a scalebar and a legend.
 
     Parameters
@@ -228,6 +229,9 @@ def plot_label_map(labels, ax=None, scalebar=True, legend=True, *, title=None, n
     n_clusters : int, optional
         Number of cluster ids to colour; default ``labels.n_clusters`` or the
         largest label + 1. Cluster ``i`` has the same colour whatever it is.
+    names : sequence of str, optional
+        Legend text of cluster ``i`` (e.g. phase names or sizes); default
+        ``"cluster i"``.
     figsize : (float, float), optional
 
     Returns
@@ -270,7 +274,8 @@ def plot_label_map(labels, ax=None, scalebar=True, legend=True, *, title=None, n
         shown = data if excluded is None else data[~excluded]
         ids = [int(i) for i in np.unique(shown)]
         ax.legend(
-            handles=_legend_handles(ids, k, excluded=excluded is not None), loc="upper left", bbox_to_anchor=(1.02, 1.0),
+            handles=_legend_handles(ids, k, names, excluded=excluded is not None),
+            loc="upper left", bbox_to_anchor=(1.02, 1.0),
             borderaxespad=0.0, fontsize="small", frameon=False,
         )
     return fig
@@ -327,7 +332,9 @@ def plot_membership_map(labels, cluster=None, ax=None, scalebar=True, *, figsize
     return fig
 
 
-def plot_embedding(labels, dims=3, ax=None, *, max_points=20_000, point_size=4.0, legend=True, figsize=None):
+def plot_embedding(
+    labels, dims=3, ax=None, *, components=None, max_points=20_000, point_size=4.0, legend=True, figsize=None
+):
     """Scatter of the embedding, one palette colour per cluster, noise grey.
 
     Parameters
@@ -338,6 +345,9 @@ def plot_embedding(labels, dims=3, ax=None, *, max_points=20_000, point_size=4.0
         scatter of the first two.
     ax : matplotlib.axes.Axes, optional
         A 3-D axes (``projection="3d"``) for ``dims=3``.
+    components : sequence of int, optional
+        The ``dims`` embedding components to draw (0-based), e.g. ``(2, 1)``
+        for a side view; default the first ``dims``.
     max_points : int, default 20000
         At most this many positions are drawn (an evenly spread, seeded
         sample), so large scans stay quick to draw.
@@ -364,8 +374,15 @@ def plot_embedding(labels, dims=3, ax=None, *, max_points=20_000, point_size=4.0
         raise ValueError(f"dims must be 2 or 3, got {dims!r}.")
     embedding = np.asarray(labels.embedding.data, dtype=np.float64)
     embedding = embedding.reshape(-1, embedding.shape[-1])
-    if embedding.shape[1] < dims:
-        raise ValueError(f"the embedding has {embedding.shape[1]} components; use dims={embedding.shape[1]}.")
+    if components is None:
+        if embedding.shape[1] < dims:
+            raise ValueError(f"the embedding has {embedding.shape[1]} components; use dims={embedding.shape[1]}.")
+        components = tuple(range(dims))
+    components = tuple(int(c) for c in components)
+    if len(components) != dims or not all(0 <= c < embedding.shape[1] for c in components):
+        raise ValueError(
+            f"components={components!r} must be {dims} indices of the {embedding.shape[1]} embedding components."
+        )
     flat = np.asarray(labels.data).reshape(-1)
     n = flat.size
     keep = np.arange(n)
@@ -387,15 +404,15 @@ def plot_embedding(labels, dims=3, ax=None, *, max_points=20_000, point_size=4.0
         if rows.size == 0:
             continue
         colour = NOISE_COLOUR if cluster < 0 else colours[cluster]
-        points = [embedding[rows, d] for d in range(dims)]
+        points = [embedding[rows, c] for c in components]
         kwargs = {"s": point_size, "color": [colour], "label": "noise" if cluster < 0 else f"cluster {cluster}", "linewidths": 0}
         if dims == 3:
             kwargs["depthshade"] = False  # keep the palette colour exact
         ax.scatter(*points, **kwargs)
-    ax.set_xlabel("component 1")
-    ax.set_ylabel("component 2")
+    ax.set_xlabel(f"component {components[0] + 1}")
+    ax.set_ylabel(f"component {components[1] + 1}")
     if dims == 3:
-        ax.set_zlabel("component 3")
+        ax.set_zlabel(f"component {components[2] + 1}")
     ax.set_title(f"Embedding ({k} clusters)")
     if legend and k:
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", markerscale=3, frameon=False)
@@ -661,6 +678,128 @@ def plot_cluster_grid(
             bbox={"facecolor": colours[cluster], "edgecolor": "none", "boxstyle": "round,pad=0.25"},
         )
     fig.suptitle(f"{literal(labels.metadata.General.title or 'Clusters')}: {k} clusters, {mode} weighting", fontsize=9)
+    return fig
+
+
+def _cluster_means(mean, function, signal_dimension):
+    """The per-cluster mean signal of ``cluster_statistics`` (one navigation index a cluster), checked."""
+    _check_signal(mean, function, "the cluster means of ClusterLabels.cluster_statistics")
+    am = mean.axes_manager
+    if am.navigation_dimension != 1 or am.signal_dimension != signal_dimension:
+        raise ValueError(
+            f"{function} expects cluster means (one navigation axis of clusters, signal dimension "
+            f"{signal_dimension}), got a signal of shape {am.navigation_shape} | {am.signal_shape}."
+        )
+    return np.asarray(mean.data, dtype=np.float64)
+
+
+def plot_mean_patterns(mean, fig=None, *, max_columns=5, figsize=None):
+    """Draw every cluster's mean diffraction pattern, framed in its palette colour.
+
+    The patterns share the log colour scale of :func:`plot_cluster_grid`
+    (percentiles outside the direct beam, which saturates), so that Bragg
+    disks show beside the beam.
+
+    Parameters
+    ----------
+    mean : hyperspy.signals.Signal2D
+        Cluster means as :meth:`~stemfuse_hs.signals.labels.ClusterLabels.cluster_statistics`
+        returns them (navigation: the clusters), e.g. loaded from a results folder.
+    fig : matplotlib.figure.Figure, optional
+        An empty figure to draw in; a new one by default.
+    max_columns : int, default 5
+        Patterns a row.
+    figsize : (float, float), optional
+        For a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Panels labelled ``"dp_mean:<cluster>"``.
+
+    Raises
+    ------
+    ValueError
+        If ``mean`` holds no cluster.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import hyperspy.api as hs
+    >>> from stemfuse_hs.plot import plot_mean_patterns
+    >>> fig = plot_mean_patterns(hs.signals.Signal2D(np.random.default_rng(0).poisson(5.0, (3, 16, 16))))
+    >>> [ax.get_label() for ax in fig.axes][:3]
+    ['dp_mean:0', 'dp_mean:1', 'dp_mean:2']
+    """
+    patterns = _cluster_means(mean, "plot_mean_patterns", 2)
+    k = patterns.shape[0]
+    if k == 0:
+        raise ValueError("plot_mean_patterns: no cluster to draw.")
+    columns = max(1, min(k, int(max_columns)))
+    n_rows = -(-k // columns)
+    fig = fig if fig is not None else _new_figure(figsize or (2.4 * columns + 0.6, 2.5 * n_rows + 0.4))
+    axes = fig.subplots(n_rows, columns, squeeze=False).ravel()
+    colours = cluster_colours(k)
+    norm = _pattern_norm(patterns, *_beam_disk(np.nanmean(patterns, axis=0)))
+    for i, ax in enumerate(axes):
+        if i >= k:
+            ax.set_axis_off()
+            continue
+        shown = np.where(np.isfinite(patterns[i]) & (patterns[i] > 0), patterns[i], norm.vmin)
+        ax.imshow(shown, norm=norm, cmap="magma", interpolation="nearest", origin="upper")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"cluster {i}", color=colours[i], fontweight="bold")
+        ax.set_label(f"dp_mean:{i}")
+        _frame(ax, colours[i])
+    _add_scalebar(axes[0], mean.axes_manager.signal_axes[0], location="lower left", font_properties={"size": 5.5})
+    fig.suptitle("Cluster mean diffraction patterns (log scale)")
+    return fig
+
+
+def plot_mean_spectra(mean, ax=None, *, lines=None, figsize=None):
+    """Draw every cluster's mean spectrum in its palette colour, on one axes.
+
+    Parameters
+    ----------
+    mean : hyperspy.signals.Signal1D
+        Cluster means as :meth:`~stemfuse_hs.signals.labels.ClusterLabels.cluster_statistics`
+        returns them (navigation: the clusters).
+    ax : matplotlib.axes.Axes, optional
+    lines : hyperspy signal, optional
+        A spectrum image whose X-ray lines (``metadata.Sample``) are marked,
+        as in :func:`plot_cluster_grid`; by default ``mean``'s own.
+    figsize : (float, float), optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One line a cluster, labelled ``"cluster i"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import hyperspy.api as hs
+    >>> from stemfuse_hs.plot import plot_mean_spectra
+    >>> fig = plot_mean_spectra(hs.signals.Signal1D(np.ones((2, 64))))
+    >>> [line.get_label() for line in fig.axes[0].lines]
+    ['cluster 0', 'cluster 1']
+    """
+    spectra = _cluster_means(mean, "plot_mean_spectra", 1)
+    k = spectra.shape[0]
+    fig, ax = _figure_and_ax(ax, figsize or (8.0, 4.0))
+    ax.set_label("eds_mean")
+    energy, units = _energy_keV(mean.axes_manager.signal_axes[0])
+    for i, colour in enumerate(cluster_colours(k)):
+        ax.plot(energy, spectra[i], color=colour, lw=1.0, label=f"cluster {i}")
+    _label_lines(ax, _xray_lines(mean if lines is None else lines), energy.min(), energy.max())
+    ax.set_xlabel(literal(f"energy ({units})"))
+    ax.set_ylabel("mean counts")
+    ax.set_xlim(energy.min(), energy.max())
+    ax.set_ylim(bottom=0)
+    ax.set_title("Cluster mean spectra")
+    if k:
+        ax.legend(fontsize="small", ncols=max(1, -(-k // 10)), frameon=False)
     return fig
 
 

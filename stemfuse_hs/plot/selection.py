@@ -7,6 +7,7 @@ or :func:`stemfuse_hs.variance_features`), read what it stored in
 
 import numpy as np
 
+from .._checks import require_signal
 from ._text import literal
 
 __all__ = ["plot_sdt_selection", "plot_variance_selection"]
@@ -21,12 +22,7 @@ _VARIANCE_COLOUR = "0.35"
 
 def _features_node(signal, function, extractor, producer):
     """``metadata.Features`` of ``signal``, checked to come from ``extractor``."""
-    from hyperspy.signal import BaseSignal
-
-    if not isinstance(signal, BaseSignal):
-        raise TypeError(
-            f"{function} needs the result of {producer} (a HyperSpy signal), got {type(signal).__name__}."
-        )
+    require_signal(signal, f"{function} needs the result of {producer} (a HyperSpy signal), got {{type}}.")
     found = signal.metadata.get_item("Features.extractor", None)
     if found != extractor:
         what = "no metadata.Features" if found is None else f"metadata.Features.extractor == {found!r}"

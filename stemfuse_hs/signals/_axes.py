@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 
 from .._arrays import is_lazy_array
+from .._checks import require_signal
 
 __all__ = [
     "navigation_axes_dicts",
@@ -16,6 +17,8 @@ __all__ = [
     "index_axis",
     "binned_axis",
     "build_signal",
+    "build_features_signal",
+    "FEATURES_SIGNAL_TYPE",
     "check_signal",
     "check_scan_dimension",
     "clean_text",
@@ -119,15 +122,65 @@ def build_signal(eager_class, lazy_class, data, axes, *, title="", metadata=None
     return signal
 
 
+#: The signal type of every feature signal (extractors, fuse): HyperSpy's
+#: registry maps it, with signal dimension 1, to ``FusedSTEMSignal``.
+FEATURES_SIGNAL_TYPE = "fused_stem"
+
+
+def build_features_signal(data, axes, *, title="", metadata=None):
+    """The one factory of feature signals: a ``FusedSTEMSignal`` (lazy twin for dask ``data``).
+
+    Every extractor and :func:`~stemfuse_hs.fuse` builds its output here.
+    The class is looked up in HyperSpy's registry of signal types
+    (``"fused_stem"``, signal dimension 1) instead of being imported, so
+    that the class's own methods may import the extractors without an
+    import circle.
+
+    Parameters
+    ----------
+    data : numpy.ndarray or dask.array.Array
+        ``(*navigation, n_features)``.
+    axes : sequence of dict
+        Axis dictionaries in array order, the last one the feature axis.
+    title : str, optional
+    metadata : dict, optional
+        ``{path: value}`` items to set.
+
+    Returns
+    -------
+    FusedSTEMSignal or LazyFusedSTEMSignal
+
+    Raises
+    ------
+    RuntimeError
+        If HyperSpy does not know the signal type (the package is not
+        installed, so its extension is not registered).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> features = build_features_signal(np.zeros((2, 3, 4), np.float32), [
+    ...     index_axis("y", 2, True), index_axis("x", 3, True), index_axis("feature", 4)], title="demo")
+    >>> type(features).__name__, features.axes_manager.signal_shape
+    ('FusedSTEMSignal', (4,))
+    """
+    from hyperspy.io import assign_signal_subclass
+
+    cls = assign_signal_subclass(
+        dtype=np.dtype(data.dtype), signal_dimension=1, signal_type=FEATURES_SIGNAL_TYPE, lazy=is_lazy_array(data)
+    )
+    if getattr(cls, "_signal_type", None) != FEATURES_SIGNAL_TYPE:
+        raise RuntimeError(
+            f"HyperSpy does not know the signal type {FEATURES_SIGNAL_TYPE!r}: install stemfuse_hs "
+            "(pip install -e .) so that its HyperSpy extension is registered."
+        )
+    return build_signal(cls, cls, data, axes, title=title, metadata=metadata)
+
+
 def check_signal(signal, signal_dimension, function, min_positions=1):
     """Refuse anything that is not a HyperSpy signal of ``signal_dimension``
     with at least ``min_positions`` scan positions."""
-    from hyperspy.signal import BaseSignal
-
-    if not isinstance(signal, BaseSignal):
-        raise TypeError(
-            f"{function} expects a HyperSpy signal, got {type(signal).__name__}."
-        )
+    require_signal(signal, f"{function} expects a HyperSpy signal, got {{type}}.")
     dim = signal.axes_manager.signal_dimension
     if dim != signal_dimension:
         kind = {1: "a spectrum image (signal dimension 1)", 2: "4D-STEM data (signal dimension 2)"}

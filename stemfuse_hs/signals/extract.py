@@ -10,8 +10,17 @@ import numpy as np
 from .._progress import dask_progress
 from .._validation import check_optional_bool
 from ..features.sdt import sdt
-from ..features.variance import DEFAULT_RESOLUTION_MNKA, _validate_windows, variance_threshold
-from ._axes import binned_axis, build_signal, check_signal, index_axis, navigation_axes_dicts, signal_axes_dicts, signal_title
+from ..features.variance import DEFAULT_RESOLUTION_MNKA, validate_windows, variance_threshold
+from ._axes import (
+    binned_axis,
+    build_features_signal,
+    build_signal,
+    check_signal,
+    index_axis,
+    navigation_axes_dicts,
+    signal_axes_dicts,
+    signal_title,
+)
 
 __all__ = [
     "sdt_features",
@@ -24,20 +33,61 @@ __all__ = [
 ]
 
 
-def _feature_classes():
-    from .features import FusedSTEMSignal, LazyFusedSTEMSignal
+#: What the input of each signal dimension holds, recorded as
+#: ``metadata.Features.modality``: :func:`~stemfuse_hs.fuse` names and
+#: weights its blocks by it.
+MODALITIES = {2: "diffraction", 1: "eds"}
 
-    return FusedSTEMSignal, LazyFusedSTEMSignal
+
+# --- The prologue and epilogue every extractor shares ------------------------
 
 
-def _title(signal):
-    return signal_title(signal)
+# Each extractor calls its array core itself, under ``dask_progress``: a
+# wrapper frame in between would make the cores' warnings (stacklevel=3)
+# point into this module instead of at the user's call.
+
+
+def _check_input(signal, signal_dimension, function, show_progressbar):
+    """Refuse what is not a scan of ``signal_dimension`` (two positions or more) or a bad progress option."""
+    check_signal(signal, signal_dimension, function, min_positions=2)
+    check_optional_bool("show_progressbar", show_progressbar)
+
+
+def _feature_output(signal, result, axis, extractor, title, extra, *, parameters=None, excluded=None):
+    """The output signal of an extractor, through the one factory, with its ``metadata.Features``.
+
+    Navigation axes are the input's, ``axis`` the feature axis; the
+    metadata records the extractor, the input's modality, the source title,
+    the parameters (``result.parameters`` unless given), the excluded
+    positions (``result.excluded`` unless given) and the extractor's own
+    ``extra`` items.
+    """
+    source = signal_title(signal)
+    features = build_features_signal(
+        result.features, navigation_axes_dicts(signal) + [axis], title=f"{title} of {source}".strip()
+    )
+    metadata = {
+        "extractor": extractor,
+        "modality": MODALITIES[signal.axes_manager.signal_dimension],
+        "source_title": source,
+        "parameters": result.parameters if parameters is None else parameters,
+        "excluded_positions": np.asarray(result.excluded if excluded is None else excluded, dtype=bool),
+    }
+    metadata.update(extra)
+    features.metadata.set_item("Features", metadata)
+    return features
 
 
 def _detector_signal(data, axes, title):
     from hyperspy.signals import Signal2D
 
     return build_signal(Signal2D, None, np.asarray(data), axes, title=title)
+
+
+def _spectrum_signal(values, axes, title):
+    from hyperspy.signals import Signal1D
+
+    return build_signal(Signal1D, None, np.asarray(values), axes, title=title)
 
 
 def sdt_features(
@@ -128,8 +178,7 @@ def sdt_features(
     True
     >>> features.metadata.Features.std_map.plot()  # doctest: +SKIP
     """
-    check_signal(signal, 2, "sdt_features", min_positions=2)
-    check_optional_bool("show_progressbar", show_progressbar)
+    _check_input(signal, 2, "sdt_features", show_progressbar)
     with dask_progress(show_progressbar):
         result = sdt(
             signal.data,
@@ -141,35 +190,16 @@ def sdt_features(
             normalize=normalize,
             nan_policy=nan_policy,
         )
-    nav_axes = navigation_axes_dicts(signal)
-    detector_axes = [
-        binned_axis(axis, result.parameters["binning"], size)
-        for axis, size in zip(signal_axes_dicts(signal), result.std_map.shape)
-    ]
-    title = _title(signal)
-    eager, lazy = _feature_classes()
-    features = build_signal(
-        eager,
-        lazy,
-        result.features,
-        nav_axes + [index_axis("feature", result.features.shape[-1])],
-        title=f"SDT features of {title}".strip(),
-    )
-    features.metadata.set_item(
-        "Features",
-        {
-            "extractor": "sdt",
-            "source_title": title,
-            "parameters": result.parameters,
-            "pixel_indices": result.pixel_indices,
-            "std_map": _detector_signal(result.std_map, detector_axes, "Standard deviation map"),
-            "mean_pattern": _detector_signal(result.mean_pattern, detector_axes, "Mean pattern"),
-            "beam_mask": _detector_signal(result.beam_mask.astype(np.uint8), detector_axes, "Direct-beam mask"),
-            "selected_mask": _detector_signal(result.selected_mask.astype(np.uint8), detector_axes, "Selected pixels"),
-            "excluded_positions": np.asarray(result.excluded, dtype=bool),
-        },
-    )
-    return features
+    detector = _binned_detector_axes(signal, result.parameters["binning"], result.std_map.shape)
+    extra = {
+        "pixel_indices": result.pixel_indices,
+        "std_map": _detector_signal(result.std_map, detector, "Standard deviation map"),
+        "mean_pattern": _detector_signal(result.mean_pattern, detector, "Mean pattern"),
+        "beam_mask": _detector_signal(result.beam_mask.astype(np.uint8), detector, "Direct-beam mask"),
+        "selected_mask": _detector_signal(result.selected_mask.astype(np.uint8), detector, "Selected pixels"),
+    }
+    axis = index_axis("feature", result.features.shape[-1])
+    return _feature_output(signal, result, axis, "sdt", "SDT features", extra)
 
 
 def _energy_resolution(signal):
@@ -302,15 +332,14 @@ def variance_features(
     >>> features.axes_manager.signal_axes[0].units
     'keV'
     """
-    check_signal(signal, 1, "variance_features", min_positions=2)
-    check_optional_bool("show_progressbar", show_progressbar)
+    _check_input(signal, 1, "variance_features", show_progressbar)
     if isinstance(exclude_lines, str):
         exclude_lines = [exclude_lines]
     # A malformed exclude_lines is refused by variance_threshold, with its own message.
     listed = list(exclude_lines) if hasattr(exclude_lines, "__iter__") else []
     energies, factor = _energies_kev(signal, "variance_features", f"exclude_lines={listed!r} needs" if listed else None)
     axis_values = np.asarray(signal.axes_manager.signal_axes[0].axis, dtype=np.float64)
-    windows = _validate_windows(exclude_windows)
+    windows = validate_windows(exclude_windows)
     with dask_progress(show_progressbar):
         result = variance_threshold(
             signal.data,
@@ -332,38 +361,21 @@ def variance_features(
         "axis": axis_values[result.kept],
         "navigate": False,
     }
-    title = _title(signal)
-    eager, lazy = _feature_classes()
-    features = build_signal(
-        eager,
-        lazy,
-        result.features,
-        navigation_axes_dicts(signal) + [kept_axis],
-        title=f"Variance features of {title}".strip(),
-    )
     parameters = dict(result.parameters)
     # As given, in the axis' units.
     parameters["exclude_windows"] = np.asarray(windows, dtype=float).reshape(-1, 2)
-    from hyperspy.signals import Signal1D
-
-    def spectrum(values, name):
-        return build_signal(Signal1D, None, np.asarray(values), [energy_dict], title=name)
-
-    features.metadata.set_item(
-        "Features",
-        {
-            "extractor": "variance",
-            "source_title": title,
-            "parameters": parameters,
-            "variance": spectrum(result.variance, "Channel variance"),
-            "threshold": spectrum(result.threshold, "Variance threshold"),
-            "mean": spectrum(result.mean, "Channel mean"),
-            "kept_channels": spectrum(result.kept.astype(np.uint8), "Kept channels"),
-            "excluded_channels": spectrum(result.excluded.astype(np.uint8), "Excluded channels"),
-            "excluded_positions": np.asarray(result.excluded_positions, dtype=bool),
-        },
+    energy = [energy_dict]
+    extra = {
+        "variance": _spectrum_signal(result.variance, energy, "Channel variance"),
+        "threshold": _spectrum_signal(result.threshold, energy, "Variance threshold"),
+        "mean": _spectrum_signal(result.mean, energy, "Channel mean"),
+        "kept_channels": _spectrum_signal(result.kept.astype(np.uint8), energy, "Kept channels"),
+        "excluded_channels": _spectrum_signal(result.excluded.astype(np.uint8), energy, "Excluded channels"),
+    }
+    return _feature_output(
+        signal, result, kept_axis, "variance", "Variance features", extra,
+        parameters=parameters, excluded=result.excluded_positions,
     )
-    return features
 
 
 # --- Further extractors (radial, annular, cepstrum, binary, X-ray lines) -----
@@ -378,22 +390,6 @@ def _uniform_detector_scale(signal, binning=1):
     if not np.isclose(scales[0], scales[1], rtol=1e-6):
         return None, None
     return scales[0] * binning, axes[0].get("units")
-
-
-def _diffraction_features(signal, result, data, axis, extractor, title, extra):
-    eager, lazy = _feature_classes()
-    features = build_signal(
-        eager, lazy, data, navigation_axes_dicts(signal) + [axis], title=f"{title} of {_title(signal)}".strip()
-    )
-    metadata = {
-        "extractor": extractor,
-        "source_title": _title(signal),
-        "parameters": result.parameters,
-        "excluded_positions": np.asarray(result.excluded, dtype=bool),
-    }
-    metadata.update(extra)
-    features.metadata.set_item("Features", metadata)
-    return features
 
 
 def _binned_detector_axes(signal, binning, shape):
@@ -484,8 +480,7 @@ def radial_features(
     """
     from ..features.radial import radial
 
-    check_signal(signal, 2, "radial_features", min_positions=2)
-    check_optional_bool("show_progressbar", show_progressbar)
+    _check_input(signal, 2, "radial_features", show_progressbar)
     with dask_progress(show_progressbar):
         result = radial(
             signal.data,
@@ -513,19 +508,16 @@ def radial_features(
         }
     else:
         axis = index_axis("feature", result.features.shape[-1])
-    from hyperspy.signals import Signal1D
-
-    profile_axis = index_axis("ring", n_rings)
     b = result.parameters["binning"]
     extra = {
         "radii": result.radii,
         "ring_edges": result.ring_edges,
-        "mean_profile": build_signal(Signal1D, None, result.mean_profile, [profile_axis], title="Mean radial profile"),
+        "mean_profile": _spectrum_signal(result.mean_profile, [index_axis("ring", n_rings)], "Mean radial profile"),
         "mean_pattern": _detector_signal(
             result.mean_pattern, _binned_detector_axes(signal, b, result.mean_pattern.shape), "Mean pattern"
         ),
     }
-    return _diffraction_features(signal, result, result.features, axis, "radial", "Radial features", extra)
+    return _feature_output(signal, result, axis, "radial", "Radial features", extra)
 
 
 def annular_features(
@@ -598,8 +590,7 @@ def annular_features(
     """
     from ..features.annular import annular
 
-    check_signal(signal, 2, "annular_features", min_positions=2)
-    check_optional_bool("show_progressbar", show_progressbar)
+    _check_input(signal, 2, "annular_features", show_progressbar)
     with dask_progress(show_progressbar):
         result = annular(
             signal.data,
@@ -616,21 +607,18 @@ def annular_features(
             normalize=normalize,
             nan_policy=nan_policy,
         )
-    from hyperspy.signals import Signal1D
-
     b = result.parameters["binning"]
     detector = _binned_detector_axes(signal, b, result.labels.shape)
     extra = {
         "sector_labels": _detector_signal(result.labels.astype(np.int32), detector, "Ring and sector of every pixel"),
         "mean_pattern": _detector_signal(result.mean_pattern, detector, "Mean pattern"),
-        "mean_profile": build_signal(
-            Signal1D, None, result.mean_profile, [index_axis("ring", result.mean_profile.size)],
-            title="Mean radial profile (one-pixel rings)",
+        "mean_profile": _spectrum_signal(
+            result.mean_profile, [index_axis("ring", result.mean_profile.size)], "Mean radial profile (one-pixel rings)"
         ),
         "profile_radii": result.profile_radii,
     }
     axis = index_axis("feature", result.features.shape[-1])
-    return _diffraction_features(signal, result, result.features, axis, "annular", "Annular features", extra)
+    return _feature_output(signal, result, axis, "annular", "Annular features", extra)
 
 
 def cepstrum_features(
@@ -687,8 +675,7 @@ def cepstrum_features(
     """
     from ..features.cepstrum import cepstrum
 
-    check_signal(signal, 2, "cepstrum_features", min_positions=2)
-    check_optional_bool("show_progressbar", show_progressbar)
+    _check_input(signal, 2, "cepstrum_features", show_progressbar)
     with dask_progress(show_progressbar):
         result = cepstrum(
             signal.data, binning=binning, crop=crop, fraction=fraction, normalize=normalize, nan_policy=nan_policy
@@ -706,7 +693,7 @@ def cepstrum_features(
     if result.std_map is not None:
         extra["std_map"] = _detector_signal(result.std_map, quefrency, "Standard deviation of the cepstrum")
     axis = index_axis("feature", result.features.shape[-1])
-    return _diffraction_features(signal, result, result.features, axis, "cepstrum", "Cepstrum features", extra)
+    return _feature_output(signal, result, axis, "cepstrum", "Cepstrum features", extra)
 
 
 def binary_features(
@@ -771,8 +758,7 @@ def binary_features(
     """
     from ..features.binary import binarize
 
-    check_signal(signal, 2, "binary_features", min_positions=2)
-    check_optional_bool("show_progressbar", show_progressbar)
+    _check_input(signal, 2, "binary_features", show_progressbar)
     with dask_progress(show_progressbar):
         result = binarize(
             signal.data,
@@ -793,7 +779,7 @@ def binary_features(
         "pixel_indices": result.pixel_indices,
     }
     axis = index_axis("feature", result.features.shape[-1])
-    return _diffraction_features(signal, result, result.features, axis, "binary", "Binary features", extra)
+    return _feature_output(signal, result, axis, "binary", "Binary features", extra)
 
 
 def _signal_lines(signal, elements, energies):
@@ -887,8 +873,7 @@ def line_features(
     """
     from ..features.lines import line_intensities
 
-    check_signal(signal, 1, "line_features", min_positions=2)
-    check_optional_bool("show_progressbar", show_progressbar)
+    _check_input(signal, 1, "line_features", show_progressbar)
     if lines is not None and elements is not None:
         raise ValueError("line_features: give lines or elements, not both.")
     energies, _ = _energies_kev(signal, "line_features", "X-ray line windows need")
@@ -916,25 +901,10 @@ def line_features(
         )
     parameters = dict(result.parameters)
     parameters["exclude_lines"] = list(exclude_lines)
-    eager, lazy = _feature_classes()
-    title = _title(signal)
-    features = build_signal(
-        eager,
-        lazy,
-        result.features,
-        navigation_axes_dicts(signal) + [index_axis("feature", result.features.shape[-1])],
-        title=f"Line features of {title}".strip(),
-    )
-    features.metadata.set_item(
-        "Features",
-        {
-            "extractor": "lines",
-            "source_title": title,
-            "parameters": parameters,
-            "windows": result.windows,
-            "background_windows": result.background_windows,
-            "feature_lines": list(result.feature_lines),
-            "excluded_positions": np.asarray(result.excluded, dtype=bool),
-        },
-    )
-    return features
+    extra = {
+        "windows": result.windows,
+        "background_windows": result.background_windows,
+        "feature_lines": list(result.feature_lines),
+    }
+    axis = index_axis("feature", result.features.shape[-1])
+    return _feature_output(signal, result, axis, "lines", "Line features", extra, parameters=parameters)

@@ -5,13 +5,14 @@ import warnings
 import numpy as np
 
 from .._arrays import describe_positions, is_lazy_array, nonfinite_positions
+from .._checks import check_same_scan, check_weights, require_signal
 from .._progress import dask_progress
 from .._validation import check_choice, check_int, check_nan_policy, check_optional_bool, check_real
 from ..features.variance import NoVaryingChannelError
 from ..fusion import WEIGHTINGS, fuse_blocks, variance_shares
 from ._axes import (
     axis_spacing,
-    build_signal,
+    build_features_signal,
     check_scan_dimension,
     clean_text,
     describe_axis,
@@ -28,10 +29,7 @@ REFERENCE_EDS_FACTOR = 2.4
 
 
 def _check_is_signal(signal, position):
-    from hyperspy.signal import BaseSignal
-
-    if not isinstance(signal, BaseSignal):
-        raise TypeError(f"fuse: argument {position} is a {type(signal).__name__}, not a HyperSpy signal.")
+    require_signal(signal, f"fuse: argument {position} is a {{type}}, not a HyperSpy signal.")
     if signal.axes_manager.navigation_dimension == 0:
         raise ValueError(
             f"fuse: argument {position} has no navigation axes (a single pattern or spectrum), not a scan."
@@ -103,9 +101,21 @@ def _block_exclusions(features, position, nan_policy, nav_shape):
     return mask
 
 
+#: Modality of the extractors of versions that did not record
+#: ``metadata.Features.modality``: only these two were told apart.
+_LEGACY_MODALITIES = {"sdt": "diffraction", "variance": "eds"}
+
+
+def _modality(features):
+    """``metadata.Features.modality`` ("diffraction", "eds"), or a guess for older files, or None."""
+    recorded = features.metadata.get_item("Features.modality", None)
+    if recorded is not None:
+        return str(recorded)
+    return _LEGACY_MODALITIES.get(features.metadata.get_item("Features.extractor", None))
+
+
 def _block_name(features, taken):
-    extractor = features.metadata.get_item("Features.extractor", None)
-    base = {"sdt": "diffraction", "variance": "eds"}.get(extractor, "features")
+    base = _modality(features) or "features"
     if features.metadata.has_item("Fusion"):
         base = "fused"
     name, i = base, 2
@@ -118,14 +128,12 @@ def _check_same_scan(signals):
     first = signals[0].axes_manager
     for position, signal in enumerate(signals[1:], start=2):
         other = signal.axes_manager
-        if other.navigation_shape != first.navigation_shape:
-            hint = ""
-            if tuple(reversed(other.navigation_shape)) == first.navigation_shape:
-                hint = " The second looks transposed (rows and columns swapped): use .T on its navigation, e.g. signal.transpose(signal_axes=...)."
-            raise ValueError(
-                "fuse: the signals are not of the same scan: navigation shapes "
-                f"{first.navigation_shape} (argument 1) and {other.navigation_shape} (argument {position}).{hint}"
-            )
+        check_same_scan(
+            other.navigation_shape,
+            first.navigation_shape,
+            "fuse: the signals are not of the same scan: navigation shapes "
+            f"{first.navigation_shape} (argument 1) and {other.navigation_shape} (argument {position}).",
+        )
         for a, b in zip(first.navigation_axes, other.navigation_axes):
             # Non-uniform axes (a converter's DataAxis, measured positions)
             # have no scale: their steps are compared instead.
@@ -230,16 +238,7 @@ def fuse(
     nan_policy = check_nan_policy(nan_policy)
     check_optional_bool("show_progressbar", show_progressbar)
     if weights is not None:
-        if isinstance(weights, (str, bytes)) or not hasattr(weights, "__len__"):
-            raise TypeError(f"weights must be a sequence of numbers, one per signal, got {weights!r}.")
-        try:
-            weights = [float(w) for w in np.asarray(weights, dtype=np.float64).ravel()]
-        except (TypeError, ValueError):
-            raise TypeError(f"weights must be a sequence of numbers, one per signal, got {weights!r}.") from None
-        if len(weights) != len(signals):
-            raise ValueError(f"weights has {len(weights)} values for {len(signals)} blocks; give one per block.")
-        if not all(np.isfinite(w) and w >= 0 for w in weights) or not any(w > 0 for w in weights):
-            raise ValueError(f"weights must be finite, non-negative and not all zero, got {weights}.")
+        weights = check_weights(weights, len(signals), "signal")
     # Before any extraction: a mismatch must not cost a pass over the data.
     _check_same_scan(signals)
     with dask_progress(show_progressbar):
@@ -277,7 +276,7 @@ def fuse(
                     weights
                     if weights is not None
                     else [
-                        np.exp(reference_factor) if f.metadata.get_item("Features.extractor", "") == "variance" else 1.0
+                        np.exp(reference_factor) if _modality(f) == "eds" else 1.0
                         for f in features
                     ]
                 )
@@ -292,11 +291,7 @@ def fuse(
             excluded=excluded.reshape(-1),
         )
     matrix = result.matrix.reshape(tuple(scan_shape) + (-1,))
-    from .features import FusedSTEMSignal, LazyFusedSTEMSignal
-
-    fused = build_signal(
-        FusedSTEMSignal,
-        LazyFusedSTEMSignal,
+    fused = build_features_signal(
         matrix,
         navigation_axes_dicts(features[0]) + [index_axis("feature", matrix.shape[-1])],
         title="Fused features",
@@ -361,10 +356,7 @@ def block_shares(fused, max_samples=50_000):
     >>> round(sum(shares.values()), 6)
     1.0
     """
-    from hyperspy.signal import BaseSignal
-
-    if not isinstance(fused, BaseSignal):
-        raise TypeError(f"block_shares expects the signal returned by fuse, got {type(fused).__name__}.")
+    require_signal(fused, "block_shares expects the signal returned by fuse, got {type}.")
     if not fused.metadata.has_item("Fusion"):
         raise ValueError("block_shares needs the result of fuse (metadata.Fusion is missing).")
     max_samples = check_int("max_samples", max_samples, minimum=1)
