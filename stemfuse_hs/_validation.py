@@ -17,7 +17,6 @@ __all__ = [
     "check_n_jobs",
     "check_nan_policy",
     "check_optional_bool",
-    "check_weights",
     "check_scan_shape",
     "check_seed",
     "check_fraction",
@@ -180,29 +179,3 @@ def check_array(name, array, *, ndim=None, finite=False):
         bad = int((~np.isfinite(np.asarray(array))).sum())
         raise ValueError(f"{name} holds {bad} NaN or infinite values; only finite values are allowed.")
     return array
-
-
-def check_weights(weights, n_blocks):
-    """One weight per block: finite, non-negative and not all zero, as float64.
-
-    The one check of block weights (fusion, re-weighting); messages name
-    what is wrong.
-
-    Examples
-    --------
-    >>> check_weights([1, 0.5], 2).tolist()
-    [1.0, 0.5]
-    >>> check_weights([0, 0], 2)
-    Traceback (most recent call last):
-    ...
-    ValueError: weights must be finite, non-negative and not all zero, got [0.0, 0.0].
-    """
-    try:
-        weights = np.asarray(weights, dtype=np.float64).ravel()
-    except (TypeError, ValueError):
-        raise TypeError(f"weights must be a sequence of numbers, one per block, got {weights!r}.") from None
-    if weights.shape != (n_blocks,):
-        raise ValueError(f"weights has {weights.size} values for {n_blocks} blocks; give one per block.")
-    if not np.all(np.isfinite(weights)) or np.any(weights < 0) or not np.any(weights > 0):
-        raise ValueError(f"weights must be finite, non-negative and not all zero, got {weights.tolist()}.")
-    return weights

@@ -305,7 +305,7 @@ def block_discreteness(
     from scipy.ndimage import uniform_filter1d
     from sklearn.cluster import KMeans
 
-    from .clustering.cluster import valley_depth
+    from .clustering.separability import valley_depth
 
     sample = check_array("sample", sample, ndim=2)
     scan_cols = check_int("scan_cols", scan_cols, minimum=1)

@@ -150,16 +150,9 @@ def environment():
     -------
     dict
     """
-    from importlib import metadata
+    from .signals.label_factory import software_versions
 
-    from .signals.labels import software_versions
-
-    versions = dict(software_versions())
-    for package in ("rosettasciio", "zarr", "matplotlib", "scipy", "distributed"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "not installed"
+    versions = software_versions(extra=("rosettasciio", "zarr", "matplotlib", "scipy", "distributed"))
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),

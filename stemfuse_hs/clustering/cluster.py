@@ -14,7 +14,6 @@ from .._validation import check_array, check_int, check_real
 from ..cluster_parameters import CLUSTER_DEFAULTS, CLUSTER_PARAMETERS
 from .separability import separation
 # Re-exported for stemfuse_hs.fusion, which still imports it from here (its home is .separability).
-from .separability import valley_depth  # noqa: F401
 
 __all__ = [
     "ClusterResult",

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._validation import check_weights
+from .._checks import check_weights
 
 __all__ = [
     "LabelAgreement",
@@ -507,7 +507,7 @@ def rescale_blocks(matrix, block_slices, old_weights, new_weights):
     matrix = np.asarray(matrix)
     slices = [(int(a), int(b)) for a, b in np.asarray(block_slices, dtype=np.int64).reshape(-1, 2)]
     old = np.asarray(old_weights, dtype=np.float64).ravel()
-    new = check_weights(new_weights, len(slices))
+    new = np.asarray(check_weights(new_weights, len(slices)), dtype=np.float64)
     if old.shape != (len(slices),):
         raise ValueError(f"{old.size} applied weights recorded for {len(slices)} blocks.")
     lost = (old == 0) & (new != 0)
