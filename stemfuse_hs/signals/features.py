@@ -74,7 +74,7 @@ class FusedSTEMSignal(Signal1D):
         cluster_selection_method="leaf",
         min_membership=None,
         merge_threshold=0.55,
-        max_fit_positions=200_000,
+        max_fit_positions=None,
         backend="cpu",
         random_state=None,
         n_jobs=-1,
@@ -117,16 +117,24 @@ class FusedSTEMSignal(Signal1D):
             :func:`stemfuse_hs.clustering.separation`) are merged: thickness
             or bending can split one phase into several dense regions of the
             embedding. 0 disables.
-        max_fit_positions : int, default 200000
+        max_fit_positions : int, optional
             Scans with more (included) positions are embedded and clustered
             on a random subsample of this many; every other position is
             then placed in that embedding by UMAP's ``transform`` and given
             HDBSCAN memberships, chunk by chunk
             (:func:`stemfuse_hs.clustering.subsample.embed_and_cluster_subsample`).
-            Recorded as ``parameters["fit"]`` (``"full"`` or ``"subsample"``).
             Lazy features are then never held whole: read once for the
             subsample and once more, chunk by chunk, to assign (a full fit
             computes them into memory, since UMAP embeds every row at once).
+            None (the default) decides by itself
+            (:func:`stemfuse_hs.clustering.memory.plan_fit`): every position
+            up to 200,000, except lazy features whose full fit would need
+            more working memory than the budget (2 GiB, or half the
+            available memory if less), which are fitted on the largest
+            subsample within it (at least 10,000 positions). Recorded as
+            ``parameters["fit"]`` (``"full"`` or ``"subsample"``),
+            ``"fit_positions"``, ``"fit_reason"``,
+            ``"fit_memory_estimate_bytes"`` and ``"fit_memory_budget_bytes"``.
         backend : {"cpu", "cuml"}, default "cpu"
             ``"cuml"`` runs UMAP and HDBSCAN on an NVIDIA GPU with RAPIDS
             cuML when it is installed (plain UMAP: cuML has no densMAP), and
@@ -163,7 +171,7 @@ class FusedSTEMSignal(Signal1D):
         from ..clustering.cluster import ClusterResult, check_cluster_parameters, resolve_min_cluster_size
         from ..clustering.pipeline import check_backend, cluster_features, streams_features
         from ..clustering.embed import check_embed_parameters, effective_pca_components
-        from ..clustering.subsample import DEFAULT_CHUNK_SIZE as SUBSAMPLE_CHUNK
+        from ..clustering.memory import plan_fit
         from ..clustering.subsample import NonFiniteRowsError
         from ._axes import check_scan_dimension, recorded_exclusions
         from .labels import build_cluster_labels
@@ -189,7 +197,8 @@ class FusedSTEMSignal(Signal1D):
             merge_threshold=merge_threshold,
         )
         check_optional_bool("show_progressbar", show_progressbar)
-        check_int("max_fit_positions", max_fit_positions, minimum=2)
+        if max_fit_positions is not None:
+            check_int("max_fit_positions", max_fit_positions, minimum=2)
         check_backend(backend)
         nav_ndim = self.axes_manager.navigation_dimension
         if nav_ndim == 0:
@@ -220,18 +229,20 @@ class FusedSTEMSignal(Signal1D):
             names = list(self.metadata.Fusion.block_names)
         else:
             slices, names = [(0, n_features)], [self.metadata.get_item("General.title", "") or "features"]
-        # Lazy features of a scan fitted on a subsample are never held whole:
-        # read once for the subsample and once, chunk by chunk, to assign.
+        # Full fit or subsample fit, and how many positions, from the memory
+        # model (clustering/memory.py; an explicit max_fit_positions wins).
+        # Lazy features fitted on a subsample are never held whole.
+        plan = plan_fit(n_included, n_features, lazy=is_lazy_array(self.data), max_fit_positions=max_fit_positions,
+                        n_neighbors=n_neighbors, backend=backend)
+        max_fit_positions = plan.max_fit_positions
         stream = streams_features(is_lazy_array(self.data), n_included, max_fit_positions, backend)
         if stream:
-            held = 3 * min(max_fit_positions, n_included) * n_features * 4 + 2 * SUBSAMPLE_CHUNK * n_features * 4
-            what = f"cluster: the {max_fit_positions} x {n_features} float32 subsample UMAP is fitted on"
+            what = f"cluster: the {plan.n_fit} x {n_features} float32 subsample UMAP is fitted on"
         else:
-            # The matrix, its included rows and PCA's copy for the merge.
-            held = 3 * n_included * n_features * 4
-            what = f"cluster: the {n_included} x {n_features} float32 feature matrix ({format_bytes(held // 3)})"
+            matrix_bytes = format_bytes(n_included * n_features * 4)
+            what = f"cluster: the {n_included} x {n_features} float32 feature matrix ({matrix_bytes})"
         check_memory(
-            held + 64 * n_included * n_neighbors,
+            plan.estimate_bytes,
             what + " and UMAP's working copies",
             "Use fewer features (sdt_features with a larger binning or a smaller fraction, variance_features "
             "with a higher threshold), fit on fewer positions (max_fit_positions; lazy features are then read "
@@ -312,6 +323,7 @@ class FusedSTEMSignal(Signal1D):
             "random_state": -1 if random_state is None else int(random_state),
         }
         parameters.update(result.parameters)
+        parameters.update(plan.parameters())
         return build_cluster_labels(self, result, embedding, parameters, excluded=excluded)
 
     def stability(self, n_runs=5, random_states=None, *, reference="medoid", **cluster_kwargs):
