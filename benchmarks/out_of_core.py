@@ -345,6 +345,31 @@ def _run_traced(recorder, directory, cluster, n_fit, chunk_size, random_state, f
     return result
 
 
+def merge(result_file, mode, label, command):
+    """Store one ``run --json`` result as ``large.runs[mode]`` of ``results/latest.json``.
+
+    For a run of ``out_of_core.py run`` made alone (not by ``run.py
+    --large``) on files written the same way as the stored large section's
+    (same generator, seed, shape and chunks); then ``python
+    benchmarks/run.py --render-only`` puts it on the page.
+    """
+    import datetime
+
+    from run import store_result, load_results
+
+    run_result = json.loads(Path(result_file).read_text())
+    large = load_results().get("large")
+    if large is None or large["write"]["dp_shape"] != run_result["dp_shape"]:
+        raise SystemExit(f"{result_file}: not the scan of the stored large section; keep it as its own file")
+    run_result["label"] = label
+    run_result["command"] = command
+    run_result["measured"] = datetime.datetime.fromtimestamp(Path(result_file).stat().st_mtime).isoformat(
+        timespec="seconds")
+    run_result.pop("timeline", None)
+    store_result(["large", "runs", mode], run_result)
+    print(f"stored large.runs[{mode!r}]")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -365,6 +390,11 @@ def main(argv=None):
                    help="set stemfuse_hs.clustering.memory.FIT_MEMORY_BUDGET (GiB) for the default call")
     r.add_argument("--trace", action="store_true",
                    help="also time the pipeline's main calls with their peak RSS (where the peak is reached)")
+    m = commands.add_parser("merge", help="put a run's --json result into results/latest.json's large section")
+    m.add_argument("result")
+    m.add_argument("--mode", required=True, help="key of the run in the large section, e.g. default")
+    m.add_argument("--label", required=True, help="what the page calls the run")
+    m.add_argument("--command-line", required=True, help="the command that measured it (printed on the page)")
     d = commands.add_parser("delete", help="delete the written files")
     d.add_argument("directory")
     args = parser.parse_args(argv)
@@ -399,6 +429,8 @@ def main(argv=None):
             np.save(args.labels, labels)
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=1))
+    elif args.command == "merge":
+        merge(args.result, args.mode, args.label, args.command_line)
     else:
         if Path(args.directory).exists():
             shutil.rmtree(args.directory)
