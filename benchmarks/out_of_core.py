@@ -31,7 +31,18 @@ documentation. Stages of ``run``:
   signal it does the same as ``subsample`` (the subsample is gathered from
   the lazy features, then every position is read chunk by chunk to be
   assigned; the matrix is never held whole) and adds the block
-  separation; ``--cluster none`` stops after the fusion.
+  separation; ``--cluster default`` is ``fused.cluster(random_state=0)``,
+  where the package chooses between a full and a subsample fit
+  (:mod:`stemfuse_hs.clustering.memory`; the choice is in the result's
+  ``"fit"``), and ``--cluster full`` forces every position fitted;
+  ``--cluster none`` stops after the fusion.
+
+``--trace`` adds the wall time, resident memory at entry and peak of the
+pipeline's main calls (:data:`TRACED`): which stage makes the peak.
+A run made alone goes on the page with::
+
+    python benchmarks/out_of_core.py merge result.json --mode default --label "..." --command-line "..."
+    python benchmarks/run.py --render-only
 """
 
 import argparse

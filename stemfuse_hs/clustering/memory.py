@@ -67,8 +67,10 @@ FIT_MEMORY_BUDGET = 2 * 2**30
 MIN_AUTO_FIT_POSITIONS = 10_000
 #: Working memory of a full fit in float32 feature matrices: the matrix,
 #: umap-learn's copy of it (``X[index]``) and its neighbour search
-#: (measured: 256 x 256 scan, 6,745 features, 1.8 GB matrix, peak 5.8 GB
-#: above the fused signal; 128 x 128, 0.44 GB, 1.2 GB above).
+#: (measured: 256 x 256 scan, 6,745 features, 1.8 GB matrix, UMAP's
+#: descent, peak 5.8 GB above the fused signal). With exact neighbours it
+#: is less (128 x 128 scan, 0.41 GiB matrix: 1.0 GiB in all at the peak,
+#: in the exact search), so this errs on the safe side.
 FULL_FIT_COPIES = 3.3
 #: The same for the subsample fit: the subsample, its copy in UMAP, UMAP's
 #: search index on it; plus two chunks being assigned (:func:`subsample_fit_bytes`).
