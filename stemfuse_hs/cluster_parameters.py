@@ -234,15 +234,20 @@ _SPEC = (
     ),
     # -- how the fit runs --
     Parameter(
-        "max_fit_positions", 200_000, "int",
+        "max_fit_positions", None, "int",
         "scans with more positions are embedded and clustered on a random subsample of this many, "
-        "every other position assigned",
+        "every other position assigned; None decides by itself from the memory a full fit would need",
         details=(
-            "Recorded as ``parameters[\"fit\"]`` (``\"full\"`` or ``\"subsample\"``). Lazy features are then "
-            "never held whole: read once for the subsample and once more, chunk by chunk, to assign "
-            "(:func:`stemfuse_hs.clustering.subsample.embed_and_cluster_subsample`)."
+            "None (the default) fits every position up to 200,000, except lazy features whose full fit "
+            "would need more working memory than the budget (2 GiB, or half the available memory if "
+            "less), which are fitted on the largest subsample within it, at least 10,000 positions "
+            "(:func:`stemfuse_hs.clustering.memory.plan_fit`). Recorded as ``parameters[\"fit\"]`` "
+            "(``\"full\"`` or ``\"subsample\"``) with ``fit_positions``, ``fit_reason``, "
+            "``fit_memory_estimate_bytes`` and ``fit_memory_budget_bytes``. Lazy features fitted on a "
+            "subsample are never held whole: read once for the subsample and once more, chunk by chunk, "
+            "to assign (:func:`stemfuse_hs.clustering.subsample.embed_and_cluster_subsample`)."
         ),
-        minimum=2, metavar="N",
+        minimum=2, optional=True, metavar="N",
     ),
     Parameter(
         "backend", "cpu", "choice",

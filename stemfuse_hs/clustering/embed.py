@@ -50,9 +50,12 @@ DEFAULT_PCA_COMPONENTS = CLUSTER_DEFAULTS["pca_components"]
 EXACT_NEIGHBORS_MIN_POSITIONS = 4096
 #: Largest exact neighbour search, in positions squared times dimensions
 #: (about its multiply-adds): 7,500 positions x 6,700 features is 3.8e11
-#: (6 s on 2 cores); 65,536 positions x 50 components 2.1e11. Beyond it
-#: UMAP's approximate nearest-neighbour descent.
-EXACT_NEIGHBORS_MAX_WORK = 1e12
+#: (6 s on 2 cores); 65,536 positions x 50 components 2.1e11; a 128 x 128
+#: scan's 6,745 fused features 1.8e12. Beyond it UMAP's approximate
+#: nearest-neighbour descent, whose search index keeps a copy of the
+#: features for the whole fit (a third copy: the full fit of that 128 x 128
+#: scan peaked 2.19 GB with it).
+EXACT_NEIGHBORS_MAX_WORK = 2e12
 #: The principal components are fitted on at most this many rows (drawn
 #: with a fixed seed) and every row is projected in chunks: the components
 #: are settled long before, and no centred copy of a large matrix is made.

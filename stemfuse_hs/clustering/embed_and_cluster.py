@@ -19,7 +19,8 @@ import numpy as np
 from .._arrays import compute_in_blocks, is_lazy_array
 from .cluster import ClusterResult, fit_hdbscan, merge_indistinct, single_cluster
 from .embed import effective_pca_components, embed, reduce_dimensions
-from ..cluster_parameters import BACKENDS, CLUSTER_DEFAULTS, CLUSTER_PARAMETERS
+from ..cluster_parameters import BACKENDS, CLUSTER_PARAMETERS
+from .memory import DEFAULT_MAX_FIT_POSITIONS, plan_fit
 from .separability import block_separation, separation_from_moments
 
 __all__ = [
@@ -30,11 +31,6 @@ __all__ = [
     "resolve_backend",
     "streams_features",
 ]
-
-#: Above this many positions UMAP and HDBSCAN are fitted on a subsample of
-#: this size and the other positions are assigned (a 448 x 448 scan fits
-#: whole; a 512 x 512 one does not).
-DEFAULT_MAX_FIT_POSITIONS = CLUSTER_DEFAULTS["max_fit_positions"]
 
 
 def check_backend(backend):
@@ -143,6 +139,12 @@ def cluster_features(matrix, params, *, block_slices=None, show_progressbar=None
     (2, (300, 3))
     """
     max_fit_positions = params.max_fit_positions
+    if max_fit_positions is None:
+        # Called directly, without cluster_scan's plan: the same rule.
+        max_fit_positions = plan_fit(
+            int(matrix.shape[0]), int(np.prod(matrix.shape[1:])), lazy=is_lazy_array(matrix),
+            n_neighbors=params.n_neighbors, backend=params.backend,
+        ).max_fit_positions
     pca_components = effective_pca_components(params.pca_components, params.metric)
     backend = resolve_backend(params.backend)
     random_state, n_components = params.random_state, params.n_components

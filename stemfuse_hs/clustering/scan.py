@@ -3,13 +3,14 @@
 :func:`cluster_scan` is everything :meth:`FusedSTEMSignal.cluster
 <stemfuse_hs.signals.features.FusedSTEMSignal.cluster>` does between
 reading the signal and building the label map, on numpy or dask arrays:
-the one validation of the parameters, the positions left out, the memory
-check (:func:`plan_fit`), the refusal of NaN or inf features, the
+the one validation of the parameters, the positions left out, the choice
+of a full or subsample fit and its memory check (:func:`check_fit_memory`), the refusal of NaN or inf features, the
 clustering stage itself (:func:`~.embed_and_cluster.cluster_features`),
 the warning when nothing separates, and the placing of the excluded
 positions back in the map.
 """
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -27,20 +28,20 @@ from .._validation import check_optional_bool
 from .cluster import ClusterResult, resolve_min_cluster_size
 from .embed import effective_pca_components
 from .embed_and_cluster import cluster_features, streams_features
+from .memory import plan_fit
 from ..cluster_parameters import ClusterParameters, fill_cluster_doc, validate_cluster_parameters
-from .subsample import DEFAULT_CHUNK_SIZE as SUBSAMPLE_CHUNK
 from .subsample import NonFiniteRowsError
 
-__all__ = ["cluster_scan", "plan_fit"]
+__all__ = ["check_fit_memory", "cluster_scan"]
 
 
-def plan_fit(lazy, n_included, n_features, params):
-    """Whether the features are streamed, after checking that the fit fits in memory.
+def check_fit_memory(lazy, n_included, n_features, params):
+    """The fit :func:`~.memory.plan_fit` chooses, after checking that it fits in memory.
 
     Lazy features of a scan fitted on a subsample are never held whole:
     read once for the subsample and once, chunk by chunk, to assign
-    (:func:`~.embed_and_cluster.streams_features`). Otherwise the matrix,
-    its included rows and PCA's copy for the merge are held.
+    (:func:`~.embed_and_cluster.streams_features`). Otherwise the matrix
+    and umap-learn's copies of it are held.
 
     Parameters
     ----------
@@ -54,8 +55,10 @@ def plan_fit(lazy, n_included, n_features, params):
 
     Returns
     -------
-    bool
+    stream : bool
         True when the features are read chunk by chunk.
+    plan : FitPlan
+        The choice, its size and reason (:mod:`stemfuse_hs.clustering.memory`).
 
     Raises
     ------
@@ -65,26 +68,32 @@ def plan_fit(lazy, n_included, n_features, params):
     Examples
     --------
     >>> from stemfuse_hs.cluster_parameters import validate_cluster_parameters
-    >>> plan_fit(False, 100, 8, validate_cluster_parameters())
-    False
+    >>> stream, plan = check_fit_memory(False, 100, 8, validate_cluster_parameters())
+    >>> stream, plan.fit
+    (False, 'full')
     """
-    max_fit_positions, n_neighbors = params.max_fit_positions, params.n_neighbors
-    stream = streams_features(lazy, n_included, max_fit_positions, params.backend)
+    plan = plan_fit(
+        n_included,
+        n_features,
+        lazy=lazy,
+        max_fit_positions=params.max_fit_positions,
+        n_neighbors=params.n_neighbors,
+        backend=params.backend,
+    )
+    stream = streams_features(lazy, n_included, plan.max_fit_positions, params.backend)
     if stream:
-        held = 3 * min(max_fit_positions, n_included) * n_features * 4 + 2 * SUBSAMPLE_CHUNK * n_features * 4
-        what = f"cluster: the {max_fit_positions} x {n_features} float32 subsample UMAP is fitted on"
+        what = f"cluster: the {plan.n_fit} x {n_features} float32 subsample UMAP is fitted on"
     else:
-        # The matrix, its included rows and PCA's copy for the merge.
-        held = 3 * n_included * n_features * 4
-        what = f"cluster: the {n_included} x {n_features} float32 feature matrix ({format_bytes(held // 3)})"
+        matrix = format_bytes(n_included * n_features * 4)
+        what = f"cluster: the {n_included} x {n_features} float32 feature matrix ({matrix})"
     check_memory(
-        held + 64 * n_included * n_neighbors,
+        plan.estimate_bytes,
         what + " and UMAP's working copies",
         "Use fewer features (sdt_features with a larger binning or a smaller fraction, variance_features "
         "with a higher threshold), fit on fewer positions (max_fit_positions; lazy features are then read "
         "chunk by chunk), or crop or bin the scan (signal.inav[...], signal.rebin) first.",
     )
-    return stream
+    return stream, plan
 
 
 @fill_cluster_doc
@@ -143,7 +152,7 @@ def cluster_scan(
         positions for ``n_neighbors`` or ``min_cluster_size``, or features
         holding NaN or inf at included positions.
     MemoryError
-        When the fit would not fit in memory (:func:`plan_fit`).
+        When the fit would not fit in memory (:func:`check_fit_memory`).
 
     Warns
     -----
@@ -181,7 +190,8 @@ def cluster_scan(
     n_features = int(np.prod(features.shape)) // n_positions
     if block_slices is None:
         block_slices, block_names = [(0, n_features)], list(block_names or ["features"])
-    stream = plan_fit(is_lazy_array(features), n_included, n_features, params)
+    stream, plan = check_fit_memory(is_lazy_array(features), n_included, n_features, params)
+    params = dataclasses.replace(params, max_fit_positions=plan.max_fit_positions)
     stages = ["features", "embedding", "clustering"]
     with stage_bar(stages, show_progressbar, "stemfuse cluster") as bar:
         if stream:
@@ -242,6 +252,7 @@ def cluster_scan(
         "random_state": -1 if params.random_state is None else int(params.random_state),
     }
     recorded.update(result.parameters)
+    recorded.update(plan.parameters())
     return result, embedding, recorded
 
 
