@@ -8,7 +8,7 @@ times the default dose (at the default dose no EDS extractor separates its
 compositions position by position), and "textured": ``chemistry_only``'s
 single-crystal patterns with domain 1 replaced by their rotational average
 (same spacings, continuous instead of four-fold symmetry; see
-tests/test_extractors.py). Diffraction extractors are not run on EDS and
+tests/features/test_extractors.py). Diffraction extractors are not run on EDS and
 vice versa ("-").
 
 Every extractor is clustered with ``merge_threshold=0.6`` (MERGE_THRESHOLD

@@ -109,7 +109,7 @@ def check_binning(binning, data):
     Examples
     --------
     >>> import numpy as np
-    >>> check_binning(2.0, np.zeros((2, 8, 8)))
+    >>> check_binning(2, np.zeros((2, 8, 8)))
     2
     >>> check_binning(9, np.zeros((2, 8, 8)))
     Traceback (most recent call last):

@@ -8,7 +8,7 @@ Image comparisons use ``matplotlib.testing.compare.compare_images`` against
 PNGs in ``tests/baseline/``. To regenerate them after an intended change
 of a figure::
 
-    STEMFUSE_UPDATE_BASELINES=1 python -m pytest tests/test_figures.py -k baseline
+    STEMFUSE_UPDATE_BASELINES=1 python -m pytest tests/plot/test_figures.py -k baseline
 """
 
 import os
@@ -48,7 +48,7 @@ from stemfuse_hs.signals._axes import navigation_axes_dicts  # noqa: E402
 from stemfuse_hs.signals.features import FusedSTEMSignal  # noqa: E402
 from stemfuse_hs.signals.labels import ClusterLabels, build_cluster_labels  # noqa: E402
 
-BASELINE = Path(__file__).parent / "baseline"
+BASELINE = Path(__file__).parents[1] / "baseline"
 UPDATE = os.environ.get("STEMFUSE_UPDATE_BASELINES") == "1"
 
 
