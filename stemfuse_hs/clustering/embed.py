@@ -54,6 +54,9 @@ __all__ = [
 METRICS = ("euclidean", "chebyshev", "manhattan", "cosine", "correlation", "jaccard")
 #: Principal components UMAP is given by default: none (see the module notes).
 DEFAULT_PCA_COMPONENTS = None
+#: Epochs of UMAP's layout optimisation in :func:`embed` (None: umap-learn's
+#: default, 700 with densMAP up to 10,000 positions, 400 beyond).
+LAYOUT_EPOCHS = None
 #: Below this many positions umap-learn computes every pairwise distance
 #: (exact neighbours) itself, through one Python call per pair: there
 #: :func:`small_scan_neighbors` computes the same neighbours bit for bit in
@@ -214,7 +217,7 @@ def embed(
     if state is None:
         return _run_umap(matrix, **checked)
     digest = hashlib.sha1(np.ascontiguousarray(matrix).view(np.uint8)).hexdigest()
-    key = (matrix.shape, digest, repr(sorted(checked.items())))
+    key = (matrix.shape, digest, repr(sorted(checked.items())), LAYOUT_EPOCHS)
     if key in state["embeddings"]:
         state["counts"]["reused"] += 1
     else:
@@ -499,6 +502,7 @@ def _run_umap(
         min_dist=min_dist,
         metric=metric,
         densmap=densmap,
+        n_epochs=LAYOUT_EPOCHS,
         verbose=verbose,
     )
     return embedding
