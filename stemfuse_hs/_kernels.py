@@ -514,6 +514,7 @@ UMAP_UNCACHED = (
     ("umap.layouts", "_nb_optimize_layout_euclidean_single_epoch_parallel"),
 )
 _UMAP_CACHED = {}
+_umap_euclidean = None
 
 
 def _njit_cached(py_func, **options):
@@ -615,9 +616,14 @@ def cache_umap_compilation():
 
 
 def _umap_pairwise_kernel():
+    global _umap_euclidean
     if "pairwise" not in _UMAP_CACHED:
         import numba
         from umap.distances import euclidean
+
+        # A module global, not a closure variable: numba's cache index hashes
+        # a closure's pickled contents, which differ between processes.
+        _umap_euclidean = euclidean
 
         @numba.njit(parallel=True, cache=True)
         def pairwise(points, out):
@@ -625,7 +631,7 @@ def _umap_pairwise_kernel():
             for i in numba.prange(n):
                 out[i, i] = 0.0
                 for j in range(i + 1, n):
-                    out[i, j] = euclidean(points[i], points[j])
+                    out[i, j] = _umap_euclidean(points[i], points[j])
             for i in numba.prange(n):
                 for j in range(i):
                     out[i, j] = out[j, i]
