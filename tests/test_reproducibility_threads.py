@@ -53,12 +53,18 @@ PLAIN_UMAP_SCRIPT = textwrap.dedent(
 )
 
 
-def _run(script, *args, threads=None):
+BLAS_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _run(script, *args, threads=None, blas_threads=None):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     if threads is not None:
-        for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            env[name] = str(threads)
+        env["NUMBA_NUM_THREADS"] = str(threads)
+    blas_threads = threads if blas_threads is None else blas_threads
+    if blas_threads is not None:
+        for name in BLAS_THREADS:
+            env[name] = str(blas_threads)
     result = subprocess.run(
         [sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, timeout=900, check=False
     )
@@ -80,6 +86,15 @@ def test_labels_equal_with_one_and_two_threads(scenario):
     assert (one["threads"], two["threads"]) == (1, 2)
     assert one["labels"] == two["labels"]
     assert len(set(one["labels"]) - {-1}) >= 2
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores to run two threads")
+def test_labels_equal_with_one_and_two_numba_threads():
+    """numba's thread count (the compiled kernels, umap-learn's parallel functions) changes nothing."""
+    one = _run(CLUSTER_SCRIPT, "four_phases", threads=1, blas_threads=1)
+    two = _run(CLUSTER_SCRIPT, "four_phases", threads=2, blas_threads=1)
+    assert (one["threads"], two["threads"]) == (1, 2)
+    assert one["labels"] == two["labels"]
 
 
 def test_fit_umap_equals_plain_umap_learn_bit_for_bit():
