@@ -50,6 +50,8 @@ import numpy as np
 __all__ = [
     "KERNEL_DTYPES",
     "bin_patterns_with_totals",
+    "cache_umap_compilation",
+    "umap_pairwise_euclidean",
     "gather_columns",
     "log_statistics",
     "n_threads",
@@ -491,3 +493,180 @@ def spectra_statistics(spectra, scale, width):
         total, square = total.sum(axis=0) / n, square.sum(axis=0) / n
         out += [offset + total, np.maximum(square - total**2, 0.0)]
     return out[0], out[1], out[2], out[3], noise.sum(axis=0) / n
+
+
+# --------------------------------------------------------------------------
+# umap-learn's numba functions, compiled once per installation
+# --------------------------------------------------------------------------
+#: umap-learn functions compiled without ``cache=True`` (module, name): in
+#: every fresh process numba compiled them again, about 25 s of one core on
+#: a tiny scan (most of the ``stemfuse demo``). :func:`cache_umap_compilation`
+#: replaces each by the same Python function compiled with the same options
+#: plus ``cache=True``: the same machine code, so the same embedding, but
+#: compiled once and then loaded from numba's cache (next to umap-learn's
+#: sources, or the user-wide cache or ``NUMBA_CACHE_DIR`` where those are
+#: not writable).
+UMAP_UNCACHED = (
+    ("umap.umap_", "fast_knn_indices"),
+    ("umap.umap_", "smooth_knn_dist"),
+    ("umap.umap_", "compute_membership_strengths"),
+    ("umap.layouts", "_nb_optimize_layout_euclidean_single_epoch"),
+    ("umap.layouts", "_nb_optimize_layout_euclidean_single_epoch_parallel"),
+)
+_UMAP_CACHED = {}
+_umap_euclidean = None
+
+
+def _njit_cached(py_func, **options):
+    """``numba.njit(py_func, **options)`` with ``cache=True``, made once per function and options.
+
+    numba's cache index does not tell the options apart (only the bytecode
+    and the signature), so each set of options compiles a copy of the
+    function under a name of its own: a parallel and a serial version never
+    share an entry. Falls back to no caching where numba cannot cache.
+    """
+    import types
+
+    import numba
+
+    key = (py_func, tuple(sorted(options.items())))
+    if key not in _UMAP_CACHED:
+        flags = "_".join(f"{k}{int(v) if isinstance(v, bool) else ''}" for k, v in sorted(options.items()) if k != "locals")
+        copy = types.FunctionType(
+            py_func.__code__, py_func.__globals__, py_func.__name__, py_func.__defaults__, py_func.__closure__
+        )
+        copy.__qualname__ = f"{py_func.__qualname__}__stemfuse_{flags}"
+        copy.__doc__ = py_func.__doc__
+        copy.__kwdefaults__ = py_func.__kwdefaults__
+        try:
+            _UMAP_CACHED[key] = numba.njit(cache=True, **options)(copy)
+        except RuntimeError:  # no writable cache location: compile in memory, as umap-learn does
+            _UMAP_CACHED[key] = numba.njit(**options)(py_func)
+    return _UMAP_CACHED[key]
+
+
+class _CachingNumba:
+    """``numba`` as umap's layout driver sees it: ``njit`` caches (see :func:`_njit_cached`)."""
+
+    def __getattr__(self, name):
+        import numba
+
+        return getattr(numba, name)
+
+    @staticmethod
+    def njit(*args, **options):
+        if len(args) == 1 and callable(args[0]):
+            options.pop("cache", None)
+            return _njit_cached(args[0], **options)
+        import numba
+
+        return numba.njit(*args, **options)
+
+
+def cache_umap_compilation():
+    """Make umap-learn's uncached numba functions cache their compilation (idempotent).
+
+    Replaces the functions named in ``UMAP_UNCACHED`` in their modules by
+    cached compilations of the same Python functions with the same options,
+    and ``umap.umap_.optimize_layout_euclidean`` (which compiles densMAP's
+    per-epoch density function anew on every call) by the same code whose
+    ``numba.njit`` caches. Returns the names replaced; anything umap-learn
+    does not have (another version) is left as it is.
+
+    Examples
+    --------
+    >>> names = cache_umap_compilation()
+    >>> cache_umap_compilation() == names
+    True
+    """
+    import importlib
+    import types
+
+    if "replaced" in _UMAP_CACHED:
+        return _UMAP_CACHED["replaced"]
+    replaced = []
+    for module_name, name in UMAP_UNCACHED:
+        module = importlib.import_module(module_name)
+        dispatcher = getattr(module, name, None)
+        py_func = getattr(dispatcher, "py_func", None)
+        options = dict(getattr(dispatcher, "targetoptions", {}))
+        if py_func is None or options.get("cache"):
+            continue
+        options.pop("nopython", None)
+        options = {k: v for k, v in options.items() if v is not None}
+        setattr(module, name, _njit_cached(py_func, **options))
+        replaced.append(f"{module_name}.{name}")
+    umap_, layouts = importlib.import_module("umap.umap_"), importlib.import_module("umap.layouts")
+    driver = getattr(umap_, "optimize_layout_euclidean", None)
+    if driver is getattr(layouts, "optimize_layout_euclidean", None) and isinstance(driver, types.FunctionType):
+        scope = dict(driver.__globals__, numba=_CachingNumba())
+        copy = types.FunctionType(driver.__code__, scope, driver.__name__, driver.__defaults__, driver.__closure__)
+        copy.__kwdefaults__ = driver.__kwdefaults__
+        copy.__doc__ = driver.__doc__
+        copy.__qualname__ = driver.__qualname__
+        copy.__module__ = driver.__module__
+        # The copy's module-level names are a snapshot: point it at the cached epoch functions.
+        for module_name, name in UMAP_UNCACHED:
+            if module_name == "umap.layouts" and name in scope:
+                scope[name] = getattr(layouts, name)
+        umap_.optimize_layout_euclidean = copy
+        replaced.append("umap.umap_.optimize_layout_euclidean")
+    _UMAP_CACHED["replaced"] = tuple(replaced)
+    return _UMAP_CACHED["replaced"]
+
+
+def _umap_pairwise_kernel():
+    global _umap_euclidean
+    if "pairwise" not in _UMAP_CACHED:
+        import numba
+        from umap.distances import euclidean
+
+        # A module global, not a closure variable: numba's cache index hashes
+        # a closure's pickled contents, which differ between processes.
+        _umap_euclidean = euclidean
+
+        @numba.njit(parallel=True, cache=True)
+        def pairwise(points, out):
+            n = points.shape[0]
+            for i in numba.prange(n):
+                out[i, i] = 0.0
+                for j in range(i + 1, n):
+                    out[i, j] = _umap_euclidean(points[i], points[j])
+            for i in numba.prange(n):
+                for j in range(i):
+                    out[i, j] = out[j, i]
+
+        _UMAP_CACHED["pairwise"] = pairwise
+    return _UMAP_CACHED["pairwise"]
+
+
+def umap_pairwise_euclidean(points):
+    """Every pairwise euclidean distance exactly as umap-learn computes them below 4,096 points.
+
+    There umap-learn gives scikit-learn's ``pairwise_distances`` its own
+    numba ``euclidean`` as a Python callable: one Python call per pair
+    (1.2 million on a tiny 32 x 48 scan, seconds). Here the same compiled
+    function runs over the pairs in one compiled loop, into float32 as
+    scikit-learn stores it (its output dtype for float32 input): the same
+    matrix, bit for bit (tests/test_reproducibility_threads.py).
+
+    Parameters
+    ----------
+    points : numpy.ndarray
+        ``(n, d)`` float32.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, n)`` float32, symmetric, zero diagonal.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> umap_pairwise_euclidean(np.array([[0, 0], [3, 4]], np.float32)).tolist()
+    [[0.0, 5.0], [5.0, 0.0]]
+    """
+    points = np.ascontiguousarray(points, dtype=np.float32)
+    out = np.empty((points.shape[0], points.shape[0]), dtype=np.float32)
+    _umap_pairwise_kernel()(points, out)
+    return out

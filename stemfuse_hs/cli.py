@@ -975,12 +975,18 @@ def _cmd_report(args):
 # --------------------------------------------------------------------------
 # Pipeline pieces
 # --------------------------------------------------------------------------
-# Imported in a second process while the first reads or generates data: on a
-# fresh install, importing UMAP compiles (and caches on disk) its numba
-# functions, about ten seconds of one core; compiled alongside, the main
-# process finds them cached when it reaches the clustering. With the cache
-# warm, the import costs well under a second.
-_WARM_UP = "import warnings; warnings.simplefilter('ignore'); import umap"
+# Run in a second process while the first reads or generates data: on a
+# fresh install, a small densMAP fit through stemfuse_hs compiles (and
+# caches on disk) umap-learn's numba functions, about 25 s of one core
+# (stemfuse_hs._kernels.cache_umap_compilation); compiled alongside, the
+# main process finds them cached when it reaches the clustering. With the
+# cache warm, it costs a few seconds of the otherwise idle second core.
+_WARM_UP = (
+    "import warnings; warnings.simplefilter('ignore'); import numpy as np; "
+    "from stemfuse_hs.clustering.embed import fit_umap; "
+    "x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32); "
+    "fit_umap(x, random_state=0, n_components=3, n_neighbors=10, min_dist=0.0, densmap=True, n_epochs=20)"
+)
 
 
 @contextlib.contextmanager

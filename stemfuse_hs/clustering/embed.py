@@ -41,12 +41,18 @@ __all__ = [
     "nearest_neighbors",
     "reduce_dimensions",
     "reuse_embeddings",
+    "small_scan_neighbors",
 ]
 
 #: Principal components UMAP is given by default: none (see the module notes).
 DEFAULT_PCA_COMPONENTS = CLUSTER_DEFAULTS["pca_components"]
-#: Below this many positions UMAP itself computes every pairwise distance
-#: (exact neighbours, no compilation): left to it.
+#: Epochs of UMAP's layout optimisation in :func:`embed` (None: umap-learn's
+#: default, 700 with densMAP up to 10,000 positions, 400 beyond).
+LAYOUT_EPOCHS = None
+#: Below this many positions umap-learn computes every pairwise distance
+#: (exact neighbours) itself, through one Python call per pair: there
+#: :func:`small_scan_neighbors` computes the same neighbours bit for bit in
+#: a compiled loop and hands them to UMAP.
 EXACT_NEIGHBORS_MIN_POSITIONS = 4096
 #: Largest exact neighbour search, in positions squared times dimensions
 #: (about its multiply-adds): 7,500 positions x 6,700 features is 3.8e11
@@ -198,7 +204,7 @@ def embed(
     if state is None:
         return _run_umap(matrix, **checked)
     digest = hashlib.sha1(np.ascontiguousarray(matrix).view(np.uint8)).hexdigest()
-    key = (matrix.shape, digest, repr(sorted(checked.items())))
+    key = (matrix.shape, digest, repr(sorted(checked.items())), LAYOUT_EPOCHS)
     if key in state["embeddings"]:
         state["counts"]["reused"] += 1
     else:
@@ -376,6 +382,83 @@ def nearest_neighbors(points, n_neighbors):
     return indices, distances.astype(np.float32)
 
 
+def small_scan_neighbors(points, n_neighbors):
+    """The neighbours umap-learn finds itself below ``EXACT_NEIGHBORS_MIN_POSITIONS`` points, bit for bit.
+
+    umap-learn computes every pairwise distance there with scikit-learn's
+    ``pairwise_distances`` given its numba ``euclidean`` as a Python
+    callable, one call per pair: 4.4 s of a 32 x 48 scan's 1,536 positions
+    (1.2 million pairs), against 0.08 s for the same compiled function in
+    one compiled loop (:func:`stemfuse_hs._kernels.umap_pairwise_euclidean`).
+    The neighbours are then ranked by umap-learn's own ``fast_knn_indices``,
+    as it ranks them: the same neighbours and distances, so the same
+    embedding as without them.
+
+    Returns
+    -------
+    indices : numpy.ndarray
+        ``(n, n_neighbors)`` int64.
+    distances : numpy.ndarray
+        ``(n, n_neighbors)`` float32.
+    """
+    import umap.umap_
+
+    from .._kernels import cache_umap_compilation, umap_pairwise_euclidean
+
+    cache_umap_compilation()
+    matrix = umap_pairwise_euclidean(points)
+    indices = umap.umap_.fast_knn_indices(matrix, n_neighbors)
+    distances = matrix[np.arange(matrix.shape[0])[:, None], indices].copy()
+    return indices, distances
+
+
+class _EdgeDistances(dict):
+    """A sparse matrix's entries as ``{(row, column): value}``; absent entries are 0.
+
+    ``matrix[j, k]`` of a scipy DOK matrix, as umap-learn's densMAP reads
+    the neighbour distances edge by edge in a Python loop, validates its
+    indices first: the tiny scan's 46,004 reads took 4.0 s of CPU under
+    cProfile (a loaded machine; not timed on its own, and more edges on
+    larger scans). A dictionary gives the same float32 values at a
+    fraction of the cost.
+    """
+
+    def __init__(self, matrix):
+        coo = matrix.tocoo()
+        super().__init__(zip(zip(coo.row.tolist(), coo.col.tolist()), coo.data))
+        self._zero = coo.data.dtype.type(0)
+
+    def __missing__(self, key):
+        return self._zero
+
+
+_UMAP_CLASS = []
+
+
+def _umap_class():
+    """``umap.UMAP`` whose densMAP reads the neighbour distances from :class:`_EdgeDistances`."""
+    if not _UMAP_CLASS:
+        import scipy.sparse
+        import umap
+
+        class UMAP(umap.UMAP):
+            def _fit_embed_data(self, X, n_epochs, init, random_state, **kwargs):
+                kwds = getattr(self, "_densmap_kwds", None)
+                dists = kwds.get("graph_dists") if isinstance(kwds, dict) else None
+                if dists is None or not scipy.sparse.issparse(dists):
+                    return super()._fit_embed_data(X, n_epochs, init, random_state, **kwargs)
+                kwds["graph_dists"] = _EdgeDistances(dists)
+                try:
+                    return super()._fit_embed_data(X, n_epochs, init, random_state, **kwargs)
+                finally:
+                    kwds["graph_dists"] = dists
+
+        UMAP.__module__ = umap.UMAP.__module__
+        UMAP.__qualname__ = umap.UMAP.__qualname__
+        _UMAP_CLASS.append(UMAP)
+    return _UMAP_CLASS[0]
+
+
 def fit_umap(points, *, random_state=None, n_jobs=-1, searchable=False, **umap_params):
     """Fit UMAP to ``points``: the one place a UMAP model is made.
 
@@ -390,9 +473,10 @@ def fit_umap(points, *, random_state=None, n_jobs=-1, searchable=False, **umap_p
     searchable : bool, default False
         Keep UMAP's own nearest-neighbour search index, which ``transform``
         needs for new points. Otherwise the euclidean neighbours of at
-        least ``EXACT_NEIGHBORS_MIN_POSITIONS`` points (below, UMAP finds
-        them exactly itself) are found exactly (:func:`nearest_neighbors`)
-        and handed to UMAP, up to ``EXACT_NEIGHBORS_MAX_WORK``.
+        least ``EXACT_NEIGHBORS_MIN_POSITIONS`` points are found exactly
+        (:func:`nearest_neighbors`) and handed to UMAP, up to
+        ``EXACT_NEIGHBORS_MAX_WORK``; below, those umap-learn would find
+        itself (:func:`small_scan_neighbors`).
     **umap_params
         ``n_components``, ``n_neighbors``, ``min_dist``, ``metric``,
         ``densmap`` and any other ``umap.UMAP`` argument.
@@ -406,6 +490,9 @@ def fit_umap(points, *, random_state=None, n_jobs=-1, searchable=False, **umap_p
     """
     import umap
 
+    from .._kernels import cache_umap_compilation
+
+    cache_umap_compilation()
     n = points.shape[0]
     params = dict(umap_params)
     n_components = params.get("n_components", 2)
@@ -418,9 +505,16 @@ def fit_umap(points, *, random_state=None, n_jobs=-1, searchable=False, **umap_p
     ):
         indices, distances = nearest_neighbors(points, params.get("n_neighbors", 15))
         params["precomputed_knn"] = (indices, distances, None)
+    elif (
+        not searchable
+        and params.get("metric", "euclidean") == "euclidean"
+        and params.get("n_neighbors", 15) < n < EXACT_NEIGHBORS_MIN_POSITIONS
+        and "precomputed_knn" not in params
+    ):
+        params["precomputed_knn"] = (*small_scan_neighbors(points, params.get("n_neighbors", 15)), None)
     # Spectral initialisation needs more points than components + 1.
     params.setdefault("init", "spectral" if n > n_components + 2 else "random")
-    reducer = umap.UMAP(random_state=random_state, n_jobs=1 if random_state is not None else n_jobs, **params)
+    reducer = _umap_class()(random_state=random_state, n_jobs=1 if random_state is not None else n_jobs, **params)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*n_jobs value.*overridden.*")
         warnings.filterwarnings("ignore", message=".*Graph is not fully connected.*")
@@ -442,6 +536,7 @@ def _run_umap(
         min_dist=min_dist,
         metric=metric,
         densmap=densmap,
+        n_epochs=LAYOUT_EPOCHS,
         verbose=verbose,
     )
     return embedding

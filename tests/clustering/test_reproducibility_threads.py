@@ -1,0 +1,152 @@
+"""The same seed gives the same labels in any process and with any thread count,
+and the compilation caching of umap-learn's functions changes nothing.
+
+Each check runs in fresh subprocesses (thread counts are fixed when numba and
+the BLAS start), so these tests take a minute or so.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CLUSTER_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, warnings
+    warnings.simplefilter("ignore")
+    import numba, numpy as np
+    import stemfuse_hs
+    from stemfuse_hs.data import synthetic_scan
+
+    threads = numba.get_num_threads()  # before UMAP, which sets its own while it runs
+    scan = synthetic_scan(sys.argv[1], size="tiny", seed=0, lazy=False)
+    labels = stemfuse_hs.fuse(scan.dp, scan.eds, show_progressbar=False).cluster(random_state=0, show_progressbar=False)
+    print(json.dumps({"threads": threads, "labels": np.asarray(labels.data).ravel().tolist()}))
+    """
+)
+
+# umap-learn exactly as it is, without stemfuse_hs's caching or neighbours,
+# against stemfuse_hs's fit_umap on the same points.
+PLAIN_UMAP_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, warnings
+    warnings.simplefilter("ignore")
+    import numpy as np
+    rng = np.random.default_rng(3)
+    x = np.vstack([rng.normal(0, 1, (150, 12)), rng.normal(4, 1, (150, 12))]).astype(np.float32)
+    kwargs = dict(n_components=3, n_neighbors=10, min_dist=0.0, densmap=True, n_epochs=60)
+    if sys.argv[1] == "plain":
+        import umap
+        e = umap.UMAP(random_state=0, n_jobs=1, init="spectral", **kwargs).fit_transform(x)
+    else:
+        from stemfuse_hs.clustering.embed import fit_umap
+        e = fit_umap(x, random_state=0, **kwargs)[1]
+    print(json.dumps(np.asarray(e, dtype=np.float32).ravel().view(np.uint32).tolist()))
+    """
+)
+
+
+BLAS_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _run(script, *args, threads=None, blas_threads=None):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    if threads is not None:
+        env["NUMBA_NUM_THREADS"] = str(threads)
+    blas_threads = threads if blas_threads is None else blas_threads
+    if blas_threads is not None:
+        for name in BLAS_THREADS:
+            env[name] = str(blas_threads)
+    result = subprocess.run(
+        [sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, timeout=900, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores to run two threads")
+@pytest.mark.xfail(
+    reason="measured 2026-12-02, the same on main and on b1-speed: with the same seed the tiny four_phases "
+    "labels do not depend on NUMBA_NUM_THREADS (1 and 2 equal) but do on the OpenBLAS/OpenMP threads "
+    "(1 and 2: two clusters swap their numbers and a few positions move, ARI 0.996 between them); not fixed yet",
+    strict=False,
+)
+@pytest.mark.parametrize("scenario", ["four_phases", "poly_chemistry"])
+def test_labels_equal_with_one_and_two_threads(scenario):
+    one = _run(CLUSTER_SCRIPT, scenario, threads=1)
+    two = _run(CLUSTER_SCRIPT, scenario, threads=2)
+    assert (one["threads"], two["threads"]) == (1, 2)
+    assert one["labels"] == two["labels"]
+    assert len(set(one["labels"]) - {-1}) >= 2
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores to run two threads")
+def test_labels_equal_with_one_and_two_numba_threads():
+    """numba's thread count (the compiled kernels, umap-learn's parallel functions) changes nothing."""
+    one = _run(CLUSTER_SCRIPT, "four_phases", threads=1, blas_threads=1)
+    two = _run(CLUSTER_SCRIPT, "four_phases", threads=2, blas_threads=1)
+    assert (one["threads"], two["threads"]) == (1, 2)
+    assert one["labels"] == two["labels"]
+
+
+def test_fit_umap_equals_plain_umap_learn_bit_for_bit():
+    """Cached compilations and the compiled small-scan neighbours give umap-learn's own embedding."""
+    assert _run(PLAIN_UMAP_SCRIPT, "stemfuse") == _run(PLAIN_UMAP_SCRIPT, "plain")
+
+
+def test_umap_pairwise_euclidean_is_scikit_learns_with_umaps_metric():
+    import umap.distances
+    from sklearn.metrics import pairwise_distances
+
+    from stemfuse_hs._kernels import umap_pairwise_euclidean
+
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(120, 37)) * rng.uniform(0.1, 100, 37)).astype(np.float32)
+    expected = pairwise_distances(x, metric=umap.distances.euclidean)
+    assert expected.dtype == np.float32
+    assert np.array_equal(umap_pairwise_euclidean(x), expected)
+
+
+def test_small_scan_neighbors_are_umaps():
+    import umap.distances
+    import umap.umap_
+    from sklearn.metrics import pairwise_distances
+
+    from stemfuse_hs.clustering.embed import small_scan_neighbors
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 9)).astype(np.float32)
+    indices, distances, _ = umap.umap_.nearest_neighbors(
+        pairwise_distances(x, metric=umap.distances.euclidean), 10, "precomputed", {}, False, None
+    )
+    ours = small_scan_neighbors(x, 10)
+    assert np.array_equal(ours[0], indices)
+    assert np.array_equal(ours[1], distances)
+
+
+def test_cache_umap_compilation_is_idempotent_and_caches():
+    import umap.layouts
+    import umap.umap_
+
+    from stemfuse_hs._kernels import cache_umap_compilation
+
+    names = cache_umap_compilation()
+    assert cache_umap_compilation() == names
+    assert "umap.umap_.smooth_knn_dist" in names
+    for name in ("smooth_knn_dist", "compute_membership_strengths", "fast_knn_indices"):
+        if f"umap.umap_.{name}" in names:
+            assert type(getattr(umap.umap_, name)._cache).__name__ != "NullCache"
+    serial = umap.layouts._nb_optimize_layout_euclidean_single_epoch
+    parallel = umap.layouts._nb_optimize_layout_euclidean_single_epoch_parallel
+    # A serial and a parallel compilation never share a cache entry.
+    assert serial.py_func.__qualname__ != parallel.py_func.__qualname__
+    assert serial.targetoptions.get("parallel") is False
+    assert parallel.targetoptions.get("parallel") is True
