@@ -236,7 +236,7 @@ _SPEC = (
     Parameter(
         "max_fit_positions", None, "int",
         "scans with more positions are embedded and clustered on a random subsample of this many, "
-        "every other position assigned; None decides by itself from the memory a full fit would need",
+        "every other position assigned (default: chosen by itself from the memory a full fit would need)",
         details=(
             "None (the default) fits every position up to 200,000, except lazy features whose full fit "
             "would need more working memory than the budget (2 GiB, or half the available memory if "
