@@ -18,6 +18,7 @@ import numpy as np
 from scipy import ndimage, signal
 
 from .._validation import check_bool, check_int, check_real
+from ._docstrings import fill_doc
 from ._common import beam_provenance, check_beam, neutral_fill, provenance, safe_log
 from ._patterns import check_scale, finish, locate_beam, prepare_patterns
 from .radial import azimuthal_mean, inscribed_radius
@@ -137,6 +138,7 @@ def _sector_means(block, weights):
     return (flat @ weights).astype(np.float32)
 
 
+@fill_doc
 def annular(
     data,
     *,
@@ -157,8 +159,7 @@ def annular(
 
     Parameters
     ----------
-    data : numpy.ndarray or dask.array.Array
-        ``(*navigation, H, W)`` diffraction patterns (counts).
+    %(diffraction_data)s
     n_sectors : int, default 8
         Equal angular sectors per ring.
     ring_edges : sequence of float, optional
@@ -168,8 +169,7 @@ def annular(
         on the detector.
     max_rings : int, optional
         Keep only the innermost rings (of the automatic edges).
-    binning : int, default 1
-        Detector binning before anything else (sums counts).
+    %(binning_1)s
     scale : {"log", "linear"}, default "log"
         ``log1p`` of the sector means, or the means themselves.
     contrast : bool, default True
@@ -180,12 +180,9 @@ def annular(
         intensity changes that thickness brings to every sector at once.
     smooth, prominence : float
         For the automatic ring edges, see :func:`profile_minima`.
-    beam_centre : (float, float), optional
-        (row, column) of the direct beam in unbinned pixels; found when omitted.
-    beam_radius : float, optional
-        Radius of the direct beam in unbinned pixels; found when omitted.
-    normalize : {"total", None}, default "total"
-        Scale each pattern to the scan's mean total counts first.
+    %(beam_centre)s
+    %(beam_radius)s
+    %(normalize_patterns)s
     nan_policy : {"raise", "exclude"}, default "raise"
         Positions holding NaN or inf: refuse the data, or leave them out of
         the mean pattern and normalisation and give them the features of

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._validation import check_real
+from ._docstrings import fill_doc
 from ._common import beam_provenance, check_beam, neutral_fill, provenance
 from ._patterns import finish, locate_beam, prepare_patterns
 from .sdt import disk_mask
@@ -62,6 +63,7 @@ def _binarize_block(block, limit, index):
     return (flat > limit).astype(np.float32)
 
 
+@fill_doc
 def binarize(
     data,
     *,
@@ -77,8 +79,7 @@ def binarize(
 
     Parameters
     ----------
-    data : numpy.ndarray or dask.array.Array
-        ``(*navigation, H, W)`` diffraction patterns (counts).
+    %(diffraction_data)s
     threshold : float, optional
         A pixel is on above this value (counts after binning and
         normalisation), the same for every pixel.
@@ -87,15 +88,12 @@ def binarize(
         pattern ``m`` there by ``sigma * sqrt(m)`` (Poisson standard
         deviations), i.e. where something appears that most positions do
         not have.
-    binning : int, default 2
-        Detector binning before anything else (sums counts).
-    beam_centre : (float, float), optional
-        (row, column) of the direct beam in unbinned pixels; found when omitted.
+    %(binning_2)s
+    %(beam_centre)s
     beam_radius : float, optional
         Radius of the excluded beam disk in unbinned pixels (0: none); found
         when omitted.
-    normalize : {"total", None}, default "total"
-        Scale each pattern to the scan's mean total counts first.
+    %(normalize_patterns)s
     nan_policy : {"raise", "exclude"}, default "raise"
         Positions holding NaN or inf: refuse the data, or leave them out of
         the mean pattern and normalisation and give them all-off features.

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._validation import check_bool, check_int, check_real
+from ._docstrings import fill_doc
 from ._common import beam_provenance, check_beam, neutral_fill, provenance, safe_log, unbinned
 from ._patterns import check_scale, finish, locate_beam, prepare_patterns
 
@@ -133,6 +134,7 @@ def azimuthal_mean(patterns, centre, npt, radial_range):
     return integral.data.astype(np.float32)
 
 
+@fill_doc
 def radial(
     data,
     *,
@@ -150,8 +152,7 @@ def radial(
 
     Parameters
     ----------
-    data : numpy.ndarray or dask.array.Array
-        ``(*navigation, H, W)`` diffraction patterns (counts).
+    %(diffraction_data)s
     npt : int, optional
         Number of rings. Default: one a (binned) pixel across ``radial_range``.
     radial_range : (float, float), optional
@@ -161,8 +162,7 @@ def radial(
     variance : bool, default False
         Also return the variance of the intensity within every ring:
         large for rings made of spots, small for even (powder) rings.
-    binning : int, default 1
-        Detector binning before anything else (sums counts).
+    %(binning_1)s
     scale : {"log", "linear"}, default "log"
         ``log1p`` of the ring means (and variances), which equalises weak
         outer rings and the strong inner ones, or the values themselves.
@@ -174,8 +174,7 @@ def radial(
     beam_radius : float, optional
         Radius of the direct beam in unbinned pixels (default inner radius);
         found when omitted.
-    normalize : {"total", None}, default "total"
-        Scale each pattern to the scan's mean total counts first.
+    %(normalize_patterns)s
     nan_policy : {"raise", "exclude"}, default "raise"
         Positions holding NaN or inf: refuse the data, or leave them out of
         the mean pattern and the normalisation and give them the features of

@@ -18,6 +18,7 @@ import numpy as np
 from .._arrays import LAZY_ADVICE, as_dask, check_memory, is_lazy_array
 from .._kernels import KERNEL_DTYPES, spectra_statistics
 from .._validation import check_choice, check_fraction, check_nan_policy, check_real
+from ._docstrings import fill_doc
 from ._common import (
     NORMALIZATIONS,
     check_positions,
@@ -185,6 +186,7 @@ def validate_windows(windows):
     return checked
 
 
+@fill_doc
 def variance_threshold(
     data,
     energies,
@@ -201,10 +203,8 @@ def variance_threshold(
 
     Parameters
     ----------
-    data : numpy.ndarray or dask.array.Array
-        ``(*navigation, channels)`` spectra (counts).
-    energies : array_like
-        ``(channels,)`` channel energies in keV.
+    %(spectra_data)s
+    %(energies)s
     threshold : float, optional
         Keep channels whose variance (of the normalised counts) exceeds this.
     quantile : float, optional
@@ -216,8 +216,7 @@ def variance_threshold(
         X-ray lines (e.g. ``"Cu_Ka"``) never kept: one FWHM either side.
     resolution_mnka : float
         Detector resolution at Mn Ka in eV, for the line windows.
-    normalize : {"total", None}, default "total"
-        Scale each spectrum to the scan's mean total counts first.
+    %(normalize_spectra)s
     nan_policy : {"raise", "exclude"}, default "raise"
         What to do with positions holding NaN or inf: refuse the data,
         saying how many and where, or leave them out of every statistic
