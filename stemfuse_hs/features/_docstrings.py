@@ -40,6 +40,19 @@ DOCSTRINGS = {
     "nan_policy_mean_features": """nan_policy : {"raise", "exclude"}, default "raise"
         Positions holding NaN or inf: refuse the data, or leave them out of
         every statistic and give them the scan's mean features.""",
+    # --- the result classes' attributes ---
+    "result_parameters": """parameters : dict
+        Every parameter used, for provenance.""",
+    "result_excluded_mean_features": """excluded : numpy.ndarray
+        ``navigation``-shaped boolean mask of the positions left out
+        (``nan_policy="exclude"``); their features are the scan's mean.""",
+    "result_excluded_mean_pattern": """excluded : numpy.ndarray
+        ``navigation``-shaped boolean mask of the positions left out
+        (``nan_policy="exclude"``); their features are those of the mean pattern.""",
+    "result_mean_pattern": """mean_pattern : numpy.ndarray
+        ``(H', W')`` mean normalised pattern on the binned grid.""",
+    "result_beam_mask": """beam_mask : numpy.ndarray
+        ``(H', W')`` True inside the excluded direct-beam disk.""",
     # --- signal level (stemfuse_hs.signals.extract) ---
     "signal_2d": """signal : hyperspy.signals.Signal2D
         4D-STEM data (any 2-D signal class, eager or lazy); not modified.""",
@@ -62,7 +75,7 @@ _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
 
 def fill_doc(func):
-    """Replace every ``%(name)s`` in ``func.__doc__`` by ``DOCSTRINGS[name]``; return ``func``.
+    """Replace every ``%(name)s`` in ``func.__doc__`` (a function's or a class') by ``DOCSTRINGS[name]``; return ``func``.
 
     An unknown name raises ``KeyError`` at import, so no placeholder is
     left in a rendered docstring. Without docstrings (``python -OO``)

@@ -26,6 +26,7 @@ from .radial import azimuthal_mean, inscribed_radius
 __all__ = ["AnnularResult", "annular", "profile_minima", "sector_labels"]
 
 
+@fill_doc
 @dataclass
 class AnnularResult:
     """What the annular averaging used and extracted.
@@ -48,17 +49,13 @@ class AnnularResult:
         the ring edges.
     profile_radii : numpy.ndarray
         Radii of ``mean_profile`` in unbinned pixels.
-    mean_pattern : numpy.ndarray
-        ``(H', W')`` mean normalised pattern on the binned grid.
+    %(result_mean_pattern)s
     beam_centre : tuple of float
         (row, column) on the binned grid.
     beam_radius : float
         On the binned grid.
-    parameters : dict
-        Every parameter used, for provenance.
-    excluded : numpy.ndarray
-        ``navigation``-shaped boolean mask of the positions left out
-        (``nan_policy="exclude"``); their features are those of the mean pattern.
+    %(result_parameters)s
+    %(result_excluded_mean_pattern)s
     """
 
     features: object

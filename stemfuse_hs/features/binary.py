@@ -24,6 +24,7 @@ from .sdt import disk_mask
 __all__ = ["BinaryResult", "binarize"]
 
 
+@fill_doc
 @dataclass
 class BinaryResult:
     """What the binarisation used and extracted.
@@ -35,14 +36,11 @@ class BinaryResult:
         the direct-beam disk. Lazy when the input was.
     threshold_map : numpy.ndarray
         ``(H', W')`` the value each pixel had to exceed.
-    mean_pattern : numpy.ndarray
-        ``(H', W')`` mean normalised pattern on the binned grid.
-    beam_mask : numpy.ndarray
-        ``(H', W')`` True inside the excluded direct-beam disk.
+    %(result_mean_pattern)s
+    %(result_beam_mask)s
     pixel_indices : numpy.ndarray
         ``(n_pixels, 2)`` (row, column) of every feature on the binned grid.
-    parameters : dict
-        Every parameter used, for provenance.
+    %(result_parameters)s
     excluded : numpy.ndarray
         ``navigation``-shaped boolean mask of the positions left out
         (``nan_policy="exclude"``); their features are those of the mean

@@ -29,6 +29,7 @@ from .sdt import select_top_fraction
 __all__ = ["CepstrumResult", "cepstrum", "half_plane"]
 
 
+@fill_doc
 @dataclass
 class CepstrumResult:
     """What the cepstral transform kept and extracted.
@@ -48,11 +49,8 @@ class CepstrumResult:
     quefrency_indices : numpy.ndarray
         ``(n_features, 2)`` (row, column) quefrency of every feature, in
         cycles across the binned detector (zero in the middle).
-    parameters : dict
-        Every parameter used, for provenance.
-    excluded : numpy.ndarray
-        ``navigation``-shaped boolean mask of the positions left out
-        (``nan_policy="exclude"``); their features are the scan's mean.
+    %(result_parameters)s
+    %(result_excluded_mean_features)s
     """
 
     features: object

@@ -33,6 +33,7 @@ from .variance import DEFAULT_RESOLUTION_MNKA, line_windows, xray_line_energy
 __all__ = ["LineResult", "element_lines", "line_intensities"]
 
 
+@fill_doc
 @dataclass
 class LineResult:
     """What the line integration used and extracted.
@@ -57,11 +58,8 @@ class LineResult:
         their share of the interpolated background.
     feature_lines : list of str
         The line of every feature.
-    parameters : dict
-        Every parameter used, for provenance.
-    excluded : numpy.ndarray
-        ``navigation``-shaped boolean mask of the positions left out
-        (``nan_policy="exclude"``); their features are the scan's mean.
+    %(result_parameters)s
+    %(result_excluded_mean_features)s
     """
 
     features: object

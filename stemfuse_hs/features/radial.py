@@ -29,6 +29,7 @@ from ._patterns import check_scale, finish, locate_beam, prepare_patterns
 __all__ = ["RadialResult", "azimuthal_mean", "inscribed_radius", "radial"]
 
 
+@fill_doc
 @dataclass
 class RadialResult:
     """What the radial integration found and extracted.
@@ -45,17 +46,13 @@ class RadialResult:
         ``(n_rings + 1,)`` ring boundaries in unbinned pixels.
     mean_profile : numpy.ndarray
         ``(n_rings,)`` radial profile of the mean pattern (linear scale).
-    mean_pattern : numpy.ndarray
-        ``(H', W')`` mean normalised pattern on the binned grid.
+    %(result_mean_pattern)s
     beam_centre : tuple of float
         (row, column) of the integration centre on the binned grid.
     beam_radius : float
         Radius of the direct beam on the binned grid.
-    parameters : dict
-        Every parameter used, for provenance.
-    excluded : numpy.ndarray
-        ``navigation``-shaped boolean mask of the positions left out
-        (``nan_policy="exclude"``); their features are those of the mean pattern.
+    %(result_parameters)s
+    %(result_excluded_mean_pattern)s
     """
 
     features: object

@@ -54,6 +54,7 @@ STD_SCALES = ("log", "linear")
 HOT_PIXEL_FACTOR = 10.0
 
 
+@fill_doc
 @dataclass
 class SDTResult:
     """What standard-deviation thresholding found and extracted.
@@ -67,8 +68,7 @@ class SDTResult:
         ``(H', W')`` per-pixel standard deviation over positions (binned grid).
     mean_pattern : numpy.ndarray
         ``(H', W')`` mean (normalised) pattern, used to locate the beam.
-    beam_mask : numpy.ndarray
-        ``(H', W')`` True inside the excluded direct-beam disk.
+    %(result_beam_mask)s
     selected_mask : numpy.ndarray
         ``(H', W')`` True for the pixels kept as features.
     pixel_indices : numpy.ndarray
@@ -77,11 +77,8 @@ class SDTResult:
         (row, column) of the direct beam on the binned grid.
     beam_radius : float
         Radius of the excluded disk on the binned grid, in pixels.
-    parameters : dict
-        Every parameter used, for provenance.
-    excluded : numpy.ndarray
-        ``navigation``-shaped boolean mask of the positions left out
-        (``nan_policy="exclude"``); their features are the scan's mean.
+    %(result_parameters)s
+    %(result_excluded_mean_features)s
     """
 
     features: object

@@ -56,6 +56,7 @@ AUTO_SIGNIFICANCE = 4.0
 TOTALS_BLOCK_ROWS = 4096
 
 
+@fill_doc
 @dataclass
 class VarianceResult:
     """What variance thresholding found and extracted.
@@ -71,8 +72,7 @@ class VarianceResult:
         a given value or quantile; per channel for the automatic threshold).
     kept, excluded : numpy.ndarray
         ``(channels,)`` boolean masks.
-    parameters : dict
-        Every parameter used, for provenance.
+    %(result_parameters)s
     excluded_positions : numpy.ndarray
         ``navigation``-shaped boolean mask of the positions left out
         (``nan_policy="exclude"``); their features are the scan's mean.
