@@ -18,6 +18,7 @@ import numpy as np
 from scipy import ndimage, signal
 
 from .._validation import check_bool, check_int, check_real
+from ._docstrings import fill_doc
 from ._common import beam_provenance, check_beam, neutral_fill, provenance, safe_log
 from ._patterns import check_scale, finish, locate_beam, prepare_patterns
 from .radial import azimuthal_mean, inscribed_radius
@@ -25,6 +26,7 @@ from .radial import azimuthal_mean, inscribed_radius
 __all__ = ["AnnularResult", "annular", "profile_minima", "sector_labels"]
 
 
+@fill_doc
 @dataclass
 class AnnularResult:
     """What the annular averaging used and extracted.
@@ -47,17 +49,13 @@ class AnnularResult:
         the ring edges.
     profile_radii : numpy.ndarray
         Radii of ``mean_profile`` in unbinned pixels.
-    mean_pattern : numpy.ndarray
-        ``(H', W')`` mean normalised pattern on the binned grid.
+    %(result_mean_pattern)s
     beam_centre : tuple of float
         (row, column) on the binned grid.
     beam_radius : float
         On the binned grid.
-    parameters : dict
-        Every parameter used, for provenance.
-    excluded : numpy.ndarray
-        ``navigation``-shaped boolean mask of the positions left out
-        (``nan_policy="exclude"``); their features are those of the mean pattern.
+    %(result_parameters)s
+    %(result_excluded_mean_pattern)s
     """
 
     features: object
@@ -137,6 +135,7 @@ def _sector_means(block, weights):
     return (flat @ weights).astype(np.float32)
 
 
+@fill_doc
 def annular(
     data,
     *,
@@ -157,8 +156,7 @@ def annular(
 
     Parameters
     ----------
-    data : numpy.ndarray or dask.array.Array
-        ``(*navigation, H, W)`` diffraction patterns (counts).
+    %(diffraction_data)s
     n_sectors : int, default 8
         Equal angular sectors per ring.
     ring_edges : sequence of float, optional
@@ -168,8 +166,7 @@ def annular(
         on the detector.
     max_rings : int, optional
         Keep only the innermost rings (of the automatic edges).
-    binning : int, default 1
-        Detector binning before anything else (sums counts).
+    %(binning_1)s
     scale : {"log", "linear"}, default "log"
         ``log1p`` of the sector means, or the means themselves.
     contrast : bool, default True
@@ -180,12 +177,9 @@ def annular(
         intensity changes that thickness brings to every sector at once.
     smooth, prominence : float
         For the automatic ring edges, see :func:`profile_minima`.
-    beam_centre : (float, float), optional
-        (row, column) of the direct beam in unbinned pixels; found when omitted.
-    beam_radius : float, optional
-        Radius of the direct beam in unbinned pixels; found when omitted.
-    normalize : {"total", None}, default "total"
-        Scale each pattern to the scan's mean total counts first.
+    %(beam_centre)s
+    %(beam_radius)s
+    %(normalize_patterns)s
     nan_policy : {"raise", "exclude"}, default "raise"
         Positions holding NaN or inf: refuse the data, or leave them out of
         the mean pattern and normalisation and give them the features of

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._validation import check_real
+from ._docstrings import fill_doc
 from ._common import beam_provenance, check_beam, neutral_fill, provenance
 from ._patterns import finish, locate_beam, prepare_patterns
 from .sdt import disk_mask
@@ -23,6 +24,7 @@ from .sdt import disk_mask
 __all__ = ["BinaryResult", "binarize"]
 
 
+@fill_doc
 @dataclass
 class BinaryResult:
     """What the binarisation used and extracted.
@@ -34,14 +36,11 @@ class BinaryResult:
         the direct-beam disk. Lazy when the input was.
     threshold_map : numpy.ndarray
         ``(H', W')`` the value each pixel had to exceed.
-    mean_pattern : numpy.ndarray
-        ``(H', W')`` mean normalised pattern on the binned grid.
-    beam_mask : numpy.ndarray
-        ``(H', W')`` True inside the excluded direct-beam disk.
+    %(result_mean_pattern)s
+    %(result_beam_mask)s
     pixel_indices : numpy.ndarray
         ``(n_pixels, 2)`` (row, column) of every feature on the binned grid.
-    parameters : dict
-        Every parameter used, for provenance.
+    %(result_parameters)s
     excluded : numpy.ndarray
         ``navigation``-shaped boolean mask of the positions left out
         (``nan_policy="exclude"``); their features are those of the mean
@@ -62,6 +61,7 @@ def _binarize_block(block, limit, index):
     return (flat > limit).astype(np.float32)
 
 
+@fill_doc
 def binarize(
     data,
     *,
@@ -77,8 +77,7 @@ def binarize(
 
     Parameters
     ----------
-    data : numpy.ndarray or dask.array.Array
-        ``(*navigation, H, W)`` diffraction patterns (counts).
+    %(diffraction_data)s
     threshold : float, optional
         A pixel is on above this value (counts after binning and
         normalisation), the same for every pixel.
@@ -87,15 +86,12 @@ def binarize(
         pattern ``m`` there by ``sigma * sqrt(m)`` (Poisson standard
         deviations), i.e. where something appears that most positions do
         not have.
-    binning : int, default 2
-        Detector binning before anything else (sums counts).
-    beam_centre : (float, float), optional
-        (row, column) of the direct beam in unbinned pixels; found when omitted.
+    %(binning_2)s
+    %(beam_centre)s
     beam_radius : float, optional
         Radius of the excluded beam disk in unbinned pixels (0: none); found
         when omitted.
-    normalize : {"total", None}, default "total"
-        Scale each pattern to the scan's mean total counts first.
+    %(normalize_patterns)s
     nan_policy : {"raise", "exclude"}, default "raise"
         Positions holding NaN or inf: refuse the data, or leave them out of
         the mean pattern and normalisation and give them all-off features.

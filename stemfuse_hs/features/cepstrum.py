@@ -21,6 +21,7 @@ import dask.array as da
 import numpy as np
 
 from .._validation import check_fraction
+from ._docstrings import fill_doc
 from ._common import neutral_fill, provenance, safe_log
 from ._patterns import finish, prepare_patterns
 from .sdt import select_top_fraction
@@ -28,6 +29,7 @@ from .sdt import select_top_fraction
 __all__ = ["CepstrumResult", "cepstrum", "half_plane"]
 
 
+@fill_doc
 @dataclass
 class CepstrumResult:
     """What the cepstral transform kept and extracted.
@@ -47,11 +49,8 @@ class CepstrumResult:
     quefrency_indices : numpy.ndarray
         ``(n_features, 2)`` (row, column) quefrency of every feature, in
         cycles across the binned detector (zero in the middle).
-    parameters : dict
-        Every parameter used, for provenance.
-    excluded : numpy.ndarray
-        ``navigation``-shaped boolean mask of the positions left out
-        (``nan_policy="exclude"``); their features are the scan's mean.
+    %(result_parameters)s
+    %(result_excluded_mean_features)s
     """
 
     features: object
@@ -86,6 +85,7 @@ def _cepstrum_block(block, ky, kx):
     return spectrum[..., cy - ky : cy + ky + 1, cx - kx : cx + kx + 1].astype(np.float32)
 
 
+@fill_doc
 def cepstrum(
     data,
     *,
@@ -99,10 +99,8 @@ def cepstrum(
 
     Parameters
     ----------
-    data : numpy.ndarray or dask.array.Array
-        ``(*navigation, H, W)`` diffraction patterns (counts).
-    binning : int, default 2
-        Detector binning before anything else (sums counts).
+    %(diffraction_data)s
+    %(binning_2)s
     crop : float, default 0.5
         Fraction, in (0, 1], of the largest quefrency kept along each
         detector axis: the informative centre. Lattice periods of several
@@ -112,11 +110,8 @@ def cepstrum(
         Keep only this fraction of the (non-redundant) cropped quefrencies,
         those whose magnitude varies most over the scan (standard-deviation
         thresholding, as SDT does for pixels). All by default.
-    normalize : {"total", None}, default "total"
-        Scale each pattern to the scan's mean total counts first.
-    nan_policy : {"raise", "exclude"}, default "raise"
-        Positions holding NaN or inf: refuse the data, or leave them out of
-        every statistic and give them the scan's mean features.
+    %(normalize_patterns)s
+    %(nan_policy_mean_features)s
 
     Returns
     -------

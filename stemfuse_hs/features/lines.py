@@ -16,6 +16,7 @@ import dask.array as da
 
 from .._arrays import as_dask, is_lazy_array
 from .._validation import check_bool, check_nan_policy, check_real
+from ._docstrings import fill_doc
 from ._common import (
     NORMALIZATIONS,
     check_positions,
@@ -32,6 +33,7 @@ from .variance import DEFAULT_RESOLUTION_MNKA, line_windows, xray_line_energy
 __all__ = ["LineResult", "element_lines", "line_intensities"]
 
 
+@fill_doc
 @dataclass
 class LineResult:
     """What the line integration used and extracted.
@@ -56,11 +58,8 @@ class LineResult:
         their share of the interpolated background.
     feature_lines : list of str
         The line of every feature.
-    parameters : dict
-        Every parameter used, for provenance.
-    excluded : numpy.ndarray
-        ``navigation``-shaped boolean mask of the positions left out
-        (``nan_policy="exclude"``); their features are the scan's mean.
+    %(result_parameters)s
+    %(result_excluded_mean_features)s
     """
 
     features: object
@@ -162,6 +161,7 @@ def _apply(block, weights):
     return (block.astype(np.float32, copy=False) @ weights).astype(np.float32)
 
 
+@fill_doc
 def line_intensities(
     data,
     energies,
@@ -179,10 +179,8 @@ def line_intensities(
 
     Parameters
     ----------
-    data : numpy.ndarray or dask.array.Array
-        ``(*navigation, channels)`` spectra (counts).
-    energies : array_like
-        ``(channels,)`` channel energies in keV.
+    %(spectra_data)s
+    %(energies)s
     lines : sequence of str
         X-ray lines named as in exspy, e.g. ``["Ni_Ka", "Mn_Ka"]``.
     width : float, default 1.0
@@ -201,11 +199,8 @@ def line_intensities(
         0), or the intensities themselves.
     resolution_mnka : float, default 130
         Detector resolution at Mn Ka in eV.
-    normalize : {"total", None}, default "total"
-        Scale every spectrum to the scan's mean total counts first.
-    nan_policy : {"raise", "exclude"}, default "raise"
-        Positions holding NaN or inf: refuse the data, or leave them out of
-        every statistic and give them the scan's mean features.
+    %(normalize_spectra)s
+    %(nan_policy_mean_features)s
 
     Returns
     -------

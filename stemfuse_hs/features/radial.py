@@ -22,12 +22,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._validation import check_bool, check_int, check_real
+from ._docstrings import fill_doc
 from ._common import beam_provenance, check_beam, neutral_fill, provenance, safe_log, unbinned
 from ._patterns import check_scale, finish, locate_beam, prepare_patterns
 
 __all__ = ["RadialResult", "azimuthal_mean", "inscribed_radius", "radial"]
 
 
+@fill_doc
 @dataclass
 class RadialResult:
     """What the radial integration found and extracted.
@@ -44,17 +46,13 @@ class RadialResult:
         ``(n_rings + 1,)`` ring boundaries in unbinned pixels.
     mean_profile : numpy.ndarray
         ``(n_rings,)`` radial profile of the mean pattern (linear scale).
-    mean_pattern : numpy.ndarray
-        ``(H', W')`` mean normalised pattern on the binned grid.
+    %(result_mean_pattern)s
     beam_centre : tuple of float
         (row, column) of the integration centre on the binned grid.
     beam_radius : float
         Radius of the direct beam on the binned grid.
-    parameters : dict
-        Every parameter used, for provenance.
-    excluded : numpy.ndarray
-        ``navigation``-shaped boolean mask of the positions left out
-        (``nan_policy="exclude"``); their features are those of the mean pattern.
+    %(result_parameters)s
+    %(result_excluded_mean_pattern)s
     """
 
     features: object
@@ -133,6 +131,7 @@ def azimuthal_mean(patterns, centre, npt, radial_range):
     return integral.data.astype(np.float32)
 
 
+@fill_doc
 def radial(
     data,
     *,
@@ -150,8 +149,7 @@ def radial(
 
     Parameters
     ----------
-    data : numpy.ndarray or dask.array.Array
-        ``(*navigation, H, W)`` diffraction patterns (counts).
+    %(diffraction_data)s
     npt : int, optional
         Number of rings. Default: one a (binned) pixel across ``radial_range``.
     radial_range : (float, float), optional
@@ -161,8 +159,7 @@ def radial(
     variance : bool, default False
         Also return the variance of the intensity within every ring:
         large for rings made of spots, small for even (powder) rings.
-    binning : int, default 1
-        Detector binning before anything else (sums counts).
+    %(binning_1)s
     scale : {"log", "linear"}, default "log"
         ``log1p`` of the ring means (and variances), which equalises weak
         outer rings and the strong inner ones, or the values themselves.
@@ -174,8 +171,7 @@ def radial(
     beam_radius : float, optional
         Radius of the direct beam in unbinned pixels (default inner radius);
         found when omitted.
-    normalize : {"total", None}, default "total"
-        Scale each pattern to the scan's mean total counts first.
+    %(normalize_patterns)s
     nan_policy : {"raise", "exclude"}, default "raise"
         Positions holding NaN or inf: refuse the data, or leave them out of
         the mean pattern and the normalisation and give them the features of

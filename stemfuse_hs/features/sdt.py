@@ -20,6 +20,7 @@ from scipy import ndimage
 from .. import _arrays
 from .._arrays import as_dask, is_lazy_array
 from .._validation import check_array, check_choice, check_fraction, check_int, check_nan_policy, check_real
+from ._docstrings import fill_doc
 from ._common import (
     NORMALIZATIONS,
     beam_provenance,
@@ -53,6 +54,7 @@ STD_SCALES = ("log", "linear")
 HOT_PIXEL_FACTOR = 10.0
 
 
+@fill_doc
 @dataclass
 class SDTResult:
     """What standard-deviation thresholding found and extracted.
@@ -66,8 +68,7 @@ class SDTResult:
         ``(H', W')`` per-pixel standard deviation over positions (binned grid).
     mean_pattern : numpy.ndarray
         ``(H', W')`` mean (normalised) pattern, used to locate the beam.
-    beam_mask : numpy.ndarray
-        ``(H', W')`` True inside the excluded direct-beam disk.
+    %(result_beam_mask)s
     selected_mask : numpy.ndarray
         ``(H', W')`` True for the pixels kept as features.
     pixel_indices : numpy.ndarray
@@ -76,11 +77,8 @@ class SDTResult:
         (row, column) of the direct beam on the binned grid.
     beam_radius : float
         Radius of the excluded disk on the binned grid, in pixels.
-    parameters : dict
-        Every parameter used, for provenance.
-    excluded : numpy.ndarray
-        ``navigation``-shaped boolean mask of the positions left out
-        (``nan_policy="exclude"``); their features are the scan's mean.
+    %(result_parameters)s
+    %(result_excluded_mean_features)s
     """
 
     features: object
@@ -157,6 +155,7 @@ def disk_mask(shape, centre, radius):
     return (rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 <= radius**2
 
 
+@fill_doc
 def find_direct_beam(mean_pattern):
     """Locate the direct beam in a mean diffraction pattern.
 
@@ -170,8 +169,7 @@ def find_direct_beam(mean_pattern):
 
     Parameters
     ----------
-    mean_pattern : numpy.ndarray
-        ``(H, W)`` mean pattern over the scan.
+    %(mean_pattern)s
 
     Returns
     -------
@@ -212,6 +210,7 @@ def find_direct_beam(mean_pattern):
 _RING = np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1]], dtype=bool)
 
 
+@fill_doc
 def hot_pixels(mean_pattern, factor=HOT_PIXEL_FACTOR):
     """Pixels much brighter than every one of their eight neighbours.
 
@@ -221,8 +220,7 @@ def hot_pixels(mean_pattern, factor=HOT_PIXEL_FACTOR):
 
     Parameters
     ----------
-    mean_pattern : numpy.ndarray
-        ``(H, W)`` mean pattern over the scan.
+    %(mean_pattern)s
     factor : float, default 10
         How many times the brightest neighbour a pixel must exceed.
 
@@ -296,6 +294,7 @@ def select_top_fraction(score, eligible, fraction):
     return selected.reshape(np.shape(score))
 
 
+@fill_doc
 def sdt(
     data,
     *,
@@ -311,10 +310,8 @@ def sdt(
 
     Parameters
     ----------
-    data : numpy.ndarray or dask.array.Array
-        ``(*navigation, H, W)`` diffraction patterns (counts).
-    binning : int, default 2
-        Detector binning before anything else (sums counts).
+    %(diffraction_data)s
+    %(binning_2)s
     fraction : float, default 0.4
         Fraction of the pixels outside the beam disk kept as features.
     std_scale : {"log", "linear"}, default "log"

@@ -18,6 +18,7 @@ import numpy as np
 from .._arrays import LAZY_ADVICE, as_dask, check_memory, is_lazy_array
 from .._kernels import KERNEL_DTYPES, spectra_statistics
 from .._validation import check_choice, check_fraction, check_nan_policy, check_real
+from ._docstrings import fill_doc
 from ._common import (
     NORMALIZATIONS,
     check_positions,
@@ -55,6 +56,7 @@ AUTO_SIGNIFICANCE = 4.0
 TOTALS_BLOCK_ROWS = 4096
 
 
+@fill_doc
 @dataclass
 class VarianceResult:
     """What variance thresholding found and extracted.
@@ -70,8 +72,7 @@ class VarianceResult:
         a given value or quantile; per channel for the automatic threshold).
     kept, excluded : numpy.ndarray
         ``(channels,)`` boolean masks.
-    parameters : dict
-        Every parameter used, for provenance.
+    %(result_parameters)s
     excluded_positions : numpy.ndarray
         ``navigation``-shaped boolean mask of the positions left out
         (``nan_policy="exclude"``); their features are the scan's mean.
@@ -185,6 +186,7 @@ def validate_windows(windows):
     return checked
 
 
+@fill_doc
 def variance_threshold(
     data,
     energies,
@@ -201,10 +203,8 @@ def variance_threshold(
 
     Parameters
     ----------
-    data : numpy.ndarray or dask.array.Array
-        ``(*navigation, channels)`` spectra (counts).
-    energies : array_like
-        ``(channels,)`` channel energies in keV.
+    %(spectra_data)s
+    %(energies)s
     threshold : float, optional
         Keep channels whose variance (of the normalised counts) exceeds this.
     quantile : float, optional
@@ -216,8 +216,7 @@ def variance_threshold(
         X-ray lines (e.g. ``"Cu_Ka"``) never kept: one FWHM either side.
     resolution_mnka : float
         Detector resolution at Mn Ka in eV, for the line windows.
-    normalize : {"total", None}, default "total"
-        Scale each spectrum to the scan's mean total counts first.
+    %(normalize_spectra)s
     nan_policy : {"raise", "exclude"}, default "raise"
         What to do with positions holding NaN or inf: refuse the data,
         saying how many and where, or leave them out of every statistic

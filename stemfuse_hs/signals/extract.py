@@ -9,6 +9,7 @@ import numpy as np
 
 from .._progress import dask_progress
 from .._validation import check_optional_bool
+from ..features._docstrings import fill_doc
 from ..features.sdt import sdt
 from ..features.variance import DEFAULT_RESOLUTION_MNKA, validate_windows, variance_threshold
 from ._axes import (
@@ -90,6 +91,7 @@ def _spectrum_signal(values, axes, title):
     return build_signal(Signal1D, None, np.asarray(values), axes, title=title)
 
 
+@fill_doc
 def sdt_features(
     signal,
     *,
@@ -111,8 +113,7 @@ def sdt_features(
 
     Parameters
     ----------
-    signal : hyperspy.signals.Signal2D
-        4D-STEM data (any 2-D signal class, eager or lazy); not modified.
+    %(signal_2d)s
     binning : int, default 2
         Detector binning (sums counts).
     fraction : float, default 0.4
@@ -131,17 +132,8 @@ def sdt_features(
     normalize : {"total", None}, default "total"
         Scale every pattern to the scan's mean total counts first, so that
         thickness does not shift every feature at once.
-    nan_policy : {"raise", "exclude"}, default "raise"
-        Positions holding NaN or inf (an aborted scan line, a failed dark
-        subtraction): ``"raise"`` refuses the data, saying how many and the
-        first; ``"exclude"`` leaves them out of every statistic, gives them
-        the mean features of the other positions and records them in
-        ``metadata.Features.excluded_positions``, which :func:`fuse` and
-        :meth:`~stemfuse_hs.signals.features.FusedSTEMSignal.cluster` honour
-        (they get label -1). Lazy data stays lazy: only the small
-        per-position mask is computed.
-    show_progressbar : bool, optional
-        Default: HyperSpy's preference.
+    %(nan_policy_signal)s
+    %(show_progressbar)s
 
     Returns
     -------
@@ -247,6 +239,7 @@ def _energies_kev(signal, function, uses=None):
     return values * factor, factor
 
 
+@fill_doc
 def variance_features(
     signal,
     *,
@@ -266,8 +259,7 @@ def variance_features(
 
     Parameters
     ----------
-    signal : hyperspy.signals.Signal1D
-        Spectrum image (e.g. exspy's ``EDSTEMSpectrum``), eager or lazy; not modified.
+    %(signal_1d)s
     threshold : float, optional
         Variance a channel must exceed. See Notes for the default.
     quantile : float, optional
@@ -285,17 +277,8 @@ def variance_features(
     normalize : {"total", None}, default "total"
         Scale every spectrum to the scan's mean total counts first, so that
         thickness does not raise every channel at once.
-    nan_policy : {"raise", "exclude"}, default "raise"
-        Positions holding NaN or inf (an aborted scan line, a failed dark
-        subtraction): ``"raise"`` refuses the data, saying how many and the
-        first; ``"exclude"`` leaves them out of every statistic, gives them
-        the mean features of the other positions and records them in
-        ``metadata.Features.excluded_positions``, which :func:`fuse` and
-        :meth:`~stemfuse_hs.signals.features.FusedSTEMSignal.cluster` honour
-        (they get label -1). Lazy data stays lazy: only the small
-        per-position mask is computed.
-    show_progressbar : bool, optional
-        Default: HyperSpy's preference.
+    %(nan_policy_signal)s
+    %(show_progressbar)s
 
     Returns
     -------
@@ -396,6 +379,7 @@ def _binned_detector_axes(signal, binning, shape):
     return [binned_axis(axis, binning, size) for axis, size in zip(signal_axes_dicts(signal), shape)]
 
 
+@fill_doc
 def radial_features(
     signal,
     *,
@@ -419,8 +403,7 @@ def radial_features(
 
     Parameters
     ----------
-    signal : hyperspy.signals.Signal2D
-        4D-STEM data (any 2-D signal class, eager or lazy); not modified.
+    %(signal_2d)s
     npt : int, optional
         Number of rings; default one a (binned) pixel across ``radial_range``.
     radial_range : (float, float), optional
@@ -434,17 +417,13 @@ def radial_features(
         Detector binning (sums counts).
     scale : {"log", "linear"}, default "log"
         ``log1p`` of the ring values, or the values themselves.
-    beam_centre : (float, float), optional
-        (row, column) of the direct beam in unbinned pixels; found when omitted.
-    beam_radius : float, optional
-        Radius of the direct beam in unbinned pixels; found when omitted.
-    normalize : {"total", None}, default "total"
-        Scale every pattern to the scan's mean total counts first.
+    %(beam_centre)s
+    %(beam_radius)s
+    %(normalize_patterns)s
     nan_policy : {"raise", "exclude"}, default "raise"
         As for :func:`sdt_features`; excluded positions get the features of
         the mean pattern.
-    show_progressbar : bool, optional
-        Default: HyperSpy's preference.
+    %(show_progressbar)s
 
     Returns
     -------
@@ -520,6 +499,7 @@ def radial_features(
     return _feature_output(signal, result, axis, "radial", "Radial features", extra)
 
 
+@fill_doc
 def annular_features(
     signal,
     *,
@@ -547,8 +527,7 @@ def annular_features(
 
     Parameters
     ----------
-    signal : hyperspy.signals.Signal2D
-        4D-STEM data (any 2-D signal class, eager or lazy); not modified.
+    %(signal_2d)s
     n_sectors : int, default 8
         Angular sectors per ring.
     ring_edges : sequence of float, optional
@@ -566,7 +545,7 @@ def annular_features(
         In unbinned pixels; found when omitted.
     normalize : {"total", None}, default "total"
     nan_policy : {"raise", "exclude"}, default "raise"
-    show_progressbar : bool, optional
+    %(show_progressbar)s
 
     Returns
     -------
@@ -621,6 +600,7 @@ def annular_features(
     return _feature_output(signal, result, axis, "annular", "Annular features", extra)
 
 
+@fill_doc
 def cepstrum_features(
     signal,
     *,
@@ -641,8 +621,7 @@ def cepstrum_features(
 
     Parameters
     ----------
-    signal : hyperspy.signals.Signal2D
-        4D-STEM data (any 2-D signal class, eager or lazy); not modified.
+    %(signal_2d)s
     binning : int, default 2
     crop : float, default 0.5
         Fraction of the largest quefrency kept along each axis, in (0, 1].
@@ -650,7 +629,7 @@ def cepstrum_features(
         Standard-deviation thresholding of the quefrencies, as SDT does.
     normalize : {"total", None}, default "total"
     nan_policy : {"raise", "exclude"}, default "raise"
-    show_progressbar : bool, optional
+    %(show_progressbar)s
 
     Returns
     -------
@@ -696,6 +675,7 @@ def cepstrum_features(
     return _feature_output(signal, result, axis, "cepstrum", "Cepstrum features", extra)
 
 
+@fill_doc
 def binary_features(
     signal,
     *,
@@ -717,8 +697,7 @@ def binary_features(
 
     Parameters
     ----------
-    signal : hyperspy.signals.Signal2D
-        4D-STEM data (any 2-D signal class, eager or lazy); not modified.
+    %(signal_2d)s
     threshold : float, optional
         One value for every pixel (counts after binning and normalisation).
     sigma : float, default 3
@@ -728,7 +707,7 @@ def binary_features(
     normalize : {"total", None}, default "total"
     nan_policy : {"raise", "exclude"}, default "raise"
         Excluded positions get all-zero features.
-    show_progressbar : bool, optional
+    %(show_progressbar)s
 
     Returns
     -------
@@ -806,6 +785,7 @@ def _signal_lines(signal, elements, energies):
     )
 
 
+@fill_doc
 def line_features(
     signal,
     *,
@@ -830,8 +810,7 @@ def line_features(
 
     Parameters
     ----------
-    signal : hyperspy.signals.Signal1D
-        Spectrum image (e.g. exspy's ``EDSTEMSpectrum``), eager or lazy; not modified.
+    %(signal_1d)s
     lines : sequence of str, optional
         X-ray lines such as ``["Ni_Ka", "Mn_Ka"]``.
     elements : sequence of str, optional
@@ -849,7 +828,7 @@ def line_features(
     scale : {"log", "linear"}, default "log"
     normalize : {"total", None}, default "total"
     nan_policy : {"raise", "exclude"}, default "raise"
-    show_progressbar : bool, optional
+    %(show_progressbar)s
 
     Returns
     -------
