@@ -277,3 +277,30 @@ def release_freed_memory():
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # pragma: no cover - not glibc
         pass
+
+
+def one_thread_arithmetic():
+    """Run the enclosed BLAS and OpenMP work on one thread, so it gives the same bits anywhere.
+
+    A multithreaded BLAS splits sums by its thread count, and a last-digit
+    change in a block's scale or a principal component can move a position
+    between two clusters: the same seed must give the same map on a laptop
+    and on a 64-core node. Only small work (statistics of a sample, the fit
+    of a subsample) runs inside, so one thread costs little.
+
+    Returns
+    -------
+    contextlib.AbstractContextManager
+        threadpoolctl's limit of every BLAS and OpenMP pool to one thread.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> with one_thread_arithmetic():
+    ...     product = np.ones((3, 3)) @ np.ones(3)
+    >>> product.tolist()
+    [3.0, 3.0, 3.0]
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)

@@ -40,7 +40,7 @@ import dask.array as da
 import numpy as np
 
 from ._checks import check_weights
-from ._arrays import LAZY_ADVICE, check_memory, describe_positions, is_lazy_array
+from ._arrays import LAZY_ADVICE, check_memory, describe_positions, is_lazy_array, one_thread_arithmetic
 from ._kernels import n_threads
 from ._validation import check_array, check_choice, check_int, check_numeric_dtype, check_scan_shape
 
@@ -348,6 +348,21 @@ def block_discreteness(
     return valley_depth(projected[groups == 0], projected[groups == 1])
 
 
+def _block_statistics(sample, valid, cols):
+    """A block's robust centre and scale, normaliser and discreteness, from its sample."""
+    centre, scale = robust_statistics(sample[valid])
+    scaled = np.subtract(sample, centre, dtype=sample.dtype)
+    scaled /= scale.astype(sample.dtype)
+    scaled[~valid] = 0.0
+    # One decomposition per block serves its normaliser (the first
+    # singular value) and its discreteness (the leading components).
+    singular, vt = _leading_components(scaled if valid.all() else scaled[valid], N_DISCRETENESS_COMPONENTS)
+    normalizer = max(singular[0], 1e-12)
+    scaled /= normalizer
+    discreteness = block_discreteness(scaled, cols, valid=valid, components=(singular / normalizer, vt))
+    return centre, scale, normalizer, discreteness
+
+
 def _affine(values, multiplier, offset):
     """``values * multiplier - offset`` per column, as float32 (lazy stays lazy)."""
     multiplier = np.asarray(multiplier, dtype=np.float32)
@@ -502,19 +517,11 @@ def fuse_blocks(
     else:
         stats, normalizers, discreteness = [], [], []
         for sample in samples:
-            centre, scale = robust_statistics(sample[valid])
+            with one_thread_arithmetic():
+                centre, scale, normalizer, block_discrete = _block_statistics(sample, valid, cols)
             stats.append((centre, scale))
-            scaled = np.subtract(sample, centre, dtype=sample.dtype)
-            scaled /= scale.astype(sample.dtype)
-            scaled[~valid] = 0.0
-            # One decomposition per block serves its normaliser (the first
-            # singular value) and its discreteness (the leading components).
-            singular, vt = _leading_components(scaled if valid.all() else scaled[valid], N_DISCRETENESS_COMPONENTS)
-            normalizer = max(singular[0], 1e-12)
-            scaled /= normalizer
             normalizers.append(normalizer)
-            discreteness.append(block_discreteness(scaled, cols, valid=valid, components=(singular / normalizer, vt)))
-            del scaled
+            discreteness.append(block_discrete)
         normalizers, discreteness = np.array(normalizers), np.array(discreteness)
         if weights is not None:
             used = weights

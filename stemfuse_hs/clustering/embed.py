@@ -27,6 +27,7 @@ import warnings
 
 import numpy as np
 
+from .._arrays import one_thread_arithmetic
 from .._validation import check_array, check_bool, check_random_state
 from ..cluster_parameters import CLUSTER_DEFAULTS, CLUSTER_PARAMETERS, METRICS
 
@@ -264,7 +265,10 @@ def fit_reduction(matrix, pca_components, random_state=None):
     if matrix.shape[0] > PCA_MAX_FIT_ROWS:
         rows = matrix[np.sort(np.random.default_rng(seed).choice(matrix.shape[0], PCA_MAX_FIT_ROWS, replace=False))]
     # A drawn subsample is already a copy: centre it in place (copy=False).
-    return PCA(k, svd_solver="randomized", iterated_power=4, random_state=seed, copy=rows is matrix).fit(rows)
+    # One BLAS thread: the components, and so every later step, must not
+    # depend on the machine's thread count.
+    with one_thread_arithmetic():
+        return PCA(k, svd_solver="randomized", iterated_power=4, random_state=seed, copy=rows is matrix).fit(rows)
 
 
 def reduce_dimensions(matrix, pca_components, random_state=None):

@@ -1,0 +1,88 @@
+"""The package's modules form no import circle, deferred imports included.
+
+A circle (``a`` imports ``b`` and ``b`` imports ``a``, even inside a
+function) means two modules share one idea: the layout should show the
+pipeline as a one-way flow from features to fusion to clustering to signals.
+"""
+
+import ast
+import collections
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "stemfuse_hs"
+
+
+def _module_names():
+    names = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        names[name] = path
+    return names
+
+
+def import_edges():
+    """``{module: {modules it imports anywhere in its body}}`` within the package."""
+    modules = _module_names()
+    edges = collections.defaultdict(set)
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    target = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    target = node.module or ""
+                # "from package import module" imports the module; "from
+                # module import name" the module itself.
+                submodules = [f"{target}.{alias.name}" for alias in node.names if f"{target}.{alias.name}" in modules]
+                candidates = submodules or [target]
+            elif isinstance(node, ast.Import):
+                candidates = [alias.name for alias in node.names]
+            else:
+                continue
+            edges[name].update(c for c in candidates if c in modules and c != name)
+    return edges
+
+
+def import_circles(edges):
+    """Every cycle of modules, as the sorted list of the modules on it (Tarjan's components)."""
+    index, low, stack, on_stack, circles = {}, {}, [], set(), []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in edges.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for node in list(edges):
+        if node not in index:
+            visit(node)
+    return circles
+
+
+def test_the_checker_finds_a_circle():
+    assert import_circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert import_circles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    edges = import_edges()
+    assert "stemfuse_hs.fusion" in edges["stemfuse_hs.signals.fuse"]  # the scan sees real imports
+    assert import_circles(edges) == []
