@@ -2,7 +2,9 @@
 
 The synthetic scans are generated once per session (``scan_cache``) and
 shared; tests that might modify a signal take it through ``fresh_scan``,
-which hands out deep copies.
+which hands out deep copies. The default fits of those scans (fused
+features, ``cluster(random_state=0)``, each modality alone, ``map_phases``)
+are computed once too (``default_fit``): many tests judge the same maps.
 """
 
 
@@ -78,6 +80,64 @@ def fresh_scan(scan_cache):
 @pytest.fixture(params=SCENARIOS)
 def scenario(request):
     return request.param
+
+
+class _DefaultFits:
+    """The package's default results on the shared tiny scans (seed 0), computed once.
+
+    Every method returns a shared object: read it, never modify it.
+    """
+
+    def __init__(self, scans):
+        self._scans = scans
+        self._results = {}
+
+    def _cached(self, key, compute):
+        if key not in self._results:
+            self._results[key] = compute()
+        return self._results[key]
+
+    def scan(self, scenario):
+        return self._scans(scenario)
+
+    def fused(self, scenario):
+        """``fuse(dp, eds)`` with the default extractors and weights."""
+        import stemfuse_hs
+
+        scan = self.scan(scenario)
+        return self._cached(("fused", scenario), lambda: stemfuse_hs.fuse(scan.dp, scan.eds))
+
+    def labels(self, scenario):
+        """``fuse(dp, eds).cluster(random_state=0)``."""
+        return self._cached(("labels", scenario), lambda: self.fused(scenario).cluster(random_state=0))
+
+    def alone(self, scenario, modality):
+        """``sdt_features(dp)`` (modality "diffraction") or ``variance_features(eds)`` ("eds"), clustered alone."""
+        import stemfuse_hs
+
+        def compute():
+            scan = self.scan(scenario)
+            features = {"diffraction": lambda: stemfuse_hs.sdt_features(scan.dp),
+                        "eds": lambda: stemfuse_hs.variance_features(scan.eds)}[modality]()
+            return features.cluster(random_state=0)
+
+        return self._cached(("alone", scenario, modality), compute)
+
+    def phases(self, scenario):
+        """``map_phases(dp, eds, random_state=0)`` on the default fused features."""
+        import stemfuse_hs
+
+        scan = self.scan(scenario)
+        return self._cached(
+            ("phases", scenario),
+            lambda: stemfuse_hs.map_phases(scan.dp, scan.eds, random_state=0, fused=self.fused(scenario)),
+        )
+
+
+@pytest.fixture(scope="session")
+def default_fit(scan_cache):
+    """Shared default results of the tiny seed-0 scans (read only); see ``_DefaultFits``."""
+    return _DefaultFits(scan_cache)
 
 
 @pytest.fixture(scope="session")

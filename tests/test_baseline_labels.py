@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import stemfuse_hs
 from stemfuse_hs.data import SCENARIOS
 
 BASELINE = np.load(Path(__file__).parent / "baseline" / "labels_tiny_seed0.npz")
@@ -21,30 +20,13 @@ BASELINE = np.load(Path(__file__).parent / "baseline" / "labels_tiny_seed0.npz")
 PHASE_SCENARIOS = ("structure_only", "poly_chemistry", "poly_minor_phase")
 
 
-@pytest.fixture(scope="module")
-def fused_scans():
-    cache = {}
-
-    def get(scenario):
-        if scenario not in cache:
-            from stemfuse_hs.data import synthetic_scan
-
-            scan = synthetic_scan(scenario, size="tiny", seed=0)
-            cache[scenario] = (scan, stemfuse_hs.fuse(scan.dp, scan.eds))
-        return cache[scenario]
-
-    return get
-
-
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_cluster_labels_match_baseline(fused_scans, scenario):
-    _, fused = fused_scans(scenario)
-    labels = np.asarray(fused.cluster(random_state=0).data)
+def test_cluster_labels_match_baseline(default_fit, scenario):
+    labels = np.asarray(default_fit.labels(scenario).data)
     np.testing.assert_array_equal(labels, BASELINE[f"{scenario}/cluster"])
 
 
 @pytest.mark.parametrize("scenario", PHASE_SCENARIOS)
-def test_phase_labels_match_baseline(fused_scans, scenario):
-    scan, fused = fused_scans(scenario)
-    phases = stemfuse_hs.map_phases(scan.dp, scan.eds, random_state=0, fused=fused)
-    np.testing.assert_array_equal(np.asarray(phases.data), BASELINE[f"{scenario}/phases"])
+def test_phase_labels_match_baseline(default_fit, scenario):
+    phases = np.asarray(default_fit.phases(scenario).data)
+    np.testing.assert_array_equal(phases, BASELINE[f"{scenario}/phases"])

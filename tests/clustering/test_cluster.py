@@ -25,23 +25,21 @@ def ari(scan, labels):
     return adjusted_rand_score(scan.truth.ravel(), np.asarray(labels.data).ravel())
 
 
-def modality_scores(scenario, seed=0):
-    """ARI of fused (defaults) and of each modality alone, on the scan of this seed."""
-    scan = synthetic_scan(scenario, size="tiny", seed=seed)
-    dp = stemfuse_hs.sdt_features(scan.dp)
-    eds = stemfuse_hs.variance_features(scan.eds)
-    fused_labels = stemfuse_hs.fuse(dp, eds).cluster(random_state=seed)
+def modality_scores(default_fit, scenario):
+    """ARI of fused (defaults) and of each modality alone, on the shared seed-0 scan."""
+    scan = default_fit.scan(scenario)
+    fused_labels = default_fit.labels(scenario)
     return scan, {
         "fused": ari(scan, fused_labels),
         "block_separation": fused_labels.parameters["block_separation"],
-        "diffraction": ari(scan, dp.cluster(random_state=seed)),
-        "eds": ari(scan, eds.cluster(random_state=seed)),
+        "diffraction": ari(scan, default_fit.alone(scenario, "diffraction")),
+        "eds": ari(scan, default_fit.alone(scenario, "eds")),
     }
 
 
-def scores(scenario):
+def scores(default_fit, scenario):
     """ARI of fused (defaults), each modality alone and the reference arithmetic."""
-    scan, result = modality_scores(scenario)
+    scan, result = modality_scores(default_fit, scenario)
     reference = stemfuse_hs.fuse(
         stemfuse_hs.sdt_features(scan.dp, std_scale="linear", normalize=None),
         stemfuse_hs.variance_features(scan.eds, normalize=None),
@@ -55,8 +53,8 @@ def scores(scenario):
 
 
 @pytest.fixture(scope="module")
-def four_phase_scores():
-    return scores("four_phases")
+def four_phase_scores(default_fit):
+    return scores(default_fit, "four_phases")
 
 
 def test_four_phases_recovered_by_fusion(four_phase_scores):
@@ -71,16 +69,13 @@ def test_four_phases_fusion_beats_each_modality_and_reference(four_phase_scores)
 
 
 @pytest.mark.parametrize("scenario", ["structure_only", "chemistry_only", "precipitates"])
-def test_fusion_at_least_as_good_as_the_better_modality(scenario):
-    # Over three scans (seeds 0-2): one seed's map moves by +-0.15 with the
-    # random stream on these 1,536-position scans. Measured (fused | better
-    # modality, mean): structure_only 0.76 | 0.62 (seed 1 alone: 0.37 |
-    # 0.66), chemistry_only 0.75 | 0.69, precipitates 0.99 | 0.98.
-    runs = [modality_scores(scenario, seed)[1] for seed in (0, 1, 2)]
-    fused = np.mean([r["fused"] for r in runs])
-    better = max(np.mean([r["diffraction"] for r in runs]), np.mean([r["eds"] for r in runs]))
-    assert fused >= better - 0.05, runs
-    s = runs[0]
+def test_fusion_at_least_as_good_as_the_better_modality(default_fit, scenario):
+    # One scan (seed 0) here; one seed's map moves by +-0.15 with the random
+    # stream on these 1,536-position scans, so the claim over seeds 0-4 is
+    # measured by benchmarks/ari_scenarios.py (docs/ari_summary.csv), where
+    # structure_only seed 1 is the known weak case (fused 0.37, diffraction 0.66).
+    _, s = modality_scores(default_fit, scenario)
+    assert s["fused"] >= max(s["diffraction"], s["eds"]) - 0.05, s
     # The block that carries the phases is the one the final clusters separate.
     separation = s["block_separation"]
     assert set(separation) == {"diffraction", "eds"}
@@ -92,18 +87,18 @@ def test_fusion_at_least_as_good_as_the_better_modality(scenario):
 
 
 @pytest.fixture(scope="module")
-def four():
-    return synthetic_scan("four_phases", size="tiny", seed=0)
+def four(default_fit):
+    return default_fit.scan("four_phases")
 
 
 @pytest.fixture(scope="module")
-def fused(four):
-    return stemfuse_hs.fuse(four.dp, four.eds)
+def fused(default_fit):
+    return default_fit.fused("four_phases")
 
 
 @pytest.fixture(scope="module")
-def labels(fused):
-    return fused.cluster(random_state=SEED)
+def labels(default_fit):
+    return default_fit.labels("four_phases")
 
 
 def test_same_seed_same_labels(fused, labels):

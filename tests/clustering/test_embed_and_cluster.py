@@ -11,22 +11,21 @@ import stemfuse_hs
 from stemfuse_hs.clustering.embed_and_cluster import check_backend, cluster_features, resolve_backend
 from stemfuse_hs.cluster_parameters import validate_cluster_parameters
 from stemfuse_hs.clustering.separability import block_separation
-from stemfuse_hs.data import synthetic_scan
 
 
 @pytest.fixture(scope="module")
-def scan():
-    return synthetic_scan("four_phases", size="tiny", seed=0)
+def scan(default_fit):
+    return default_fit.scan("four_phases")
 
 
 @pytest.fixture(scope="module")
-def fused(scan):
-    return stemfuse_hs.fuse(scan.dp, scan.eds)
+def fused(default_fit):
+    return default_fit.fused("four_phases")
 
 
 @pytest.fixture(scope="module")
-def full(fused):
-    return fused.cluster(random_state=0)
+def full(default_fit):
+    return default_fit.labels("four_phases")
 
 
 def test_full_fit_is_recorded(full):

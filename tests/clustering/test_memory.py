@@ -129,8 +129,8 @@ def test_invalid_max_fit_positions(kwargs, error, message):
 
 
 @pytest.fixture(scope="module")
-def fused_pair(four_phases):
-    eager = stemfuse_hs.fuse(four_phases.dp, four_phases.eds)
+def fused_pair(four_phases, default_fit):
+    eager = default_fit.fused("four_phases")
     lazy = stemfuse_hs.fuse(four_phases.dp.as_lazy(), four_phases.eds.as_lazy())
     return eager, lazy
 
@@ -172,9 +172,9 @@ def test_lazy_scan_over_the_budget_takes_the_subsample_path_by_itself(fused_pair
         lazy.cluster(max_fit_positions=n, random_state=0)
 
 
-def test_default_call_records_a_full_fit_within_the_budget(fused_pair):
+def test_default_call_records_a_full_fit_within_the_budget(fused_pair, default_fit):
     eager, _ = fused_pair
-    parameters = eager.cluster(random_state=0).metadata.Clustering.parameters
+    parameters = default_fit.labels("four_phases").metadata.Clustering.parameters
     n = int(np.prod(eager.data.shape[:-1]))
     assert (parameters.fit, parameters.fit_positions, parameters.max_fit_positions) == ("full", n, 200_000)
     assert parameters.fit_reason == "automatic: features in memory, every position fitted"

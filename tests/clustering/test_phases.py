@@ -161,14 +161,13 @@ def test_merge_phases_with_one_modality_and_clear_errors(phase_map, thickness_sp
         phase_map.segments.merge_phases(eds=scan.eds.inav[:, :16])
 
 
-def test_polycrystal_of_two_compositions_is_two_phases_not_its_grains():
+def test_polycrystal_of_two_compositions_is_two_phases_not_its_grains(default_fit):
     # poly_chemistry: two fcc compositions in 9 grains, each in its own orientation.
-    scan = stemfuse_hs.data.synthetic_scan("poly_chemistry", size="tiny", seed=0)
+    scan = default_fit.scan("poly_chemistry")
     truth = scan.truth.ravel()
-    phases = stemfuse_hs.map_phases(scan.dp, scan.eds, random_state=0, show_progressbar=False)
-    eds_alone = stemfuse_hs.variance_features(scan.eds).cluster(random_state=0, show_progressbar=False)
-    fused_default = stemfuse_hs.fuse(stemfuse_hs.sdt_features(scan.dp), stemfuse_hs.variance_features(scan.eds))
-    grains_map = fused_default.cluster(random_state=0, show_progressbar=False)
+    phases = default_fit.phases("poly_chemistry")
+    eds_alone = default_fit.alone("poly_chemistry", "eds")
+    grains_map = default_fit.labels("poly_chemistry")
     phase_ari = adjusted_rand_score(truth, phases.data.ravel())
     assert phases.n_clusters == 2
     assert phase_ari > 0.9
@@ -205,11 +204,12 @@ def test_carve_minor_phases_ignores_boundaries():
     assert carved == [] and np.array_equal(new, labels)
 
 
-def test_minor_phase_is_found(scan_cache):
+def test_minor_phase_is_found(default_fit):
     # poly_minor_phase: Cr-rich bcc delta ferrite covering 2.7 % of an austenite polycrystal.
-    scan = stemfuse_hs.data.synthetic_scan("poly_minor_phase", size="tiny", seed=0)
-    phases = stemfuse_hs.map_phases(scan.dp, scan.eds, random_state=0, show_progressbar=False)
-    without = stemfuse_hs.map_phases(scan.dp, scan.eds, random_state=0, minor_cluster_size=None, show_progressbar=False)
+    scan = default_fit.scan("poly_minor_phase")
+    phases = default_fit.phases("poly_minor_phase")
+    without = stemfuse_hs.map_phases(scan.dp, scan.eds, random_state=0, minor_cluster_size=None,
+                                     fused=default_fit.fused("poly_minor_phase"), show_progressbar=False)
     truth = scan.truth.ravel()
     assert len(phases.phase_merge["minor_phases"]["host"]) >= 1
     assert adjusted_rand_score(truth, phases.data.ravel()) > 0.5

@@ -122,11 +122,9 @@ def test_integer_min_cluster_size_refers_to_the_whole_scan(three_blobs):
     assert r.parameters["min_cluster_size_given"] == 150
 
 
-def test_agrees_with_the_full_fit_on_a_synthetic_scan(four_phases):
-    import stemfuse_hs
-
-    fused = stemfuse_hs.fuse(four_phases.dp, four_phases.eds)
-    full = fused.cluster(random_state=0)
+def test_agrees_with_the_full_fit_on_a_synthetic_scan(default_fit, four_phases):
+    fused = default_fit.fused("four_phases")
+    full = default_fit.labels("four_phases")
     matrix = np.asarray(fused.data).reshape(-1, fused.data.shape[-1])
     sub = embed_and_cluster_subsample(matrix, n_fit=900, chunk_size=400, random_state=0)
     assert sub.parameters["pca_components"] == -1

@@ -442,23 +442,36 @@ def _terminate_once_staging(process, parent, timeout=120):
     return process.returncode, stderr
 
 
-def test_sigterm_leaves_no_results_folder(tmp_path):
-    out = tmp_path / "new"
-    returncode, stderr = _terminate_once_staging(_start_demo(out), tmp_path)
+PREVIOUS_RESULTS = {"notes.txt": "mine", report_module.RUN_FILE: '{"finished": "earlier"}', report_module.REPORT_FILE: "old"}
+
+
+@pytest.fixture(scope="module")
+def terminated_demos(tmp_path_factory):
+    """Two demos, started together and each sent SIGTERM mid-run: into a new folder and with --overwrite."""
+    new_parent, previous_parent = tmp_path_factory.mktemp("new"), tmp_path_factory.mktemp("previous")
+    previous = previous_parent / "previous"
+    previous.mkdir()
+    for name, text in PREVIOUS_RESULTS.items():
+        (previous / name).write_text(text, encoding="utf-8")
+    processes = {"new": _start_demo(new_parent / "new"), "previous": _start_demo(previous, "--overwrite")}
+    results = {
+        "new": (*_terminate_once_staging(processes["new"], new_parent), new_parent),
+        "previous": (*_terminate_once_staging(processes["previous"], previous_parent), previous_parent),
+    }
+    return results
+
+
+def test_sigterm_leaves_no_results_folder(terminated_demos):
+    returncode, stderr, parent = terminated_demos["new"]
     assert returncode == 143 and stderr.strip().splitlines()[-1] == "stemfuse: terminated"
-    assert sorted(p.name for p in tmp_path.iterdir()) == []  # neither --out nor the staging folder
+    assert sorted(p.name for p in parent.iterdir()) == []  # neither --out nor the staging folder
 
 
-def test_sigterm_with_overwrite_leaves_the_previous_results(tmp_path):
-    out = tmp_path / "previous"
-    out.mkdir()
-    before = {"notes.txt": "mine", report_module.RUN_FILE: '{"finished": "earlier"}', report_module.REPORT_FILE: "old"}
-    for name, text in before.items():
-        (out / name).write_text(text, encoding="utf-8")
-    returncode, _ = _terminate_once_staging(_start_demo(out, "--overwrite"), tmp_path)
+def test_sigterm_with_overwrite_leaves_the_previous_results(terminated_demos):
+    returncode, _, parent = terminated_demos["previous"]
     assert returncode == 143
-    assert {p.name: p.read_text(encoding="utf-8") for p in out.iterdir()} == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["previous"]
+    assert {p.name: p.read_text(encoding="utf-8") for p in (parent / "previous").iterdir()} == PREVIOUS_RESULTS
+    assert sorted(p.name for p in parent.iterdir()) == ["previous"]
 
 
 def test_publish_replaces_only_our_files_and_run_json_last(tmp_path, monkeypatch):
