@@ -28,7 +28,7 @@ def is_signal(obj):
     >>> is_signal(Signal1D(np.zeros((2, 3)))), is_signal(np.zeros(3))
     (True, False)
     """
-    from hyperspy.signal import BaseSignal
+    from hyperspy.signals import BaseSignal
 
     return isinstance(obj, BaseSignal)
 

@@ -14,7 +14,7 @@ def resolve_show_progressbar(show_progressbar):
     if show_progressbar is not None:
         return bool(show_progressbar)
     try:
-        from hyperspy.defaults_parser import preferences
+        from hyperspy.api import preferences
 
         return bool(preferences.General.show_progressbar)
     except Exception:  # preferences unreadable: stay quiet rather than fail

@@ -1,8 +1,13 @@
-"""The package's modules form no import circle, deferred imports included.
+"""The package's imports: no circle, no private name across subpackages, public HyperSpy only.
 
 A circle (``a`` imports ``b`` and ``b`` imports ``a``, even inside a
 function) means two modules share one idea: the layout should show the
 pipeline as a one-way flow from features to fusion to clustering to signals.
+A private name (``_x``) or private module used by another subpackage is a
+hidden interface; the package's top-level private modules (``_arrays``,
+``_validation`` ...) are its shared internals and export public names only.
+HyperSpy is reached through ``hyperspy.api`` and ``hyperspy.signals``, the
+names it promises to keep.
 """
 
 import ast
@@ -19,6 +24,66 @@ def _module_names():
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         names[name] = path
     return names
+
+
+def _resolve(node, package):
+    """The absolute module an ``ImportFrom`` node names."""
+    if node.level:
+        base = package.split(".")[: len(package.split(".")) - node.level + 1]
+        return ".".join(base + ([node.module] if node.module else []))
+    return node.module or ""
+
+
+def _import_nodes():
+    """``(importing module, ImportFrom/Import node, absolute target)`` for every import in the package."""
+    for name, path in _module_names().items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                yield name, node, _resolve(node, package)
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    yield name, node, alias.name
+
+
+def _subpackage(module):
+    """``"features"`` for ``stemfuse_hs.features.sdt``; ``""`` for a top-level module."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and (PACKAGE / parts[1]).is_dir()) else ""
+
+
+def _is_private(part):
+    return part.startswith("_") and not (part.startswith("__") and part.endswith("__"))
+
+
+def private_imports_across_subpackages():
+    """``["importer: from target import name"]`` for each private name or module reached from another subpackage."""
+    modules = _module_names()
+    found = []
+    for name, node, target in _import_nodes():
+        if not isinstance(node, ast.ImportFrom) or target.split(".")[0] != "stemfuse_hs":
+            continue
+        for alias in node.names:
+            module = f"{target}.{alias.name}" if f"{target}.{alias.name}" in modules else target
+            if _subpackage(module) == _subpackage(name):
+                continue
+            inside = module.split(".")[2:] if _subpackage(module) else []
+            top_level_module = module != target and not _subpackage(module)
+            if any(_is_private(p) for p in inside) or (_is_private(alias.name) and not top_level_module):
+                found.append(f"{name}: from {target} import {alias.name}")
+    return found
+
+
+#: What HyperSpy documents as its public import paths.
+PUBLIC_HYPERSPY = ("hyperspy.api", "hyperspy.signals")
+
+
+def hyperspy_imports_outside_the_api():
+    return sorted(
+        f"{name}: {target}"
+        for name, node, target in _import_nodes()
+        if target.split(".")[0] == "hyperspy" and target not in PUBLIC_HYPERSPY
+    )
 
 
 def import_edges():
@@ -86,3 +151,11 @@ def test_no_module_imports_one_that_imports_it_back():
     edges = import_edges()
     assert "stemfuse_hs.fusion" in edges["stemfuse_hs.signals.fuse"]  # the scan sees real imports
     assert import_circles(edges) == []
+
+
+def test_no_private_name_crosses_a_subpackage():
+    assert private_imports_across_subpackages() == []
+
+
+def test_hyperspy_is_imported_through_its_public_api_only():
+    assert hyperspy_imports_outside_the_api() == []

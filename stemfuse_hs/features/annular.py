@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage, signal
 
 from .._validation import check_bool, check_int, check_real
-from ._docstrings import fill_doc
+from .._docstrings import fill_doc
 from ._common import beam_provenance, check_beam, neutral_fill, provenance, safe_log
 from ._patterns import check_scale, finish, locate_beam, prepare_patterns
 from .radial import azimuthal_mean, inscribed_radius

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._validation import check_real
-from ._docstrings import fill_doc
+from .._docstrings import fill_doc
 from ._common import beam_provenance, check_beam, neutral_fill, provenance
 from ._patterns import finish, locate_beam, prepare_patterns
 from .sdt import disk_mask

@@ -21,7 +21,7 @@ import dask.array as da
 import numpy as np
 
 from .._validation import check_fraction
-from ._docstrings import fill_doc
+from .._docstrings import fill_doc
 from ._common import neutral_fill, provenance, safe_log
 from ._patterns import finish, prepare_patterns
 from .sdt import select_top_fraction

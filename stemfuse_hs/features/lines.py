@@ -16,7 +16,7 @@ import dask.array as da
 
 from .._arrays import as_dask, is_lazy_array
 from .._validation import check_bool, check_nan_policy, check_real
-from ._docstrings import fill_doc
+from .._docstrings import fill_doc
 from ._common import (
     NORMALIZATIONS,
     check_positions,

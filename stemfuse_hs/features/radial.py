@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._validation import check_bool, check_int, check_real
-from ._docstrings import fill_doc
+from .._docstrings import fill_doc
 from ._common import beam_provenance, check_beam, neutral_fill, provenance, safe_log, unbinned
 from ._patterns import check_scale, finish, locate_beam, prepare_patterns
 

@@ -20,7 +20,7 @@ from scipy import ndimage
 from .. import _arrays
 from .._arrays import as_dask, is_lazy_array
 from .._validation import check_array, check_choice, check_fraction, check_int, check_nan_policy, check_real
-from ._docstrings import fill_doc
+from .._docstrings import fill_doc
 from ._common import (
     NORMALIZATIONS,
     beam_provenance,

@@ -18,7 +18,7 @@ import numpy as np
 from .._arrays import LAZY_ADVICE, as_dask, check_memory, is_lazy_array
 from .._kernels import KERNEL_DTYPES, spectra_statistics
 from .._validation import check_choice, check_fraction, check_nan_policy, check_real
-from ._docstrings import fill_doc
+from .._docstrings import fill_doc
 from ._common import (
     NORMALIZATIONS,
     check_positions,

@@ -9,7 +9,7 @@ import numpy as np
 
 from .._progress import dask_progress
 from .._validation import check_optional_bool
-from ..features._docstrings import fill_doc
+from .._docstrings import fill_doc
 from ..features.sdt import sdt
 from ..features.variance import DEFAULT_RESOLUTION_MNKA, validate_windows, variance_threshold
 from ._axes import (

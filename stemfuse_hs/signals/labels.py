@@ -5,6 +5,7 @@ import copy
 import numpy as np
 from hyperspy.signals import LazySignal, Signal2D
 
+from .._checks import require_signal
 from .._progress import dask_progress
 from .._validation import check_choice, check_fraction, check_optional_bool
 from ..clustering.means import MEAN_MODES, cluster_statistics, cluster_weights
@@ -133,10 +134,7 @@ class ClusterLabels(Signal2D):
         >>> type(mean).__name__, mean.axes_manager.navigation_shape
         ('Diffraction2D', (4,))
         """
-        from hyperspy.signal import BaseSignal
-
-        if not isinstance(signal, BaseSignal):
-            raise TypeError(f"cluster_statistics expects a HyperSpy signal, got {type(signal).__name__}.")
+        require_signal(signal, "cluster_statistics expects a HyperSpy signal, got {type}.")
         if not isinstance(mode, str):
             raise TypeError(f"mode must be one of {list(MEAN_MODES)}, got {mode!r}.")
         check_choice("mode", mode, MEAN_MODES)
@@ -198,14 +196,15 @@ class LazyClusterLabels(LazySignal, ClusterLabels):
 
 def _like(template, data, what):
     """A signal of ``template``'s kind holding per-cluster ``data``."""
-    from hyperspy.signal import BaseSignal
+    from hyperspy.signals import BaseSignal
 
-    axes = [index_axis("cluster", data.shape[0], navigate=True)] + copy.deepcopy(signal_axes_dicts(template))
+    signal_axes = copy.deepcopy(signal_axes_dicts(template))
+    axes = [index_axis("cluster", data.shape[0], navigate=True)] + signal_axes
     metadata = template.metadata.deepcopy().as_dictionary()
     for node in ("Features", "Fusion", "Clustering"):
         metadata.pop(node, None)
-    out = BaseSignal(data, axes=axes, metadata=metadata)
-    out.axes_manager._update_attributes()
-    out._assign_subclass()
+    # transpose picks the class of the template's signal type and dimension
+    # (e.g. Diffraction2D, EDSTEMSpectrum) through HyperSpy's public API.
+    out = BaseSignal(data, axes=axes, metadata=metadata).transpose(signal_axes=len(signal_axes))
     out.metadata.General.title = f"Cluster {what} of {signal_title(template)}".strip()
     return out

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._arrays import is_lazy_array
+from .._checks import is_signal
 from .._progress import dask_progress, stage_bar
 from ..clustering.embed import reuse_embeddings
 from ..cluster_parameters import CLUSTER_DEFAULTS, fill_cluster_doc
@@ -653,13 +654,11 @@ def _extraction_keywords():
 
 def _sensitivity_of_signals(signals, param_grid, *, random_state, reference, show_progressbar, **cluster_kwargs):
     """:func:`sensitivity` over raw signals: extraction and fusion inside the grid."""
-    from hyperspy.signal import BaseSignal
-
     from .extract import sdt_features, variance_features
     from .fuse import _is_feature_signal, fuse
 
     signals = list(signals)
-    if len(signals) < 1 or not all(isinstance(x, BaseSignal) for x in signals):
+    if len(signals) < 1 or not all(is_signal(x) for x in signals):
         raise TypeError(
             "sensitivity: give a FusedSTEMSignal or a sequence of HyperSpy signals of one scan, got "
             f"{[type(x).__name__ for x in signals]}."
