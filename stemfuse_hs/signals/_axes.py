@@ -164,19 +164,20 @@ def build_features_signal(data, axes, *, title="", metadata=None):
     >>> type(features).__name__, features.axes_manager.signal_shape
     ('FusedSTEMSignal', (4,))
     """
-    from hyperspy.signals import LazySignal1D, Signal1D
+    # Not set_signal_type: HyperSpy counts a one-feature signal axis as
+    # signal dimension 0 and would give a BaseSignal; the registry lookup
+    # takes the dimension as given.
+    from hyperspy.io import assign_signal_subclass
 
-    signal = build_signal(Signal1D, LazySignal1D, data, axes, title=title, metadata=metadata)
-    signal.set_signal_type(FEATURES_SIGNAL_TYPE)
-    if signal.metadata.Signal.signal_type != FEATURES_SIGNAL_TYPE or type(signal).__name__ not in (
-        "FusedSTEMSignal",
-        "LazyFusedSTEMSignal",
-    ):
+    cls = assign_signal_subclass(
+        dtype=np.dtype(data.dtype), signal_dimension=1, signal_type=FEATURES_SIGNAL_TYPE, lazy=is_lazy_array(data)
+    )
+    if getattr(cls, "_signal_type", None) != FEATURES_SIGNAL_TYPE:
         raise RuntimeError(
             f"HyperSpy does not know the signal type {FEATURES_SIGNAL_TYPE!r}: install stemfuse_hs "
             "(pip install -e .) so that its HyperSpy extension is registered."
         )
-    return signal
+    return build_signal(cls, cls, data, axes, title=title, metadata=metadata)
 
 
 def check_signal(signal, signal_dimension, function, min_positions=1):

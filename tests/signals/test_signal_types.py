@@ -135,3 +135,12 @@ def test_variance_features_method_equals_function(fresh_scan, lazy):
     np.testing.assert_array_equal(
         by_method.metadata.Features.kept_channels.data, by_function.metadata.Features.kept_channels.data
     )
+
+
+def test_a_single_feature_signal_is_a_features_signal():
+    import numpy as np
+
+    from stemfuse_hs.signals._axes import build_features_signal, index_axis
+
+    axes = [index_axis("y", 2, True), index_axis("x", 3, True), index_axis("feature", 1)]
+    assert type(build_features_signal(np.zeros((2, 3, 1), np.float32), axes)).__name__ == "FusedSTEMSignal"
