@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .._checks import require_signal
+from .._text import format_value
 from ._text import literal
 from .palette import MASK_COLOUR, NOISE_COLOUR, cluster_colours, label_colormap
 from .selection import _new_figure
@@ -919,7 +920,7 @@ def plot_sensitivity(result, *, figsize=None):
             continue
         ax.set_label(f"setting {i}")
         _draw_label_map(ax, maps[i], k, consensus, scalebar=i == 0)
-        setting = ", ".join(f"{name}={_format(result.settings[i][name])}" for name in varying)
+        setting = ", ".join(f"{name}={format_value(result.settings[i][name])}" for name in varying)
         n_found = int(result.labels[i].n_clusters)
         marker = " (reference)" if i == result.reference else f", ARI {ari[i, result.reference]:.2f}"
         ax.set_title(f"{setting}\n{n_found} clusters{marker}", fontsize=7)
@@ -940,13 +941,6 @@ def plot_sensitivity(result, *, figsize=None):
     fig.suptitle(f"Sensitivity over {n} settings: mean pairwise ARI {result.mean_ari:.2f}", fontsize=10)
     return fig
 
-
-def _format(value):
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return "[" + ", ".join(_format(v) for v in np.asarray(value).tolist()) + "]"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
 
 
 # --------------------------------------------------------------------------

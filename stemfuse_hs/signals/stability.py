@@ -19,6 +19,7 @@ import numpy as np
 from .._arrays import is_lazy_array
 from .._checks import is_signal
 from .._progress import dask_progress, stage_bar
+from .._text import format_value
 from ..clustering.embed import reuse_embeddings
 from ..cluster_parameters import CLUSTER_DEFAULTS, fill_cluster_doc
 from ..clustering.stability import label_agreement, rescale_blocks
@@ -420,16 +421,9 @@ def _reweighted_signal(fused, data, weights):
     for name, weight in zip(fused.metadata.Fusion.block_names, weights):
         if out.metadata.has_item(f"Fusion.Blocks.{name}"):
             out.metadata.set_item(f"Fusion.Blocks.{name}.weight", float(weight))
-    out.metadata.General.title = f"{fused.metadata.General.title} (weights {_format_value(weights)})"
+    out.metadata.General.title = f"{fused.metadata.General.title} (weights {format_value(weights)})"
     return out
 
-
-def _format_value(value):
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return "[" + ", ".join(_format_value(v) for v in np.asarray(value).tolist()) + "]"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
 
 
 def _check_grid(param_grid, cluster_kwargs, defaults, extraction=None):
@@ -723,4 +717,4 @@ def _sensitivity_of_signals(signals, param_grid, *, random_state, reference, sho
 
 def _describe(setting):
     """``"weights=[1, 0.5], min_cluster_size=0.02"``: a setting as text."""
-    return ", ".join(f"{name}={_format_value(value)}" for name, value in setting.items())
+    return ", ".join(f"{name}={format_value(value)}" for name, value in setting.items())
