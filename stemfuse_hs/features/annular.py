@@ -176,7 +176,8 @@ def annular(
         angular contrast (spots against an even ring) is not drowned by the
         intensity changes that thickness brings to every sector at once.
     smooth, prominence : float
-        For the automatic ring edges, see :func:`profile_minima`.
+        For the automatic ring edges, see
+        :func:`~stemfuse_hs.features.annular.profile_minima`.
     %(beam_centre)s
     %(beam_radius)s
     %(normalize_patterns)s

@@ -88,9 +88,7 @@ def binarize(
         not have.
     %(binning_2)s
     %(beam_centre)s
-    beam_radius : float, optional
-        Radius of the excluded beam disk in unbinned pixels (0: none); found
-        when omitted.
+    %(beam_radius_excluded)s
     %(normalize_patterns)s
     nan_policy : {"raise", "exclude"}, default "raise"
         Positions holding NaN or inf: refuse the data, or leave them out of

@@ -159,6 +159,8 @@ def radial(
     variance : bool, default False
         Also return the variance of the intensity within every ring:
         large for rings made of spots, small for even (powder) rings.
+        Separates a single crystal from its textured or nanocrystalline
+        form, which the profile alone cannot.
     %(binning_1)s
     scale : {"log", "linear"}, default "log"
         ``log1p`` of the ring means (and variances), which equalises weak

@@ -207,6 +207,8 @@ def variance_threshold(
     %(energies)s
     threshold : float, optional
         Keep channels whose variance (of the normalised counts) exceeds this.
+        Default: the variance Poisson counting noise gives, by four standard
+        errors (see Notes).
     quantile : float, optional
         Keep channels whose variance exceeds this quantile (in (0, 1)) of all
         channel variances. Only one of ``threshold`` and ``quantile``.

@@ -5,11 +5,19 @@ These functions accept any HyperSpy signal of the right dimension (pyxem's
 or lazy, and never modify it.
 """
 
+import inspect
+import textwrap
+
 import numpy as np
 
 from .._progress import dask_progress
 from .._validation import check_optional_bool
-from .._docstrings import fill_doc
+from .._docstrings import fill_doc, parameter_entries
+from ..features.annular import annular
+from ..features.binary import binarize
+from ..features.cepstrum import cepstrum
+from ..features.lines import element_lines, line_intensities
+from ..features.radial import radial
 from ..features.sdt import sdt
 from ..features.variance import DEFAULT_RESOLUTION_MNKA, validate_windows, variance_threshold
 from ._axes import (
@@ -45,13 +53,79 @@ MODALITIES = {2: "diffraction", 1: "eds"}
 
 # Each extractor calls its array core itself, under ``dask_progress``: a
 # wrapper frame in between would make the cores' warnings (stacklevel=3)
-# point into this module instead of at the user's call.
+# point into this module instead of at the user's call. For the same reason
+# ``takes_core_options`` only sets the signature and the docstring: it adds
+# no frame.
+
+#: What every ``nan_policy`` entry adds at signal level.
+_SIGNAL_NAN_POLICY = (
+    "The excluded positions are recorded in ``metadata.Features.excluded_positions``, which :func:`fuse` and "
+    ":meth:`~stemfuse_hs.signals.features.FusedSTEMSignal.cluster` honour (they get label -1). Lazy data stays "
+    "lazy: only the small per-position mask is computed."
+)
 
 
-def _check_input(signal, signal_dimension, function, show_progressbar):
-    """Refuse what is not a scan of ``signal_dimension`` (two positions or more) or a bad progress option."""
-    check_signal(signal, signal_dimension, function, min_positions=2)
+def takes_core_options(core, signal_dimension, *, omit=(), replace=None):
+    """Give a signal extractor ``f(signal, *, ..., show_progressbar=None, **options)`` its array core's keywords.
+
+    The keyword-only parameters of ``core`` (less ``omit``, which the
+    extractor takes from the signal, and less ``f``'s own keywords) become
+    ``options``: ``f.__signature__`` lists them with the core's defaults,
+    after ``f``'s own keywords and before ``show_progressbar``, and the line
+    ``%(core_parameters)s`` of ``f``'s docstring becomes the core's entries
+    for them (``replace`` maps a name to its signal-level entry; every
+    ``nan_policy`` entry gains the signal-level sentence). The core is thus
+    the one home of these parameters' defaults and prose;
+    :func:`_checked_options` checks the keywords of a call against the
+    signature and fills in the defaults.
+    """
+    replace = replace or {}
+
+    def decorate(function):
+        own = inspect.signature(function).parameters
+        keyword_only = inspect.Parameter.KEYWORD_ONLY
+        forwarded = [
+            p for name, p in inspect.signature(core).parameters.items()
+            if p.kind is keyword_only and name not in omit and name not in own
+        ]
+        own_keywords = [p for name, p in own.items() if p.kind is keyword_only and name != "show_progressbar"]
+        function.__signature__ = inspect.Signature(
+            [own["signal"], *own_keywords, *forwarded, own["show_progressbar"]]
+        )
+        function.core_options = tuple(p.name for p in forwarded)
+        function.signal_dimension = signal_dimension
+        if function.__doc__:
+            entries = []
+            for names, text in parameter_entries(core.__doc__):
+                if not set(names) & set(function.core_options):
+                    continue
+                text = replace.get(names[0], text)
+                if "nan_policy" in names:
+                    text += "\n" + textwrap.fill(
+                        _SIGNAL_NAN_POLICY, 76, initial_indent=" " * 8, subsequent_indent=" " * 8,
+                        break_on_hyphens=False,
+                    )
+                entries.append(text)
+            # Before fill_doc, which refuses names it does not know.
+            function.__doc__ = function.__doc__.replace("%(core_parameters)s", "\n    ".join(entries))
+        return function
+
+    return decorate
+
+
+def _checked_options(signal, function, show_progressbar, options):
+    """Refuse a bad input or keyword of a call of ``function``; return its core options with the defaults filled in.
+
+    The input must be a scan of ``function.signal_dimension`` with two
+    positions or more; an unknown keyword is refused as Python refuses it.
+    """
+    check_signal(signal, function.signal_dimension, function.__name__, min_positions=2)
     check_optional_bool("show_progressbar", show_progressbar)
+    parameters = inspect.signature(function).parameters
+    for name in options:
+        if name not in function.core_options:
+            raise TypeError(f"{function.__name__}() got an unexpected keyword argument {name!r}")
+    return {name: options.get(name, parameters[name].default) for name in function.core_options}
 
 
 def _feature_output(signal, result, axis, extractor, title, extra, *, parameters=None, excluded=None):
@@ -92,18 +166,8 @@ def _spectrum_signal(values, axes, title):
 
 
 @fill_doc
-def sdt_features(
-    signal,
-    *,
-    binning=2,
-    fraction=0.4,
-    std_scale="log",
-    beam_centre=None,
-    beam_radius=None,
-    normalize="total",
-    nan_policy="raise",
-    show_progressbar=None,
-):
+@takes_core_options(sdt, 2)
+def sdt_features(signal, *, show_progressbar=None, **options):
     """Diffraction features by standard-deviation thresholding (SDT).
 
     Bins the detector, computes every pixel's standard deviation over the
@@ -114,25 +178,7 @@ def sdt_features(
     Parameters
     ----------
     %(signal_2d)s
-    binning : int, default 2
-        Detector binning (sums counts).
-    fraction : float, default 0.4
-        Fraction of the pixels outside the beam disk kept, in (0, 1]. The
-        method's authors report stable results for 0.2 to 0.4 (the top 60–80
-        percentile).
-    std_scale : {"log", "linear"}, default "log"
-        Standard deviation of log-scaled (the method's text) or raw (the
-        reference notebook's code) intensities.
-    beam_centre : (float, float), optional
-        (row, column) of the direct beam in unbinned detector pixels; found
-        from the mean pattern when omitted.
-    beam_radius : float, optional
-        Radius of the excluded disk in unbinned pixels (0: exclude nothing);
-        found from the mean pattern when omitted.
-    normalize : {"total", None}, default "total"
-        Scale every pattern to the scan's mean total counts first, so that
-        thickness does not shift every feature at once.
-    %(nan_policy_signal)s
+    %(core_parameters)s
     %(show_progressbar)s
 
     Returns
@@ -170,18 +216,9 @@ def sdt_features(
     True
     >>> features.metadata.Features.std_map.plot()  # doctest: +SKIP
     """
-    _check_input(signal, 2, "sdt_features", show_progressbar)
+    options = _checked_options(signal, sdt_features, show_progressbar, options)
     with dask_progress(show_progressbar):
-        result = sdt(
-            signal.data,
-            binning=binning,
-            fraction=fraction,
-            std_scale=std_scale,
-            beam_centre=beam_centre,
-            beam_radius=beam_radius,
-            normalize=normalize,
-            nan_policy=nan_policy,
-        )
+        result = sdt(signal.data, **options)
     detector = _binned_detector_axes(signal, result.parameters["binning"], result.std_map.shape)
     extra = {
         "pixel_indices": result.pixel_indices,
@@ -239,18 +276,26 @@ def _energies_kev(signal, function, uses=None):
     return values * factor, factor
 
 
+#: The signal-level entries of the energy options: the axis may be in eV.
+_SIGNAL_EXCLUDE_WINDOWS = """exclude_windows : sequence of (float, float), optional
+        Energy windows, in the signal axis' units (keV or eV), never kept."""
+_SIGNAL_EXCLUDE_LINES = """exclude_lines : sequence of str, optional
+        X-ray lines never kept, e.g. ``["Cu_Ka", "Cu_Kb", "Cu_La"]`` for grid
+        artefacts; windows of one FWHM (from the detector resolution in the
+        metadata, else 130 eV at Mn Ka) either side of exspy's line energy.
+        The energy axis may be in keV or eV (converted); an axis without
+        energy units (an index axis) is refused with a ValueError, as its
+        channel numbers would be read as keV."""
+
+
 @fill_doc
-def variance_features(
-    signal,
-    *,
-    threshold=None,
-    quantile=None,
-    exclude_windows=(),
-    exclude_lines=(),
-    normalize="total",
-    nan_policy="raise",
-    show_progressbar=None,
-):
+@takes_core_options(
+    variance_threshold,
+    1,
+    omit=("energies", "resolution_mnka"),
+    replace={"exclude_windows": _SIGNAL_EXCLUDE_WINDOWS, "exclude_lines": _SIGNAL_EXCLUDE_LINES},
+)
+def variance_features(signal, *, show_progressbar=None, **options):
     """Spectral features by per-channel variance thresholding.
 
     Keeps the channels whose variance over the scan exceeds a threshold
@@ -260,24 +305,7 @@ def variance_features(
     Parameters
     ----------
     %(signal_1d)s
-    threshold : float, optional
-        Variance a channel must exceed. See Notes for the default.
-    quantile : float, optional
-        Instead of ``threshold``: keep channels above this quantile of the
-        channel variances, in (0, 1).
-    exclude_windows : sequence of (float, float), optional
-        Energy windows, in the signal axis' units (keV or eV), never kept.
-    exclude_lines : sequence of str, optional
-        X-ray lines never kept, e.g. ``["Cu_Ka", "Cu_Kb", "Cu_La"]`` for grid
-        artefacts; windows of one FWHM (from the detector resolution in the
-        metadata, else 130 eV at Mn Ka) either side of exspy's line energy.
-        The energy axis may be in keV or eV (converted); an axis without
-        energy units (an index axis) is refused with a ValueError, as its
-        channel numbers would be read as keV.
-    normalize : {"total", None}, default "total"
-        Scale every spectrum to the scan's mean total counts first, so that
-        thickness does not raise every channel at once.
-    %(nan_policy_signal)s
+    %(core_parameters)s
     %(show_progressbar)s
 
     Returns
@@ -315,27 +343,20 @@ def variance_features(
     >>> features.axes_manager.signal_axes[0].units
     'keV'
     """
-    _check_input(signal, 1, "variance_features", show_progressbar)
+    options = _checked_options(signal, variance_features, show_progressbar, options)
+    exclude_lines = options["exclude_lines"]
     if isinstance(exclude_lines, str):
         exclude_lines = [exclude_lines]
     # A malformed exclude_lines is refused by variance_threshold, with its own message.
     listed = list(exclude_lines) if hasattr(exclude_lines, "__iter__") else []
     energies, factor = _energies_kev(signal, "variance_features", f"exclude_lines={listed!r} needs" if listed else None)
     axis_values = np.asarray(signal.axes_manager.signal_axes[0].axis, dtype=np.float64)
-    windows = validate_windows(exclude_windows)
+    windows = validate_windows(options["exclude_windows"])
+    # In the axis' units, as the energies: converted with them.
+    options["exclude_windows"] = [(low * (factor or 1.0), high * (factor or 1.0)) for low, high in windows]
+    options["exclude_lines"] = exclude_lines
     with dask_progress(show_progressbar):
-        result = variance_threshold(
-            signal.data,
-            energies,
-            threshold=threshold,
-            quantile=quantile,
-            # In the axis' units, as the energies: converted with them.
-            exclude_windows=[(low * (factor or 1.0), high * (factor or 1.0)) for low, high in windows],
-            exclude_lines=exclude_lines,
-            resolution_mnka=_energy_resolution(signal),
-            normalize=normalize,
-            nan_policy=nan_policy,
-        )
+        result = variance_threshold(signal.data, energies, resolution_mnka=_energy_resolution(signal), **options)
     energy_dict = signal_axes_dicts(signal)[0]
     kept_axis = {
         "_type": "DataAxis",
@@ -380,20 +401,8 @@ def _binned_detector_axes(signal, binning, shape):
 
 
 @fill_doc
-def radial_features(
-    signal,
-    *,
-    npt=None,
-    radial_range=None,
-    variance=False,
-    binning=1,
-    scale="log",
-    beam_centre=None,
-    beam_radius=None,
-    normalize="total",
-    nan_policy="raise",
-    show_progressbar=None,
-):
+@takes_core_options(radial, 2)
+def radial_features(signal, *, show_progressbar=None, **options):
     """Diffraction features from the radial (azimuthally integrated) profile.
 
     The mean intensity on rings about the direct beam (found in the mean
@@ -404,25 +413,7 @@ def radial_features(
     Parameters
     ----------
     %(signal_2d)s
-    npt : int, optional
-        Number of rings; default one a (binned) pixel across ``radial_range``.
-    radial_range : (float, float), optional
-        Inner and outer radius in unbinned detector pixels; default from the
-        edge of the direct beam to the largest complete circle.
-    variance : bool, default False
-        Append the variance of the intensity within every ring: high for
-        spots, low for even rings. Separates a single crystal from its
-        textured or nanocrystalline form, which the profile alone cannot.
-    binning : int, default 1
-        Detector binning (sums counts).
-    scale : {"log", "linear"}, default "log"
-        ``log1p`` of the ring values, or the values themselves.
-    %(beam_centre)s
-    %(beam_radius)s
-    %(normalize_patterns)s
-    nan_policy : {"raise", "exclude"}, default "raise"
-        As for :func:`sdt_features`; excluded positions get the features of
-        the mean pattern.
+    %(core_parameters)s
     %(show_progressbar)s
 
     Returns
@@ -457,25 +448,12 @@ def radial_features(
     >>> features.axes_manager.signal_axes[0].units
     '1/nm'
     """
-    from ..features.radial import radial
-
-    _check_input(signal, 2, "radial_features", show_progressbar)
+    options = _checked_options(signal, radial_features, show_progressbar, options)
     with dask_progress(show_progressbar):
-        result = radial(
-            signal.data,
-            npt=npt,
-            radial_range=radial_range,
-            variance=variance,
-            binning=binning,
-            scale=scale,
-            beam_centre=beam_centre,
-            beam_radius=beam_radius,
-            normalize=normalize,
-            nan_policy=nan_policy,
-        )
+        result = radial(signal.data, **options)
     pixel, units = _uniform_detector_scale(signal)
     n_rings = result.radii.size
-    if not variance and pixel is not None:
+    if not options["variance"] and pixel is not None:
         step = (result.ring_edges[-1] - result.ring_edges[0]) / n_rings
         axis = {
             "name": "radius",
@@ -500,23 +478,8 @@ def radial_features(
 
 
 @fill_doc
-def annular_features(
-    signal,
-    *,
-    n_sectors=8,
-    ring_edges=None,
-    max_rings=None,
-    binning=1,
-    scale="log",
-    contrast=True,
-    smooth=0.0,
-    prominence=0.05,
-    beam_centre=None,
-    beam_radius=None,
-    normalize="total",
-    nan_policy="raise",
-    show_progressbar=None,
-):
+@takes_core_options(annular, 2)
+def annular_features(signal, *, show_progressbar=None, **options):
     """Diffraction features from angular sectors of rings (annular averages).
 
     Rings about the direct beam, bounded by the clear minima of the mean
@@ -528,23 +491,7 @@ def annular_features(
     Parameters
     ----------
     %(signal_2d)s
-    n_sectors : int, default 8
-        Angular sectors per ring.
-    ring_edges : sequence of float, optional
-        Ring boundaries in unbinned pixels from the beam centre.
-    max_rings : int, optional
-        Keep only the innermost automatic rings.
-    binning : int, default 1
-    scale : {"log", "linear"}, default "log"
-    contrast : bool, default True
-        Ring mean plus sector deviations (see
-        :func:`stemfuse_hs.features.annular.annular`), or plain sector means.
-    smooth, prominence : float
-        For the automatic ring edges.
-    beam_centre, beam_radius : optional
-        In unbinned pixels; found when omitted.
-    normalize : {"total", None}, default "total"
-    nan_policy : {"raise", "exclude"}, default "raise"
+    %(core_parameters)s
     %(show_progressbar)s
 
     Returns
@@ -567,25 +514,9 @@ def annular_features(
     >>> features.metadata.Features.parameters.n_sectors
     6
     """
-    from ..features.annular import annular
-
-    _check_input(signal, 2, "annular_features", show_progressbar)
+    options = _checked_options(signal, annular_features, show_progressbar, options)
     with dask_progress(show_progressbar):
-        result = annular(
-            signal.data,
-            n_sectors=n_sectors,
-            ring_edges=ring_edges,
-            max_rings=max_rings,
-            binning=binning,
-            scale=scale,
-            contrast=contrast,
-            smooth=smooth,
-            prominence=prominence,
-            beam_centre=beam_centre,
-            beam_radius=beam_radius,
-            normalize=normalize,
-            nan_policy=nan_policy,
-        )
+        result = annular(signal.data, **options)
     b = result.parameters["binning"]
     detector = _binned_detector_axes(signal, b, result.labels.shape)
     extra = {
@@ -601,16 +532,8 @@ def annular_features(
 
 
 @fill_doc
-def cepstrum_features(
-    signal,
-    *,
-    binning=2,
-    crop=0.5,
-    fraction=None,
-    normalize="total",
-    nan_policy="raise",
-    show_progressbar=None,
-):
+@takes_core_options(cepstrum, 2)
+def cepstrum_features(signal, *, show_progressbar=None, **options):
     """Diffraction features from the cepstrum ``|FFT(log1p(pattern))|``.
 
     Lattice periods in the pattern become peaks at fixed quefrencies,
@@ -622,13 +545,7 @@ def cepstrum_features(
     Parameters
     ----------
     %(signal_2d)s
-    binning : int, default 2
-    crop : float, default 0.5
-        Fraction of the largest quefrency kept along each axis, in (0, 1].
-    fraction : float, optional
-        Standard-deviation thresholding of the quefrencies, as SDT does.
-    normalize : {"total", None}, default "total"
-    nan_policy : {"raise", "exclude"}, default "raise"
+    %(core_parameters)s
     %(show_progressbar)s
 
     Returns
@@ -652,13 +569,9 @@ def cepstrum_features(
     >>> features.metadata.Features.mean_cepstrum.data.shape
     (9, 9)
     """
-    from ..features.cepstrum import cepstrum
-
-    _check_input(signal, 2, "cepstrum_features", show_progressbar)
+    options = _checked_options(signal, cepstrum_features, show_progressbar, options)
     with dask_progress(show_progressbar):
-        result = cepstrum(
-            signal.data, binning=binning, crop=crop, fraction=fraction, normalize=normalize, nan_policy=nan_policy
-        )
+        result = cepstrum(signal.data, **options)
     ky, kx = result.parameters["max_quefrency"]
     quefrency = [
         {"name": name, "size": 2 * k + 1, "scale": 1.0, "offset": float(-k), "units": "cycles", "navigate": False}
@@ -676,18 +589,8 @@ def cepstrum_features(
 
 
 @fill_doc
-def binary_features(
-    signal,
-    *,
-    threshold=None,
-    sigma=3.0,
-    binning=2,
-    beam_centre=None,
-    beam_radius=None,
-    normalize="total",
-    nan_policy="raise",
-    show_progressbar=None,
-):
+@takes_core_options(binarize, 2)
+def binary_features(signal, *, show_progressbar=None, **options):
     """Binarised diffraction patterns, to be clustered with the Jaccard metric.
 
     Every binned pixel outside the direct beam becomes 1 where the pattern
@@ -698,15 +601,7 @@ def binary_features(
     Parameters
     ----------
     %(signal_2d)s
-    threshold : float, optional
-        One value for every pixel (counts after binning and normalisation).
-    sigma : float, default 3
-    binning : int, default 2
-    beam_centre, beam_radius : optional
-        In unbinned pixels; found when omitted (``beam_radius=0`` keeps the beam).
-    normalize : {"total", None}, default "total"
-    nan_policy : {"raise", "exclude"}, default "raise"
-        Excluded positions get all-zero features.
+    %(core_parameters)s
     %(show_progressbar)s
 
     Returns
@@ -735,20 +630,9 @@ def binary_features(
     [0.0, 1.0]
     >>> labels = features.cluster(metric="jaccard", random_state=0)  # doctest: +SKIP
     """
-    from ..features.binary import binarize
-
-    _check_input(signal, 2, "binary_features", show_progressbar)
+    options = _checked_options(signal, binary_features, show_progressbar, options)
     with dask_progress(show_progressbar):
-        result = binarize(
-            signal.data,
-            threshold=threshold,
-            sigma=sigma,
-            binning=binning,
-            beam_centre=beam_centre,
-            beam_radius=beam_radius,
-            normalize=normalize,
-            nan_policy=nan_policy,
-        )
+        result = binarize(signal.data, **options)
     b = result.parameters["binning"]
     detector = _binned_detector_axes(signal, b, result.mean_pattern.shape)
     extra = {
@@ -763,8 +647,6 @@ def binary_features(
 
 def _signal_lines(signal, elements, energies):
     """The X-ray lines to use: from ``elements``, else the metadata."""
-    from ..features.lines import element_lines
-
     beam = signal.metadata.get_item("Acquisition_instrument.TEM.beam_energy", None) or signal.metadata.get_item(
         "Acquisition_instrument.SEM.beam_energy", None
     )
@@ -785,21 +667,15 @@ def _signal_lines(signal, elements, energies):
     )
 
 
+_SIGNAL_LINE_WIDTH = """width : float, default 1.0
+        Half-width of every line window in detector FWHMs at the line's
+        energy (from the detector resolution in the metadata, else 130 eV at
+        Mn Ka): 1 gathers about 98 % of a line."""
+
+
 @fill_doc
-def line_features(
-    signal,
-    *,
-    lines=None,
-    elements=None,
-    exclude_lines=(),
-    width=1.0,
-    background=True,
-    per_channel=False,
-    scale="log",
-    normalize="total",
-    nan_policy="raise",
-    show_progressbar=None,
-):
+@takes_core_options(line_intensities, 1, omit=("resolution_mnka",), replace={"width": _SIGNAL_LINE_WIDTH})
+def line_features(signal, *, lines=None, elements=None, exclude_lines=(), show_progressbar=None, **options):
     """Spectral features from X-ray line intensities (line windows minus background).
 
     For every X-ray line (given, from ``elements``, or from the signal's
@@ -818,16 +694,7 @@ def line_features(
         ``add_lines`` does (highest energy below half the beam energy).
     exclude_lines : sequence of str, optional
         Lines left out, e.g. ``["Cu_Ka"]`` for the grid.
-    width : float, default 1.0
-        Half-width of the line windows in FWHMs (from the detector
-        resolution in the metadata, else 130 eV at Mn Ka).
-    background : bool, default True
-        Subtract the linear background.
-    per_channel : bool, default False
-        One feature per channel of every window instead of one per line.
-    scale : {"log", "linear"}, default "log"
-    normalize : {"total", None}, default "total"
-    nan_policy : {"raise", "exclude"}, default "raise"
+    %(core_parameters)s
     %(show_progressbar)s
 
     Returns
@@ -850,9 +717,7 @@ def line_features(
     >>> list(features.metadata.Features.parameters.lines)
     ['Mn_Ka', 'Ni_Ka', 'Ga_Ka']
     """
-    from ..features.lines import line_intensities
-
-    _check_input(signal, 1, "line_features", show_progressbar)
+    options = _checked_options(signal, line_features, show_progressbar, options)
     if lines is not None and elements is not None:
         raise ValueError("line_features: give lines or elements, not both.")
     energies, _ = _energies_kev(signal, "line_features", "X-ray line windows need")
@@ -866,18 +731,7 @@ def line_features(
     if not lines:
         raise ValueError("line_features: no X-ray line is left after exclude_lines.")
     with dask_progress(show_progressbar):
-        result = line_intensities(
-            signal.data,
-            energies,
-            lines,
-            width=width,
-            background=background,
-            per_channel=per_channel,
-            scale=scale,
-            resolution_mnka=_energy_resolution(signal),
-            normalize=normalize,
-            nan_policy=nan_policy,
-        )
+        result = line_intensities(signal.data, energies, lines, resolution_mnka=_energy_resolution(signal), **options)
     parameters = dict(result.parameters)
     parameters["exclude_lines"] = list(exclude_lines)
     extra = {
