@@ -229,35 +229,30 @@ def cluster_means(dp_float, eds, memberships_highest_soft, labels_highest_soft):
     dp = dp_float  # folded and unfolded in place, as in the notebook
     eds = eds.deepcopy()
     out = {"dp_mean": [], "dp_std": [], "eds_mean": [], "eds_std": []}
+
+    def selected(signal, i):
+        """Cluster ``i``'s positions with membership exactly 1 (a copy, as ``np.take`` makes)."""
+        return np.take(
+            signal.data, np.where((memberships_highest_soft == 1) & (labels_highest_soft == i))[0], axis=0
+        )
+
     with warnings.catch_warnings():
         # Clusters without a single membership of exactly 1 give empty means.
         warnings.simplefilter("ignore", RuntimeWarning)
         dp.fold()
         dp.unfold_navigation_space()
         for i in range(no_cluster_soft):
-            selected_dp = np.take(
-                dp.data, np.where((memberships_highest_soft == 1) & (labels_highest_soft == i))[0], axis=0
-            )
-            out["dp_mean"].append(np.mean(selected_dp, axis=0))
+            out["dp_mean"].append(np.mean(selected(dp, i), axis=0))
         dp.fold()
         dp.unfold_navigation_space()
         for i in range(no_cluster_soft):
-            selected_dp = np.take(
-                dp.data, np.where((memberships_highest_soft == 1) & (labels_highest_soft == i))[0], axis=0
-            )
-            out["dp_std"].append(_std_masked(selected_dp))
+            out["dp_std"].append(_std_masked(selected(dp, i)))
         eds.fold()
         eds.unfold_navigation_space()
         for i in range(no_cluster_soft):
-            selected_eds = np.take(
-                eds.data, np.where((memberships_highest_soft == 1) & (labels_highest_soft == i))[0], axis=0
-            )
-            out["eds_mean"].append(np.mean(selected_eds, axis=0))
+            out["eds_mean"].append(np.mean(selected(eds, i), axis=0))
         for i in range(no_cluster_soft):
-            selected_eds = np.take(
-                eds.data, np.where((memberships_highest_soft == 1) & (labels_highest_soft == i))[0], axis=0
-            )
-            out["eds_std"].append(np.std(selected_eds, axis=0))
+            out["eds_std"].append(np.std(selected(eds, i), axis=0))
         dp.fold()
     out["n_exactly_one"] = int((memberships_highest_soft == 1).sum())
     return out

@@ -135,53 +135,42 @@ def _ari(truth, labels):
     return float(adjusted_rand_score(truth.ravel(), labels.ravel()))
 
 
-def _median(values):
-    import numpy as np
+def _repeated_stage(recorder, name, repeat, compute):
+    """``compute()`` ``repeat`` times, each timed as stage ``name``; the last result.
 
-    return float(np.median(values))
+    The previous result is let go (and collected) before the next run, so
+    that a run's peak memory does not hold the run before it.
+    """
+    import gc
 
-
-def _summarise(records, name, repeats):
-    """One row per stage: median wall/CPU over repeats, max peak RSS."""
-    rows = [r for r in records if r["name"] == name]
-    return {
-        "name": name,
-        "wall_s": _median([r["wall_s"] for r in rows]),
-        "cpu_s": _median([r["cpu_s"] for r in rows]),
-        "wall_all_s": [r["wall_s"] for r in rows],
-        "cpu_all_s": [r["cpu_s"] for r in rows],
-        "peak_rss_bytes": max(r["peak_rss_bytes"] for r in rows),
-        "start_rss_bytes": min(r["start_rss_bytes"] for r in rows),
-        "repeats": len(rows),
-        "part_of": rows[0].get("part_of"),
-    }
+    result = None
+    for i in range(repeat):
+        if i:
+            result = None
+            gc.collect()
+        with recorder.stage(name):
+            result = compute()
+    return result
 
 
 # ---------------------------------------------------------------------------
 # Workers (each runs in its own process)
 # ---------------------------------------------------------------------------
 def worker_reference(directory, repeat):
-    import gc
-
     import reference_workflow as ref
 
     dp, eds, truth, beam_center = load_scan(directory)
     recorder = StageRecorder()
     warm_up()
     centre = ref.binned_beam_centre(beam_center)
-    for i in range(repeat):
-        if i:
-            del dp_features, eds_features, dp_float  # noqa: F821
-            gc.collect()
-        with recorder.stage("feature extraction"):
-            dp_features, dp_float = ref.extract_dp_features(dp, centre)
-            eds_features, threshold = ref.extract_eds_features(eds)
-    for i in range(repeat):
-        if i:
-            del scaled  # noqa: F821
-            gc.collect()
-        with recorder.stage("fusion"):
-            scaled = ref.fuse(dp_features, eds_features)
+
+    def extract():
+        dp_features, dp_float = ref.extract_dp_features(dp, centre)
+        eds_features, threshold = ref.extract_eds_features(eds)
+        return dp_features, dp_float, eds_features, threshold
+
+    dp_features, dp_float, eds_features, threshold = _repeated_stage(recorder, "feature extraction", repeat, extract)
+    scaled = _repeated_stage(recorder, "fusion", repeat, lambda: ref.fuse(dp_features, eds_features))
     with recorder.stage("embedding"):
         reduced = ref.embed(scaled, random_state=RANDOM_STATE)
     with recorder.stage("clustering"):
@@ -204,8 +193,6 @@ def worker_reference(directory, repeat):
 
 
 def worker_stemfuse(directory, repeat):
-    import gc
-
     import hyperspy.api as hs
     import numpy as np
 
@@ -224,19 +211,13 @@ def worker_stemfuse(directory, repeat):
             out = data.sum(dtype=np.uint64) if what == "sum" else np.copy(data)
             read_once[what].append((time.perf_counter() - start, time.process_time() - cpu))
             del out
-    for i in range(repeat):
-        if i:
-            del dp_features, eds_features  # noqa: F821
-            gc.collect()
-        with recorder.stage("feature extraction"):
-            dp_features = stemfuse_hs.sdt_features(dp)
-            eds_features = stemfuse_hs.variance_features(eds)
-    for i in range(repeat):
-        if i:
-            del fused  # noqa: F821
-            gc.collect()
-        with recorder.stage("fusion"):
-            fused = stemfuse_hs.fuse(dp_features, eds_features)
+    dp_features, eds_features = _repeated_stage(
+        recorder,
+        "feature extraction",
+        repeat,
+        lambda: (stemfuse_hs.sdt_features(dp), stemfuse_hs.variance_features(eds)),
+    )
+    fused = _repeated_stage(recorder, "fusion", repeat, lambda: stemfuse_hs.fuse(dp_features, eds_features))
     # fused.cluster(random_state=0) as is; its parts timed by wrapping the
     # functions it calls.
     parts = {}

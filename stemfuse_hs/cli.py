@@ -119,6 +119,22 @@ def _clustering_options():
     return options
 
 
+def _input_options(section, prefix, item, items):
+    """``normalize`` and ``nan_policy``: the options both extractors take for their input.
+
+    ``prefix`` starts the flags (``--dp-normalize``); ``item`` and ``items``
+    name one position's data and several in the help ("pattern", "patterns").
+    """
+    return [
+        _opt(section, "normalize", f"--{prefix}-normalize", "total",
+             f"scale every {item} to the scan's mean total counts before feature extraction", "choice",
+             choices=("total", "none")),
+        _opt(section, "nan_policy", f"--{prefix}-nan-policy", "raise",
+             f"{items} holding NaN or inf: refuse the data (raise) or leave those positions out, labelled -1 "
+             "(exclude)", "choice", choices=("raise", "exclude")),
+    ]
+
+
 OPTIONS = [
     # -- sdt_features --
     _opt("diffraction", "binning", "--binning", 2, "detector binning: sums N x N pixels", "int", metavar="N"),
@@ -134,12 +150,7 @@ OPTIONS = [
     _opt("diffraction", "beam_radius", "--beam-radius", None,
          "radius of the excluded direct-beam disk in unbinned pixels, 0 excludes nothing "
          "(default: found from the mean pattern)", "optfloat", metavar="R"),
-    _opt("diffraction", "normalize", "--dp-normalize", "total",
-         "scale every pattern to the scan's mean total counts before feature extraction", "choice",
-         choices=("total", "none")),
-    _opt("diffraction", "nan_policy", "--dp-nan-policy", "raise",
-         "patterns holding NaN or inf: refuse the data (raise) or leave those positions out, labelled -1 "
-         "(exclude)", "choice", choices=("raise", "exclude")),
+    *_input_options("diffraction", "dp", "pattern", "patterns"),
     # -- variance_features --
     _opt("eds", "threshold", "--eds-threshold", None,
          "keep EDS channels whose variance over the scan exceeds this "
@@ -153,12 +164,7 @@ OPTIONS = [
          metavar=("LOW", "HIGH")),
     _opt("eds", "exclude_lines", "--exclude-lines", (),
          "X-ray lines never kept, e.g. Cu_Ka Cu_La for grid signal", "strings", metavar="LINE"),
-    _opt("eds", "normalize", "--eds-normalize", "total",
-         "scale every spectrum to the scan's mean total counts before feature extraction", "choice",
-         choices=("total", "none")),
-    _opt("eds", "nan_policy", "--eds-nan-policy", "raise",
-         "spectra holding NaN or inf: refuse the data (raise) or leave those positions out, labelled -1 "
-         "(exclude)", "choice", choices=("raise", "exclude")),
+    *_input_options("eds", "eds", "spectrum", "spectra"),
     # -- fuse --
     _opt("fusion", "weighting", "--weighting", "auto",
          "block weighting: 'auto' weights each modality by how clearly it separates phases, "
@@ -660,6 +666,13 @@ def _terminal_width():
     return shutil.get_terminal_size().columns
 
 
+def _add_command(commands, name, func, *, help, description, **kwargs):
+    """The parser of subcommand ``name``, which runs ``func(args)``; ``description`` is wrapped."""
+    parser = commands.add_parser(name, help=help, description=_wrap(description), formatter_class=_Formatter, **kwargs)
+    parser.set_defaults(func=func)
+    return parser
+
+
 def build_parser():
     """The ``stemfuse`` argument parser (subcommands ``demo``, ``run``, ``report``).
 
@@ -675,35 +688,31 @@ def build_parser():
     parser.add_argument("--debug", action="store_true", help="show tracebacks and all warnings (default: off)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    demo = commands.add_parser(
-        "demo",
+    demo = _add_command(
+        commands, "demo", _cmd_demo,
         help="run the whole pipeline on built-in synthetic data with known phases",
-        description=_wrap("Generate a synthetic paired 4D-STEM / STEM-EDS scan with known phases, run the "
+        description="Generate a synthetic paired 4D-STEM / STEM-EDS scan with known phases, run the "
         "whole pipeline on it and write the results and report.html; the adjusted Rand index of the "
         "map against the ground truth is printed and reported. Pipeline options as for 'run'; the "
-        "demo's --random-state defaults to 0 so that its map is repeatable."),
+        "demo's --random-state defaults to 0 so that its map is repeatable.",
         epilog=_PARAMS_EPILOG,
-        formatter_class=_Formatter,
     )
     group = demo.add_argument_group("synthetic data")
-    group.add_argument("--scenario", choices=DEMO_SCENARIOS, default=argparse.SUPPRESS,
-                       help=f"{_DEMO_OPTIONS['scenario'][1]} (default: {_DEMO_OPTIONS['scenario'][0]})")
-    group.add_argument("--size", choices=DEMO_SIZES, default=argparse.SUPPRESS,
-                       help=f"{_DEMO_OPTIONS['size'][1]} (default: {_DEMO_OPTIONS['size'][0]})")
-    group.add_argument("--seed", type=int, default=argparse.SUPPRESS, metavar="N",
-                       help=f"{_DEMO_OPTIONS['seed'][1]} (default: {_DEMO_OPTIONS['seed'][0]})")
+    demo_kwargs = {"scenario": dict(choices=DEMO_SCENARIOS), "size": dict(choices=DEMO_SIZES),
+                   "seed": dict(type=int, metavar="N")}
+    for name, (default, help_text) in _DEMO_OPTIONS.items():
+        group.add_argument(f"--{name}", default=argparse.SUPPRESS, help=f"{help_text} (default: {default})",
+                           **demo_kwargs[name])
     _add_common_options(demo, out_default="stemfuse-demo")
     _add_pipeline_options(demo, "demo")
-    demo.set_defaults(func=_cmd_demo)
 
-    run = commands.add_parser(
-        "run",
+    run = _add_command(
+        commands, "run", _cmd_run,
         help="map the phases of a 4D-STEM file and an EDS file of the same scan",
-        description=_wrap("Map the phases of a 4D-STEM file and a STEM-EDS file of the same scan: any "
+        description="Map the phases of a 4D-STEM file and a STEM-EDS file of the same scan: any "
         "format HyperSpy/RosettaSciIO reads (.hspy, .zspy, ...), opened lazily, so files larger "
-        "than memory work."),
+        "than memory work.",
         epilog=_PARAMS_EPILOG,
-        formatter_class=_Formatter,
     )
     run.add_argument("dp", nargs="?", metavar="DP_FILE",
                      help="4D-STEM data (signal dimension 2); optional when --params names it")
@@ -715,18 +724,15 @@ def build_parser():
         "(needs the 'distributed' package; default: local threads)",
     )
     _add_pipeline_options(run, "run")
-    run.set_defaults(func=_cmd_run)
 
-    report = commands.add_parser(
-        "report",
+    report = _add_command(
+        commands, "report", _cmd_report,
         help="rebuild report.html (and the figures) from a results folder",
-        description=_wrap("Rebuild the figures and report.html from the results a 'demo' or 'run' wrote "
-        "to DIR (the report and figures are replaced, the results are not touched)."),
-        formatter_class=_Formatter,
+        description="Rebuild the figures and report.html from the results a 'demo' or 'run' wrote "
+        "to DIR (the report and figures are replaced, the results are not touched).",
     )
     report.add_argument("dir", metavar="DIR", help="results folder of an earlier demo or run")
     _add_common_options(report)
-    report.set_defaults(func=_cmd_report)
     return parser
 
 

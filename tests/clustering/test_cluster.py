@@ -86,21 +86,6 @@ def test_fusion_at_least_as_good_as_the_better_modality(default_fit, scenario):
         assert separation["eds"] > 0.05 and separation["eds"] > 5 * separation["diffraction"], s
 
 
-@pytest.fixture(scope="module")
-def four(default_fit):
-    return default_fit.scan("four_phases")
-
-
-@pytest.fixture(scope="module")
-def fused(default_fit):
-    return default_fit.fused("four_phases")
-
-
-@pytest.fixture(scope="module")
-def labels(default_fit):
-    return default_fit.labels("four_phases")
-
-
 def test_same_seed_same_labels(fused, labels):
     again = fused.cluster(random_state=SEED)
     np.testing.assert_array_equal(again.data, labels.data)

@@ -13,39 +13,24 @@ from stemfuse_hs.cluster_parameters import validate_cluster_parameters
 from stemfuse_hs.clustering.separability import block_separation
 
 
-@pytest.fixture(scope="module")
-def scan(default_fit):
-    return default_fit.scan("four_phases")
+def test_full_fit_is_recorded(labels):
+    assert labels.parameters["fit"] == "full"
+    assert labels.parameters["backend"] == "cpu"
+    assert labels.parameters["max_fit_positions"] == 200_000
 
 
-@pytest.fixture(scope="module")
-def fused(default_fit):
-    return default_fit.fused("four_phases")
-
-
-@pytest.fixture(scope="module")
-def full(default_fit):
-    return default_fit.labels("four_phases")
-
-
-def test_full_fit_is_recorded(full):
-    assert full.parameters["fit"] == "full"
-    assert full.parameters["backend"] == "cpu"
-    assert full.parameters["max_fit_positions"] == 200_000
-
-
-def test_subsample_fit_above_max_fit_positions_agrees_with_the_full_fit(scan, fused, full):
-    n = scan.truth.size
+def test_subsample_fit_above_max_fit_positions_agrees_with_the_full_fit(four, fused, labels):
+    n = four.truth.size
     sub = fused.cluster(random_state=0, max_fit_positions=n // 2)
     assert sub.parameters["fit"] == "subsample"
     assert sub.parameters["n_fit"] == n // 2
     assert sub.memberships.axes_manager.navigation_shape == (sub.n_clusters,)
-    assert adjusted_rand_score(full.data.ravel(), sub.data.ravel()) > 0.85
-    assert adjusted_rand_score(scan.truth.ravel(), sub.data.ravel()) > 0.85
+    assert adjusted_rand_score(labels.data.ravel(), sub.data.ravel()) > 0.85
+    assert adjusted_rand_score(four.truth.ravel(), sub.data.ravel()) > 0.85
     assert np.isfinite(sub.embedding.data).all()
 
 
-def test_cuml_backend_falls_back_to_the_cpu_with_a_warning(fused, full):
+def test_cuml_backend_falls_back_to_the_cpu_with_a_warning(fused, labels):
     pytest.importorskip("hdbscan")
     try:
         import cuml  # noqa: F401
@@ -54,9 +39,9 @@ def test_cuml_backend_falls_back_to_the_cpu_with_a_warning(fused, full):
     else:  # pragma: no cover - a GPU machine
         pytest.skip("cuML is installed: no fallback to test")
     with pytest.warns(UserWarning, match=re.escape("backend='cuml': RAPIDS cuML is not installed")):
-        labels = fused.cluster(random_state=0, backend="cuml")
-    assert labels.parameters["backend"] == "cpu"
-    np.testing.assert_array_equal(labels.data, full.data)
+        fallback = fused.cluster(random_state=0, backend="cuml")
+    assert fallback.parameters["backend"] == "cpu"
+    np.testing.assert_array_equal(fallback.data, labels.data)
 
 
 def test_backend_validation():
@@ -89,23 +74,23 @@ def test_block_separation_measures_what_each_block_carries():
     assert np.isnan(block_separation(carrying, np.zeros(300, int), [(0, 3)])[0])
 
 
-def test_block_separation_is_stored_per_block(fused, full):
-    separation = full.parameters["block_separation"]
+def test_block_separation_is_stored_per_block(fused, labels):
+    separation = labels.parameters["block_separation"]
     assert list(separation) == ["diffraction", "eds"]
     # Four phases need both modalities: the map separates both blocks, far
     # beyond what the same cluster sizes at random places would.
     matrix = np.asarray(fused.data).reshape(-1, fused.data.shape[-1])
-    shuffled = np.random.default_rng(0).permutation(full.data.ravel())
+    shuffled = np.random.default_rng(0).permutation(labels.data.ravel())
     chance = block_separation(matrix, shuffled, fused.metadata.Fusion.block_slices)
     for value, random_value in zip(separation.values(), chance):
         assert value > 0.15 and value > 10 * random_value, (separation, chance)
 
 
-def test_cluster_features_on_arrays_matches_the_signal_method(fused, full):
+def test_cluster_features_on_arrays_matches_the_signal_method(fused, labels):
     matrix = np.asarray(fused.data).reshape(-1, fused.data.shape[-1])
     result, embedding = cluster_features(matrix, validate_cluster_parameters(random_state=0))
-    np.testing.assert_array_equal(result.labels, full.data.ravel())
-    np.testing.assert_array_equal(embedding, full.embedding.data.reshape(embedding.shape))
+    np.testing.assert_array_equal(result.labels, labels.data.ravel())
+    np.testing.assert_array_equal(embedding, labels.embedding.data.reshape(embedding.shape))
 
 
 def test_exact_neighbours_are_handed_to_umap_past_its_small_data_size(monkeypatch):

@@ -128,6 +128,11 @@ def test_tiny_scan_shapes_dtypes_and_classes(scenario):
     assert scenario in repr(scan)
 
 
+def _axis_record(axis):
+    """What two axes of one scan must share: name, units, calibration and size."""
+    return (axis.name, axis.units, axis.scale, axis.offset, axis.size)
+
+
 @pytest.mark.parametrize("scenario", ALL_SCENARIOS)
 def test_axes_and_metadata(scenario):
     scan = tiny(scenario)
@@ -135,13 +140,7 @@ def test_axes_and_metadata(scenario):
     eds_nav = scan.eds.axes_manager.navigation_axes
     assert [a.name for a in dp_nav] == ["x", "y"]
     for a, b in zip(dp_nav, eds_nav):
-        assert (a.name, a.units, a.scale, a.offset, a.size) == (
-            b.name,
-            b.units,
-            b.scale,
-            b.offset,
-            b.size,
-        )
+        assert _axis_record(a) == _axis_record(b)
         assert a.units == "nm" and a.scale > 0 and a.offset == 0
     kx, ky = scan.dp.axes_manager.signal_axes
     assert (kx.name, ky.name) == ("kx", "ky")
@@ -199,13 +198,7 @@ def test_truth_signal():
     assert isinstance(s, hs.signals.Signal2D)
     np.testing.assert_array_equal(s.data, scan.truth)
     for a, b in zip(s.axes_manager.signal_axes, scan.dp.axes_manager.navigation_axes):
-        assert (a.name, a.units, a.scale, a.offset, a.size) == (
-            b.name,
-            b.units,
-            b.scale,
-            b.offset,
-            b.size,
-        )
+        assert _axis_record(a) == _axis_record(b)
     assert list(s.metadata.Sample.phases) == scan.phases
 
 

@@ -237,22 +237,27 @@ def test_variance_figsize(variance):
 
 
 # --- errors -----------------------------------------------------------------
-def test_sdt_refuses_variance_features(variance):
-    with pytest.raises(
-        ValueError,
-        match=r"plot_sdt_selection needs the result of stemfuse_hs\.sdt_features "
-        r"\(metadata\.Features\.extractor == 'sdt'\); this signal has metadata\.Features\.extractor == 'variance'",
-    ):
-        plot_sdt_selection(variance)
-
-
-def test_variance_refuses_sdt_features(sdt):
-    with pytest.raises(
-        ValueError,
-        match=r"plot_variance_selection needs the result of stemfuse_hs\.variance_features "
-        r"\(metadata\.Features\.extractor == 'variance'\)",
-    ):
-        plot_variance_selection(sdt)
+@pytest.mark.parametrize(
+    "function, other, match",
+    [
+        (
+            plot_sdt_selection,
+            "variance",
+            r"plot_sdt_selection needs the result of stemfuse_hs\.sdt_features "
+            r"\(metadata\.Features\.extractor == 'sdt'\); this signal has metadata\.Features\.extractor == 'variance'",
+        ),
+        (
+            plot_variance_selection,
+            "sdt",
+            r"plot_variance_selection needs the result of stemfuse_hs\.variance_features "
+            r"\(metadata\.Features\.extractor == 'variance'\)",
+        ),
+    ],
+    ids=["sdt", "variance"],
+)
+def test_refuses_the_other_extractors_features(request, function, other, match):
+    with pytest.raises(ValueError, match=match):
+        function(request.getfixturevalue(other))
 
 
 @pytest.mark.parametrize("which", ["dp", "eds"])

@@ -6,6 +6,7 @@ clustering, line scans and single positions.
 """
 
 import contextlib
+import functools
 import re
 import warnings
 
@@ -14,20 +15,13 @@ import pytest
 
 import hyperspy.api as hs
 import stemfuse_hs
+from _helpers import dp_signal, eds_signal
 
 SDT_KW = dict(binning=1, fraction=0.3, beam_centre=(5.5, 5.5), beam_radius=2)
 
 
-def _dp(data, lazy=False):
-    s = hs.signals.Signal2D(data)
-    return s.as_lazy() if lazy else s
-
-
-def _eds(data, lazy=False):
-    s = hs.signals.Signal1D(data)
-    axis = s.axes_manager.signal_axes[0]
-    axis.name, axis.units, axis.scale, axis.offset = "Energy", "keV", 0.02, 0.0
-    return s.as_lazy() if lazy else s
+#: This module's spectrum images: 20 eV channels from 0 keV.
+_eds = functools.partial(eds_signal, scale=0.02, offset=0.0)
 
 
 def _two_phase(scan=(6, 10), seed=0):
@@ -58,7 +52,7 @@ def test_constant_dead_pixels_and_channels_are_never_selected(lazy):
     patterns[..., 11, 11] = 7  # a stuck pixel
     spectra[..., 40:50] = 3  # flat channels
     spectra[..., 0:5] = 0  # an empty energy range
-    features = stemfuse_hs.sdt_features(_dp(patterns, lazy), **SDT_KW)
+    features = stemfuse_hs.sdt_features(dp_signal(patterns, lazy), **SDT_KW)
     md = features.metadata.Features
     assert not md.selected_mask.data[0].any() and not md.selected_mask.data[11, 11]
     variance = stemfuse_hs.variance_features(_eds(spectra, lazy))
@@ -72,7 +66,7 @@ def test_constant_dead_pixels_and_channels_are_never_selected(lazy):
 def test_fraction_one_keeps_constant_pixels_as_finite_features():
     patterns, _ = _two_phase()
     patterns[..., 0, :] = 0
-    features = stemfuse_hs.sdt_features(_dp(patterns), binning=1, fraction=1.0, beam_radius=0)
+    features = stemfuse_hs.sdt_features(dp_signal(patterns), binning=1, fraction=1.0, beam_radius=0)
     assert features.data.shape[-1] == 144 and np.all(np.isfinite(features.data))
     fused = stemfuse_hs.fuse(features, stemfuse_hs.variance_features(_eds(_two_phase()[1])))
     assert np.all(np.isfinite(fused.data))
@@ -93,21 +87,21 @@ def test_a_given_beam_does_not_look_for_hot_pixels():
     patterns, _ = _two_phase()
     patterns[..., 0, 0] = 60000
     with _no_warning():
-        stemfuse_hs.sdt_features(_dp(patterns), **SDT_KW)
+        stemfuse_hs.sdt_features(dp_signal(patterns), **SDT_KW)
 
 
 @pytest.mark.parametrize("lazy", [False, True], ids=["eager", "lazy"])
 def test_all_zero_patterns_warn_and_give_zero_features(lazy):
     data = np.zeros((4, 5, 8, 8), np.uint16)
     with pytest.warns(UserWarning, match="no selected detector pixel varies across the scan"):
-        features = stemfuse_hs.sdt_features(_dp(data, lazy))
+        features = stemfuse_hs.sdt_features(dp_signal(data, lazy))
     assert np.all(np.asarray(features.data) == 0)
 
 
 def test_some_all_zero_patterns_stay_zero_and_finite():
     patterns, _ = _two_phase()
     patterns[2, 3] = 0  # a blanked beam
-    features = stemfuse_hs.sdt_features(_dp(patterns), **SDT_KW)
+    features = stemfuse_hs.sdt_features(dp_signal(patterns), **SDT_KW)
     assert np.all(features.data[2, 3] == 0) and np.all(np.isfinite(features.data))
 
 
@@ -126,18 +120,18 @@ def test_fuse_drops_a_raw_spectrum_image_without_contrast_and_says_so():
     flat = _eds(np.random.default_rng(1).poisson(1.0, size=(6, 10, 64)).astype(np.uint16))
     flat.metadata.General.title = "flat EDS"
     with pytest.warns(UserWarning, match=r"fuse: argument 2 \(flat EDS\) is left out: No channel has a variance"):
-        fused = stemfuse_hs.fuse(_dp(patterns), flat)
+        fused = stemfuse_hs.fuse(dp_signal(patterns), flat)
     assert list(fused.metadata.Fusion.block_names) == ["diffraction"]
     assert list(fused.metadata.Fusion.dropped) == ["argument 2 (flat EDS): no channel varies above counting noise"]
-    alone = stemfuse_hs.fuse(_dp(patterns), _dp(patterns))
+    alone = stemfuse_hs.fuse(dp_signal(patterns), dp_signal(patterns))
     np.testing.assert_allclose(fused.data, alone.data[..., : fused.data.shape[-1]], rtol=1e-5, atol=1e-5)
     # Weights follow the blocks that are left.
     with pytest.warns(UserWarning, match="left out"):
-        weighted = stemfuse_hs.fuse(flat, _dp(patterns), weights=[5.0, 2.0])
+        weighted = stemfuse_hs.fuse(flat, dp_signal(patterns), weights=[5.0, 2.0])
     assert list(weighted.metadata.Fusion.weights) == [2.0]
     with pytest.warns(UserWarning, match="left out"):
         with pytest.raises(ValueError, match=r"weights of the blocks left \(\[0.0\]\) are all zero"):
-            stemfuse_hs.fuse(_dp(patterns), flat, weights=[0.0, 1.0])
+            stemfuse_hs.fuse(dp_signal(patterns), flat, weights=[0.0, 1.0])
     with pytest.warns(UserWarning, match="left out"):
         with pytest.raises(ValueError, match="every argument was left out"):
             stemfuse_hs.fuse(flat, flat)
@@ -147,7 +141,7 @@ def test_fuse_keeps_a_spectrum_block_given_as_features():
     patterns, _ = _two_phase()
     flat = _eds(np.random.default_rng(1).poisson(1.0, size=(6, 10, 64)).astype(np.uint16))
     with _no_warning():
-        fused = stemfuse_hs.fuse(_dp(patterns), stemfuse_hs.variance_features(flat, quantile=0.9))
+        fused = stemfuse_hs.fuse(dp_signal(patterns), stemfuse_hs.variance_features(flat, quantile=0.9))
     assert list(fused.metadata.Fusion.block_names) == ["diffraction", "eds"]
     assert list(fused.metadata.Fusion.dropped) == []
 
@@ -164,7 +158,7 @@ def single_phase():
     pattern[2, 2] = pattern[13, 12] = 50
     spectrum = np.full(128, 0.3)
     spectrum[40:43] = 5
-    dp = _dp(rng.poisson(pattern, size=(16, 20, 16, 16)).astype(np.uint16))
+    dp = dp_signal(rng.poisson(pattern, size=(16, 20, 16, 16)).astype(np.uint16))
     eds = _eds(rng.poisson(spectrum, size=(16, 20, 128)).astype(np.uint16))
     with pytest.warns(UserWarning, match="is left out"):
         return stemfuse_hs.fuse(dp, eds)
@@ -214,7 +208,7 @@ def test_line_scans(shape):
     patterns, spectra = _two_phase(scan=(60, 1))
     patterns = patterns.reshape(shape + patterns.shape[-2:])
     spectra = spectra.reshape(shape + spectra.shape[-1:])
-    fused = stemfuse_hs.fuse(_dp(patterns), _eds(spectra))
+    fused = stemfuse_hs.fuse(dp_signal(patterns), _eds(spectra))
     assert fused.data.shape[:-1] == shape
     labels = fused.cluster(random_state=0, n_neighbors=8)
     assert labels.data.size == 60 and labels.n_clusters >= 1
@@ -223,7 +217,7 @@ def test_line_scans(shape):
 
 def test_a_single_position_is_a_clear_error():
     patterns, spectra = _two_phase()
-    dp, eds = _dp(patterns[:1, :1]), _eds(spectra[:1, :1])
+    dp, eds = dp_signal(patterns[:1, :1]), _eds(spectra[:1, :1])
     message = "needs a scan of at least 2 positions, got navigation shape (1, 1) (1 position)"
     with pytest.raises(ValueError, match=re.escape(f"sdt_features {message}")):
         stemfuse_hs.sdt_features(dp)

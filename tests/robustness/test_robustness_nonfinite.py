@@ -15,6 +15,7 @@ import pytest
 
 import hyperspy.api as hs
 import stemfuse_hs
+from _helpers import dp_signal, eds_signal
 from stemfuse_hs.fusion import fuse_blocks
 
 SCAN = (5, 8)
@@ -30,18 +31,6 @@ def _raw(seed=0):
     spectra[:2, :, 12] += 20
     spectra[:, 4:, 30] += 20
     return patterns, spectra
-
-
-def _dp(patterns, lazy=False):
-    s = hs.signals.Signal2D(patterns)
-    return s.as_lazy() if lazy else s
-
-
-def _eds(spectra, lazy=False):
-    s = hs.signals.Signal1D(spectra)
-    axis = s.axes_manager.signal_axes[0]
-    axis.name, axis.units, axis.scale, axis.offset = "Energy", "keV", 0.1, 0.5
-    return s.as_lazy() if lazy else s
 
 
 def _poisoned():
@@ -78,12 +67,12 @@ SDT_KW = dict(binning=1, fraction=0.3, beam_centre=(5.5, 5.5), beam_radius=2)
 def test_default_refuses_with_count_and_first_position(lazy):
     patterns, spectra, _, _ = _poisoned()
     with pytest.raises(ValueError, match=re.escape("at 9 positions, first at navigation index (1, 3)")) as excinfo:
-        _eager(stemfuse_hs.sdt_features(_dp(patterns, lazy), **SDT_KW))
+        _eager(stemfuse_hs.sdt_features(dp_signal(patterns, lazy), **SDT_KW))
     assert "nan_policy='exclude'" in str(excinfo.value)
     with pytest.raises(ValueError, match=re.escape("at 9 positions, first at navigation index (2, 6)")):
-        _eager(stemfuse_hs.variance_features(_eds(spectra, lazy), quantile=0.8))
+        _eager(stemfuse_hs.variance_features(eds_signal(spectra, lazy), quantile=0.8))
     with pytest.raises(ValueError, match="NaN or inf at 9 positions"):
-        stemfuse_hs.fuse(_dp(patterns, lazy), _eds(spectra, lazy))
+        stemfuse_hs.fuse(dp_signal(patterns, lazy), eds_signal(spectra, lazy))
 
 
 def test_float64_values_beyond_float32_are_refused_not_turned_into_inf():
@@ -91,9 +80,9 @@ def test_float64_values_beyond_float32_are_refused_not_turned_into_inf():
     patterns = patterns.astype(np.float64)
     patterns[0, 0, 3, 3] = 1e300
     with pytest.raises(ValueError, match="beyond float32's range"):
-        stemfuse_hs.sdt_features(_dp(patterns), **SDT_KW)
+        stemfuse_hs.sdt_features(dp_signal(patterns), **SDT_KW)
     # Excluding treats the overflowing position as non-finite.
-    features = stemfuse_hs.sdt_features(_dp(patterns), nan_policy="exclude", **SDT_KW)
+    features = stemfuse_hs.sdt_features(dp_signal(patterns), nan_policy="exclude", **SDT_KW)
     assert features.metadata.Features.excluded_positions[0, 0]
 
 
@@ -103,7 +92,7 @@ def test_float64_values_beyond_float32_are_refused_not_turned_into_inf():
 def _flat_reference(extractor, data, bad, **kwargs):
     """The extractor on the included positions only, as a 1-D scan: the statistics to expect."""
     kept = data[~bad]
-    signal = _dp(kept) if data.ndim == 4 else _eds(kept)
+    signal = dp_signal(kept) if data.ndim == 4 else eds_signal(kept)
     return extractor(signal, **kwargs)
 
 
@@ -111,7 +100,7 @@ def _flat_reference(extractor, data, bad, **kwargs):
 @pytest.mark.parametrize("normalize", ["total", None])
 def test_sdt_exclude_matches_the_scan_without_those_positions(lazy, normalize):
     patterns, _, dp_bad, _ = _poisoned()
-    features = stemfuse_hs.sdt_features(_dp(patterns, lazy), nan_policy="exclude", normalize=normalize, **SDT_KW)
+    features = stemfuse_hs.sdt_features(dp_signal(patterns, lazy), nan_policy="exclude", normalize=normalize, **SDT_KW)
     md = features.metadata.Features
     assert md.parameters.nan_policy == "exclude"
     assert isinstance(md.excluded_positions, np.ndarray) and md.excluded_positions.dtype == bool
@@ -131,7 +120,7 @@ def test_sdt_exclude_matches_the_scan_without_those_positions(lazy, normalize):
 @pytest.mark.parametrize("rule", [dict(quantile=0.8), dict()], ids=["quantile", "poisson"])
 def test_variance_exclude_matches_the_scan_without_those_positions(lazy, rule):
     _, spectra, _, eds_bad = _poisoned()
-    features = stemfuse_hs.variance_features(_eds(spectra, lazy), nan_policy="exclude", **rule)
+    features = stemfuse_hs.variance_features(eds_signal(spectra, lazy), nan_policy="exclude", **rule)
     md = features.metadata.Features
     np.testing.assert_array_equal(md.excluded_positions, eds_bad)
     features = _eager(features)
@@ -149,15 +138,15 @@ def test_excluded_values_do_not_matter():
     other[dp_bad] = 1e6
     other[1, 3, 0, 0] = np.nan
     other[-1, :, 0, 0] = np.nan
-    a = stemfuse_hs.sdt_features(_dp(patterns), nan_policy="exclude", **SDT_KW)
-    b = stemfuse_hs.sdt_features(_dp(other), nan_policy="exclude", **SDT_KW)
+    a = stemfuse_hs.sdt_features(dp_signal(patterns), nan_policy="exclude", **SDT_KW)
+    b = stemfuse_hs.sdt_features(dp_signal(other), nan_policy="exclude", **SDT_KW)
     np.testing.assert_array_equal(a.data, b.data)
 
 
 def test_clean_data_is_unchanged_by_exclude():
     patterns, spectra = _raw()
-    a = stemfuse_hs.sdt_features(_dp(patterns), **SDT_KW)
-    b = stemfuse_hs.sdt_features(_dp(patterns), nan_policy="exclude", **SDT_KW)
+    a = stemfuse_hs.sdt_features(dp_signal(patterns), **SDT_KW)
+    b = stemfuse_hs.sdt_features(dp_signal(patterns), nan_policy="exclude", **SDT_KW)
     np.testing.assert_array_equal(a.data, b.data)
     assert not b.metadata.Features.excluded_positions.any()
     assert a.metadata.Features.excluded_positions.shape == SCAN
@@ -168,7 +157,7 @@ def test_everything_non_finite_is_a_clear_error():
     patterns[:] = np.nan
     patterns[0, 0] = 1.0
     with pytest.raises(ValueError, match=r"39 positions, .*1 position\(s\) would be left, at least two"):
-        stemfuse_hs.sdt_features(_dp(patterns), nan_policy="exclude", **SDT_KW)
+        stemfuse_hs.sdt_features(dp_signal(patterns), nan_policy="exclude", **SDT_KW)
 
 
 # ---------------------------------------------------------------------------
@@ -177,8 +166,8 @@ def test_everything_non_finite_is_a_clear_error():
 @pytest.fixture(scope="module")
 def fused_pair():
     patterns, spectra, dp_bad, eds_bad = _poisoned()
-    eager = stemfuse_hs.fuse(_dp(patterns), _eds(spectra), nan_policy="exclude")
-    lazy = stemfuse_hs.fuse(_dp(patterns, True), _eds(spectra, True), nan_policy="exclude")
+    eager = stemfuse_hs.fuse(dp_signal(patterns), eds_signal(spectra), nan_policy="exclude")
+    lazy = stemfuse_hs.fuse(dp_signal(patterns, True), eds_signal(spectra, True), nan_policy="exclude")
     return eager, lazy, dp_bad | eds_bad
 
 
@@ -196,8 +185,8 @@ def test_fuse_combines_masks_and_zeroes_excluded_rows(fused_pair):
 
 def test_fuse_honours_exclusions_recorded_by_the_extractors():
     patterns, spectra, dp_bad, eds_bad = _poisoned()
-    dp = stemfuse_hs.sdt_features(_dp(patterns), nan_policy="exclude", **SDT_KW)
-    eds = stemfuse_hs.variance_features(_eds(spectra), nan_policy="exclude")
+    dp = stemfuse_hs.sdt_features(dp_signal(patterns), nan_policy="exclude", **SDT_KW)
+    eds = stemfuse_hs.variance_features(eds_signal(spectra), nan_policy="exclude")
     fused = stemfuse_hs.fuse(dp, eds)  # default "raise": recorded exclusions are not errors
     np.testing.assert_array_equal(fused.metadata.Fusion.excluded_positions, dp_bad | eds_bad)
 
@@ -219,8 +208,8 @@ def test_fuse_statistics_ignore_excluded_rows():
 
 def test_lazy_fuse_of_unrecorded_nan_features_is_refused_or_excluded():
     patterns, spectra = _raw()
-    dp = stemfuse_hs.sdt_features(_dp(patterns, True), **SDT_KW)
-    eds = stemfuse_hs.variance_features(_eds(spectra, True), quantile=0.8)
+    dp = stemfuse_hs.sdt_features(dp_signal(patterns, True), **SDT_KW)
+    eds = stemfuse_hs.variance_features(eds_signal(spectra, True), quantile=0.8)
     # Features from elsewhere, with NaN and no record of exclusions.
     holed = hs.signals.Signal1D(da.where(da.arange(40).reshape(SCAN)[..., None] == 9, np.nan, dp.data))
     holed.metadata.set_item("Features.extractor", "sdt")

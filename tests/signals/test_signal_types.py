@@ -46,40 +46,49 @@ def test_public_names_are_the_registered_classes():
     assert issubclass(LazyFusedSTEMSignal, FusedSTEMSignal)
 
 
+#: modality -> (scenario, its class before (eager, lazy), after set_signal_type("fused_stem") (eager, lazy))
+RETYPE_CASES = {
+    "dp": (
+        "four_phases", (ps.Diffraction2D, ps.LazyDiffraction2D), (FusedSTEMDiffraction, LazyFusedSTEMDiffraction)
+    ),
+    "eds": ("chemistry_only", (es.EDSTEMSpectrum, es.LazyEDSTEMSpectrum), (FusedSTEMSignal, LazyFusedSTEMSignal)),
+}
+
+
 @pytest.mark.parametrize("lazy", [False, True], ids=["eager", "lazy"])
-def test_set_signal_type_on_pyxem_diffraction2d(fresh_scan, lazy):
+@pytest.mark.parametrize("modality", list(RETYPE_CASES))
+def test_set_signal_type_on_the_scan_signals(fresh_scan, modality, lazy):
+    scenario, before, after = RETYPE_CASES[modality]
+    signal = getattr(fresh_scan(scenario, lazy=lazy), modality)
+    assert type(signal) is before[lazy]
+    signal.set_signal_type("fused_stem")
+    assert type(signal) is after[lazy]
+    assert signal.metadata.Signal.signal_type == "fused_stem"
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["eager", "lazy"])
+def test_pyxem_methods_work_on_fused_stem_diffraction(fresh_scan, lazy):
     dp = fresh_scan("four_phases", lazy=lazy).dp
-    assert type(dp) is (ps.LazyDiffraction2D if lazy else ps.Diffraction2D)
     dp.set_signal_type("fused_stem")
-    assert type(dp) is (LazyFusedSTEMDiffraction if lazy else FusedSTEMDiffraction)
-    assert dp.metadata.Signal.signal_type == "fused_stem"
     assert isinstance(dp, ps.Diffraction2D)
-    # pyxem's own methods still work on the new class.
     shifts = dp.inav[:4, :3].get_direct_beam_position(method="center_of_mass")
     assert shifts.data.shape == (3, 4, 2)
     assert np.all(np.isfinite(np.asarray(shifts.data)))
 
 
 @pytest.mark.parametrize("lazy", [False, True], ids=["eager", "lazy"])
-def test_set_signal_type_on_plain_signal2d(lazy):
-    s = hs.signals.Signal2D(np.arange(2 * 3 * 8 * 8, dtype=np.float32).reshape(2, 3, 8, 8))
+@pytest.mark.parametrize(
+    "shape, expected",
+    [((2, 3, 8, 8), (FusedSTEMDiffraction, LazyFusedSTEMDiffraction)), ((2, 3, 16), (FusedSTEMSignal, LazyFusedSTEMSignal))],
+    ids=["Signal2D", "Signal1D"],
+)
+def test_set_signal_type_on_plain_signals(shape, expected, lazy):
+    signal_class = hs.signals.Signal2D if len(shape) == 4 else hs.signals.Signal1D
+    s = signal_class(np.arange(np.prod(shape), dtype=np.float32).reshape(shape))
     if lazy:
         s = s.as_lazy()
     s.set_signal_type("fused_stem")
-    assert type(s) is (LazyFusedSTEMDiffraction if lazy else FusedSTEMDiffraction)
-
-
-@pytest.mark.parametrize("lazy", [False, True], ids=["eager", "lazy"])
-def test_set_signal_type_on_spectrum_image(fresh_scan, lazy):
-    eds = fresh_scan("chemistry_only", lazy=lazy).eds
-    assert type(eds) is (es.LazyEDSTEMSpectrum if lazy else es.EDSTEMSpectrum)
-    eds.set_signal_type("fused_stem")
-    assert type(eds) is (LazyFusedSTEMSignal if lazy else FusedSTEMSignal)
-    plain = hs.signals.Signal1D(np.ones((2, 3, 16)))
-    if lazy:
-        plain = plain.as_lazy()
-    plain.set_signal_type("fused_stem")
-    assert type(plain) is (LazyFusedSTEMSignal if lazy else FusedSTEMSignal)
+    assert type(s) is expected[lazy]
 
 
 def _computed(signal):
@@ -104,36 +113,30 @@ def _assert_same_features(a, b):
         np.testing.assert_array_equal(pa[key], pb[key])
 
 
+#: extractor -> (scenario, modality, keyword arguments, metadata.Features mask it records)
+METHOD_CASES = {
+    "sdt_features": ("structure_only", "dp", dict(fraction=0.3, binning=2), "selected_mask"),
+    "variance_features": (
+        "chemistry_only", "eds", dict(exclude_lines=["Cu_Ka", "Cu_La"], quantile=0.8), "kept_channels"
+    ),
+}
+
+
 @pytest.mark.parametrize("lazy", [False, True], ids=["eager", "lazy"])
-def test_sdt_features_method_equals_function(fresh_scan, lazy):
-    dp = fresh_scan("structure_only", lazy=lazy).dp
-    by_function = stemfuse_hs.sdt_features(dp, fraction=0.3, binning=2)
-    dp.set_signal_type("fused_stem")
-    by_method = dp.sdt_features(fraction=0.3, binning=2)
+@pytest.mark.parametrize("extractor", list(METHOD_CASES))
+def test_extractor_method_equals_function(fresh_scan, extractor, lazy):
+    scenario, modality, kwargs, mask = METHOD_CASES[extractor]
+    signal = getattr(fresh_scan(scenario, lazy=lazy), modality)
+    by_function = getattr(stemfuse_hs, extractor)(signal, **kwargs)
+    signal.set_signal_type("fused_stem")
+    by_method = getattr(signal, extractor)(**kwargs)
     if lazy:
         assert type(by_method) is LazyFusedSTEMSignal
         by_function, by_method = _computed(by_function), _computed(by_method)
     assert type(by_method) is FusedSTEMSignal
     _assert_same_features(by_method, by_function)
     np.testing.assert_array_equal(
-        by_method.metadata.Features.selected_mask.data, by_function.metadata.Features.selected_mask.data
-    )
-
-
-@pytest.mark.parametrize("lazy", [False, True], ids=["eager", "lazy"])
-def test_variance_features_method_equals_function(fresh_scan, lazy):
-    eds = fresh_scan("chemistry_only", lazy=lazy).eds
-    kwargs = dict(exclude_lines=["Cu_Ka", "Cu_La"], quantile=0.8)
-    by_function = stemfuse_hs.variance_features(eds, **kwargs)
-    eds.set_signal_type("fused_stem")
-    by_method = eds.variance_features(**kwargs)
-    if lazy:
-        assert type(by_method) is LazyFusedSTEMSignal
-        by_function, by_method = _computed(by_function), _computed(by_method)
-    assert type(by_method) is FusedSTEMSignal
-    _assert_same_features(by_method, by_function)
-    np.testing.assert_array_equal(
-        by_method.metadata.Features.kept_channels.data, by_function.metadata.Features.kept_channels.data
+        by_method.metadata.Features[mask].data, by_function.metadata.Features[mask].data
     )
 
 
