@@ -44,6 +44,7 @@ __all__ = [
     "ClusterParameters",
     "METRICS",
     "Parameter",
+    "cluster_keywords",
     "cluster_keywords_doc",
     "cluster_parameters_doc",
     "fill_cluster_doc",
@@ -332,14 +333,17 @@ def validate_cluster_parameters(**parameters):
     return ClusterParameters(**{name: p.check(values[name]) for name, p in CLUSTER_PARAMETERS.items()})
 
 
-def with_cluster_signature(function):
+def with_cluster_signature(function=None, *, names=None, defaults=None):
     """Show the spec's keywords, with their defaults, in the signature of ``function(..., **parameters)``.
 
-    ``function`` takes the clustering parameters as ``**parameters`` (and
-    hands them to :func:`validate_cluster_parameters`); its
+    ``function`` takes the clustering parameters as ``**parameters``; its
     ``__signature__`` lists them instead, keyword-only, in the spec's order
     and with the spec's defaults, before its other keyword-only arguments:
-    what ``help()``, Jupyter and the API documentation show.
+    what ``help()``, Jupyter and the API documentation show. ``names``
+    limits them to a part of the spec (an array-level function that takes
+    only UMAP's or only HDBSCAN's); ``defaults`` overrides a default where a
+    bare function keeps its library's own. :func:`cluster_keywords` gives
+    the body the keywords of a call with these defaults filled in.
 
     Examples
     --------
@@ -350,13 +354,39 @@ def with_cluster_signature(function):
     True
     >>> f(None, n_neighbors=12)
     12
+    >>> @with_cluster_signature(names=("n_neighbors",), defaults={"n_neighbors": 15})
+    ... def g(x, **parameters):
+    ...     return cluster_keywords(g, parameters)
+    >>> str(inspect.signature(g)), g(None)
+    ('(x, *, n_neighbors=15)', {'n_neighbors': 15})
     """
+    if function is None:
+        return lambda function: with_cluster_signature(function, names=names, defaults=defaults)
+    chosen = [CLUSTER_PARAMETERS[name] for name in names] if names is not None else list(_SPEC)
+    overrides = dict(defaults or {})
     signature = inspect.signature(function)
     own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
     position = next((i for i, p in enumerate(own) if p.kind is inspect.Parameter.KEYWORD_ONLY), len(own))
-    spec = [inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=p.default) for p in _SPEC]
+    spec = [
+        inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=overrides.get(p.name, p.default))
+        for p in chosen
+    ]
     function.__signature__ = signature.replace(parameters=own[:position] + spec + own[position:])
+    function.cluster_keywords = tuple(p.name for p in chosen)
     return function
+
+
+def cluster_keywords(function, parameters):
+    """The clustering keywords of a call of ``function`` (see :func:`with_cluster_signature`), defaults filled in.
+
+    A keyword that is not one of them is refused as Python refuses an
+    unexpected keyword argument; nothing else is checked here.
+    """
+    for name in parameters:
+        if name not in function.cluster_keywords:
+            raise TypeError(f"{function.__name__}() got an unexpected keyword argument {name!r}")
+    signature = inspect.signature(function).parameters
+    return {name: parameters.get(name, signature[name].default) for name in function.cluster_keywords}
 
 
 # --------------------------------------------------------------------------

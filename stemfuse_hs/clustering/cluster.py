@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._validation import check_array, check_int, check_real
-from ..cluster_parameters import CLUSTER_DEFAULTS, CLUSTER_PARAMETERS
+from ..cluster_parameters import CLUSTER_DEFAULTS, CLUSTER_PARAMETERS, cluster_keywords, with_cluster_signature
 from .separability import separation
 # Re-exported for stemfuse_hs.fusion, which still imports it from here (its home is .separability).
 
@@ -70,17 +70,16 @@ def resolve_min_cluster_size(min_cluster_size, n_positions):
     return size
 
 
-def soft_cluster(
-    embedding,
-    *,
-    min_cluster_size=CLUSTER_DEFAULTS["min_cluster_size"],
-    min_samples=CLUSTER_DEFAULTS["min_samples"],
-    cluster_selection_epsilon=CLUSTER_DEFAULTS["cluster_selection_epsilon"],
-    # HDBSCAN's own default for this bare wrapper; the pipeline passes the
-    # spec's "leaf" (see stemfuse_hs.cluster_parameters).
-    cluster_selection_method="eom",
-    min_membership=CLUSTER_DEFAULTS["min_membership"],
-):
+#: The clustering parameters HDBSCAN and the labelling take.
+HDBSCAN_PARAMETERS = (
+    "min_cluster_size", "min_samples", "cluster_selection_epsilon", "cluster_selection_method", "min_membership"
+)
+
+
+# HDBSCAN's own default selection for this bare wrapper; the pipeline passes
+# the spec's "leaf" (see stemfuse_hs.cluster_parameters).
+@with_cluster_signature(names=HDBSCAN_PARAMETERS, defaults={"cluster_selection_method": "eom"})
+def soft_cluster(embedding, **parameters):
     """HDBSCAN on an embedding, labels from soft memberships.
 
     Parameters
@@ -116,7 +115,8 @@ def soft_cluster(
     """
     # The keyword arguments, checked by the spec's constraints (this public
     # function checks its own; the pipeline calls fit_hdbscan directly).
-    checked = {name: CLUSTER_PARAMETERS[name].check(v) for name, v in locals().items() if name in CLUSTER_PARAMETERS}
+    given = cluster_keywords(soft_cluster, parameters)
+    checked = {name: CLUSTER_PARAMETERS[name].check(value) for name, value in given.items()}
     embedding = np.asarray(check_array("embedding", embedding, ndim=2, finite=True), dtype=np.float64)
     n = embedding.shape[0]
     if n < 2:

@@ -29,7 +29,7 @@ import numpy as np
 
 from .._arrays import one_thread_arithmetic
 from .._validation import check_array, check_bool, check_random_state
-from ..cluster_parameters import CLUSTER_DEFAULTS, CLUSTER_PARAMETERS, METRICS
+from ..cluster_parameters import CLUSTER_DEFAULTS, CLUSTER_PARAMETERS, METRICS, cluster_keywords, with_cluster_signature
 
 __all__ = [
     "DEFAULT_PCA_COMPONENTS",
@@ -131,19 +131,14 @@ def check_embed_parameters(
     return checked
 
 
-def embed(
-    matrix,
-    *,
-    n_components=CLUSTER_DEFAULTS["n_components"],
-    n_neighbors=CLUSTER_DEFAULTS["n_neighbors"],
-    min_dist=CLUSTER_DEFAULTS["min_dist"],
-    metric=CLUSTER_DEFAULTS["metric"],
-    densmap=CLUSTER_DEFAULTS["densmap"],
-    pca_components=CLUSTER_DEFAULTS["pca_components"],
-    random_state=CLUSTER_DEFAULTS["random_state"],
-    n_jobs=CLUSTER_DEFAULTS["n_jobs"],
-    verbose=False,
-):
+#: The clustering parameters the embedding takes.
+EMBED_PARAMETERS = (
+    "n_components", "n_neighbors", "min_dist", "metric", "densmap", "pca_components", "random_state", "n_jobs"
+)
+
+
+@with_cluster_signature(names=EMBED_PARAMETERS)
+def embed(matrix, *, verbose=False, **parameters):
     """Embed ``(n_positions, n_features)`` features in a few dimensions.
 
     The defaults are the method's: ``densmap=True``, ``n_neighbors=10`` and
@@ -182,17 +177,7 @@ def embed(
     >>> embed(x, random_state=0).shape
     (120, 3)
     """
-    checked = check_embed_parameters(
-        n_components=n_components,
-        n_neighbors=n_neighbors,
-        min_dist=min_dist,
-        metric=metric,
-        densmap=densmap,
-        pca_components=pca_components,
-        random_state=random_state,
-        n_jobs=n_jobs,
-        verbose=verbose,
-    )
+    checked = check_embed_parameters(**cluster_keywords(embed, parameters), verbose=verbose)
     matrix = np.asarray(check_array("matrix", matrix, ndim=2, finite=True), dtype=np.float32)
     n = matrix.shape[0]
     if n <= checked["n_neighbors"]:

@@ -58,7 +58,7 @@ from .._arrays import is_lazy_array
 from .._validation import check_int
 from .cluster import ClusterResult, _labels_from_memberships, merge_indistinct, resolve_min_cluster_size
 from .embed import effective_pca_components, fit_reduction, fit_umap
-from ..cluster_parameters import CLUSTER_DEFAULTS, ClusterParameters
+from ..cluster_parameters import CLUSTER_DEFAULTS, ClusterParameters, cluster_keywords, with_cluster_signature
 from .separability import label_moments as moments_of
 
 __all__ = [
@@ -290,6 +290,11 @@ def _memberships(clusterer, points, n_found):
     return np.nan_to_num(np.asarray(values, dtype=np.float32), nan=0.0)
 
 
+#: The clustering parameters the subsample fit takes besides UMAP's and HDBSCAN's.
+SUBSAMPLE_PARAMETERS = ("merge_threshold", "min_membership", "pca_components", "random_state", "n_jobs")
+
+
+@with_cluster_signature(names=SUBSAMPLE_PARAMETERS)
 def embed_and_cluster_subsample(
     matrix,
     n_fit=50_000,
@@ -297,14 +302,10 @@ def embed_and_cluster_subsample(
     *,
     umap_kwargs=None,
     hdbscan_kwargs=None,
-    merge_threshold=CLUSTER_DEFAULTS["merge_threshold"],
-    min_membership=CLUSTER_DEFAULTS["min_membership"],
-    pca_components=CLUSTER_DEFAULTS["pca_components"],
-    random_state=CLUSTER_DEFAULTS["random_state"],
-    n_jobs=CLUSTER_DEFAULTS["n_jobs"],
     return_timings=True,
     label_moments=False,
     show_progressbar=None,
+    **parameters,
 ):
     """UMAP + HDBSCAN fitted on ``n_fit`` positions, every position assigned.
 
@@ -377,6 +378,9 @@ def embed_and_cluster_subsample(
 
     from .._progress import resolve_show_progressbar
 
+    merge_threshold, min_membership, pca_components, random_state, n_jobs = cluster_keywords(
+        embed_and_cluster_subsample, parameters
+    ).values()
     if matrix.ndim != 2:
         raise ValueError(f"matrix must be (n_positions, n_features), got shape {matrix.shape}.")
     n = int(matrix.shape[0])
