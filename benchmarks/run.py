@@ -264,7 +264,7 @@ def worker_stemfuse(directory, repeat):
         total_wall - embedding[0],
         total_cpu - embedding[1],
     )
-    recorder.split("embedding+clustering", "clustering: HDBSCAN + memberships", *parts["soft_cluster"])
+    recorder.split("embedding+clustering", "clustering: HDBSCAN + memberships", *parts["fit_hdbscan"])
     recorder.split("embedding+clustering", "clustering: merging", *parts["merge_indistinct"])
     if "block_separation" in parts:
         recorder.split("embedding+clustering", "clustering: block separation", *parts["block_separation"])
