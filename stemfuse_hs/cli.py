@@ -892,13 +892,23 @@ def _cmd_demo(args):
     return 0
 
 
+#: The signal type of pyxem's Diffraction2D: the demo's patterns are a plain
+#: Signal2D (no pyxem import), but their cluster means are saved as before,
+#: so that ``hs.load`` gives Diffraction2D.
+_DEMO_SAVED_SIGNAL_TYPES = {"dp": "diffraction"}
+
+
 def _demo_pipeline(demo, params, out, console, args):
     """Generate the synthetic scan and run the pipeline on it."""
     message = f"generating the synthetic '{demo['scenario']}' scan ({demo['size']})"
     with console.stage("synthetic data", message):
         from .data import synthetic_scan
 
-        scan = synthetic_scan(demo["scenario"], size=demo["size"], seed=int(demo["seed"]), lazy=False)
+        # HyperSpy's Signal2D, not pyxem's Diffraction2D: the pipeline uses no pyxem method,
+        # and importing pyxem costs 5 s (minutes while numba compiles it on a fresh install).
+        scan = synthetic_scan(
+            demo["scenario"], size=demo["size"], seed=int(demo["seed"]), lazy=False, diffraction_class="hyperspy"
+        )
     record = {
         "demo": {
             "scenario": scan.scenario,
@@ -910,7 +920,10 @@ def _demo_pipeline(demo, params, out, console, args):
         },
         "inputs": [],
     }
-    labels = _pipeline(scan.dp, scan.eds, params, out, console, record, show_progressbar=not args.quiet)
+    labels = _pipeline(
+        scan.dp, scan.eds, params, out, console, record, show_progressbar=not args.quiet,
+        saved_signal_types=_DEMO_SAVED_SIGNAL_TYPES,
+    )
     return labels, scan, record
 
 
@@ -1088,8 +1101,13 @@ def _check_inputs(dp, eds):
         raise CLIError("the inputs have no navigation axes: a scan is needed, not a single pattern.")
 
 
-def _pipeline(dp, eds, params, out, console, record, show_progressbar):
-    """Features, fusion, clustering, statistics; saves the signals to ``out``."""
+def _pipeline(dp, eds, params, out, console, record, show_progressbar, saved_signal_types=None):
+    """Features, fusion, clustering, statistics; saves the signals to ``out``.
+
+    ``saved_signal_types`` (``{"dp": "diffraction"}``) names the signal type
+    the saved cluster means and standard deviations of that input record in
+    their metadata, so that they load as that type's class.
+    """
     import stemfuse_hs
 
     from . import report as report_module
@@ -1144,6 +1162,9 @@ def _pipeline(dp, eds, params, out, console, record, show_progressbar):
     with console.stage("saving"):
         save_zspy(labels, out / report_module.LABELS_FILE)
         for role, (mean, std) in stats.items():
+            if role in (saved_signal_types or {}):
+                for signal in (mean, std):
+                    signal.metadata.Signal.signal_type = saved_signal_types[role]
             save_zspy(mean, out / report_module.MEAN_FILES[role])
             save_zspy(std, out / report_module.STD_FILES[role])
     sizes = labels.metadata.Clustering.cluster_sizes
