@@ -992,29 +992,50 @@ def _cmd_report(args):
 # fresh install, a small densMAP fit through stemfuse_hs compiles (and
 # caches on disk) umap-learn's numba functions, about 25 s of one core
 # (stemfuse_hs._kernels.cache_umap_compilation); compiled alongside, the
-# main process finds them cached when it reaches the clustering. With the
-# cache warm, it costs a few seconds of the otherwise idle second core.
+# main process finds them cached when it reaches the clustering. It then
+# writes a warm record (stemfuse_hs._warm_cache), and later commands that
+# find the record valid start no second process: with the cache warm, the
+# warm-up would only take 5 s of the core the main process's threads use.
 _WARM_UP = (
     "import warnings; warnings.simplefilter('ignore'); import numpy as np; "
     "from stemfuse_hs.clustering.embed import fit_umap; "
     "x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32); "
-    "fit_umap(x, random_state=0, n_components=3, n_neighbors=10, min_dist=0.0, densmap=True, n_epochs=20)"
+    "fit_umap(x, random_state=0, n_components=3, n_neighbors=10, min_dist=0.0, densmap=True, n_epochs=20); "
+    "from stemfuse_hs._kernels import cached_umap_dispatchers; "
+    "from stemfuse_hs._warm_cache import write_warm_record; "
+    "write_warm_record(cached_umap_dispatchers())"
 )
 
 
 @contextlib.contextmanager
 def _numba_warm_up():
+    """Compile umap-learn's numba functions in a second process, unless a warm record says they are cached.
+
+    Yields the warm-up process, or None when none was started. After the
+    command succeeded, records the cached functions it used (when no valid
+    record exists), so that the next command starts no warm-up.
+    """
     import subprocess
 
+    from ._warm_cache import warm_record_valid
+
+    process = None
+    if not warm_record_valid():
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-c", _WARM_UP],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+        except OSError:  # no second process: everything still works, only slower
+            process = None
     try:
-        process = subprocess.Popen(
-            [sys.executable, "-c", _WARM_UP],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-    except OSError:  # no second process: everything still works, only slower
-        process = None
-    try:
-        yield
+        yield process
+        if "stemfuse_hs._kernels" in sys.modules and not warm_record_valid():
+            # This process compiled or loaded them too: record them if they are cached.
+            from ._kernels import cached_umap_dispatchers
+            from ._warm_cache import write_warm_record
+
+            write_warm_record(cached_umap_dispatchers())
     finally:
         if process is not None and process.poll() is None:
             process.kill()
