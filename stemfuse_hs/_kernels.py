@@ -51,6 +51,7 @@ __all__ = [
     "KERNEL_DTYPES",
     "bin_patterns_with_totals",
     "cache_umap_compilation",
+    "cached_umap_dispatchers",
     "umap_pairwise_euclidean",
     "gather_columns",
     "log_statistics",
@@ -613,6 +614,17 @@ def cache_umap_compilation():
         replaced.append("umap.umap_.optimize_layout_euclidean")
     _UMAP_CACHED["replaced"] = tuple(replaced)
     return _UMAP_CACHED["replaced"]
+
+
+def cached_umap_dispatchers():
+    """The numba functions :func:`cache_umap_compilation` (and the pairwise kernel) made, compiled or not.
+
+    Returns
+    -------
+    list
+        numba dispatchers with ``cache=True``; empty before any was made.
+    """
+    return [value for value in _UMAP_CACHED.values() if hasattr(value, "py_func") and hasattr(value, "signatures")]
 
 
 def _umap_pairwise_kernel():

@@ -44,6 +44,8 @@ def dask_progress(show_progressbar):
 
 
 def _distributed_client_active():
+    if "distributed" not in sys.modules:
+        return False  # no client without the package (whose import takes ~0.5 s)
     try:
         from distributed import default_client
 

@@ -880,8 +880,8 @@ def _cmd_demo(args):
     out = Path(args.out)
     staging = _prepare_output(out, args.overwrite)
     try:
-        with _numba_warm_up():
-            labels, scan, record = _demo_pipeline(demo, params, staging, console, args)
+        with _numba_warm_up() as warm_up:
+            labels, scan, record = _demo_pipeline(demo, params, staging, console, args, warm_up)
         from sklearn.metrics import adjusted_rand_score
 
         ari = float(adjusted_rand_score(scan.truth.ravel(), labels.data.ravel()))
@@ -898,13 +898,23 @@ def _cmd_demo(args):
     return 0
 
 
-def _demo_pipeline(demo, params, out, console, args):
+#: The signal type of pyxem's Diffraction2D: the demo's patterns are a plain
+#: Signal2D (no pyxem import), but their cluster means are saved as before,
+#: so that ``hs.load`` gives Diffraction2D.
+_DEMO_SAVED_SIGNAL_TYPES = {"dp": "diffraction"}
+
+
+def _demo_pipeline(demo, params, out, console, args, warm_up=None):
     """Generate the synthetic scan and run the pipeline on it."""
     message = f"generating the synthetic '{demo['scenario']}' scan ({demo['size']})"
     with console.stage("synthetic data", message):
         from .data import synthetic_scan
 
-        scan = synthetic_scan(demo["scenario"], size=demo["size"], seed=int(demo["seed"]), lazy=False)
+        # HyperSpy's Signal2D, not pyxem's Diffraction2D: the pipeline uses no pyxem method,
+        # and importing pyxem costs 5 s (minutes while numba compiles it on a fresh install).
+        scan = synthetic_scan(
+            demo["scenario"], size=demo["size"], seed=int(demo["seed"]), lazy=False, diffraction_class="hyperspy"
+        )
     record = {
         "demo": {
             "scenario": scan.scenario,
@@ -916,7 +926,10 @@ def _demo_pipeline(demo, params, out, console, args):
         },
         "inputs": [],
     }
-    labels = _pipeline(scan.dp, scan.eds, params, out, console, record, show_progressbar=not args.quiet)
+    labels = _pipeline(
+        scan.dp, scan.eds, params, out, console, record, show_progressbar=not args.quiet,
+        saved_signal_types=_DEMO_SAVED_SIGNAL_TYPES, warm_up=warm_up,
+    )
     return labels, scan, record
 
 
@@ -930,11 +943,11 @@ def _cmd_run(args):
             raise CLIError(f"{what} '{inputs[role]}' does not exist.")
     params["inputs"] = {role: str(Path(inputs[role]).resolve()) for role in ("dp", "eds")}
     console = _Console(args.quiet or args.dry_run)
-    with contextlib.nullcontext() if args.dry_run else _numba_warm_up():
-        return _run_files(args, params, console)
+    with contextlib.nullcontext() if args.dry_run else _numba_warm_up() as warm_up:
+        return _run_files(args, params, console, warm_up)
 
 
-def _run_files(args, params, console):
+def _run_files(args, params, console, warm_up=None):
     """The body of ``stemfuse run`` once the inputs are known to exist."""
     client = _connect(args.scheduler, console) if args.scheduler else None
     try:
@@ -954,7 +967,7 @@ def _run_files(args, params, console):
             with console.stage("checksums", "SHA-256 checksums of the inputs"):
                 for role, signal in (("dp", dp), ("eds", eds)):
                     record["inputs"].append(report_module.describe_input(role, params["inputs"][role], signal))
-            _pipeline(dp, eds, params, staging, console, record, show_progressbar=not args.quiet)
+            _pipeline(dp, eds, params, staging, console, record, show_progressbar=not args.quiet, warm_up=warm_up)
             _finish(staging, params, record, console, "run", args, name=out.resolve().name)
             _publish(staging, out, args.overwrite, inputs=params["inputs"].values())
         except BaseException:
@@ -985,29 +998,50 @@ def _cmd_report(args):
 # fresh install, a small densMAP fit through stemfuse_hs compiles (and
 # caches on disk) umap-learn's numba functions, about 25 s of one core
 # (stemfuse_hs._kernels.cache_umap_compilation); compiled alongside, the
-# main process finds them cached when it reaches the clustering. With the
-# cache warm, it costs a few seconds of the otherwise idle second core.
+# main process finds them cached when it reaches the clustering. It then
+# writes a warm record (stemfuse_hs._warm_cache), and later commands that
+# find the record valid start no second process: with the cache warm, the
+# warm-up would only take 5 s of the core the main process's threads use.
 _WARM_UP = (
     "import warnings; warnings.simplefilter('ignore'); import numpy as np; "
     "from stemfuse_hs.clustering.embed import fit_umap; "
     "x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32); "
-    "fit_umap(x, random_state=0, n_components=3, n_neighbors=10, min_dist=0.0, densmap=True, n_epochs=20)"
+    "fit_umap(x, random_state=0, n_components=3, n_neighbors=10, min_dist=0.0, densmap=True, n_epochs=20); "
+    "from stemfuse_hs._kernels import cached_umap_dispatchers; "
+    "from stemfuse_hs._warm_cache import write_warm_record; "
+    "write_warm_record(cached_umap_dispatchers())"
 )
 
 
 @contextlib.contextmanager
 def _numba_warm_up():
+    """Compile umap-learn's numba functions in a second process, unless a warm record says they are cached.
+
+    Yields the warm-up process, or None when none was started. After the
+    command succeeded, records the cached functions it used (when no valid
+    record exists), so that the next command starts no warm-up.
+    """
     import subprocess
 
+    from ._warm_cache import warm_record_valid
+
+    process = None
+    if not warm_record_valid():
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-c", _WARM_UP],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+        except OSError:  # no second process: everything still works, only slower
+            process = None
     try:
-        process = subprocess.Popen(
-            [sys.executable, "-c", _WARM_UP],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-    except OSError:  # no second process: everything still works, only slower
-        process = None
-    try:
-        yield
+        yield process
+        if "stemfuse_hs._kernels" in sys.modules and not warm_record_valid():
+            # This process compiled or loaded them too: record them if they are cached.
+            from ._kernels import cached_umap_dispatchers
+            from ._warm_cache import write_warm_record
+
+            write_warm_record(cached_umap_dispatchers())
     finally:
         if process is not None and process.poll() is None:
             process.kill()
@@ -1094,8 +1128,16 @@ def _check_inputs(dp, eds):
         raise CLIError("the inputs have no navigation axes: a scan is needed, not a single pattern.")
 
 
-def _pipeline(dp, eds, params, out, console, record, show_progressbar):
-    """Features, fusion, clustering, statistics; saves the signals to ``out``."""
+def _pipeline(dp, eds, params, out, console, record, show_progressbar, saved_signal_types=None, warm_up=None):
+    """Features, fusion, clustering, statistics; saves the signals to ``out``.
+
+    ``saved_signal_types`` (``{"dp": "diffraction"}``) names the signal type
+    the saved cluster means and standard deviations of that input record in
+    their metadata, so that they load as that type's class. ``warm_up`` is
+    the numba warm-up process (:func:`_numba_warm_up`), awaited before the
+    clustering: compiling the same functions alongside it would only halve
+    the speed of both.
+    """
     import stemfuse_hs
 
     from . import report as report_module
@@ -1115,6 +1157,7 @@ def _pipeline(dp, eds, params, out, console, record, show_progressbar):
             fused.compute(show_progressbar=progress)
         record["block_shares"] = fused.block_shares()
     with console.stage("clustering"):
+        _await_warm_up(warm_up)
         if params["phase_map"]["method"] == "physics":
             # The segments keep every HDBSCAN leaf; the physics decides what joins.
             cluster_params = dict(params["clustering"], merge_threshold=0.0)
@@ -1150,6 +1193,9 @@ def _pipeline(dp, eds, params, out, console, record, show_progressbar):
     with console.stage("saving"):
         save_zspy(labels, out / report_module.LABELS_FILE)
         for role, (mean, std) in stats.items():
+            if role in (saved_signal_types or {}):
+                for signal in (mean, std):
+                    signal.metadata.Signal.signal_type = saved_signal_types[role]
             save_zspy(mean, out / report_module.MEAN_FILES[role])
             save_zspy(std, out / report_module.STD_FILES[role])
     sizes = labels.metadata.Clustering.cluster_sizes
@@ -1157,6 +1203,22 @@ def _pipeline(dp, eds, params, out, console, record, show_progressbar):
     record["cluster_sizes"] = [int(n) for n in sizes]
     record["n_noise"] = int(labels.metadata.Clustering.n_noise)
     return labels
+
+
+#: Longest wait (s) for the warm-up before the clustering compiles by itself.
+WARM_UP_WAIT = 300
+
+
+def _await_warm_up(process):
+    """Let a running warm-up finish compiling what the clustering needs (at most ``WARM_UP_WAIT`` s)."""
+    import subprocess
+
+    if process is None:
+        return
+    try:
+        process.wait(timeout=WARM_UP_WAIT)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 def phase_merge_summary(phases):

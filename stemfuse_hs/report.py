@@ -225,13 +225,13 @@ class _Results:
         self.params = _read_json(directory / PARAMS_FILE)
         self.run = _read_json(directory / RUN_FILE)
 
-        def load(name):
+        def load(name, signal_type=None):
             path = directory / name
             if not path.exists():
                 return None
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                return hs.load(path)
+                return hs.load(path, signal_type=signal_type)
 
         self.labels = load(LABELS_FILE)
         if not hasattr(self.labels, "n_clusters"):
@@ -239,8 +239,11 @@ class _Results:
                 f"{directory / LABELS_FILE} did not load as ClusterLabels "
                 f"(got {type(self.labels).__name__}); is stemfuse_hs installed as a HyperSpy extension?"
             )
-        self.means = {role: load(name) for role, name in MEAN_FILES.items()}
-        self.stds = {role: load(name) for role, name in STD_FILES.items()}
+        # The report only plots the patterns: read as plain signals (signal
+        # type ""), they need no pyxem, which takes seconds to import.
+        plain = {"dp": ""}
+        self.means = {role: load(name, plain.get(role)) for role, name in MEAN_FILES.items()}
+        self.stds = {role: load(name, plain.get(role)) for role, name in STD_FILES.items()}
         self.truth = load(TRUTH_FILE)
 
     @property

@@ -27,10 +27,12 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+import sys
 import threading
 
 import dask
 import dask.array as da
+import dask.threaded
 import numpy as np
 from scipy.special import erfc, ndtr
 
@@ -86,6 +88,10 @@ SCENARIOS = {
 #: (:mod:`stemfuse_hs.data.polycrystal`); the others use one fixed zone-axis
 #: section per phase.
 POLY_SCENARIOS = tuple(name for name in SCENARIOS if name.startswith("poly_"))
+
+#: Classes :func:`synthetic_scan` can give its diffraction patterns:
+#: pyxem's ``Diffraction2D`` (the default) or HyperSpy's ``Signal2D``.
+DIFFRACTION_CLASSES = ("pyxem", "hyperspy")
 
 #: Size name -> ``scan_shape`` (rows, cols), ``detector`` (H, W) in pixels and
 #: ``channels`` of the spectra (20 eV for "tiny", 10 eV otherwise).
@@ -1235,7 +1241,8 @@ class SyntheticScan:
     Attributes
     ----------
     dp : pyxem.signals.Diffraction2D or pyxem.signals.LazyDiffraction2D
-        Diffraction patterns, uint16 counts, axes ``("x", "y" | "kx", "ky")``
+        Diffraction patterns (HyperSpy's ``Signal2D`` or ``LazySignal2D``
+        with ``diffraction_class="hyperspy"``), uint16 counts, axes ``("x", "y" | "kx", "ky")``
         with the scan in nm and the detector in 1/nm (zero at the detector
         centre, not at the direct beam).
     eds : exspy.signals.EDSTEMSpectrum or exspy.signals.LazyEDSTEMSpectrum
@@ -1592,6 +1599,7 @@ def synthetic_scan(
     scan_shape=None,
     dose=1.0,
     chunk_rows=None,
+    diffraction_class="pyxem",
 ):
     """Generate a deterministic paired 4D-STEM / STEM-EDS scan with ground truth.
 
@@ -1624,6 +1632,13 @@ def synthetic_scan(
     chunk_rows : int, optional
         Scan rows per dask chunk; by default at most 32 MiB of diffraction
         data and at least 8 chunks. Does not change the data.
+    diffraction_class : {"pyxem", "hyperspy"}, optional
+        The class of ``dp``: pyxem's ``Diffraction2D`` (default, or
+        ``LazyDiffraction2D``), or HyperSpy's plain ``Signal2D`` (or
+        ``LazySignal2D``) with the same data, axes and metadata, which does
+        not import pyxem (about 5 s, and much more while numba compiles
+        pyxem's and orix's functions on a fresh install). ``stemfuse demo``
+        uses ``"hyperspy"``: its pipeline needs no pyxem method.
 
     Returns
     -------
@@ -1706,6 +1721,7 @@ def synthetic_scan(
         raise ValueError(f"dose={dose!r} is not a positive finite number")
     if chunk_rows is not None and (not _is_int(chunk_rows) or chunk_rows < 1):
         raise ValueError(f"chunk_rows={chunk_rows!r} is not a positive integer or None")
+    _check_choice("diffraction_class", diffraction_class, DIFFRACTION_CLASSES)
 
     h, w = _SIZES[size]["detector"]
     dp_bytes = scan_shape[0] * scan_shape[1] * h * w * 2
@@ -1749,10 +1765,13 @@ def synthetic_scan(
         # Storing into preallocated arrays keeps the peak at one copy.
         dp_np = np.empty(dp_data.shape, dtype=np.uint16)
         eds_np = np.empty(eds_data.shape, dtype=np.uint16)
-        da.store([dp_data, eds_data], [dp_np, eds_np], lock=False)
+        # Without distributed imported there is no client: hand dask its default
+        # scheduler for arrays rather than have it import distributed to look.
+        scheduler = None if "distributed" in sys.modules else dask.threaded.get
+        da.store([dp_data, eds_data], [dp_np, eds_np], lock=False, scheduler=scheduler)
         dp_data, eds_data = dp_np, eds_np
 
-    dp = _make_dp(dp_data, gen, lazy)
+    dp = _make_dp(dp_data, gen, lazy, diffraction_class)
     eds = _make_eds(eds_data, gen, lazy)
     return SyntheticScan(dp=dp, eds=eds, gen=gen, lazy=lazy)
 
@@ -1761,15 +1780,20 @@ def _title(gen, what):
     return f"Synthetic {what}: {gen.scenario} ({gen.size}, seed {gen.seed})"
 
 
-def _make_dp(data, gen, lazy):
-    import pyxem.signals as ps
+def _make_dp(data, gen, lazy, diffraction_class="pyxem"):
+    if diffraction_class == "pyxem":
+        import pyxem.signals as signals
 
+        cls = signals.LazyDiffraction2D if lazy else signals.Diffraction2D
+    else:
+        import hyperspy.signals as signals
+
+        cls = signals.LazySignal2D if lazy else signals.Signal2D
     axes = _nav_axes((gen.rows, gen.cols)) + [
         {"name": name, "size": n, "scale": gen.k_scale, "offset": -n / 2 * gen.k_scale,
          "units": "1/nm", "navigate": False}
         for name, n in (("ky", gen.det_h), ("kx", gen.det_w))
     ]
-    cls = ps.LazyDiffraction2D if lazy else ps.Diffraction2D
     s = cls(data, axes=axes)
     s.metadata.General.title = _title(gen, "4D-STEM")
     s.metadata.set_item("Acquisition_instrument.TEM.beam_energy", _BEAM_ENERGY_KEV)

@@ -192,6 +192,37 @@ def test_lazy_signal_classes():
     assert scan.eds.data.chunks[0] == scan.dp.data.chunks[0]
 
 
+@pytest.mark.parametrize("lazy", [False, True])
+def test_hyperspy_diffraction_class_same_data_axes_and_metadata(lazy):
+    pyxem_scan = synthetic_scan("four_phases", size="tiny", seed=0, lazy=lazy, scan_shape=(8, 12))
+    plain = synthetic_scan(
+        "four_phases", size="tiny", seed=0, lazy=lazy, scan_shape=(8, 12), diffraction_class="hyperspy"
+    )
+    assert type(plain.dp) is (hs.signals.LazySignal2D if lazy else hs.signals.Signal2D)
+    assert type(plain.eds) is type(pyxem_scan.eds)
+    np.testing.assert_array_equal(np.asarray(plain.dp.data), np.asarray(pyxem_scan.dp.data))
+    np.testing.assert_array_equal(np.asarray(plain.eds.data), np.asarray(pyxem_scan.eds.data))
+    np.testing.assert_array_equal(plain.truth, pyxem_scan.truth)
+    assert plain.dp.axes_manager.as_dictionary() == pyxem_scan.dp.axes_manager.as_dictionary()
+    meta, pyxem_meta = plain.dp.metadata.as_dictionary(), pyxem_scan.dp.metadata.as_dictionary()
+    assert meta["Signal"].pop("signal_type") == "" and pyxem_meta["Signal"].pop("signal_type") == "diffraction"
+    assert meta == pyxem_meta
+
+
+def test_hyperspy_diffraction_class_does_not_import_pyxem():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from stemfuse_hs.data import synthetic_scan; "
+        "synthetic_scan('four_phases', size='tiny', scan_shape=(8, 8), diffraction_class='hyperspy'); "
+        "print(sorted(m for m in ('pyxem', 'orix', 'diffsims') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 def test_truth_signal():
     scan = tiny("four_phases")
     s = scan.truth_signal()
@@ -561,6 +592,7 @@ def test_scan_shape_override():
             "scan_shape=(4, 100) is not a (rows, cols) pair of integers >= 8",
         ),
         ({"chunk_rows": 0}, "chunk_rows=0 is not a positive integer or None"),
+        ({"diffraction_class": "pyxm"}, "diffraction_class='pyxm' is not one of ['pyxem', 'hyperspy']"),
         (
             {"size": "large"},
             "lazy=False with size='large' would hold 8.6 GB of diffraction data in "
