@@ -18,6 +18,20 @@ LARGE_TARGET_SHAPE = [256, 256, 256, 256]
 # ---------------------------------------------------------------------------
 # Formatting
 # ---------------------------------------------------------------------------
+def _epochs_sentence(epochs):
+    """What the two sides' layout epochs are, for the speed-up paragraph."""
+    if epochs is None:
+        return (
+            "both with umap-learn's default epochs, so the layout optimisation, the same work on both sides, bounds "
+            "the end-to-end speed-up (Amdahl)."
+        )
+    return (
+        f"the reference with umap-learn's default layout epochs (700 with densMAP up to 10,000 positions), "
+        f"stemfuse_hs with {epochs} (stemfuse_hs.clustering.embed.LAYOUT_EPOCHS, chosen by "
+        "benchmarks/epochs.py: the same ARI and more run-to-run stability on the built-in scans)."
+    )
+
+
 def _gib(value):
     return f"{value / GIB:.2f}"
 
@@ -285,10 +299,11 @@ def render_side_by_side(entry):
             f"Without the embedding, the other stages together take {_s(rest_ref)} s in the reference and "
             f"{_s(rest_new)} s in stemfuse_hs ({_speed(rest_ref / rest_new)}); the embedding itself takes "
             f"{_s(embed_ref['wall_s'])} s and {_s(embed_new['wall_s'])} s. Both run UMAP densMAP seeded (which "
-            "makes umap-learn single-threaded) with the same number of epochs on the same number of positions; "
-            "the reference searches the neighbours approximately in all its features (UMAP's nearest-neighbour "
-            "descent), stemfuse_hs exactly (float32 matrix products in blocks, candidates ranked on float64 distances). The layout optimisation's epochs, the same "
-            "work on both sides, bound the end-to-end speed-up (Amdahl)."
+            "makes umap-learn single-threaded) on the same number of positions; "
+            + _epochs_sentence(entry["stemfuse"].get("layout_epochs"))
+            + " The reference searches the neighbours approximately in all its features (UMAP's nearest-neighbour "
+            "descent), stemfuse_hs exactly (float32 matrix products in blocks, candidates ranked on float64 "
+            "distances)."
         )
     slower = [
         f"{stage} ({_x(n['cpu_s'] / r['cpu_s'])} the reference's CPU time)"

@@ -192,6 +192,13 @@ def worker_reference(directory, repeat):
     }
 
 
+def _layout_epochs():
+    """Epochs of stemfuse_hs's UMAP layout (None: umap-learn's default)."""
+    import importlib
+
+    return getattr(importlib.import_module("stemfuse_hs.clustering.embed"), "LAYOUT_EPOCHS", None)
+
+
 def worker_stemfuse(directory, repeat):
     import hyperspy.api as hs
     import numpy as np
@@ -287,6 +294,7 @@ def worker_stemfuse(directory, repeat):
                         "max_fit_positions", "backend", "fit")
         },
         "read_once": read_once,
+        "layout_epochs": _layout_epochs(),
         "dp_bytes": int(data.nbytes),
         "peak_rss_bytes": recorder.peak_rss(),
         "ru_maxrss_bytes": recorder.ru_maxrss(),
