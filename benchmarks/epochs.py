@@ -50,7 +50,8 @@ def measure(scenario, size, seed, epochs_grid):
         "map_phases": lambda state: stemfuse_hs.map_phases(scan.dp, scan.eds, random_state=state, show_progressbar=False),
     }
     rows, default = [], {}
-    saved = embed.LAYOUT_EPOCHS
+    saved = embed.LAYOUT_EPOCHS, embed.LAYOUT_EPOCHS_MIN_POSITIONS
+    embed.LAYOUT_EPOCHS_MIN_POSITIONS = 0  # the epochs asked for, at every size
     try:
         for epochs in epochs_grid:
             embed.LAYOUT_EPOCHS = epochs or None
@@ -75,7 +76,7 @@ def measure(scenario, size, seed, epochs_grid):
                 )
                 print(rows[-1], flush=True)
     finally:
-        embed.LAYOUT_EPOCHS = saved
+        embed.LAYOUT_EPOCHS, embed.LAYOUT_EPOCHS_MIN_POSITIONS = saved
     return rows
 
 

@@ -6,7 +6,9 @@ The page is generated: edit this file (or re-run the benchmarks), never the
 page.
 """
 
+import csv
 import math
+from pathlib import Path
 
 STAGES = ["feature extraction", "fusion", "embedding", "clustering", "cluster means"]
 GIB = 2**30
@@ -27,8 +29,8 @@ def _epochs_sentence(epochs):
         )
     return (
         f"the reference with umap-learn's default layout epochs (700 with densMAP up to 10,000 positions), "
-        f"stemfuse_hs with {epochs} (stemfuse_hs.clustering.embed.LAYOUT_EPOCHS, chosen by "
-        "benchmarks/epochs.py: the same ARI and more run-to-run stability on the built-in scans)."
+        f"stemfuse_hs with {epochs} (stemfuse_hs.clustering.embed.layout_epochs: from 5,000 positions up; "
+        "chosen with benchmarks/epochs.py, the same ARI at this size)."
     )
 
 
@@ -921,6 +923,52 @@ neither this machine nor CI has a GPU. The CPU path is the default
 """
 
 
+#: What benchmarks/epochs.py wrote, one CSV per run.
+EPOCHS_RESULTS = Path(__file__).with_name("results")
+
+
+def render_epochs(folder):
+    """Mean ARI, agreement, stability and seconds per size, call and epochs, from ``epochs_*.csv``."""
+    rows = []
+    for path in sorted(Path(folder).glob("epochs_*.csv")):
+        with open(path, newline="") as handle:
+            rows.extend(dict(row, run=path.name) for row in csv.DictReader(handle))
+    if not rows:
+        return "Not measured yet: `python benchmarks/epochs.py --csv benchmarks/results/epochs_tiny.csv`.\n"
+    groups = {}
+    for row in rows:
+        groups.setdefault((row["run"], row["size"], row["call"], row["epochs"]), []).append(row)
+
+    def order(key):
+        run, size, call, epochs = key
+        rank = ["tiny", "small", "published"].index(size) if size in ("tiny", "small", "published") else 9
+        return rank, run, call, -(10**6) if epochs == "default" else -int(epochs)
+
+    table = []
+    for key in sorted(groups, key=order):
+        chosen = groups[key]
+        mean = {name: sum(float(r[name]) for r in chosen) / len(chosen) for name in ("ari", "agreement", "stability", "seconds")}
+        scenarios = sorted({r["scenario"] for r in chosen})
+        seeds = sorted({r["seed"] for r in chosen})
+        table.append([
+            key[0], key[1], key[2], "700 (umap-learn)" if key[3] == "default" else key[3],
+            f"{len(scenarios)} ({', '.join(scenarios)})" if len(scenarios) <= 4 else str(len(scenarios)),
+            ", ".join(seeds), f"{mean['ari']:.3f}", f"{mean['agreement']:.3f}", f"{mean['stability']:.3f}",
+            f"{mean['seconds']:.1f}",
+        ])
+    text = (
+        "UMAP's layout optimisation is most of the pipeline's time; `benchmarks/epochs.py` measures what fewer "
+        "epochs cost. Means over the scenarios and seeds run: ARI against the phase truth, agreement (ARI) with "
+        "the same call at umap-learn's default epochs, and stability (ARI between `random_state=seed` and "
+        "`seed + 100`); each file is one run, so compare rows within a file. Seconds are wall time of the call and were measured on a shared machine: compare them "
+        "within a row group only. The default stays umap-learn's epochs "
+        "(`stemfuse_hs.clustering.embed.LAYOUT_EPOCHS = None`): the means hold at 250-400 epochs, but single "
+        "scans lose (structure_only's `cluster()` at the published size) -- see the CSV files for every row.\n"
+    )
+    header = ["file", "size", "call", "epochs", "scenarios", "seeds", "ARI", "agreement", "stability", "seconds"]
+    return text + "\n" + _table(header, table)
+
+
 def render_page(results):
     parts = [HEADER, SHARED_NOTE if _shared(results) else ""]
     parts.append(_heading(2, "Targets and what was reached"))
@@ -944,6 +992,8 @@ def render_page(results):
             parts.append(render_side_by_side(side[size]))
     else:
         parts.append("Not measured yet: `python benchmarks/run.py`.\n")
+    parts.append(_heading(2, "Layout epochs: quality against time"))
+    parts.append(render_epochs(EPOCHS_RESULTS))
     parts.append(_heading(2, "Out of core"))
     if results.get("large"):
         parts.append(render_large(results["large"]))

@@ -192,11 +192,12 @@ def worker_reference(directory, repeat):
     }
 
 
-def _layout_epochs():
-    """Epochs of stemfuse_hs's UMAP layout (None: umap-learn's default)."""
+def _layout_epochs(n_positions):
+    """Epochs of stemfuse_hs's UMAP layout for a fit of ``n_positions`` (None: umap-learn's default)."""
     import importlib
 
-    return getattr(importlib.import_module("stemfuse_hs.clustering.embed"), "LAYOUT_EPOCHS", None)
+    rule = getattr(importlib.import_module("stemfuse_hs.clustering.embed"), "layout_epochs", None)
+    return None if rule is None else rule(n_positions)
 
 
 def worker_stemfuse(directory, repeat):
@@ -294,7 +295,7 @@ def worker_stemfuse(directory, repeat):
                         "max_fit_positions", "backend", "fit")
         },
         "read_once": read_once,
-        "layout_epochs": _layout_epochs(),
+        "layout_epochs": _layout_epochs(label_array.size),
         "dp_bytes": int(data.nbytes),
         "peak_rss_bytes": recorder.peak_rss(),
         "ru_maxrss_bytes": recorder.ru_maxrss(),

@@ -152,6 +152,25 @@ def four_phases_lazy(scan_cache):
     return scan_cache("four_phases", lazy=True)
 
 
+# The default fit of the shared four_phases scan, as the clustering tests read it.
+@pytest.fixture(scope="module")
+def four(default_fit):
+    """The shared tiny ``four_phases`` SyntheticScan (seed 0)."""
+    return default_fit.scan("four_phases")
+
+
+@pytest.fixture(scope="module")
+def fused(default_fit):
+    """``fuse(dp, eds)`` of ``four`` with the default extractors and weights."""
+    return default_fit.fused("four_phases")
+
+
+@pytest.fixture(scope="module")
+def labels(default_fit):
+    """``fused.cluster(random_state=0)``: the default label map of ``four``."""
+    return default_fit.labels("four_phases")
+
+
 @pytest.fixture(autouse=True)
 def _close_figures():
     yield

@@ -47,15 +47,34 @@ __all__ = [
 
 #: Principal components UMAP is given by default: none (see the module notes).
 DEFAULT_PCA_COMPONENTS = CLUSTER_DEFAULTS["pca_components"]
-#: Epochs of UMAP's layout optimisation, in :func:`embed` and in the subsample
-#: fit (None would be umap-learn's default: 700 with densMAP up to 10,000
-#: positions, 400 beyond). The layout is most of the pipeline's time and has
-#: converged well before 700: on the published-size four_phases scan 300
-#: epochs gave the same ARI (0.949) as 700 with run-to-run agreement 0.985
-#: (0.995) in 65 % of the time; on every tiny scenario and on four small
-#: ones (seeds 0-1), 250 and 400 epochs gave the same mean ARI as 700 and a
-#: more stable cluster() (benchmarks/epochs.py, benchmarks/results/epochs_*.csv).
-LAYOUT_EPOCHS = 300
+#: Epochs of UMAP's layout optimisation for fits of at least
+#: :data:`LAYOUT_EPOCHS_MIN_POSITIONS` positions (:func:`layout_epochs`;
+#: None: umap-learn's default, 700 with densMAP up to 10,000 positions, 400
+#: beyond). The layout is most of the pipeline's time, but fewer epochs cost
+#: quality (benchmarks/epochs.py, benchmarks/results/epochs_*.csv, summarised
+#: in docs/performance.md): at the published size 300 epochs kept
+#: four_phases (ARI 0.949) and structure_only's phase map (0.888 against
+#: 0.893) but not structure_only's cluster() (0.773 against 0.845, run-to-run
+#: agreement 0.915 against 0.986), so the default stays umap-learn's.
+LAYOUT_EPOCHS = None
+#: Fits smaller than this keep umap-learn's epochs whatever LAYOUT_EPOCHS says:
+#: on the tiny (1,536 positions) scans fewer epochs kept the mean ARI over
+#: every scenario but cost single scans (structure_only's phase map, seed 1:
+#: 0.92 at 700 epochs, 0.80-0.91 at 300).
+LAYOUT_EPOCHS_MIN_POSITIONS = 5000
+
+
+def layout_epochs(n_positions):
+    """Epochs of the layout optimisation for a fit of ``n_positions`` (None: umap-learn's default).
+
+    Examples
+    --------
+    >>> layout_epochs(1536) is None
+    True
+    """
+    return LAYOUT_EPOCHS if n_positions >= LAYOUT_EPOCHS_MIN_POSITIONS else None
+
+
 #: Below this many positions umap-learn computes every pairwise distance
 #: (exact neighbours) itself, through one Python call per pair: there
 #: :func:`small_scan_neighbors` computes the same neighbours bit for bit in
@@ -196,7 +215,7 @@ def embed(matrix, *, verbose=False, **parameters):
     if state is None:
         return _run_umap(matrix, **checked)
     digest = hashlib.sha1(np.ascontiguousarray(matrix).view(np.uint8)).hexdigest()
-    key = (matrix.shape, digest, repr(sorted(checked.items())), LAYOUT_EPOCHS)
+    key = (matrix.shape, digest, repr(sorted(checked.items())), layout_epochs(matrix.shape[0]))
     if key in state["embeddings"]:
         state["counts"]["reused"] += 1
     else:
@@ -509,6 +528,7 @@ def fit_umap(points, *, random_state=None, n_jobs=-1, searchable=False, **umap_p
         params["precomputed_knn"] = (*small_scan_neighbors(points, params.get("n_neighbors", 15)), None)
     # Spectral initialisation needs more points than components + 1.
     params.setdefault("init", "spectral" if n > n_components + 2 else "random")
+    params.setdefault("n_epochs", layout_epochs(n))
     reducer = _umap_class()(random_state=random_state, n_jobs=1 if random_state is not None else n_jobs, **params)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*n_jobs value.*overridden.*")
@@ -531,7 +551,6 @@ def _run_umap(
         min_dist=min_dist,
         metric=metric,
         densmap=densmap,
-        n_epochs=LAYOUT_EPOCHS,
         verbose=verbose,
     )
     return embedding

@@ -57,7 +57,7 @@ import numpy as np
 from .._arrays import is_lazy_array
 from .._validation import check_int
 from .cluster import ClusterResult, _labels_from_memberships, merge_indistinct, resolve_min_cluster_size
-from .embed import LAYOUT_EPOCHS, effective_pca_components, fit_reduction, fit_umap
+from .embed import effective_pca_components, fit_reduction, fit_umap
 from ..cluster_parameters import CLUSTER_DEFAULTS, ClusterParameters, cluster_keywords, with_cluster_signature
 from .separability import label_moments as moments_of
 
@@ -386,8 +386,7 @@ def embed_and_cluster_subsample(
     n = int(matrix.shape[0])
     n_fit = check_int("n_fit", n_fit, minimum=2)
     chunk_size = check_int("chunk_size", chunk_size, minimum=1)
-    # The full fit's layout epochs, so that a fit of every position is the full fit.
-    umap_params = {**DEFAULT_UMAP, "n_epochs": LAYOUT_EPOCHS, **(umap_kwargs or {})}
+    umap_params = dict(DEFAULT_UMAP, **(umap_kwargs or {}))
     hdbscan_params = dict(DEFAULT_HDBSCAN, **(hdbscan_kwargs or {}))
     min_cluster_size_given = hdbscan_params["min_cluster_size"]
     n_fit = min(n_fit, n)
