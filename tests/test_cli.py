@@ -1,19 +1,23 @@
 """Tests of the ``stemfuse`` command (stemfuse_hs.cli and stemfuse_hs.report).
 
-The commands run in subprocesses (``python -m stemfuse_hs``) on tiny
-synthetic scans, as a user would run them. The three runs that cluster (each
+The commands that cluster run in subprocesses (``python -m stemfuse_hs``) on
+tiny synthetic scans, as a user would run them; the checks of error
+messages, dry runs and the help call ``stemfuse_hs.cli.main`` in this process. The three runs that cluster (each
 pays UMAP's numba compilation) start together in the background and are
 awaited by the tests that read their results, so they share the cores.
 """
 
 import base64
+import contextlib
 import hashlib
 import inspect
+import io
 import json
 import os
 import re
 import subprocess
 import sys
+import warnings
 
 import pytest
 
@@ -33,11 +37,31 @@ def _env():
     return dict(os.environ, MPLBACKEND="Agg")
 
 
-def stemfuse(*args, cwd=None):
-    """Run ``stemfuse ARGS`` to completion."""
+def stemfuse_process(*args, cwd=None):
+    """Run ``stemfuse ARGS`` to completion in a process of its own (``python -m stemfuse_hs``)."""
     return subprocess.run(
         _command(*args), capture_output=True, text=True, timeout=TIMEOUT, cwd=cwd, env=_env()
     )
+
+
+def stemfuse(*args):
+    """Run ``stemfuse ARGS`` to completion in this process, through :func:`stemfuse_hs.cli.main`.
+
+    Returns what :func:`subprocess.run` would (exit status, stdout,
+    stderr), without paying a Python start-up and the imports for every
+    check of an error message, a dry run or the help. What needs a process
+    of its own (the console script, the traceback of ``--debug``, the
+    clustering runs, SIGTERM) uses :func:`stemfuse_process` or
+    :class:`Background`.
+    """
+    argv = [str(a) for a in args]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            code = cli.main(argv)
+        except SystemExit as exc:  # argparse's usage errors and --help
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    return subprocess.CompletedProcess(["stemfuse", *argv], code, stdout.getvalue(), stderr.getvalue())
 
 
 class Background:
@@ -325,7 +349,7 @@ def test_unreadable_file(files, tmp_path, name, content):
 def test_debug_shows_the_traceback(files, tmp_path):
     bad = tmp_path / "junk.hspy"
     bad.write_bytes(b"this is not HDF5")
-    result = stemfuse("--debug", "run", bad, files["eds_hspy"], "--out", tmp_path / "out")
+    result = stemfuse_process("--debug", "run", bad, files["eds_hspy"], "--out", tmp_path / "out")
     assert result.returncode != 0
     assert "Traceback" in result.stderr
 
