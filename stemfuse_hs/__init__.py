@@ -11,11 +11,16 @@ the ``stemfuse`` command start quickly. Importing the package also makes
 
 Examples
 --------
+The phase map of a polycrystal, and the grain-level segments it was merged
+from:
+
 >>> import hyperspy.api as hs
 >>> import stemfuse_hs
->>> scan = stemfuse_hs.data.synthetic_scan("four_phases", size="tiny")
->>> fused = hs.fuse(scan.dp, scan.eds)
->>> labels = fused.cluster(random_state=0)  # doctest: +SKIP
+>>> callable(hs.fuse)
+True
+>>> scan = stemfuse_hs.data.synthetic_scan("poly_chemistry", size="tiny")
+>>> phases = stemfuse_hs.map_phases(scan.dp, scan.eds, random_state=0)  # doctest: +SKIP
+>>> phases.plot(), phases.segments.plot()  # doctest: +SKIP
 """
 
 import importlib

@@ -37,6 +37,8 @@ import textwrap
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from ._validation import keywords_with_defaults
+
 __all__ = [
     "BACKENDS",
     "CLUSTER_DEFAULTS",
@@ -382,11 +384,7 @@ def cluster_keywords(function, parameters):
     A keyword that is not one of them is refused as Python refuses an
     unexpected keyword argument; nothing else is checked here.
     """
-    for name in parameters:
-        if name not in function.cluster_keywords:
-            raise TypeError(f"{function.__name__}() got an unexpected keyword argument {name!r}")
-    signature = inspect.signature(function).parameters
-    return {name: parameters.get(name, signature[name].default) for name in function.cluster_keywords}
+    return keywords_with_defaults(function, parameters, function.cluster_keywords)
 
 
 # --------------------------------------------------------------------------

@@ -1,12 +1,18 @@
 """The same seed gives the same label maps as the recorded baseline.
 
-``tests/baseline/labels_tiny_seed0.npz`` holds, for every built-in scenario
-(tiny, seed 0), the label map of ``fuse(dp, eds).cluster(random_state=0)``
-and of ``map_phases(dp, eds, random_state=0)``. A refactoring must leave
-them unchanged; a change of defaults that changes results regenerates the
-file on purpose (``python tests/baseline/regenerate_labels.py``).
+``tests/baseline/labels_tiny_seed0_<cpu>.npz`` holds, for every built-in
+scenario (tiny, seed 0), the label map of
+``fuse(dp, eds).cluster(random_state=0)`` and of
+``map_phases(dp, eds, random_state=0)``, recorded on one kind of processor
+with one set of library versions (its fingerprint, see
+``tests/baseline/regenerate_labels.py``: the maps are bit-reproducible
+there, not across processors). A refactoring must leave them unchanged; a
+change of defaults that changes results records them again on purpose
+(``python tests/baseline/regenerate_labels.py``). On a machine with no
+baseline of its own the comparison is skipped, saying so.
 """
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +20,19 @@ import pytest
 
 from stemfuse_hs.data import SCENARIOS
 
-BASELINE = np.load(Path(__file__).parent / "baseline" / "labels_tiny_seed0.npz")
+sys.path.insert(0, str(Path(__file__).parent / "baseline"))
+from regenerate_labels import baseline_path, fingerprint, recorded_fingerprint  # noqa: E402
+
+_PATH = baseline_path()
+_MACHINE = fingerprint()
+if _PATH.exists() and recorded_fingerprint(_PATH) == _MACHINE:
+    BASELINE = dict(np.load(_PATH))
+else:
+    BASELINE = None
+_NO_BASELINE = (
+    f"no baseline label maps recorded for this machine ({_MACHINE}); "
+    "record them with python tests/baseline/regenerate_labels.py"
+)
 # map_phases reruns UMAP: three scenarios cover its segment merge, its
 # minor-phase carving and a single-crystal scan within the suite's budget.
 PHASE_SCENARIOS = ("structure_only", "poly_chemistry", "poly_minor_phase")
@@ -22,11 +40,15 @@ PHASE_SCENARIOS = ("structure_only", "poly_chemistry", "poly_minor_phase")
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_cluster_labels_match_baseline(default_fit, scenario):
+    if BASELINE is None:
+        pytest.skip(_NO_BASELINE)
     labels = np.asarray(default_fit.labels(scenario).data)
     np.testing.assert_array_equal(labels, BASELINE[f"{scenario}/cluster"])
 
 
 @pytest.mark.parametrize("scenario", PHASE_SCENARIOS)
 def test_phase_labels_match_baseline(default_fit, scenario):
+    if BASELINE is None:
+        pytest.skip(_NO_BASELINE)
     phases = np.asarray(default_fit.phases(scenario).data)
     np.testing.assert_array_equal(phases, BASELINE[f"{scenario}/phases"])

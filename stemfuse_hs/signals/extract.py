@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 
 from .._progress import dask_progress
-from .._validation import check_optional_bool
+from .._validation import check_optional_bool, keywords_with_defaults
 from .._docstrings import fill_doc, parameter_entries
 from ..features.annular import annular
 from ..features.binary import binarize
@@ -121,11 +121,7 @@ def _checked_options(signal, function, show_progressbar, options):
     """
     check_signal(signal, function.signal_dimension, function.__name__, min_positions=2)
     check_optional_bool("show_progressbar", show_progressbar)
-    parameters = inspect.signature(function).parameters
-    for name in options:
-        if name not in function.core_options:
-            raise TypeError(f"{function.__name__}() got an unexpected keyword argument {name!r}")
-    return {name: options.get(name, parameters[name].default) for name in function.core_options}
+    return keywords_with_defaults(function, options, function.core_options)
 
 
 def _feature_output(signal, result, axis, extractor, title, extra, *, parameters=None, excluded=None):

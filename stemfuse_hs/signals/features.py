@@ -18,11 +18,16 @@ class FusedSTEMSignal(Signal1D):
 
     Examples
     --------
+    A spectrum image is one: its variance-selected channels are features.
+
     >>> import stemfuse_hs
     >>> scan = stemfuse_hs.data.synthetic_scan("four_phases", size="tiny")
-    >>> fused = stemfuse_hs.fuse(scan.dp, scan.eds)
-    >>> labels = fused.cluster(random_state=0)  # doctest: +SKIP
-    >>> labels.plot()  # doctest: +SKIP
+    >>> eds = scan.eds.deepcopy()
+    >>> eds.set_signal_type("fused_stem")
+    >>> features = eds.variance_features(exclude_lines=())
+    >>> type(features).__name__, features.axes_manager.navigation_shape == eds.axes_manager.navigation_shape
+    ('FusedSTEMSignal', True)
+    >>> features.cluster(random_state=0).plot()  # doctest: +SKIP
     """
 
     _signal_type = "fused_stem"
@@ -146,11 +151,13 @@ class FusedSTEMSignal(Signal1D):
 
         Examples
         --------
+        Does the map depend on the smallest cluster size or on the EDS weight?
+
         >>> import stemfuse_hs
         >>> scan = stemfuse_hs.data.synthetic_scan("precipitates", size="tiny")
-        >>> fused = stemfuse_hs.fuse(scan.dp, scan.eds)
-        >>> result = fused.sensitivity({"min_cluster_size": [0.02, 0.05]})  # doctest: +SKIP
-        >>> fig = result.plot()  # doctest: +SKIP
+        >>> grid = {"min_cluster_size": [0.02, 0.05], "weights": [(1, 1), (1, 2)]}
+        >>> result = stemfuse_hs.fuse(scan.dp, scan.eds).sensitivity(grid)  # doctest: +SKIP
+        >>> result.plot(), result.mean_ari  # doctest: +SKIP
         """
         from .stability import sensitivity
 

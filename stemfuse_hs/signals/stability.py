@@ -114,8 +114,34 @@ def _mean_off_diagonal(matrix):
     return float((matrix.sum() - np.trace(matrix)) / (n * (n - 1)))
 
 
+class _AgreementResult:
+    """What stability and sensitivity results share: the mean ARI and a figure.
+
+    A subclass names its figure function of :mod:`stemfuse_hs.plot.figures`
+    in ``_figure``.
+    """
+
+    _figure = None
+
+    @property
+    def mean_ari(self):
+        """Mean adjusted Rand index over all pairs of maps (runs or settings)."""
+        return _mean_off_diagonal(np.asarray(self.ari.data))
+
+    def plot(self, **kwargs):
+        """Draw the result with its figure function (see the class's ``_figure``).
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        from ..plot import figures
+
+        return getattr(figures, self._figure)(self, **kwargs)
+
+
 @dataclass
-class StabilityResult:
+class StabilityResult(_AgreementResult):
     """Label maps of repeated clustering runs, aligned, and how far they agree.
 
     Attributes
@@ -150,32 +176,18 @@ class StabilityResult:
     random_states: list
     reference: int
 
+    #: Consensus map, stability map and every run's map in a row.
+    _figure = "plot_stability"
+
     @property
     def n_runs(self):
         """Number of runs."""
         return len(self.labels)
 
-    @property
-    def mean_ari(self):
-        """Mean adjusted Rand index over all pairs of runs."""
-        return _mean_off_diagonal(np.asarray(self.ari.data))
-
-    def plot(self, **kwargs):
-        """Consensus map, stability map and every run's map in a row.
-
-        See :func:`stemfuse_hs.plot.plot_stability` for the arguments.
-
-        Returns
-        -------
-        matplotlib.figure.Figure
-        """
-        from ..plot.figures import plot_stability
-
-        return plot_stability(self, **kwargs)
 
 
 @dataclass
-class SensitivityResult:
+class SensitivityResult(_AgreementResult):
     """Label maps over a parameter grid, aligned, and how far they agree.
 
     Attributes
@@ -214,28 +226,14 @@ class SensitivityResult:
     reference: int
     n_embeddings: int = 0
 
+    #: The maps in a grid, with the agreement map and the ARI matrix.
+    _figure = "plot_sensitivity"
+
     @property
     def n_settings(self):
         """Number of parameter settings."""
         return len(self.settings)
 
-    @property
-    def mean_ari(self):
-        """Mean adjusted Rand index over all pairs of settings."""
-        return _mean_off_diagonal(np.asarray(self.ari.data))
-
-    def plot(self, **kwargs):
-        """The maps in a grid, with the agreement map and the ARI matrix.
-
-        See :func:`stemfuse_hs.plot.plot_sensitivity` for the arguments.
-
-        Returns
-        -------
-        matplotlib.figure.Figure
-        """
-        from ..plot.figures import plot_sensitivity
-
-        return plot_sensitivity(self, **kwargs)
 
 
 @fill_cluster_doc
@@ -311,29 +309,49 @@ def stability(fused, n_runs=5, random_states=None, *, reference="medoid", **clus
             raise ValueError(f"stability needs two or more runs, got random_states={random_states}.")
     source = _eager(fused, cluster_kwargs.get("show_progressbar"))
     labels = [source.cluster(random_state=seed, **cluster_kwargs) for seed in random_states]
-    stack = np.stack([np.asarray(label.data) for label in labels])
-    agreement = label_agreement(stack, reference=reference)
     seeds = [-1 if s is None else int(s) for s in random_states]
-    consensus = _consensus_labels(
-        fused,
-        agreement,
-        labels[agreement.reference],
-        {"consensus_of": "stability", "n_runs": len(labels), "random_states": seeds, "reference_run": agreement.reference},
+    aligned = _aligned_maps(
+        fused, labels, reference, "run", {"consensus_of": "stability", "n_runs": len(labels), "random_states": seeds},
+        {"Stability.random_states": seeds}, stability_title="Stability",
     )
-    runs = _stack_signal(agreement.aligned, labels[0], "run", "Aligned label maps of the runs")
-    runs.metadata.set_item("Stability.random_states", seeds)
-    runs.metadata.set_item("Stability.reference", agreement.reference)
     return StabilityResult(
-        consensus=consensus,
-        stability=_agreement_signal(
-            agreement.stability, labels[0], "Stability", "fraction of runs agreeing with the consensus"
-        ),
-        ari=_ari_signal(agreement.ari, "run", "Adjusted Rand index between runs"),
-        runs=runs,
+        consensus=aligned["consensus"],
+        stability=aligned["stability"],
+        ari=aligned["ari"],
+        runs=aligned["maps"],
         labels=labels,
         random_states=list(random_states),
-        reference=agreement.reference,
+        reference=aligned["reference"],
     )
+
+
+def _aligned_maps(fused, labels, reference, unit, consensus_record, maps_metadata, *, stability_title):
+    """Align the label maps of several runs (``unit`` "run") or settings and say how far they agree.
+
+    Returns the consensus labels (their ``parameters`` gain
+    ``consensus_record`` and the reference's index), the stacked aligned
+    maps (navigation axis ``unit``, ``maps_metadata`` and the reference in
+    their metadata), the agreement and ARI signals and the reference index.
+    """
+    stack = np.stack([np.asarray(label.data) for label in labels])
+    agreement = label_agreement(stack, reference=reference)
+    kind = consensus_record["consensus_of"]
+    consensus = _consensus_labels(
+        fused, agreement, labels[agreement.reference], dict(consensus_record, **{f"reference_{unit}": agreement.reference})
+    )
+    maps = _stack_signal(agreement.aligned, labels[0], unit, f"Aligned label maps of the {unit}s")
+    for key, value in maps_metadata.items():
+        maps.metadata.set_item(key, value)
+    maps.metadata.set_item(f"{kind.capitalize()}.reference", agreement.reference)
+    return {
+        "consensus": consensus,
+        "maps": maps,
+        "stability": _agreement_signal(
+            agreement.stability, labels[0], stability_title, f"fraction of {unit}s agreeing with the consensus"
+        ),
+        "ari": _ari_signal(agreement.ari, unit, f"Adjusted Rand index between {unit}s"),
+        "reference": agreement.reference,
+    }
 
 
 def reweight(fused, weights):
@@ -605,30 +623,22 @@ def sensitivity(fused, param_grid, *, random_state=0, reference="medoid", show_p
 
 
 def _sensitivity_result(fused, settings, labels, grid, reference, n_embeddings):
-    stack = np.stack([np.asarray(label.data) for label in labels])
-    agreement = label_agreement(stack, reference=reference)
     described = [_describe(setting) for setting in settings]
-    consensus = _consensus_labels(
-        fused,
-        agreement,
-        labels[agreement.reference],
-        {"consensus_of": "sensitivity", "n_settings": len(settings), "settings": described, "reference_setting": agreement.reference},
+    aligned = _aligned_maps(
+        fused, labels, reference, "setting",
+        {"consensus_of": "sensitivity", "n_settings": len(settings), "settings": described},
+        {"Sensitivity.settings": described, "Sensitivity.n_embeddings": n_embeddings},
+        stability_title="Agreement across settings",
     )
-    maps = _stack_signal(agreement.aligned, labels[0], "setting", "Aligned label maps of the settings")
-    maps.metadata.set_item("Sensitivity.settings", described)
-    maps.metadata.set_item("Sensitivity.reference", agreement.reference)
-    maps.metadata.set_item("Sensitivity.n_embeddings", n_embeddings)
     return SensitivityResult(
         settings=settings,
-        maps=maps,
-        ari=_ari_signal(agreement.ari, "setting", "Adjusted Rand index between settings"),
-        consensus=consensus,
-        stability=_agreement_signal(
-            agreement.stability, labels[0], "Agreement across settings", "fraction of settings agreeing with the consensus"
-        ),
+        maps=aligned["maps"],
+        ari=aligned["ari"],
+        consensus=aligned["consensus"],
+        stability=aligned["stability"],
         labels=labels,
         param_grid=grid,
-        reference=agreement.reference,
+        reference=aligned["reference"],
         n_embeddings=n_embeddings,
     )
 

@@ -30,20 +30,9 @@ from matplotlib_scalebar.scalebar import ScaleBar  # noqa: E402
 import hyperspy.api as hs  # noqa: E402
 import stemfuse_hs  # noqa: E402
 from stemfuse_hs.clustering import ClusterResult  # noqa: E402
-from stemfuse_hs.plot import (  # noqa: E402
-    MASK_COLOUR,
-    NOISE_COLOUR,
-    cluster_colours,
-    explore,
-    explore_clusters,
-    plot_cluster_grid,
-    plot_embedding,
-    plot_label_map,
-    plot_mean_patterns,
-    plot_mean_spectra,
-    plot_membership_map,
-    save_figure,
-)
+from stemfuse_hs.plot import MASK_COLOUR, NOISE_COLOUR, cluster_colours, explore, explore_clusters  # noqa: E402
+from stemfuse_hs.plot import plot_cluster_grid, plot_embedding, plot_label_map, save_figure  # noqa: E402
+from stemfuse_hs.plot import plot_mean_patterns, plot_mean_spectra, plot_membership_map  # noqa: E402
 from stemfuse_hs.signals._axes import navigation_axes_dicts  # noqa: E402
 from stemfuse_hs.signals.features import FusedSTEMSignal  # noqa: E402
 from stemfuse_hs.signals.labels import ClusterLabels, build_cluster_labels  # noqa: E402
