@@ -5,7 +5,6 @@ received and what is allowed, so a user can fix the call without reading
 the source.
 """
 
-import inspect
 from numbers import Integral, Real
 
 import numpy as np
@@ -25,7 +24,6 @@ __all__ = [
     "check_real",
     "check_numeric_dtype",
     "check_random_state",
-    "keywords_with_defaults",
 ]
 
 
@@ -182,29 +180,3 @@ def check_array(name, array, *, ndim=None, finite=False):
         raise ValueError(f"{name} holds {bad} NaN or infinite values; only finite values are allowed.")
     return array
 
-
-def keywords_with_defaults(function, given, names):
-    """The keywords ``names`` of a call of ``function``, with the signature's defaults filled in.
-
-    For functions that take ``**options`` but show them in their
-    ``__signature__``: a keyword in ``given`` that is not one of ``names``
-    is refused as Python refuses an unexpected keyword argument; the values
-    themselves are checked by the caller.
-
-    Examples
-    --------
-    >>> def f(x, **options):
-    ...     return keywords_with_defaults(f, options, ("a", "b"))
-    >>> f.__signature__ = inspect.signature(lambda x, *, a=1, b=2: None)
-    >>> f(0, b=5)
-    {'a': 1, 'b': 5}
-    >>> f(0, c=1)
-    Traceback (most recent call last):
-    ...
-    TypeError: f() got an unexpected keyword argument 'c'
-    """
-    for name in given:
-        if name not in names:
-            raise TypeError(f"{function.__name__}() got an unexpected keyword argument {name!r}")
-    signature = inspect.signature(function).parameters
-    return {name: given.get(name, signature[name].default) for name in names}

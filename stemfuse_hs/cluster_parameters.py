@@ -37,7 +37,7 @@ import textwrap
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from ._validation import keywords_with_defaults
+from ._signature import keywords_with_defaults
 
 __all__ = [
     "BACKENDS",

@@ -38,17 +38,12 @@ _NO_BASELINE = (
 PHASE_SCENARIOS = ("structure_only", "poly_chemistry", "poly_minor_phase")
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS)
-def test_cluster_labels_match_baseline(default_fit, scenario):
-    if BASELINE is None:
-        pytest.skip(_NO_BASELINE)
-    labels = np.asarray(default_fit.labels(scenario).data)
-    np.testing.assert_array_equal(labels, BASELINE[f"{scenario}/cluster"])
+CASES = [(scenario, "cluster") for scenario in SCENARIOS] + [(scenario, "phases") for scenario in PHASE_SCENARIOS]
 
 
-@pytest.mark.parametrize("scenario", PHASE_SCENARIOS)
-def test_phase_labels_match_baseline(default_fit, scenario):
+@pytest.mark.parametrize(("scenario", "kind"), CASES)
+def test_labels_match_baseline(default_fit, scenario, kind):
     if BASELINE is None:
         pytest.skip(_NO_BASELINE)
-    phases = np.asarray(default_fit.phases(scenario).data)
-    np.testing.assert_array_equal(phases, BASELINE[f"{scenario}/phases"])
+    fit = default_fit.labels if kind == "cluster" else default_fit.phases
+    np.testing.assert_array_equal(np.asarray(fit(scenario).data), BASELINE[f"{scenario}/{kind}"])

@@ -11,7 +11,8 @@ import textwrap
 import numpy as np
 
 from .._progress import dask_progress
-from .._validation import check_optional_bool, keywords_with_defaults
+from .._signature import keywords_with_defaults
+from .._validation import check_optional_bool
 from .._docstrings import fill_doc, parameter_entries
 from ..features.annular import annular
 from ..features.binary import binarize
