@@ -427,19 +427,30 @@ def _start_demo(out, *extra):
     )
 
 
-def _terminate_once_staging(process, parent, timeout=120):
-    """SIGTERM ``process`` once its staging folder holds a file (the run is under way)."""
+def _terminate_once_staging(runs, timeout=120):
+    """SIGTERM every process of ``runs`` (``{name: (process, parent folder)}``) once its staging folder holds a file.
+
+    The runs are watched together, each signalled as soon as it is under
+    way, so that a run does not finish while another is being stopped.
+    Returns ``{name: (returncode, stderr)}``.
+    """
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        staging = [p for p in parent.iterdir() if p.name.startswith(cli.STAGING_PREFIX)]
-        if staging and any(staging[0].iterdir()) or process.poll() is not None:
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, "the run ended before it could be interrupted"
-    assert staging, "no staging folder"
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=60)
-    return process.returncode, stderr
+    waiting = dict(runs)
+    while waiting and time.monotonic() < deadline:
+        for name, (process, parent) in list(waiting.items()):
+            staging = [p for p in parent.iterdir() if p.name.startswith(cli.STAGING_PREFIX)]
+            if staging and any(staging[0].iterdir()):
+                process.send_signal(signal.SIGTERM)
+                del waiting[name]
+            else:
+                assert process.poll() is None, f"the {name} run ended before it could be interrupted"
+        time.sleep(0.02)
+    assert not waiting, f"no staging folder for {sorted(waiting)}"
+    results = {}
+    for name, (process, _) in runs.items():
+        _, stderr = process.communicate(timeout=60)
+        results[name] = (process.returncode, stderr)
+    return results
 
 
 PREVIOUS_RESULTS = {"notes.txt": "mine", report_module.RUN_FILE: '{"finished": "earlier"}', report_module.REPORT_FILE: "old"}
@@ -453,12 +464,12 @@ def terminated_demos(tmp_path_factory):
     previous.mkdir()
     for name, text in PREVIOUS_RESULTS.items():
         (previous / name).write_text(text, encoding="utf-8")
-    processes = {"new": _start_demo(new_parent / "new"), "previous": _start_demo(previous, "--overwrite")}
-    results = {
-        "new": (*_terminate_once_staging(processes["new"], new_parent), new_parent),
-        "previous": (*_terminate_once_staging(processes["previous"], previous_parent), previous_parent),
+    runs = {
+        "new": (_start_demo(new_parent / "new"), new_parent),
+        "previous": (_start_demo(previous, "--overwrite"), previous_parent),
     }
-    return results
+    stopped = _terminate_once_staging(runs)
+    return {name: (*stopped[name], runs[name][1]) for name in runs}
 
 
 def test_sigterm_leaves_no_results_folder(terminated_demos):

@@ -215,7 +215,12 @@ CLUSTER_CASES = [
 ]
 
 
-@pytest.mark.parametrize("kwargs, error, fragments", CLUSTER_CASES, ids=[repr(c[0]) for c in CLUSTER_CASES])
+def _case_id(kwargs):
+    """A test id without object addresses, the same in every process (pytest-xdist compares them)."""
+    return ", ".join(f"{k}={type(v).__name__ if isinstance(v, np.random.RandomState) else repr(v)}" for k, v in kwargs.items())
+
+
+@pytest.mark.parametrize("kwargs, error, fragments", CLUSTER_CASES, ids=[_case_id(c[0]) for c in CLUSTER_CASES])
 def test_cluster_bad_parameters_before_any_work(fused, kwargs, error, fragments, monkeypatch):
     # Checked before the features are read: embedding must never start.
     import stemfuse_hs.clustering.embed_and_cluster as module
