@@ -520,11 +520,12 @@ def fit_umap(points, *, random_state=None, n_jobs=-1, searchable=False, **umap_p
         indices, distances = nearest_neighbors(points, params.get("n_neighbors", 15))
         params["precomputed_knn"] = (indices, distances, None)
     elif (
-        not searchable
-        and params.get("metric", "euclidean") == "euclidean"
+        params.get("metric", "euclidean") == "euclidean"
         and params.get("n_neighbors", 15) < n < EXACT_NEIGHBORS_MIN_POSITIONS
         and "precomputed_knn" not in params
     ):
+        # umap-learn keeps no search index below this size either: transform
+        # compares new points with every fitted one (see small_data_model).
         params["precomputed_knn"] = (*small_scan_neighbors(points, params.get("n_neighbors", 15)), None)
     # Spectral initialisation needs more points than components + 1.
     params.setdefault("init", "spectral" if n > n_components + 2 else "random")
@@ -535,7 +536,25 @@ def fit_umap(points, *, random_state=None, n_jobs=-1, searchable=False, **umap_p
         warnings.filterwarnings("ignore", message=".*Graph is not fully connected.*")
         warnings.filterwarnings("ignore", message=".*precomputed_knn.*")
         embedding = reducer.fit_transform(points)
+    if searchable and "precomputed_knn" in params and n < EXACT_NEIGHBORS_MIN_POSITIONS:
+        small_data_model(reducer)
     return reducer, np.asarray(embedding, dtype=np.float32)
+
+
+def small_data_model(reducer):
+    """Let a model fitted on precomputed neighbours of fewer than 4,096 points transform new ones.
+
+    Below that size umap-learn fits on every pairwise distance and keeps no
+    search index; ``transform`` then compares the new points with every
+    fitted point. A model given the same neighbours (:func:`small_scan_neighbors`)
+    has the same embedding, but umap-learn marks it as having no index at
+    all; marked as a small-data model it transforms as umap-learn's own
+    small-data fit does.
+    """
+    reducer._small_data = True
+    if getattr(reducer, "_knn_search_index", False) is None:
+        del reducer._knn_search_index  # umap-learn refuses to transform with an index of None
+    return reducer
 
 
 def _run_umap(

@@ -18,6 +18,7 @@ from stemfuse_hs.clustering.subsample import (
     _row_blocks,
     embed_and_cluster_subsample,
     subsample_index,
+    transform_graph,
 )
 
 
@@ -136,6 +137,30 @@ def test_agrees_with_the_full_fit_on_a_synthetic_scan(default_fit, four_phases):
     assert adjusted_rand_score(full_labels, sub.labels) > 0.8
     truth = four_phases.truth.ravel()
     assert adjusted_rand_score(truth, sub.labels) > adjusted_rand_score(truth, full_labels) - 0.15
+
+
+def test_small_fit_transforms_as_umaps_small_data_fit_without_per_pair_calls(three_blobs, monkeypatch):
+    """A fit on fewer than 4,096 points places new ones on umap-learn's own graph, in matrix products."""
+    import sklearn.metrics.pairwise as pairwise
+    import umap
+
+    from stemfuse_hs.clustering.embed import fit_umap
+
+    x, _ = three_blobs
+    fitted, new = x[:600], x[600:900]
+    plain = umap.UMAP(n_neighbors=10, random_state=0, transform_mode="graph").fit(fitted)
+    expected = plain.transform(new).tocsr()
+
+    def per_pair(*args, **kwargs):
+        raise AssertionError("scikit-learn was handed a Python callable: one call per pair")
+
+    monkeypatch.setattr(pairwise, "_pairwise_callable", per_pair)
+    ours, _ = fit_umap(fitted, random_state=0, n_neighbors=10, searchable=True)
+    graph = transform_graph(ours, new).tocsr()
+    assert ours.transform_mode == "embedding"
+    assert graph.shape == expected.shape == (300, 600)
+    assert np.array_equal(graph.indptr, expected.indptr) and np.array_equal(graph.indices, expected.indices)
+    np.testing.assert_allclose(graph.data, expected.data, rtol=1e-4)
 
 
 def test_vectorised_initialisation_matches_umap():
