@@ -157,7 +157,7 @@ def test_small_fit_transforms_as_umaps_small_data_fit_without_per_pair_calls(thr
     monkeypatch.setattr(pairwise, "_pairwise_callable", per_pair)
     ours, _ = fit_umap(fitted, random_state=0, n_neighbors=10, searchable=True)
     graph = transform_graph(ours, new).tocsr()
-    assert ours.transform_mode == "embedding"
+    assert ours.transform_mode == "embedding" and callable(ours._input_distance_func)  # the model is left as it was
     assert graph.shape == expected.shape == (300, 600)
     assert np.array_equal(graph.indptr, expected.indptr) and np.array_equal(graph.indices, expected.indices)
     np.testing.assert_allclose(graph.data, expected.data, rtol=1e-4)
