@@ -200,6 +200,9 @@ OPTIONS = [
          "float", metavar="D"),
     _opt("phases", "min_lattice_overlap", "--min-lattice-overlap", 0.6,
          "share of Bragg-spot spacings two segments must share to be one lattice", "float", metavar="F"),
+    _opt("phases", "min_spacings", "--min-spacings", 3,
+         "segments with fewer Bragg-spot spacings never keep two groups apart by their lattice; raise it "
+         "when the phases share one lattice and differ in composition", "int", metavar="N"),
     _opt("phases", "spacing_tolerance", "--spacing-tolerance", None,
          "spot spacings closer than this (detector pixels) are the same (default: from the beam size)",
          "optfloat", metavar="PX"),

@@ -177,6 +177,23 @@ def test_polycrystal_of_two_compositions_is_two_phases_not_its_grains(default_fi
     assert adjusted_rand_score(scan.grains.ravel(), phases.segments.data.ravel()) > 0.8
 
 
+def test_min_spacings_leaves_segments_with_fewer_spacings_to_the_composition(default_fit):
+    # Above every segment's count of spacings the lattice never parts two groups:
+    # one phase per composition, so fcc and bcc of one steel become one phase.
+    merged = {}
+    for scenario in ("poly_chemistry", "structure_only"):
+        scan = default_fit.scan(scenario)
+        segments = default_fit.phases(scenario).segments
+        merged[scenario] = segments.merge_phases(scan.dp, scan.eds, min_spacings=50, show_progressbar=False)
+        assert merged[scenario].phase_merge["min_spacings"] == 50
+    assert merged["structure_only"].n_clusters == 1
+    chemistry = merged["poly_chemistry"]
+    assert chemistry.n_clusters == 2
+    assert adjusted_rand_score(default_fit.scan("poly_chemistry").truth.ravel(), chemistry.data.ravel()) > 0.9
+    with pytest.raises(ValueError, match=r"^min_spacings must be >= 1, got 0\.$"):
+        segments.merge_phases(scan.dp, scan.eds, min_spacings=0)
+
+
 def test_reassign_moves_positions_only_on_strong_evidence():
     from stemfuse_hs.clustering.phases import reassign_by_composition
 
