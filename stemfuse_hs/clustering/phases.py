@@ -155,11 +155,21 @@ def composition_windows(energies, fwhm, exclude=(), min_energy=0.2):
 
 def _window_counts(counts, windows):
     counts = np.asarray(counts, dtype=np.float64)
+    windows = np.asarray(windows)
     n_windows = int(windows.max()) + 1 if windows.size and windows.max() >= 0 else 0
+    keep = np.flatnonzero(windows >= 0)
+    if n_windows == 0 or keep.size == 0:
+        return np.zeros(counts.shape[:-1] + (n_windows,))
+    kept = windows[keep]
+    if np.all(np.diff(kept) >= 0):
+        # composition_windows numbers windows in channel order: one
+        # reduceat sums them all (the merge calls this for every pair tested).
+        starts = np.searchsorted(kept, np.arange(n_windows))
+        sums = np.add.reduceat(counts[..., keep], starts, axis=-1)
+        return np.where(np.bincount(kept, minlength=n_windows) > 0, sums, 0.0)
     out = np.zeros(counts.shape[:-1] + (n_windows,))
-    keep = windows >= 0
     for w in range(n_windows):
-        out[..., w] = counts[..., keep & (windows == w)].sum(axis=-1)
+        out[..., w] = counts[..., keep[kept == w]].sum(axis=-1)
     return out
 
 

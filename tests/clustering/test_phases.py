@@ -29,6 +29,19 @@ def test_composition_test_ignores_thickness_and_sees_chemistry():
     assert same["dof"] == 4 and same["counts"] == [thin.sum(), thick.sum()]
 
 
+@pytest.mark.parametrize("order", ["channel order", "shuffled"])
+def test_window_counts_sum_the_channels_of_each_window(order):
+    from stemfuse_hs.clustering.phases import _window_counts
+
+    rng = np.random.default_rng(3)
+    windows = composition_windows(np.arange(60) * 0.1, 0.35, exclude=[(2.0, 2.6)])
+    if order == "shuffled":
+        windows = rng.permutation(windows)
+    counts = rng.poisson(4.0, size=(3, 60)).astype(float)
+    expected = np.stack([counts[:, windows == w].sum(axis=1) for w in range(windows.max() + 1)], axis=1)
+    np.testing.assert_array_equal(_window_counts(counts, windows), expected)
+
+
 def test_composition_windows_leave_out_grid_lines_and_low_energies():
     energies = np.arange(100) * 0.1
     windows = composition_windows(energies, 0.5, exclude=[(7.9, 8.2)])
