@@ -31,6 +31,8 @@ import argparse
 import numpy as np
 from scipy import ndimage
 
+from stemfuse_hs.clustering.phases import spot_spacings
+
 #: Width of the rings (pixels) over which the background median is taken.
 RING_WIDTH = 0.5
 #: Largest pattern side on which the centre is refined; larger patterns are
@@ -231,42 +233,12 @@ def symmetric_ring_spacings(
     ring (the grain's orientation) and how bright the background is (the
     thickness) do not move a spacing.
 
-    Parameters
-    ----------
-    pattern : numpy.ndarray
-        ``(H, W)`` mean diffraction pattern of a segment, counts per pattern.
-    centre : (float, float)
-        (row, column) of the direct beam, pixels (refined unless
-        ``refine_centre=False``).
-    inner_radius : float
-        Spots inside (the direct beam) are not searched.
-    outer_radius : float, optional
-        Largest radius; by default the largest circle inside the detector.
-    n_positions : float, default 1
-        How many patterns the mean pools.
-    disk_radius : float, default 1
-        Radius of a Bragg disk in pixels: disks wider than a pixel are
-        smoothed to one peak each and centred over their own width.
-    significance : float, default 8
-        In standard errors of the mean: the Poisson one of the background,
-        or ``std / sqrt(n_positions)`` where ``std`` is larger (thickness
-        and bending vary the patterns more than counting does).
-    min_prominence : float, default 0.05
-    merge_distance : float, optional
-        Radii closer than this (pixels) are one spacing; half a pixel or a
-        third of ``disk_radius``, whichever is larger, by default.
-    std : numpy.ndarray, optional
-        ``(H, W)`` standard deviation of the patterns the mean pools.
-    refine_centre : bool, default True
-        Refine ``centre`` with :func:`symmetric_centre` first.
-
-    Returns
-    -------
-    radii : numpy.ndarray
-        Spacings as radii in pixels, ascending.
-    strengths : numpy.ndarray
-        The spots' summed intensity above background at each, normalised to
-        sum to 1 (empty when there is no spot).
+    Parameters and returns as
+    :func:`stemfuse_hs.clustering.phases.ring_spacings`, and: ``std``
+    (``(H, W)``, the standard deviation of the patterns the mean pools:
+    the standard error is the larger of the Poisson one and
+    ``std / sqrt(n_positions)``) and ``refine_centre`` (refine ``centre``
+    with :func:`symmetric_centre` first, default True).
 
     Examples
     --------
@@ -297,7 +269,6 @@ def symmetric_ring_spacings(
     if not searched.any():
         return np.zeros(0), np.zeros(0)
     n_positions = max(float(n_positions), 1.0)
-    half = max(1, int(round(disk_radius)))
 
     def smoothed(values):
         return ndimage.gaussian_filter(values, disk_radius / 2.0) if disk_radius > 1.5 else values
@@ -315,36 +286,16 @@ def symmetric_ring_spacings(
     noise = standard_error(level)
     if merge_distance is None:
         merge_distance = max(0.5, disk_radius / 3.0)
-    peak = residual == ndimage.maximum_filter(residual, size=2 * half + 1, mode="constant", cval=-np.inf)
-    top = residual[searched].max()
-    if top <= 0:
-        return np.zeros(0), np.zeros(0)
-    peak &= searched & (residual >= significance * noise) & (residual >= min_prominence * top)
-    spots_r, spots_s = [], []
-    positive = np.maximum(residual, 0.0)
-    for py, px in zip(*np.nonzero(peak)):
-        y0, y1, x0, x1 = max(py - half, 0), min(py + half + 1, rows), max(px - half, 0), min(px + half + 1, cols)
-        w = positive[y0:y1, x0:x1]
-        total = w.sum()
-        if total <= 0:
-            continue
-        sy = (w * yy[y0:y1, x0:x1]).sum() / total
-        sx = (w * xx[y0:y1, x0:x1]).sum() / total
-        spots_r.append(np.hypot(sy - cy, sx - cx))
-        spots_s.append(total)
-    if not spots_r:
-        return np.zeros(0), np.zeros(0)
-    order = np.argsort(spots_r)
-    spots_r, spots_s = np.asarray(spots_r)[order], np.asarray(spots_s)[order]
-    # Chains of radii closer than merge_distance are one spacing.
-    breaks = np.flatnonzero(np.diff(spots_r) > merge_distance) + 1
-    radii, strengths = [], []
-    for group_r, group_s in zip(np.split(spots_r, breaks), np.split(spots_s, breaks)):
-        radii.append(float((group_r * group_s).sum() / group_s.sum()))
-        strengths.append(float(group_s.sum()))
-    strengths = np.asarray(strengths)
-    return np.asarray(radii), strengths / strengths.sum()
-
+    return spot_spacings(
+        residual,
+        noise,
+        (cy, cx),
+        searched,
+        disk_radius=disk_radius,
+        significance=significance,
+        min_prominence=min_prominence,
+        merge_distance=merge_distance,
+    )
 
 def package_detector(pattern, std, n_positions):
     from stemfuse_hs.clustering.phases import ring_spacings

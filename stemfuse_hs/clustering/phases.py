@@ -52,6 +52,7 @@ __all__ = [
     "lattice_overlap",
     "merge_phases",
     "ring_spacings",
+    "spot_spacings",
 ]
 
 #: Significance below which two pooled spectra are different (G-test).
@@ -329,7 +330,6 @@ def ring_spacings(
             background[i] = np.median(values[bounds[i] : bounds[i + 1]])
     level = background[ring]
     residual = pattern - level
-    half = max(1, int(round(disk_radius)))
     if disk_radius > 1.5:
         residual = ndimage.gaussian_filter(residual, disk_radius / 2.0)
     if merge_distance is None:
@@ -338,6 +338,61 @@ def ring_spacings(
     if not searched.any():
         return np.zeros(0), np.zeros(0)
     noise = np.sqrt(np.maximum(level, 1e-12) / max(float(n_positions), 1.0))
+    return spot_spacings(
+        residual,
+        noise,
+        (cy, cx),
+        searched,
+        disk_radius=disk_radius,
+        significance=significance,
+        min_prominence=min_prominence,
+        merge_distance=merge_distance,
+    )
+
+
+def spot_spacings(residual, noise, centre, searched, *, disk_radius, significance, min_prominence, merge_distance):
+    """Spacings of the spots in a background-free pattern: the part of :func:`ring_spacings` after the background.
+
+    Local maxima of ``residual`` (in a window of the disk's size) inside
+    ``searched`` that reach ``significance * noise`` and ``min_prominence``
+    of the brightest are centred on their positive residual; their
+    distances from ``centre`` closer than ``merge_distance`` are one
+    spacing, weighted by the spots' summed residual.
+
+    Parameters
+    ----------
+    residual, noise : numpy.ndarray
+        ``(H, W)`` pattern minus its background, and the background's
+        standard error.
+    centre : (float, float)
+        (row, column) of the direct beam.
+    searched : numpy.ndarray
+        ``(H, W)`` bool: where spots are looked for.
+    disk_radius, significance, min_prominence, merge_distance : float
+        As in :func:`ring_spacings` (``merge_distance`` given).
+
+    Returns
+    -------
+    radii, strengths : numpy.ndarray
+        As :func:`ring_spacings`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> residual = np.zeros((21, 21)); residual[10, 16] = residual[10, 4] = 5.0
+    >>> radii, strengths = spot_spacings(residual, np.ones((21, 21)), (10, 10), np.ones((21, 21), bool),
+    ...                                  disk_radius=1, significance=3, min_prominence=0.05, merge_distance=0.5)
+    >>> radii.tolist(), strengths.tolist()
+    ([6.0], [1.0])
+    """
+    from scipy import ndimage
+
+    rows, cols = residual.shape
+    cy, cx = float(centre[0]), float(centre[1])
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    half = max(1, int(round(disk_radius)))
+    if not searched.any():
+        return np.zeros(0), np.zeros(0)
     peak = residual == ndimage.maximum_filter(residual, size=2 * half + 1, mode="constant", cval=-np.inf)
     top = residual[searched].max()
     if top <= 0:
