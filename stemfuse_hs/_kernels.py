@@ -44,6 +44,7 @@ on first use only.
 """
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -54,6 +55,7 @@ __all__ = [
     "cached_umap_dispatchers",
     "umap_pairwise_euclidean",
     "gather_columns",
+    "import_umap",
     "log_statistics",
     "n_threads",
     "pair_distances",
@@ -499,6 +501,122 @@ def spectra_statistics(spectra, scale, width):
 # --------------------------------------------------------------------------
 # umap-learn's numba functions, compiled once per installation
 # --------------------------------------------------------------------------
+#: The modules umap-learn imports from pynndescent (``umap/umap_.py``).
+PYNNDESCENT_MODULES = ("pynndescent", "pynndescent.distances", "pynndescent.sparse")
+_PYNNDESCENT_NAMES = (
+    ("pynndescent", "NNDescent", "NNDescent"),
+    ("pynndescent.distances", "named_distances", "pynn_named_distances"),
+    ("pynndescent.sparse", "sparse_named_distances", "pynn_sparse_named_distances"),
+)
+
+
+def _real_pynndescent():
+    """Import pynndescent and point umap-learn's names at it (what the stand-ins defer)."""
+    import importlib
+
+    import umap.umap_
+
+    for module_name, name, alias in _PYNNDESCENT_NAMES:
+        setattr(umap.umap_, alias, getattr(importlib.import_module(module_name), name))
+    return umap.umap_
+
+
+class _DeferredClass(type):
+    """Metaclass of the stand-in for ``pynndescent.NNDescent``: the first use imports the real class."""
+
+    def __call__(cls, *args, **kwargs):
+        return _real_pynndescent().NNDescent(*args, **kwargs)
+
+    def __instancecheck__(cls, instance):
+        # umap-learn asks this of every fit's precomputed neighbours: until
+        # pynndescent is imported, no NNDescent can exist to be one.
+        import sys
+
+        real = getattr(sys.modules.get("pynndescent"), "NNDescent", None)
+        return real is not None and real is not cls and isinstance(instance, real)
+
+
+class _DeferredNNDescent(metaclass=_DeferredClass):
+    """Stands for ``pynndescent.NNDescent`` in ``umap.umap_`` until first used."""
+
+
+class _DeferredMapping(Mapping):
+    """Stands for one of pynndescent's metric dictionaries in ``umap.umap_`` until first read."""
+
+    def __init__(self, alias):
+        self._alias = alias
+
+    def _real(self):
+        return getattr(_real_pynndescent(), self._alias)
+
+    def __getitem__(self, key):
+        return self._real()[key]
+
+    def __iter__(self):
+        return iter(self._real())
+
+    def __len__(self):
+        return len(self._real())
+
+    def __contains__(self, key):
+        # umap-learn asks this of every fit's metric, also when given the
+        # neighbours; pynndescent names every metric stemfuse_hs offers.
+        from .cluster_parameters import METRICS
+
+        return key in METRICS or key in self._real()
+
+
+def import_umap():
+    """``import umap``, deferring pynndescent until umap-learn uses it; the one place umap is imported.
+
+    umap-learn imports pynndescent (approximate nearest neighbours) when it
+    is imported; pynndescent compiles its random-projection trees then,
+    with explicit signatures: 21.7 of the 24.4 s a first ``import umap``
+    took on an AMD EPYC with numba's cache empty (1.5 s of a warm import).
+    stemfuse_hs hands UMAP exact neighbours (:func:`stemfuse_hs.clustering.embed.fit_umap`)
+    and needs pynndescent only for a searchable model (the subsample path of
+    large scans) or a metric umap-learn lacks. While umap-learn is
+    imported, stand-ins take the place of the three names it imports from
+    pynndescent; the first call, ``isinstance`` check or lookup through one
+    of them imports pynndescent and puts the real names in ``umap.umap_``.
+    Nothing else changes: the stand-ins leave ``sys.modules`` once umap is
+    imported, and where umap or pynndescent was imported before (by the
+    user), this is a plain ``import umap``.
+
+    Returns
+    -------
+    module
+        ``umap``.
+
+    Examples
+    --------
+    >>> umap = import_umap()
+    >>> umap.UMAP.__name__
+    'UMAP'
+    """
+    import sys
+    import types
+
+    if "umap.umap_" in sys.modules or any(name in sys.modules for name in PYNNDESCENT_MODULES):
+        import umap
+
+        return umap
+    stand_ins = {name: types.ModuleType(name) for name in PYNNDESCENT_MODULES}
+    stand_ins["pynndescent"].distances = stand_ins["pynndescent.distances"]
+    stand_ins["pynndescent"].sparse = stand_ins["pynndescent.sparse"]
+    for module_name, name, alias in _PYNNDESCENT_NAMES:
+        value = _DeferredNNDescent if name == "NNDescent" else _DeferredMapping(alias)
+        setattr(stand_ins[module_name], name, value)
+    sys.modules.update(stand_ins)
+    try:
+        import umap
+    finally:
+        for name, module in stand_ins.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
+    return umap
+
+
 #: umap-learn functions compiled without ``cache=True`` (module, name): in
 #: every fresh process numba compiled them again, about 25 s of one core on
 #: a tiny scan (most of the ``stemfuse demo``). :func:`cache_umap_compilation`
@@ -585,6 +703,7 @@ def cache_umap_compilation():
 
     if "replaced" in _UMAP_CACHED:
         return _UMAP_CACHED["replaced"]
+    import_umap()
     replaced = []
     for module_name, name in UMAP_UNCACHED:
         module = importlib.import_module(module_name)
@@ -631,7 +750,8 @@ def _umap_pairwise_kernel():
     global _umap_euclidean
     if "pairwise" not in _UMAP_CACHED:
         import numba
-        from umap.distances import euclidean
+
+        euclidean = import_umap().distances.euclidean
 
         # A module global, not a closure variable: numba's cache index hashes
         # a closure's pickled contents, which differ between processes.

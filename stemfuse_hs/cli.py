@@ -999,8 +999,9 @@ def _cmd_report(args):
 # --------------------------------------------------------------------------
 # Run in a second process while the first reads or generates data: on a
 # fresh install, a small densMAP fit through stemfuse_hs compiles (and
-# caches on disk) umap-learn's numba functions, about 25 s of one core
-# (stemfuse_hs._kernels.cache_umap_compilation); compiled alongside, the
+# caches on disk) umap-learn's numba functions, about 13 s of one core on
+# an AMD EPYC (stemfuse_hs._kernels.cache_umap_compilation; pynndescent,
+# which would add 22 s, is not imported: _kernels.import_umap); compiled alongside, the
 # main process finds them cached when it reaches the clustering. It then
 # writes a warm record (stemfuse_hs._warm_cache), and later commands that
 # find the record valid start no second process: with the cache warm, the

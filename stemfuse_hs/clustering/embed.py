@@ -404,24 +404,27 @@ def small_scan_neighbors(points, n_neighbors):
     callable, one call per pair: 4.4 s of a 32 x 48 scan's 1,536 positions
     (1.2 million pairs), against 0.08 s for the same compiled function in
     one compiled loop (:func:`stemfuse_hs._kernels.umap_pairwise_euclidean`).
-    The neighbours are then ranked by umap-learn's own ``fast_knn_indices``,
-    as it ranks them: the same neighbours and distances, so the same
-    embedding as without them.
+    The neighbours are then ranked as umap-learn's ``fast_knn_indices``
+    ranks them, by a stable sort of each row (its numba mergesort, compiled
+    in parallel: 7.5 s of a first run; numpy's stable sort gives the same
+    unique order): the same neighbours and distances, so the same embedding
+    as without them.
 
     Returns
     -------
     indices : numpy.ndarray
-        ``(n, n_neighbors)`` int64.
+        ``(n, n_neighbors)`` int32, as umap-learn's.
     distances : numpy.ndarray
         ``(n, n_neighbors)`` float32.
     """
-    import umap.umap_
-
     from .._kernels import cache_umap_compilation, umap_pairwise_euclidean
 
     cache_umap_compilation()
     matrix = umap_pairwise_euclidean(points)
-    indices = umap.umap_.fast_knn_indices(matrix, n_neighbors)
+    indices = np.empty((matrix.shape[0], n_neighbors), dtype=np.int32)
+    for start in range(0, matrix.shape[0], 512):
+        rows = matrix[start : start + 512]
+        indices[start : start + 512] = np.argsort(rows, axis=1, kind="stable")[:, :n_neighbors]
     distances = matrix[np.arange(matrix.shape[0])[:, None], indices].copy()
     return indices, distances
 
@@ -453,7 +456,10 @@ def _umap_class():
     """``umap.UMAP`` whose densMAP reads the neighbour distances from :class:`_EdgeDistances`."""
     if not _UMAP_CLASS:
         import scipy.sparse
-        import umap
+
+        from .._kernels import import_umap
+
+        umap = import_umap()
 
         class UMAP(umap.UMAP):
             def _fit_embed_data(self, X, n_epochs, init, random_state, **kwargs):
@@ -502,8 +508,6 @@ def fit_umap(points, *, random_state=None, n_jobs=-1, searchable=False, **umap_p
     embedding : numpy.ndarray
         ``(n, n_components)`` float32.
     """
-    import umap
-
     from .._kernels import cache_umap_compilation
 
     cache_umap_compilation()

@@ -270,8 +270,12 @@ def _transform(model, points):
     if getattr(model, "output_metric", "euclidean") != "euclidean":
         return model.transform(points)
     from sklearn.utils import check_random_state as sk_random_state
-    from umap.layouts import optimize_layout_euclidean
-    from umap.umap_ import INT32_MAX, INT32_MIN, make_epochs_per_sample
+
+    from .._kernels import import_umap
+
+    umap = import_umap()
+    optimize_layout_euclidean = umap.layouts.optimize_layout_euclidean
+    INT32_MAX, INT32_MIN, make_epochs_per_sample = umap.umap_.INT32_MAX, umap.umap_.INT32_MIN, umap.umap_.make_epochs_per_sample
 
     graph = transform_graph(model, points).tocoo()
     fitted = np.asarray(model.embedding_, dtype=np.float32)

@@ -130,6 +130,8 @@ def test_small_scan_neighbors_are_umaps():
 
     rng = np.random.default_rng(1)
     x = rng.normal(size=(200, 9)).astype(np.float32)
+    # Duplicated points: exact ties, which both stable sorts order alike.
+    x = np.concatenate([x, x[:40], x[:10]])
     indices, distances, _ = umap.umap_.nearest_neighbors(
         pairwise_distances(x, metric=umap.distances.euclidean), 10, "precomputed", {}, False, None
     )
@@ -156,3 +158,41 @@ def test_cache_umap_compilation_is_idempotent_and_caches():
     assert serial.py_func.__qualname__ != parallel.py_func.__qualname__
     assert serial.targetoptions.get("parallel") is False
     assert parallel.targetoptions.get("parallel") is True
+
+
+DEFERRED_PYNNDESCENT_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, warnings
+    warnings.simplefilter("ignore")
+    import numpy as np
+    from stemfuse_hs.clustering.embed import fit_umap
+    rng = np.random.default_rng(0)
+    kwargs = dict(random_state=0, n_components=2, n_neighbors=10, n_epochs=5, init="random")
+    fit_umap(rng.normal(size=(300, 4)).astype(np.float32), **kwargs)
+    fit_umap(rng.normal(size=(4200, 4)).astype(np.float32), **kwargs)  # exact neighbours handed over
+    import umap.umap_
+    out = {"imported": "pynndescent" in sys.modules, "left": sorted(n for n in sys.modules if n.startswith("pynndescent"))}
+    stand_in = umap.umap_.NNDescent
+    out["not_an_index"] = isinstance(object(), stand_in)
+    # A metric only pynndescent names: the lookup imports it and puts its names in umap-learn.
+    out["hamming"] = "hamming" in umap.umap_.pynn_named_distances
+    import pynndescent
+    out["real_names"] = [
+        umap.umap_.NNDescent is pynndescent.NNDescent,
+        umap.umap_.pynn_named_distances is pynndescent.distances.named_distances,
+        umap.umap_.pynn_sparse_named_distances is pynndescent.sparse.sparse_named_distances,
+        getattr(sys.modules["pynndescent"], "__file__", None) is not None,
+    ]
+    print(json.dumps(out))
+    """
+)
+
+
+def test_pynndescent_is_imported_only_when_umap_learn_uses_it():
+    """Fits on handed-over neighbours never import pynndescent; the first use through umap-learn gets the real one.
+
+    (A searchable fit, which builds pynndescent's index through the same
+    names, is tested in ``test_subsample.py``.)
+    """
+    out = _results(_start(DEFERRED_PYNNDESCENT_SCRIPT))[0]
+    assert out == {"imported": False, "left": [], "not_an_index": False, "hamming": True, "real_names": [True] * 4}
