@@ -16,6 +16,12 @@ if _WORKER:
     _tag = hashlib.sha1(sys.executable.encode()).hexdigest()[:10]
     _base = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(tempfile.gettempdir(), f"stemfuse-tests-numba-{_tag}")
     os.environ["NUMBA_CACHE_DIR"] = os.path.join(_base, _WORKER)
+    # One process per core: numba's threads (the parallel UMAP layout) get
+    # the cores divided among the workers. Two workers of two threads each
+    # on two cores made the layout's many short parallel steps wait on one
+    # another (the suite ran at about half its speed).
+    _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    os.environ.setdefault("NUMBA_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, _workers))))
     if "numba" in sys.modules:
         sys.modules["numba"].config.reload_config()
 

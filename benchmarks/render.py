@@ -20,12 +20,26 @@ LARGE_TARGET_SHAPE = [256, 256, 256, 256]
 # ---------------------------------------------------------------------------
 # Formatting
 # ---------------------------------------------------------------------------
+def _layout_sentence(layout):
+    """How each side optimised the layout, for the speed-up paragraph."""
+    if layout == "parallel":
+        return (
+            "Both seed UMAP densMAP with 0 on the same number of positions: the reference with umap-learn's "
+            "layout, single-threaded when seeded; stemfuse_hs with its parallel layout "
+            "(`layout=\"parallel\"`, stemfuse_hs.clustering.layout: the same objective on every thread, the "
+            "same result on any number of them); "
+        )
+    return (
+        "Both run UMAP densMAP seeded (which makes umap-learn single-threaded) on the same number of positions; "
+    )
+
+
 def _epochs_sentence(epochs):
     """What the two sides' layout epochs are, for the speed-up paragraph."""
     if epochs is None:
         return (
             "both with umap-learn's default epochs, so the layout optimisation, the same work on both sides, bounds "
-            "the end-to-end speed-up (Amdahl)."
+            "the end-to-end speed-up (Amdahl) unless it runs on more threads."
         )
     return (
         f"the reference with umap-learn's default layout epochs (700 with densMAP up to 10,000 positions), "
@@ -300,12 +314,12 @@ def render_side_by_side(entry):
         sentences.append(
             f"Without the embedding, the other stages together take {_s(rest_ref)} s in the reference and "
             f"{_s(rest_new)} s in stemfuse_hs ({_speed(rest_ref / rest_new)}); the embedding itself takes "
-            f"{_s(embed_ref['wall_s'])} s and {_s(embed_new['wall_s'])} s. Both run UMAP densMAP seeded (which "
-            "makes umap-learn single-threaded) on the same number of positions; "
+            f"{_s(embed_ref['wall_s'])} s and {_s(embed_new['wall_s'])} s. "
+            + _layout_sentence((entry["stemfuse"].get("cluster_parameters") or {}).get("layout"))
             + _epochs_sentence(entry["stemfuse"].get("layout_epochs"))
             + " The reference searches the neighbours approximately in all its features (UMAP's nearest-neighbour "
-            "descent), stemfuse_hs exactly (float32 matrix products in blocks, candidates ranked on float64 "
-            "distances)."
+            "descent), stemfuse_hs exactly (float32 products for one half of the symmetric distance matrix, in "
+            "strips; candidates ranked on float64 distances)."
         )
     slower = [
         f"{stage} ({_x(n['cpu_s'] / r['cpu_s'])} the reference's CPU time)"
@@ -809,7 +823,8 @@ COMPARED = """\
   descan and low EDS counts), generated once per run and loaded by both,
   each side in its own process after a warm-up that compiles UMAP's and
   HDBSCAN's numba code. Both seed UMAP with 0 (which makes umap-learn
-  single-threaded on both sides). Peak memory is the process's resident set
+  single-threaded; stemfuse_hs's default parallel layout runs on every
+  thread, with the same result on any number of them). Peak memory is the process's resident set
   size sampled every 10 ms by a background thread (tracemalloc misses what
   numpy, BLAS, numba and dask threads allocate); the in-memory data is
   included.

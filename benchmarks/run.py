@@ -292,7 +292,7 @@ def worker_stemfuse(directory, repeat):
         "cluster_parameters": {
             key: labels.metadata.get_item(f"Clustering.parameters.{key}")
             for key in ("merge_threshold", "min_cluster_size", "cluster_selection_method", "metric", "densmap",
-                        "max_fit_positions", "backend", "fit")
+                        "layout", "max_fit_positions", "backend", "fit")
         },
         "read_once": read_once,
         "layout_epochs": _layout_epochs(label_array.size),

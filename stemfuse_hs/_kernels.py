@@ -729,21 +729,51 @@ def cache_umap_compilation():
         for module_name, name in UMAP_UNCACHED:
             if module_name == "umap.layouts" and name in scope:
                 scope[name] = getattr(layouts, name)
-        umap_.optimize_layout_euclidean = copy
+        umap_.optimize_layout_euclidean = _layout_switch(copy)
         replaced.append("umap.umap_.optimize_layout_euclidean")
     _UMAP_CACHED["replaced"] = tuple(replaced)
     return _UMAP_CACHED["replaced"]
 
 
+def _layout_switch(umap_layout):
+    """umap-learn's layout driver, or the parallel layout for fits inside ``parallel_layout``."""
+    import functools
+
+    @functools.wraps(umap_layout)
+    def optimize_layout_euclidean(head_embedding, tail_embedding, head, tail, n_epochs, *args, **kwargs):
+        from .clustering.layout import fits_in_parallel
+        from .clustering.layout import optimize_layout_euclidean as parallel_layout
+
+        threads = fits_in_parallel()
+        if threads is not None and head_embedding is tail_embedding and kwargs.get("move_other"):
+            if not isinstance(n_epochs, list):
+                kwargs.pop("parallel", None)
+                return parallel_layout(
+                    head_embedding, tail_embedding, head, tail, n_epochs, *args, n_threads=threads, **kwargs
+                )
+        return umap_layout(head_embedding, tail_embedding, head, tail, n_epochs, *args, **kwargs)
+
+    return optimize_layout_euclidean
+
+
 def cached_umap_dispatchers():
-    """The numba functions :func:`cache_umap_compilation` (and the pairwise kernel) made, compiled or not.
+    """The numba functions of umap-learn's fits: those :func:`cache_umap_compilation` made, and the parallel layout's.
+
+    The first, compiled or not, with the pairwise kernel; the parallel
+    layout's (:mod:`stemfuse_hs.clustering.layout`) once compiled.
 
     Returns
     -------
     list
         numba dispatchers with ``cache=True``; empty before any was made.
     """
-    return [value for value in _UMAP_CACHED.values() if hasattr(value, "py_func") and hasattr(value, "signatures")]
+    import sys
+
+    dispatchers = [v for v in _UMAP_CACHED.values() if hasattr(v, "py_func") and hasattr(v, "signatures")]
+    layout = sys.modules.get("stemfuse_hs.clustering.layout")
+    if layout is not None:  # the parallel layout's kernels, once a fit used them
+        dispatchers += [kernel for kernel in layout.compiled_kernels() if kernel.signatures]
+    return dispatchers
 
 
 def _umap_pairwise_kernel():

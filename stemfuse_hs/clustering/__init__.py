@@ -3,7 +3,8 @@
 One stage a module: :mod:`.scan` (a scan's feature matrix to its label
 map's arrays: :func:`cluster_scan`, what ``FusedSTEMSignal.cluster`` runs),
 :mod:`.embed_and_cluster` (UMAP, HDBSCAN and the merge on one matrix),
-:mod:`.embed`, :mod:`.cluster`, :mod:`.subsample`, :mod:`.separability`
+:mod:`.embed` (with :mod:`.layout`, UMAP's layout on every thread),
+:mod:`.cluster`, :mod:`.subsample`, :mod:`.separability`
 (density valleys and the per-block separation of clusters), :mod:`.means`,
 :mod:`.stability` and :mod:`.phases`. The parameters, their defaults and
 their constraints are :mod:`stemfuse_hs.cluster_parameters`.

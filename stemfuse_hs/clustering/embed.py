@@ -136,7 +136,17 @@ def reuse_embeddings():
 
 
 def check_embed_parameters(
-    *, n_components, n_neighbors, min_dist, metric, densmap, pca_components, random_state, n_jobs, verbose=False
+    *,
+    n_components,
+    n_neighbors,
+    min_dist,
+    metric,
+    densmap,
+    pca_components,
+    random_state,
+    n_jobs,
+    layout=CLUSTER_DEFAULTS["layout"],
+    verbose=False,
 ):
     """Validate :func:`embed`'s parameters without embedding anything: the spec's checks.
 
@@ -158,7 +168,7 @@ def check_embed_parameters(
 
 #: The clustering parameters the embedding takes.
 EMBED_PARAMETERS = (
-    "n_components", "n_neighbors", "min_dist", "metric", "densmap", "pca_components", "random_state", "n_jobs"
+    "n_components", "n_neighbors", "min_dist", "metric", "densmap", "layout", "pca_components", "random_state", "n_jobs"
 )
 
 
@@ -178,15 +188,18 @@ def embed(matrix, *, verbose=False, **parameters):
     min_dist : float, default 0.0
     metric : {"euclidean", "chebyshev", "manhattan", "cosine", "correlation"}
     densmap : bool, default True
+    layout : {"umap-learn", "parallel"}, default "umap-learn"
+        The layout optimisation (:mod:`stemfuse_hs.clustering.layout`).
     pca_components : int, optional
         Reduce to this many principal components before UMAP when the
         matrix has more features and the metric is euclidean: faster, but
         see the module notes for what it cost on a large scan. None (the
         default) embeds the features as they are, as the method does.
     random_state : int, optional
-        Seed: repeatable runs (UMAP then uses one thread).
+        Seed: repeatable runs (umap-learn then uses one thread; the
+        parallel layout keeps ``n_jobs``).
     n_jobs : int, default -1
-        Threads when no seed is set.
+        Threads of the parallel layout, and of all of umap-learn when no seed is set.
     verbose : bool, default False
 
     Returns
@@ -364,18 +377,7 @@ def nearest_neighbors(points, n_neighbors):
     # would swamp the differences between neighbours.
     centred = points - points.mean(axis=0, dtype=np.float64).astype(np.float32)
     norms = np.einsum("ij,ij->i", centred, centred)
-    block = max(1, KNN_BLOCK_BYTES // (4 * n))
-    candidates = np.empty((n, n_candidates), dtype=np.int64)
-    for start in range(0, n, block):
-        stop = min(n, start + block)
-        squared = centred[start:stop] @ centred.T
-        squared *= -2.0
-        squared += norms[start:stop, None]
-        squared += norms[None, :]
-        if n_candidates < n:
-            candidates[start:stop] = np.argpartition(squared, n_candidates - 1, axis=1)[:, :n_candidates]
-        else:
-            candidates[start:stop] = np.arange(n)
+    candidates = _candidate_neighbors(centred, norms, n_candidates)
     del centred
     exact = pair_distances(points, np.arange(n), candidates)
     # Nearest first, ties by index: the same order whatever the partition gave.
@@ -394,6 +396,49 @@ def nearest_neighbors(points, n_neighbors):
     indices = np.concatenate([own[:, None], other_indices], axis=1)
     distances = np.concatenate([np.zeros((n, 1)), other_distances], axis=1)
     return indices, distances.astype(np.float32)
+
+
+def _candidate_neighbors(centred, norms, n_candidates):
+    """Each row's ``n_candidates`` nearest rows by float32 squared distances (itself included).
+
+    The distance matrix is symmetric: it is computed in strips of rows
+    against the rows from the strip on (about half the products of the
+    whole matrix), and each strip hands its columns' candidates on to the
+    rows of the later strips, which merge them with their own.
+    """
+    n = centred.shape[0]
+    if n_candidates >= n:
+        return np.broadcast_to(np.arange(n), (n, n)).copy()
+    best = np.full((n, n_candidates), np.inf, dtype=np.float32)
+    best_index = np.zeros((n, n_candidates), dtype=np.int64)
+
+    def merge(rows, squared, columns):
+        # Keep the n_candidates smallest of the rows' current and new candidates.
+        width = min(n_candidates, squared.shape[1])
+        if width < squared.shape[1]:
+            part = np.argpartition(squared, width - 1, axis=1)[:, :width]
+            squared, columns = np.take_along_axis(squared, part, axis=1), columns[part]
+        else:
+            columns = np.broadcast_to(columns, squared.shape)
+        pooled = np.concatenate([best[rows], squared], axis=1)
+        pooled_index = np.concatenate([best_index[rows], columns], axis=1)
+        keep = np.argpartition(pooled, n_candidates - 1, axis=1)[:, :n_candidates]
+        best[rows] = np.take_along_axis(pooled, keep, axis=1)
+        best_index[rows] = np.take_along_axis(pooled_index, keep, axis=1)
+
+    # Rows per strip: a strip of distances of at most KNN_BLOCK_BYTES / 2
+    # (and its transpose), and at least 8 strips where n allows.
+    block = max(n_candidates, min(KNN_BLOCK_BYTES // (8 * n), -(-n // 8)))
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        squared = centred[start:stop] @ centred[start:].T
+        squared *= -2.0
+        squared += norms[start:stop, None]
+        squared += norms[None, start:]
+        merge(slice(start, stop), squared, np.arange(start, n))
+        if stop < n:
+            merge(slice(stop, n), np.ascontiguousarray(squared[:, stop - start :].T), np.arange(start, stop))
+    return best_index
 
 
 def small_scan_neighbors(points, n_neighbors):
@@ -479,7 +524,7 @@ def _umap_class():
     return _UMAP_CLASS[0]
 
 
-def fit_umap(points, *, random_state=None, n_jobs=-1, searchable=False, **umap_params):
+def fit_umap(points, *, random_state=None, n_jobs=-1, searchable=False, layout="umap-learn", **umap_params):
     """Fit UMAP to ``points``: the one place a UMAP model is made.
 
     Parameters
@@ -487,9 +532,9 @@ def fit_umap(points, *, random_state=None, n_jobs=-1, searchable=False, **umap_p
     points : numpy.ndarray
         ``(n, d)`` float32, already reduced (:func:`reduce_dimensions`).
     random_state : int, optional
-        Seed; UMAP then runs on one thread.
+        Seed; umap-learn then runs on one thread (the parallel layout keeps ``n_jobs``).
     n_jobs : int, default -1
-        Threads when no seed is given.
+        Threads of the parallel layout (-1: numba's), and of umap-learn when no seed is given.
     searchable : bool, default False
         Keep UMAP's own nearest-neighbour search index, which ``transform``
         needs for new points. Otherwise the euclidean neighbours of at
@@ -497,6 +542,11 @@ def fit_umap(points, *, random_state=None, n_jobs=-1, searchable=False, **umap_p
         (:func:`nearest_neighbors`) and handed to UMAP, up to
         ``EXACT_NEIGHBORS_MAX_WORK``; below, those umap-learn would find
         itself (:func:`small_scan_neighbors`).
+    layout : {"umap-learn", "parallel"}, default "umap-learn"
+        ``"parallel"``: the layout is optimised by
+        :func:`stemfuse_hs.clustering.layout.optimize_layout_euclidean` on
+        ``n_jobs`` threads, the same on any number of them;
+        ``"umap-learn"``: by umap-learn itself.
     **umap_params
         ``n_components``, ``n_neighbors``, ``min_dist``, ``metric``,
         ``densmap`` and any other ``umap.UMAP`` argument.
@@ -535,7 +585,7 @@ def fit_umap(points, *, random_state=None, n_jobs=-1, searchable=False, **umap_p
     params.setdefault("init", "spectral" if n > n_components + 2 else "random")
     params.setdefault("n_epochs", layout_epochs(n))
     reducer = _umap_class()(random_state=random_state, n_jobs=1 if random_state is not None else n_jobs, **params)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _layout_context(layout, n_jobs):
         warnings.filterwarnings("ignore", message=".*n_jobs value.*overridden.*")
         warnings.filterwarnings("ignore", message=".*Graph is not fully connected.*")
         warnings.filterwarnings("ignore", message=".*precomputed_knn.*")
@@ -543,6 +593,19 @@ def fit_umap(points, *, random_state=None, n_jobs=-1, searchable=False, **umap_p
     if searchable and "precomputed_knn" in params and n < EXACT_NEIGHBORS_MIN_POSITIONS:
         small_data_model(reducer)
     return reducer, np.asarray(embedding, dtype=np.float32)
+
+
+@contextlib.contextmanager
+def _layout_context(layout, n_jobs):
+    """Within the block, UMAP fits optimise their layout as ``layout`` says (see :func:`fit_umap`)."""
+    if layout == "umap-learn":
+        yield
+        return
+    from .._validation import check_n_jobs
+    from .layout import parallel_layout
+
+    with parallel_layout(check_n_jobs(n_jobs)):
+        yield
 
 
 def small_data_model(reducer):
@@ -562,7 +625,18 @@ def small_data_model(reducer):
 
 
 def _run_umap(
-    matrix, *, n_components, n_neighbors, min_dist, metric, densmap, pca_components, random_state, n_jobs, verbose
+    matrix,
+    *,
+    n_components,
+    n_neighbors,
+    min_dist,
+    metric,
+    densmap,
+    layout,
+    pca_components,
+    random_state,
+    n_jobs,
+    verbose,
 ):
     points = reduce_dimensions(matrix, effective_pca_components(pca_components, metric), random_state)
     _, embedding = fit_umap(
@@ -574,6 +648,7 @@ def _run_umap(
         min_dist=min_dist,
         metric=metric,
         densmap=densmap,
+        layout=layout,
         verbose=verbose,
     )
     return embedding

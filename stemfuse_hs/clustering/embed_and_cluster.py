@@ -227,6 +227,7 @@ def _cluster_on_gpu(matrix, umap_kwargs, hdbscan_kwargs, random_state, min_membe
     n = matrix.shape[0]
     kwargs = dict(umap_kwargs)
     densmap = kwargs.pop("densmap")
+    kwargs.pop("layout", None)  # cuML lays out on the GPU
     if densmap:
         warnings.warn("backend='cuml': cuML's UMAP has no densMAP; using plain UMAP.", UserWarning, stacklevel=4)
     embedding = np.asarray(UMAP(random_state=random_state, **kwargs).fit_transform(matrix), dtype=np.float32)

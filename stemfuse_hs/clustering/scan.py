@@ -245,6 +245,7 @@ def cluster_scan(
         "min_dist": float(params.min_dist),
         "metric": params.metric,
         "densmap": bool(params.densmap),
+        "layout": params.layout,
         # As used: principal components only with the euclidean metric.
         "pca_components": -1
         if effective_pca_components(params.pca_components, params.metric) is None

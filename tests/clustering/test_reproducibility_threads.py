@@ -31,7 +31,14 @@ CLUSTER_SCRIPT = textwrap.dedent(
         scan = synthetic_scan(scenario, size="tiny", seed=0, lazy=False)
         fused = stemfuse_hs.fuse(scan.dp, scan.eds, show_progressbar=False)
         labels[scenario] = np.asarray(fused.cluster(random_state=0, show_progressbar=False).data).ravel().tolist()
-    print(json.dumps({"threads": threads, "labels": labels}))
+    # The parallel layout alone, bit for bit.
+    from stemfuse_hs.clustering.embed import fit_umap
+    rng = np.random.default_rng(3)
+    x = np.vstack([rng.normal(0, 1, (200, 12)), rng.normal(5, 1, (200, 12))]).astype(np.float32)
+    e = fit_umap(x, random_state=0, n_components=3, n_neighbors=10, min_dist=0.0, densmap=True, n_epochs=80,
+                 layout="parallel")[1]
+    bits = np.asarray(e, dtype=np.float32).ravel().view(np.uint32).tolist()
+    print(json.dumps({"threads": threads, "labels": labels, "layout": bits}))
     """
 )
 
@@ -50,7 +57,7 @@ PLAIN_UMAP_SCRIPT = textwrap.dedent(
         e = umap.UMAP(random_state=0, n_jobs=1, init="spectral", **kwargs).fit_transform(x)
     else:
         from stemfuse_hs.clustering.embed import fit_umap
-        e = fit_umap(x, random_state=0, **kwargs)[1]
+        e = fit_umap(x, random_state=0, layout="umap-learn", **kwargs)[1]
     print(json.dumps(np.asarray(e, dtype=np.float32).ravel().view(np.uint32).tolist()))
     """
 )
@@ -85,7 +92,7 @@ def _results(*processes):
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores to run two threads")
 def test_labels_equal_with_one_and_two_threads():
-    """numba's and the BLAS's thread counts change no label.
+    """numba's and the BLAS's thread counts change no label, and not one bit of the parallel layout.
 
     Before the block statistics of fuse ran on one BLAS thread, the tiny
     four_phases labels differed between OpenBLAS 1 and 2 threads (a scale
@@ -100,10 +107,14 @@ def test_labels_equal_with_one_and_two_threads():
         moved = int(np.count_nonzero(first != second))
         assert moved == 0, f"{scenario}: {moved} of {first.size} labels differ"
         assert len(set(first.tolist()) - {-1}) >= 2
+    assert np.count_nonzero(np.array(one["layout"]) != np.array(two["layout"])) == 0
 
 
 def test_fit_umap_equals_plain_umap_learn_bit_for_bit():
-    """Cached compilations and the compiled small-scan neighbours give umap-learn's own embedding."""
+    """Cached compilations and the compiled small-scan neighbours give umap-learn's own embedding.
+
+    With ``layout="umap-learn"``: the default parallel layout is not umap-learn's bit for bit.
+    """
     ours, plain = map(np.array, _results(_start(PLAIN_UMAP_SCRIPT, "stemfuse"), _start(PLAIN_UMAP_SCRIPT, "plain")))
     assert np.count_nonzero(ours != plain) == 0
 
