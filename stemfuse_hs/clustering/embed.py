@@ -96,6 +96,9 @@ PCA_MAX_FIT_ROWS = 20_000
 PROJECTION_CHUNK_ROWS = 4096
 #: Bytes of one block of float32 distances in the exact neighbour search.
 KNN_BLOCK_BYTES = 64 * 2**20
+#: Most strips of the symmetric distance matrix (:func:`_candidate_neighbors`);
+#: beyond (over about 32,000 positions) whole rows are compared, block by block.
+KNN_MAX_STRIPS = 128
 
 # Set only inside ``reuse_embeddings``: {key: embedding} and the counts.
 _CACHE = contextvars.ContextVar("stemfuse_embedding_cache", default=None)
@@ -404,7 +407,9 @@ def _candidate_neighbors(centred, norms, n_candidates):
     The distance matrix is symmetric: it is computed in strips of rows
     against the rows from the strip on (about half the products of the
     whole matrix), and each strip hands its columns' candidates on to the
-    rows of the later strips, which merge them with their own.
+    rows of the later strips, which merge them with their own. Where that
+    would take more than ``KNN_MAX_STRIPS`` strips, blocks of rows are
+    compared with every row instead.
     """
     n = centred.shape[0]
     if n_candidates >= n:
@@ -429,6 +434,17 @@ def _candidate_neighbors(centred, norms, n_candidates):
     # Rows per strip: a strip of distances of at most KNN_BLOCK_BYTES / 2
     # (and its transpose), and at least 8 strips where n allows.
     block = max(n_candidates, min(KNN_BLOCK_BYTES // (8 * n), -(-n // 8)))
+    if -(-n // block) > KNN_MAX_STRIPS:
+        # Each strip hands candidates on to every later row: with many thin
+        # strips that costs more than the products it saves.
+        block = max(1, KNN_BLOCK_BYTES // (4 * n))
+        for start in range(0, n, block):
+            squared = centred[start : start + block] @ centred.T
+            squared *= -2.0
+            squared += norms[start : start + block, None]
+            squared += norms[None, :]
+            best_index[start : start + block] = np.argpartition(squared, n_candidates - 1, axis=1)[:, :n_candidates]
+        return best_index
     for start in range(0, n, block):
         stop = min(n, start + block)
         squared = centred[start:stop] @ centred[start:].T

@@ -125,16 +125,20 @@ def test_exact_neighbours_are_handed_to_umap_past_its_small_data_size(monkeypatc
     np.testing.assert_allclose(np.sort(d, axis=1)[:, :10], expected_distances[:5], rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("strip_bytes", [None, 200_000])
-def test_exact_neighbours_match_float64_brute_force_far_from_the_origin(strip_bytes, monkeypatch):
+@pytest.mark.parametrize(("strip_bytes", "max_strips"), [(None, None), (200_000, None), (200_000, 8)])
+def test_exact_neighbours_match_float64_brute_force_far_from_the_origin(strip_bytes, max_strips, monkeypatch):
     """Candidates from float32 products are re-ranked exactly: large offsets do not reorder neighbours.
 
-    Small strips of the distance matrix (200 kB: 16 rows each) hand most candidates on between strips.
+    Small strips of the distance matrix (200 kB: 16 rows each) hand most candidates on between strips;
+    with at most 8 strips allowed, blocks of rows are compared with every row instead.
     """
     from stemfuse_hs.clustering.embed import nearest_neighbors
 
+    embed_module = importlib.import_module("stemfuse_hs.clustering.embed")
     if strip_bytes is not None:
-        monkeypatch.setattr(importlib.import_module("stemfuse_hs.clustering.embed"), "KNN_BLOCK_BYTES", strip_bytes)
+        monkeypatch.setattr(embed_module, "KNN_BLOCK_BYTES", strip_bytes)
+    if max_strips is not None:
+        monkeypatch.setattr(embed_module, "KNN_MAX_STRIPS", max_strips)
     rng = np.random.default_rng(1)
     x = (rng.normal(size=(1500, 40)) + 300.0).astype(np.float32)
     indices, distances = nearest_neighbors(x, 10)
