@@ -614,7 +614,7 @@ def fit_umap(points, *, random_state=None, n_jobs=-1, searchable=False, layout="
 @contextlib.contextmanager
 def _layout_context(layout, n_jobs):
     """Within the block, UMAP fits optimise their layout as ``layout`` says (see :func:`fit_umap`)."""
-    if layout == "umap-learn":
+    if CLUSTER_PARAMETERS["layout"].check(layout) == "umap-learn":
         yield
         return
     from .._validation import check_n_jobs

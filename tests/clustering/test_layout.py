@@ -54,3 +54,8 @@ def test_parallel_layout_refuses_a_transform():
         layout_module.optimize_layout_euclidean(
             layout, layout.copy(), np.array([0]), np.array([1]), 5, 3, np.ones(1), 1.0, 1.0, np.array([1, 2, 3])
         )
+
+
+def test_fit_umap_refuses_an_unknown_layout(blobs):
+    with pytest.raises(ValueError, match="layout='fast' is not one of"):
+        fit_umap(blobs[0], random_state=0, layout="fast", **KWARGS)
