@@ -204,7 +204,11 @@ def warm_up():
     # stemfuse_hs's own compiled kernels (loaded from numba's cache, or
     # compiled once after an install or an edit of the kernels).
     from stemfuse_hs import _kernels
+    from stemfuse_hs.clustering.embed import fit_umap
     from stemfuse_hs.features.sdt import sdt
+
+    # The package's own fit: its exact neighbours and its parallel layout.
+    fit_umap(x, random_state=0, densmap=True, n_neighbors=10, min_dist=0.0, n_components=3, n_epochs=20)
 
     sdt(rng.poisson(3.0, size=(4, 5, 8, 8)).astype(np.uint16))
     _kernels.weighted_moments(rng.poisson(3.0, size=(6, 8)).astype(np.uint16), np.ones((6, 2)))

@@ -191,7 +191,7 @@ def embed(matrix, *, verbose=False, **parameters):
     min_dist : float, default 0.0
     metric : {"euclidean", "chebyshev", "manhattan", "cosine", "correlation"}
     densmap : bool, default True
-    layout : {"umap-learn", "parallel"}, default "umap-learn"
+    layout : {"parallel", "umap-learn"}, default "parallel"
         The layout optimisation (:mod:`stemfuse_hs.clustering.layout`).
     pca_components : int, optional
         Reduce to this many principal components before UMAP when the
@@ -540,7 +540,9 @@ def _umap_class():
     return _UMAP_CLASS[0]
 
 
-def fit_umap(points, *, random_state=None, n_jobs=-1, searchable=False, layout="umap-learn", **umap_params):
+def fit_umap(
+    points, *, random_state=None, n_jobs=-1, searchable=False, layout=CLUSTER_DEFAULTS["layout"], **umap_params
+):
     """Fit UMAP to ``points``: the one place a UMAP model is made.
 
     Parameters
@@ -558,7 +560,7 @@ def fit_umap(points, *, random_state=None, n_jobs=-1, searchable=False, layout="
         (:func:`nearest_neighbors`) and handed to UMAP, up to
         ``EXACT_NEIGHBORS_MAX_WORK``; below, those umap-learn would find
         itself (:func:`small_scan_neighbors`).
-    layout : {"umap-learn", "parallel"}, default "umap-learn"
+    layout : {"parallel", "umap-learn"}, default "parallel"
         ``"parallel"``: the layout is optimised by
         :func:`stemfuse_hs.clustering.layout.optimize_layout_euclidean` on
         ``n_jobs`` threads, the same on any number of them;

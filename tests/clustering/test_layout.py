@@ -1,4 +1,4 @@
-"""The parallel layout (``layout="parallel"``): used by fits that ask for it, on ``n_jobs`` threads."""
+"""The parallel layout (``layout="parallel"``, the default): used by fits on ``n_jobs`` threads; ``"umap-learn"`` opts out."""
 
 import numpy as np
 import pytest
@@ -31,7 +31,7 @@ def test_fits_lay_out_in_parallel_on_n_jobs_threads(blobs, monkeypatch):
 
     monkeypatch.setattr(layout_module, "optimize_layout_euclidean", spy)
     embedding = fit_umap(points, random_state=0, n_jobs=1, layout="parallel", **KWARGS)[1]
-    fit_umap(points, random_state=0, layout="parallel", **KWARGS)
+    fit_umap(points, random_state=0, **KWARGS)
     assert threads == [1, numba.get_num_threads()]
     # It lays the two blobs out apart: each point's nearest other point is in its own blob.
     distances = np.linalg.norm(embedding[:, None] - embedding[None], axis=-1)
@@ -39,13 +39,17 @@ def test_fits_lay_out_in_parallel_on_n_jobs_threads(blobs, monkeypatch):
     assert np.array_equal(truth[distances.argmin(axis=1)], truth)
 
 
-def test_umap_learn_layout_the_default_does_not_use_the_parallel_one(blobs, monkeypatch):
+def test_umap_learn_layout_does_not_use_the_parallel_one(blobs, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the parallel layout ran")
 
     monkeypatch.setattr(layout_module, "optimize_layout_euclidean", refuse)
-    assert fit_umap(blobs[0], random_state=0, **KWARGS)[1].shape == (400, 3)
     assert fit_umap(blobs[0], random_state=0, layout="umap-learn", **KWARGS)[1].shape == (400, 3)
+
+
+def test_default_cluster_lays_out_in_parallel(labels):
+    """``cluster()`` without ``layout`` records the parallel layout (that fits run it: the test above)."""
+    assert labels.metadata.Clustering.parameters.layout == "parallel"
 
 
 def test_parallel_layout_refuses_a_transform():
