@@ -26,7 +26,8 @@ def _layout_sentence(layout):
         return (
             "Both seed UMAP densMAP with 0 on the same number of positions: the reference with umap-learn's "
             "layout, single-threaded when seeded; stemfuse_hs with its parallel layout "
-            "(`layout=\"parallel\"`, stemfuse_hs.clustering.layout: the same objective on every thread, the "
+            "(the default `layout=\"auto\"` runs it from 4,096 fitted positions; stemfuse_hs.clustering.layout: "
+            "the same objective on every thread, the "
             "same result on any number of them); "
         )
     return (
@@ -315,7 +316,10 @@ def render_side_by_side(entry):
             f"Without the embedding, the other stages together take {_s(rest_ref)} s in the reference and "
             f"{_s(rest_new)} s in stemfuse_hs ({_speed(rest_ref / rest_new)}); the embedding itself takes "
             f"{_s(embed_ref['wall_s'])} s and {_s(embed_new['wall_s'])} s. "
-            + _layout_sentence((entry["stemfuse"].get("cluster_parameters") or {}).get("layout"))
+            + _layout_sentence(
+                entry["stemfuse"].get("layout_used")
+                or (entry["stemfuse"].get("cluster_parameters") or {}).get("layout")
+            )
             + _epochs_sentence(entry["stemfuse"].get("layout_epochs"))
             + " The reference searches the neighbours approximately in all its features (UMAP's nearest-neighbour "
             "descent), stemfuse_hs exactly (float32 products for one half of the symmetric distance matrix, in "
@@ -823,8 +827,9 @@ COMPARED = """\
   descan and low EDS counts), generated once per run and loaded by both,
   each side in its own process after a warm-up that compiles UMAP's and
   HDBSCAN's numba code. Both seed UMAP with 0 (which makes umap-learn
-  single-threaded; stemfuse_hs's default parallel layout runs on every
-  thread, with the same result on any number of them). Peak memory is the process's resident set
+  single-threaded; stemfuse_hs's parallel layout, its default from 4,096
+  fitted positions, runs on every thread, with the same result on any
+  number of them). Peak memory is the process's resident set
   size sampled every 10 ms by a background thread (tracemalloc misses what
   numpy, BLAS, numba and dask threads allocate); the in-memory data is
   included.

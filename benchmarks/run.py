@@ -200,6 +200,15 @@ def _layout_epochs(n_positions):
     return None if rule is None else rule(n_positions)
 
 
+def _layout_used(layout, n_positions):
+    """The layout optimisation the fit ran ("auto" resolved by the fit's size), or ``layout`` for older packages."""
+    try:
+        from stemfuse_hs.clustering.embed import resolve_layout
+    except ImportError:  # pragma: no cover - packages before layout="auto"
+        return layout
+    return resolve_layout(layout, n_positions)
+
+
 def worker_stemfuse(directory, repeat):
     import hyperspy.api as hs
     import numpy as np
@@ -296,6 +305,7 @@ def worker_stemfuse(directory, repeat):
         },
         "read_once": read_once,
         "layout_epochs": _layout_epochs(label_array.size),
+        "layout_used": _layout_used(labels.metadata.get_item("Clustering.parameters.layout"), label_array.size),
         "dp_bytes": int(data.nbytes),
         "peak_rss_bytes": recorder.peak_rss(),
         "ru_maxrss_bytes": recorder.ru_maxrss(),

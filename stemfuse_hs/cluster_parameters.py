@@ -59,8 +59,9 @@ METRICS = ("euclidean", "chebyshev", "manhattan", "cosine", "correlation", "jacc
 #: ``"cpu"``: umap-learn and hdbscan (the default, what CI tests);
 #: ``"cuml"``: RAPIDS cuML on a GPU when installed (CPU otherwise, with a warning).
 BACKENDS = ("cpu", "cuml")
-#: UMAP layout optimisations (:mod:`stemfuse_hs.clustering.layout`).
-LAYOUTS = ("umap-learn", "parallel")
+#: UMAP layout optimisations (:mod:`stemfuse_hs.clustering.layout`); "auto"
+#: chooses by the fit's size (:func:`stemfuse_hs.clustering.embed.resolve_layout`).
+LAYOUTS = ("auto", "umap-learn", "parallel")
 #: HDBSCAN's ways of selecting clusters from its tree.
 SELECTION_METHODS = ("leaf", "eom")
 
@@ -194,18 +195,22 @@ _SPEC = (
     ),
     Parameter("densmap", True, "bool", "density-preserving UMAP (densMAP)"),
     Parameter(
-        "layout", "parallel", "choice",
-        "UMAP layout optimisation: parallel (on every thread, the same layout on any number of them) or "
-        "umap-learn's own (one thread when seeded)",
+        "layout", "auto", "choice",
+        "UMAP layout optimisation: parallel (on every thread, the same layout on any number of them), "
+        "umap-learn's own (one thread when seeded), or auto: parallel from 4,096 fitted positions",
         details=(
-            "``\"parallel\"`` (the default) optimises UMAP's and densMAP's objective with the points in fixed "
+            "``\"parallel\"`` optimises UMAP's and densMAP's objective with the points in fixed "
             "blocks that see each other's moves 8 times an epoch (:mod:`stemfuse_hs.clustering.layout`): the "
             "same seed gives the same layout whatever the thread count. Its threads wait for one another 8 "
             "times an epoch: where other processes keep the cores busy (several fits at once), give each "
             "process its share of the cores with ``n_jobs``. ``\"umap-learn\"`` runs umap-learn's own "
-            "optimisation, bit for bit, on one thread when seeded. Over every built-in scenario and seeds "
-            "0-9 (tiny) the two gave the same ARI within noise (see the module notes); the parallel layout "
-            "took 10.1 s against 15.3 s at the published size on 2 cores."
+            "optimisation, bit for bit, on one thread when seeded. ``\"auto\"`` (the default) runs the "
+            "parallel layout for fits of at least ``LAYOUT_PARALLEL_MIN_POSITIONS`` (4,096) positions and "
+            "umap-learn's below, where the layout takes a second or two and the parallel kernels' one-off "
+            "compilation after an install (about 15 s on 2 cores) would cost more than they save. Over "
+            "every built-in scenario and seeds 0-9 (tiny, 100 paired scans) the two layouts gave the same "
+            "ARI within noise (see :mod:`stemfuse_hs.clustering.layout`); at the published size the parallel "
+            "layout took 10.1 s against 15.3 s on 2 cores."
         ),
         choices=LAYOUTS,
     ),

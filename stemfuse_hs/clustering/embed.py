@@ -41,6 +41,7 @@ __all__ = [
     "fit_umap",
     "nearest_neighbors",
     "reduce_dimensions",
+    "resolve_layout",
     "reuse_embeddings",
     "small_scan_neighbors",
 ]
@@ -62,6 +63,31 @@ LAYOUT_EPOCHS = None
 #: every scenario but cost single scans (structure_only's phase map, seed 1:
 #: 0.92 at 700 epochs, 0.80-0.91 at 300).
 LAYOUT_EPOCHS_MIN_POSITIONS = 5000
+
+
+#: Fits of at least this many positions optimise their layout in parallel
+#: with ``layout="auto"`` (the default, :func:`resolve_layout`). Below it
+#: the layout takes a second or two on one thread, and a fresh install
+#: would first compile the parallel layout's kernels: measured in the
+#: clean-clone CI run (AMD EPYC, 2 cores, 2026-12-04) the demo on the tiny
+#: scan (1,536 positions) took 41.8 s right after the install with the
+#: parallel layout against 17.7-22.9 s with umap-learn's; warm, the tiny
+#: scans' fused ``cluster()`` took 2.61 s against 3.10 s.
+LAYOUT_PARALLEL_MIN_POSITIONS = 4096
+
+
+def resolve_layout(layout, n_positions):
+    """The layout optimisation a fit of ``n_positions`` runs (``"auto"`` chooses by size).
+
+    Examples
+    --------
+    >>> resolve_layout("auto", 1536), resolve_layout("auto", 7500), resolve_layout("parallel", 100)
+    ('umap-learn', 'parallel', 'parallel')
+    """
+    layout = CLUSTER_PARAMETERS["layout"].check(layout)
+    if layout == "auto":
+        return "parallel" if n_positions >= LAYOUT_PARALLEL_MIN_POSITIONS else "umap-learn"
+    return layout
 
 
 def layout_epochs(n_positions):
@@ -191,8 +217,9 @@ def embed(matrix, *, verbose=False, **parameters):
     min_dist : float, default 0.0
     metric : {"euclidean", "chebyshev", "manhattan", "cosine", "correlation"}
     densmap : bool, default True
-    layout : {"parallel", "umap-learn"}, default "parallel"
-        The layout optimisation (:mod:`stemfuse_hs.clustering.layout`).
+    layout : {"auto", "parallel", "umap-learn"}, default "auto"
+        The layout optimisation (:mod:`stemfuse_hs.clustering.layout`;
+        "auto": :func:`resolve_layout`).
     pca_components : int, optional
         Reduce to this many principal components before UMAP when the
         matrix has more features and the metric is euclidean: faster, but
@@ -560,7 +587,9 @@ def fit_umap(
         (:func:`nearest_neighbors`) and handed to UMAP, up to
         ``EXACT_NEIGHBORS_MAX_WORK``; below, those umap-learn would find
         itself (:func:`small_scan_neighbors`).
-    layout : {"parallel", "umap-learn"}, default "parallel"
+    layout : {"auto", "parallel", "umap-learn"}, default "auto"
+        ``"auto"``: ``"parallel"`` from ``LAYOUT_PARALLEL_MIN_POSITIONS``
+        points, ``"umap-learn"`` below (:func:`resolve_layout`).
         ``"parallel"``: the layout is optimised by
         :func:`stemfuse_hs.clustering.layout.optimize_layout_euclidean` on
         ``n_jobs`` threads, the same on any number of them;
@@ -603,7 +632,7 @@ def fit_umap(
     params.setdefault("init", "spectral" if n > n_components + 2 else "random")
     params.setdefault("n_epochs", layout_epochs(n))
     reducer = _umap_class()(random_state=random_state, n_jobs=1 if random_state is not None else n_jobs, **params)
-    with warnings.catch_warnings(), _layout_context(layout, n_jobs):
+    with warnings.catch_warnings(), _layout_context(resolve_layout(layout, n), n_jobs):
         warnings.filterwarnings("ignore", message=".*n_jobs value.*overridden.*")
         warnings.filterwarnings("ignore", message=".*Graph is not fully connected.*")
         warnings.filterwarnings("ignore", message=".*precomputed_knn.*")

@@ -1,4 +1,4 @@
-"""The parallel layout (``layout="parallel"``, the default): used by fits on ``n_jobs`` threads; ``"umap-learn"`` opts out."""
+"""The parallel layout: used by fits that ask for it or are large enough (``layout="auto"``), on ``n_jobs`` threads."""
 
 import numpy as np
 import pytest
@@ -31,7 +31,7 @@ def test_fits_lay_out_in_parallel_on_n_jobs_threads(blobs, monkeypatch):
 
     monkeypatch.setattr(layout_module, "optimize_layout_euclidean", spy)
     embedding = fit_umap(points, random_state=0, n_jobs=1, layout="parallel", **KWARGS)[1]
-    fit_umap(points, random_state=0, **KWARGS)
+    fit_umap(points, random_state=0, layout="parallel", **KWARGS)
     assert threads == [1, numba.get_num_threads()]
     # It lays the two blobs out apart: each point's nearest other point is in its own blob.
     distances = np.linalg.norm(embedding[:, None] - embedding[None], axis=-1)
@@ -47,9 +47,29 @@ def test_umap_learn_layout_does_not_use_the_parallel_one(blobs, monkeypatch):
     assert fit_umap(blobs[0], random_state=0, layout="umap-learn", **KWARGS)[1].shape == (400, 3)
 
 
-def test_default_cluster_lays_out_in_parallel(labels):
-    """``cluster()`` without ``layout`` records the parallel layout (that fits run it: the test above)."""
-    assert labels.metadata.Clustering.parameters.layout == "parallel"
+def test_auto_layout_is_parallel_from_the_size_threshold(blobs, monkeypatch):
+    """The default ``layout="auto"``: umap-learn's layout below ``LAYOUT_PARALLEL_MIN_POSITIONS``, parallel from it."""
+    import importlib
+
+    embed = importlib.import_module("stemfuse_hs.clustering.embed")
+    calls = []
+    real = layout_module.optimize_layout_euclidean
+
+    def spy(*args, **kwargs):
+        calls.append(args[0].shape[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(layout_module, "optimize_layout_euclidean", spy)
+    monkeypatch.setattr(embed, "LAYOUT_PARALLEL_MIN_POSITIONS", 401)
+    fit_umap(blobs[0], random_state=0, **KWARGS)
+    assert calls == []
+    monkeypatch.setattr(embed, "LAYOUT_PARALLEL_MIN_POSITIONS", 400)
+    fit_umap(blobs[0], random_state=0, **KWARGS)
+    assert calls == [400]
+
+
+def test_default_cluster_records_the_auto_layout(labels):
+    assert labels.metadata.Clustering.parameters.layout == "auto"
 
 
 def test_parallel_layout_refuses_a_transform():

@@ -177,11 +177,12 @@ def test_merge_phases_with_one_modality_and_clear_errors(phase_map, thickness_sp
 def test_polycrystal_of_two_compositions_is_two_phases_not_its_grains(default_fit):
     # poly_chemistry: two fcc compositions in 9 grains, each in its own orientation.
     # Not on every seed (issue #14): on this scan random_state 0-9 gave the
-    # two phases 6 times with the default layout (8 with umap-learn's; three
-    # phases otherwise, a fcc composition split by the lattice test between
-    # grains whose orientations show different rings), and on scans 0-9 with
-    # their own seed 6 and 5 times (measured 2026-12-04). Seed 3 gives them
-    # with both layouts: the test pins the mechanism on it.
+    # two phases 8 times with umap-learn's layout (the default at this size)
+    # and 6 times with the parallel one (three phases otherwise, a fcc
+    # composition split by the lattice test between grains whose
+    # orientations show different rings); on scans 0-9 with their own seed
+    # 5 and 6 times (measured 2026-12-04). Seed 3 gives them with both
+    # layouts: the test pins the mechanism on it.
     scan = default_fit.scan("poly_chemistry")
     truth = scan.truth.ravel()
     phases = stemfuse_hs.map_phases(scan.dp, scan.eds, random_state=3, fused=default_fit.fused("poly_chemistry"))
