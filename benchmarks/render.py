@@ -45,7 +45,8 @@ def _epochs_sentence(epochs):
     return (
         f"the reference with umap-learn's default layout epochs (700 with densMAP up to 10,000 positions), "
         f"stemfuse_hs with {epochs} (stemfuse_hs.clustering.embed.layout_epochs: from 5,000 positions up; "
-        "chosen with benchmarks/epochs.py, the same ARI at this size)."
+        "chosen with benchmarks/epochs.py, the same ARI at this size; umap-learn's own default beyond 10,000 "
+        "positions)."
     )
 
 
@@ -981,9 +982,12 @@ def render_epochs(folder):
         "epochs cost. Means over the scenarios and seeds run: ARI against the phase truth, agreement (ARI) with "
         "the same call at umap-learn's default epochs, and stability (ARI between `random_state=seed` and "
         "`seed + 100`); each file is one run, so compare rows within a file. Seconds are wall time of the call and were measured on a shared machine: compare them "
-        "within a row group only. The default stays umap-learn's epochs "
-        "(`stemfuse_hs.clustering.embed.LAYOUT_EPOCHS = None`): the means hold at 250-400 epochs, but single "
-        "scans lose (structure_only's `cluster()` at the published size) -- see the CSV files for every row.\n"
+        "within a row group only. `epochs_published_parallel.csv` was measured with the parallel layout, the "
+        "others with umap-learn's. The default is 400 epochs for fits of 5,000 positions and more "
+        "(`stemfuse_hs.clustering.embed.LAYOUT_EPOCHS = 400`; umap-learn's own choice beyond 10,000 "
+        "positions): the means and the published-size scans hold at 400, while at 300 single scans lose "
+        "(structure_only's `cluster()` at the published size); smaller fits keep umap-learn's 700 -- see the "
+        "CSV files for every row.\n"
     )
     header = ["file", "size", "call", "epochs", "scenarios", "seeds", "ARI", "agreement", "stability", "seconds"]
     return text + "\n" + _table(header, table)

@@ -51,13 +51,22 @@ DEFAULT_PCA_COMPONENTS = CLUSTER_DEFAULTS["pca_components"]
 #: Epochs of UMAP's layout optimisation for fits of at least
 #: :data:`LAYOUT_EPOCHS_MIN_POSITIONS` positions (:func:`layout_epochs`;
 #: None: umap-learn's default, 700 with densMAP up to 10,000 positions, 400
-#: beyond). The layout is most of the pipeline's time, but fewer epochs cost
-#: quality (benchmarks/epochs.py, benchmarks/results/epochs_*.csv, summarised
-#: in docs/performance.md): at the published size 300 epochs kept
-#: four_phases (ARI 0.949) and structure_only's phase map (0.888 against
-#: 0.893) but not structure_only's cluster() (0.773 against 0.845, run-to-run
-#: agreement 0.915 against 0.986), so the default stays umap-learn's.
-LAYOUT_EPOCHS = None
+#: beyond). 400 is umap-learn's own choice beyond 10,000 positions; below,
+#: it changes the fits of 5,000-10,000 positions (the published size's
+#: 7,500) and saves about 3-6 s of a 15-20 s ``cluster()``. Measured with
+#: benchmarks/epochs.py (benchmarks/results/epochs_*.csv, summarised in
+#: docs/performance.md): at the published size with the parallel layout
+#: (seed 0; 700 against 400 epochs) ``cluster()`` scored ARI 0.947/0.947
+#: on four_phases, 0.817/0.817 on structure_only and 0.04/0.18 on
+#: poly_chemistry, ``map_phases`` 0.948/0.948, 0.884/0.882 and 0.65/0.72,
+#: run-to-run agreement 0.97-0.99 against 0.94-0.99 except poly_chemistry
+#: (0.11/0.35, 0.87/0.95); with umap-learn's layout four_phases 0.949
+#: against 0.944 (cluster) and 0.949/0.948 (map_phases), and on the small
+#: scans (4 scenarios) the same phase maps (0.812/0.808) and steadier
+#: ``cluster()`` (agreement 0.83/0.97). 300 epochs cost structure_only's
+#: ``cluster()`` at the published size (0.773 against 0.845, agreement
+#: 0.915 against 0.986), so it stops at 400.
+LAYOUT_EPOCHS = 400
 #: Fits smaller than this keep umap-learn's epochs whatever LAYOUT_EPOCHS says:
 #: on the tiny (1,536 positions) scans fewer epochs kept the mean ARI over
 #: every scenario but cost single scans (structure_only's phase map, seed 1:
@@ -95,8 +104,8 @@ def layout_epochs(n_positions):
 
     Examples
     --------
-    >>> layout_epochs(1536) is None
-    True
+    >>> layout_epochs(1536) is None, layout_epochs(7500)
+    (True, 400)
     """
     return LAYOUT_EPOCHS if n_positions >= LAYOUT_EPOCHS_MIN_POSITIONS else None
 
