@@ -38,7 +38,11 @@ CLUSTER_SCRIPT = textwrap.dedent(
     e = fit_umap(x, random_state=0, n_components=3, n_neighbors=10, min_dist=0.0, densmap=True, n_epochs=80,
                  layout="parallel")[1]
     bits = np.asarray(e, dtype=np.float32).ravel().view(np.uint32).tolist()
-    print(json.dumps({"threads": threads, "labels": labels, "layout": bits}))
+    # A default fit of 4,096 positions or more: exact neighbours (BLAS products) and layout="auto" (parallel).
+    big = np.vstack([rng.normal(0, 1, (2100, 40)), rng.normal(3, 1, (2100, 40))]).astype(np.float32)
+    e = fit_umap(big, random_state=0, n_components=3, n_neighbors=10, min_dist=0.0, densmap=True, n_epochs=30)[1]
+    large = np.asarray(e, dtype=np.float32).ravel().view(np.uint32).tolist()
+    print(json.dumps({"threads": threads, "labels": labels, "layout": bits, "large_fit": large}))
     """
 )
 
@@ -92,7 +96,8 @@ def _results(*processes):
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores to run two threads")
 def test_labels_equal_with_one_and_two_threads():
-    """numba's and the BLAS's thread counts change no label, and not one bit of the parallel layout.
+    """numba's and the BLAS's thread counts change no label, and not one bit of the parallel layout,
+    alone or in a default fit of 4,200 positions (exact neighbours, ``layout="auto"``).
 
     Before the block statistics of fuse ran on one BLAS thread, the tiny
     four_phases labels differed between OpenBLAS 1 and 2 threads (a scale
@@ -108,6 +113,7 @@ def test_labels_equal_with_one_and_two_threads():
         assert moved == 0, f"{scenario}: {moved} of {first.size} labels differ"
         assert len(set(first.tolist()) - {-1}) >= 2
     assert np.count_nonzero(np.array(one["layout"]) != np.array(two["layout"])) == 0
+    assert np.count_nonzero(np.array(one["large_fit"]) != np.array(two["large_fit"])) == 0
 
 
 def test_fit_umap_equals_plain_umap_learn_bit_for_bit():
