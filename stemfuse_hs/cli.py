@@ -213,6 +213,9 @@ OPTIONS = [
          "move positions whose counts are far likelier under another phase's composition", "bool"),
     _opt("phases", "min_log_ratio", "--min-log-ratio", 3.0,
          "natural log of the likelihood ratio that moves a position", "float", metavar="L"),
+    _opt("phases", "pool_width", "--pool-width", 3,
+         "side of the square of scan positions whose pooled counts decide a move (odd; 1: the position alone)",
+         "int", metavar="N"),
     # -- cluster_statistics --
     _opt("statistics", "mode", "--stats-mode", "membership",
          "cluster means weighted by membership, or over the positions sure of their cluster ('hard')",

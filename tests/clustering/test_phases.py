@@ -228,6 +228,29 @@ def test_reassign_moves_positions_only_on_strong_evidence():
     assert reassign_by_composition(counts[:3], np.array([-1, -1, -1]), shares, allowed).tolist() == [-1, -1, -1]
 
 
+def test_reassign_pools_the_counts_of_neighbouring_positions():
+    from stemfuse_hs.clustering.phases import reassign_by_composition
+
+    # A 20 x 20 scan, right half of the second composition, every position
+    # labelled with the first, 8 counts each: alone a spectrum rarely
+    # decides, pooled with its 8 neighbours it does.
+    shares = np.array([[0.55, 0.3, 0.15], [0.35, 0.3, 0.35]])
+    rng = np.random.default_rng(1)
+    truth = np.tile(np.repeat([0, 1], 10), (20, 1)).ravel()
+    counts = np.stack([rng.multinomial(8, shares[t]) for t in truth])
+    labels = np.zeros(400, dtype=np.int64)
+    allowed = np.ones((2, 2), bool)
+    alone = reassign_by_composition(counts, labels, shares, allowed, pool_width=1)
+    pooled = reassign_by_composition(counts, labels, shares, allowed, scan_shape=(20, 20))
+    assert (alone[truth == 1] == 1).mean() < 0.2
+    assert (pooled[truth == 1] == 1).mean() > 0.8
+    assert (pooled[truth == 0] == 1).mean() < 0.1
+    with pytest.raises(ValueError, match=r"^pool_width must be odd \(a square centred on the position\), got 2\.$"):
+        reassign_by_composition(counts, labels, shares, allowed, scan_shape=(20, 20), pool_width=2)
+    with pytest.raises(ValueError, match=r"^scan_shape \(20, 21\) holds 420 positions, window_counts 400\.$"):
+        reassign_by_composition(counts, labels, shares, allowed, scan_shape=(20, 21))
+
+
 def test_carve_minor_phases_ignores_boundaries():
     from stemfuse_hs.clustering.phases import carve_minor_phases
 
