@@ -891,9 +891,7 @@ def reassign_by_composition(
     """
     window_counts = np.asarray(window_counts, dtype=np.float64)
     labels = np.asarray(labels).astype(np.int64)
-    pool_width = check_int("pool_width", pool_width, minimum=1)
-    if pool_width % 2 == 0:
-        raise ValueError(f"pool_width must be odd (a square centred on the position), got {pool_width}.")
+    pool_width = check_pool_width(pool_width)
     if scan_shape is not None and pool_width > 1:
         scan_shape = tuple(int(v) for v in scan_shape)
         if int(np.prod(scan_shape)) != window_counts.shape[0]:
@@ -915,6 +913,14 @@ def reassign_by_composition(
     move = ratio[np.arange(placed.size), best] > min_log_ratio
     out[placed[move]] = best[move]
     return out
+
+
+def check_pool_width(pool_width):
+    """``pool_width`` as an int, or the error a user needs (an odd side of at least 1)."""
+    pool_width = check_int("pool_width", pool_width, minimum=1)
+    if pool_width % 2 == 0:
+        raise ValueError(f"pool_width must be odd (a square centred on the position), got {pool_width}.")
+    return pool_width
 
 
 def _pool_neighbours(window_counts, scan_shape, width):

@@ -21,6 +21,7 @@ from ..clustering.phases import (
     DEFAULT_MIN_LOG_RATIO,
     DEFAULT_POOL_WIDTH,
     DEFAULT_MIN_SPACINGS,
+    check_pool_width,
     composition_windows,
     merge_phases as merge_segments,
     reassign_by_composition,
@@ -294,9 +295,7 @@ def _check_merge_parameters(
     check_fraction("min_judged_fraction", min_judged_fraction, closed_low=True)
     check_bool("reassign", reassign)
     check_real("min_log_ratio", min_log_ratio, minimum=0)
-    check_int("pool_width", pool_width, minimum=1)
-    if pool_width % 2 == 0:
-        raise ValueError(f"pool_width must be odd (a square centred on the position), got {pool_width}.")
+    check_pool_width(pool_width)
     return exclude_lines, alpha, min_composition_difference, min_lattice_overlap, spacing_tolerance
 
 
