@@ -33,7 +33,7 @@ def check_choice(name, value, choices):
     # choices`` with an array for ``value`` raises numpy's ambiguous-truth error.
     if not any(_same(value, c) for c in choices):
         raise ValueError(
-            f"{name}={value!r} is not one of {sorted(map(repr, choices))}."
+            f"{name}={value!r} is not one of {', '.join(sorted(map(repr, choices)))}."
         )
     return value
 

@@ -203,6 +203,10 @@ OPTIONS = [
     _opt("phases", "min_spacings", "--min-spacings", 3,
          "segments with fewer Bragg-spot spacings never keep two groups apart by their lattice; raise it "
          "when the phases share one lattice and differ in composition", "int", metavar="N"),
+    _opt("phases", "lattice_linkage", "--lattice-linkage", "average",
+         "two groups of segments stay apart by their lattices when their member pairs' spacing overlaps "
+         "average below --min-lattice-overlap (average) or when any one pair's does (complete)",
+         "choice", choices=("average", "complete")),
     _opt("phases", "spacing_tolerance", "--spacing-tolerance", None,
          "spot spacings closer than this (detector pixels) are the same (default: from the beam size)",
          "optfloat", metavar="PX"),

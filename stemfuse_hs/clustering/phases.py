@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._validation import check_array, check_fraction, check_int, check_real
+from .._validation import check_array, check_choice, check_fraction, check_int, check_real
 
 __all__ = [
     "PhaseMerge",
@@ -49,6 +49,7 @@ __all__ = [
     "window_shares",
     "composition_test",
     "composition_windows",
+    "LATTICE_LINKAGES",
     "lattice_overlap",
     "merge_phases",
     "ring_spacings",
@@ -75,6 +76,14 @@ DEFAULT_POOL_WIDTH = 3
 DEFAULT_MAX_MINOR_SHARE = 0.1
 #: Spacings each segment must show for the lattice test to judge a pair.
 DEFAULT_MIN_SPACINGS = 3
+#: How the lattice judgements of the member pairs of two groups combine:
+#: ``"average"`` keeps the groups apart when the pairs' lattice overlaps
+#: average below ``min_lattice_overlap``, ``"complete"`` when any one pair's
+#: does. Average: on the built-in scans one pair of segments whose grains
+#: light different subsets of one lattice kept whole phases apart under
+#: complete linkage (see the workflow page).
+LATTICE_LINKAGES = ("average", "complete")
+DEFAULT_LATTICE_LINKAGE = "average"
 
 
 @dataclass
@@ -94,8 +103,9 @@ class PhaseMerge:
     spacings : list of numpy.ndarray
         Per segment, the spot radii found (pixels of the patterns).
     lattice_differs : numpy.ndarray
-        ``(n_phases, n_phases)`` bool: the lattice test found two members of
-        the two phases incompatible (False where it could not judge).
+        ``(n_phases, n_phases)`` bool: the lattice overlaps of the two
+        phases' member pairs, combined as ``lattice_linkage`` says, are below
+        ``min_lattice_overlap`` (False where no pair could be judged).
     """
 
     groups: list
@@ -458,6 +468,15 @@ def lattice_overlap(radii_a, radii_b, tolerance, min_spacings=1):
     return float(max(near.any(axis=1).mean(), near.any(axis=0).mean()))
 
 
+def _lattices_differ(pair_overlaps, linkage, min_lattice_overlap):
+    """Whether the lattice overlaps of two groups' member pairs (NaN: not judged) part the groups."""
+    judged = [v for v in pair_overlaps if not np.isnan(v)]
+    if not judged:
+        return False
+    combined = float(np.mean(judged)) if linkage == "average" else min(judged)
+    return combined < min_lattice_overlap
+
+
 def _union(members, spacings, tolerance):
     """The distinct spacings of a group of segments (closer than ``tolerance`` are one)."""
     radii = np.sort(np.concatenate([np.asarray(spacings[m], float) for m in members]))
@@ -637,6 +656,7 @@ def merge_phases(
     min_composition_difference=DEFAULT_MIN_COMPOSITION_DIFFERENCE,
     min_lattice_overlap=DEFAULT_MIN_LATTICE_OVERLAP,
     min_spacings=DEFAULT_MIN_SPACINGS,
+    lattice_linkage=DEFAULT_LATTICE_LINKAGE,
     segment_map=None,
     sizes=None,
     min_judged_size=0,
@@ -647,9 +667,13 @@ def merge_phases(
     tests and are most alike (smallest composition difference, then
     largest lattice overlap) are joined, and the tests are made again
     between the new group and the others, until no pair passes. The
-    composition test pools the groups' counts; the lattice test asks every
-    pair of members across the two groups (complete linkage), so that a
-    segment that mixes two phases at their boundary cannot join them. A
+    composition test pools the groups' counts; the lattice test compares
+    the union of the groups' spacings and, as ``lattice_linkage`` says,
+    the pairs of members across the two groups that can both be judged: by
+    default the groups stay apart when those pairs' overlaps *average*
+    below ``min_lattice_overlap``, so that one pair of grains lighting
+    different subsets of one lattice does not keep a phase in two, while
+    groups of two lattices, whose pairs mostly disagree, stay apart. A
     pair without spots on one side is decided by composition alone, after
     every pair that both tests could judge.
 
@@ -672,6 +696,13 @@ def merge_phases(
         The lattice test judges only pairs of segments that each show at
         least this many spacings (see :func:`lattice_overlap`); others are
         decided by composition.
+    lattice_linkage : {"average", "complete"}, default "average"
+        How the member pairs' lattice overlaps combine into the groups'
+        verdict: their mean below ``min_lattice_overlap`` keeps the groups
+        apart (``"average"``), or any one pair below it does
+        (``"complete"``, which also stops a segment mixing two phases at
+        their boundary from joining them, and keeps more grains of one
+        lattice apart).
     segment_map : numpy.ndarray, optional
         The segment of every scan position (-1 for none), on the scan grid.
         With it, a group that lies along the boundary of two groups of
@@ -702,6 +733,7 @@ def merge_phases(
     alpha = check_fraction("alpha", alpha)
     min_composition_difference = check_real("min_composition_difference", min_composition_difference, minimum=0)
     min_lattice_overlap = check_fraction("min_lattice_overlap", min_lattice_overlap, closed_low=True)
+    check_choice("lattice_linkage", lattice_linkage, LATTICE_LINKAGES)
     if spectra is None and spacings is None:
         raise ValueError("merge_phases needs spectra, spacings or both.")
     n = len(spectra) if spectra is not None else len(spacings)
@@ -742,10 +774,9 @@ def merge_phases(
                     overlap = float(np.mean(np.abs(poor[:, None] - rich[None, :]).min(axis=1) <= tolerance))
                 else:
                     overlap = lattice_overlap(poor, rich, tolerance)
-                # ...while two members that each show enough spacings to be
-                # judged and disagree keep their groups apart (complete
-                # linkage: a segment mixing two phases cannot join them).
-                vetoed = any(pair_overlap[i, j] < min_lattice_overlap for i in a for j in b if not np.isnan(pair_overlap[i, j]))
+                # ...while the members that each show enough spacings to be
+                # judged keep their groups apart when they disagree.
+                vetoed = _lattices_differ([pair_overlap[i, j] for i in a for j in b], lattice_linkage, min_lattice_overlap)
             same_lattice = not vetoed and (np.isnan(overlap) or overlap >= min_lattice_overlap)
             entry = {
                 "a": list(a),
@@ -790,7 +821,7 @@ def merge_phases(
         for a in range(k):
             for b in range(k):
                 pairs = [pair_overlap[i, j] for i in groups[a] for j in groups[b]]
-                differs[a, b] = any(v < min_lattice_overlap for v in pairs if not np.isnan(v))
+                differs[a, b] = _lattices_differ(pairs, lattice_linkage, min_lattice_overlap)
     return PhaseMerge(
         groups=groups,
         tests=tests,

@@ -86,14 +86,39 @@ def test_lattice_overlap_accepts_subsets_and_refuses_other_lattices():
     assert np.isnan(lattice_overlap(fcc[:2], bcc, 0.25, min_spacings=3))
 
 
-def test_merge_phases_does_not_chain_through_a_mixed_segment():
+def test_complete_linkage_does_not_chain_through_a_mixed_segment():
     counts = np.full((3, 4), 1000.0)  # one composition
     fcc, bcc = [6.02, 6.95, 9.83, 11.53], [6.17, 8.72, 12.34]
     mixed = sorted(fcc + bcc)
-    merge = merge_phases(counts, np.arange(4), [np.array(fcc), np.array(mixed), np.array(bcc)], tolerance=0.25)
+    spacings = [np.array(fcc), np.array(mixed), np.array(bcc)]
+    merge = merge_phases(counts, np.arange(4), spacings, tolerance=0.25, lattice_linkage="complete")
     assert merge.n_phases == 2
     assert [0, 2] not in merge.groups and merge.segment_phase()[0] != merge.segment_phase()[2]
     assert any(t["merged"] for t in merge.tests)
+    # Averaged, the mixed segment's two agreeing pairs outvote the one that disagrees.
+    assert merge_phases(counts, np.arange(4), spacings, tolerance=0.25).groups == [[0, 1, 2]]
+
+
+# Radii (pixels) of steel's reflections at the tiny scans' camera length.
+FCC = {"111": 6.02, "200": 6.95, "220": 9.83, "311": 11.53, "400": 13.9}
+BCC = {"110": 6.17, "200": 8.72, "211": 10.68, "220": 12.34}
+
+
+def test_average_linkage_keeps_grains_of_one_lattice_in_one_phase():
+    # Four fcc grains in four orientations ([112] and [001] share only 220),
+    # three bcc grains; one composition, so only the lattice separates.
+    fcc_grains = [["111", "220", "311"], ["200", "220", "400"], ["111", "200", "220", "311"], ["111", "200", "220", "400"]]
+    bcc_grains = [["110", "200", "211"], ["200", "211", "220"], ["110", "211", "220"]]
+    spacings = [np.array(sorted(FCC[g] for g in grain)) for grain in fcc_grains]
+    spacings += [np.array(sorted(BCC[g] for g in grain)) for grain in bcc_grains]
+    counts = np.full((len(spacings), 4), 1000.0)
+    merge = merge_phases(counts, np.arange(4), spacings, tolerance=0.25)
+    assert merge.groups == [[0, 1, 2, 3], [4, 5, 6]]
+    # Any one pair ([112] against [001]) parting the groups keeps fcc in two.
+    complete = merge_phases(counts, np.arange(4), spacings, tolerance=0.25, lattice_linkage="complete")
+    assert complete.groups == [[0, 2], [1, 3], [4, 5, 6]]
+    with pytest.raises(ValueError, match=r"^lattice_linkage='single' is not one of 'average', 'complete'\.$"):
+        merge_phases(counts, np.arange(4), spacings, tolerance=0.25, lattice_linkage="single")
 
 
 def test_merge_phases_needs_a_modality():
@@ -154,6 +179,7 @@ def test_phase_map_round_trips_through_hspy(phase_map, tmp_path):
     np.testing.assert_array_equal(loaded.data, phase_map.data)
     np.testing.assert_array_equal(loaded.segments.data, phase_map.segments.data)
     assert loaded.phase_merge["groups"] == phase_map.phase_merge["groups"]
+    assert loaded.phase_merge["lattice_linkage"] == "average"
 
 
 def test_merge_phases_lazy_equals_eager(phase_map, thickness_split_scan):
@@ -170,6 +196,8 @@ def test_merge_phases_with_one_modality_and_clear_errors(phase_map, thickness_sp
     assert phase_map.segments.merge_phases(eds=scan.eds).n_clusters == 1
     with pytest.raises(ValueError, match="merge_phases needs dp, eds or both"):
         phase_map.segments.merge_phases()
+    with pytest.raises(ValueError, match=r"^lattice_linkage='any' is not one of 'average', 'complete'\.$"):
+        phase_map.segments.merge_phases(dp=scan.dp, lattice_linkage="any")
     with pytest.raises(ValueError, match=r"merge_phases: eds's scan \(navigation shape \(48, 16\)\) is not the label map's scan \(48, 32\)\."):
         phase_map.segments.merge_phases(eds=scan.eds.inav[:, :16])
 
