@@ -437,6 +437,7 @@ def test_help_does_not_import_the_scientific_stack():
 def test_option_defaults_follow_the_package():
     import stemfuse_hs
     from stemfuse_hs.clustering import MEAN_MODES, METRICS
+    from stemfuse_hs.clustering.phases import LATTICE_LINKAGES
     from stemfuse_hs.data import SCENARIOS
     from stemfuse_hs.features.sdt import STD_SCALES
     from stemfuse_hs.fusion import WEIGHTINGS
@@ -467,6 +468,7 @@ def test_option_defaults_follow_the_package():
     assert choices["fusion.weighting"] == set(WEIGHTINGS)
     assert choices["clustering.metric"] == set(METRICS)
     assert choices["statistics.mode"] == set(MEAN_MODES)
+    assert choices["phases.lattice_linkage"] == set(LATTICE_LINKAGES)
     assert set(cli.DEMO_SCENARIOS) == set(SCENARIOS)
     map_phases = inspect.signature(stemfuse_hs.map_phases).parameters
     assert cli._BY_DEST["phase_map.minor_cluster_size"].default == map_phases["minor_cluster_size"].default
