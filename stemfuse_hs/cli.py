@@ -207,6 +207,9 @@ OPTIONS = [
          "two groups of segments stay apart by their lattices when their member pairs' spacing overlaps "
          "average below --min-lattice-overlap (average) or when any one pair's does (complete)",
          "choice", choices=("average", "complete")),
+    _opt("phases", "lattice_witnesses", "--lattice-witnesses", True,
+         "let a segment of another composition that shows most spacings of two groups of one composition "
+         "witness that they are one lattice", "bool"),
     _opt("phases", "spacing_tolerance", "--spacing-tolerance", None,
          "spot spacings closer than this (detector pixels) are the same (default: from the beam size)",
          "optfloat", metavar="PX"),

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._validation import check_array, check_choice, check_fraction, check_int, check_real
+from .._validation import check_array, check_bool, check_choice, check_fraction, check_int, check_real
 
 __all__ = [
     "PhaseMerge",
@@ -50,6 +50,7 @@ __all__ = [
     "composition_test",
     "composition_windows",
     "LATTICE_LINKAGES",
+    "WITNESS_COVERAGE",
     "lattice_overlap",
     "merge_phases",
     "ring_spacings",
@@ -84,6 +85,9 @@ DEFAULT_MIN_SPACINGS = 3
 #: complete linkage (see the workflow page).
 LATTICE_LINKAGES = ("average", "complete")
 DEFAULT_LATTICE_LINKAGE = "average"
+#: Share of each group's spacings a segment of another composition must show
+#: to witness that two groups the lattice test parts are one lattice.
+WITNESS_COVERAGE = 0.75
 
 
 @dataclass
@@ -99,7 +103,9 @@ class PhaseMerge:
         One entry per pair of groups tested when the merge was decided:
         ``"a"``, ``"b"`` (segment lists), ``"composition"`` (the
         :func:`composition_test` result), ``"lattice_overlap"`` (NaN when a
-        side shows no spots), ``"same_phase"`` and ``"merged"``.
+        side shows no spots), ``"same_phase"``, ``"merged"`` and
+        ``"witness"`` (the segment of another composition that showed the
+        two groups' spacings in one lattice, -1 for none).
     spacings : list of numpy.ndarray
         Per segment, the spot radii found (pixels of the patterns).
     lattice_differs : numpy.ndarray
@@ -614,6 +620,49 @@ def _absorb_boundaries(groups, spectra, windows, segment_map, alpha, min_differe
     return groups
 
 
+def _is_mixed_boundary(w, spectra, windows, segment_map, alpha, min_difference):
+    """Whether segment ``w``'s pooled spectrum is a mixture of two neighbouring segments of different compositions."""
+    if segment_map is not None:
+        segment_map = np.asarray(segment_map)
+        if segment_map.ndim == 1:
+            segment_map = segment_map[None, :]
+        near = _neighbourhood(segment_map == w)
+        neighbours = [int(v) for v in np.unique(segment_map[near]) if v >= 0 and v != w]
+    else:
+        neighbours = [v for v in range(len(spectra)) if v != w]
+    for i, a in enumerate(neighbours):
+        for b in neighbours[i + 1:]:
+            if _same_composition(composition_test(spectra[a], spectra[b], windows), alpha, min_difference):
+                continue
+            mix = mixture_test(spectra[w], spectra[a], spectra[b], windows)
+            if 0.1 < mix["fraction"] < 0.9 and (mix["p_value"] >= alpha or mix["difference"] < min_difference):
+                return True
+    return False
+
+
+def _witness(a, b, candidates, spectra, windows, spacings, tolerance, alpha, min_difference, is_boundary, differ):
+    """The first candidate of another composition that shows most spacings of both groups and is no boundary, or -1."""
+    union_a, union_b = _union(a, spacings, tolerance), _union(b, spacings, tolerance)
+    if union_a.size == 0 or union_b.size == 0:
+        return -1
+    pooled = None
+    for w in candidates:
+        if w in a or w in b or not (differ(w, a[0]) or differ(w, b[0])):
+            continue
+        shown = np.asarray(spacings[w], float)
+        covers = [np.mean(np.abs(u[:, None] - shown[None, :]).min(axis=1) <= tolerance) for u in (union_a, union_b)]
+        if min(covers) < WITNESS_COVERAGE:
+            continue
+        if pooled is None:
+            pooled = spectra[list(a) + list(b)].sum(axis=0)
+        if _same_composition(composition_test(spectra[w], pooled, windows), alpha, min_difference):
+            continue  # one of the groups' own kind: it could be their boundary
+        if is_boundary(w):
+            continue
+        return int(w)
+    return -1
+
+
 def _rejoin_poor_groups(groups, judge, spacings, tolerance, min_spacings):
     """Join groups that show too few spacings to claim a lattice of their own.
 
@@ -657,6 +706,7 @@ def merge_phases(
     min_lattice_overlap=DEFAULT_MIN_LATTICE_OVERLAP,
     min_spacings=DEFAULT_MIN_SPACINGS,
     lattice_linkage=DEFAULT_LATTICE_LINKAGE,
+    lattice_witnesses=True,
     segment_map=None,
     sizes=None,
     min_judged_size=0,
@@ -676,6 +726,15 @@ def merge_phases(
     groups of two lattices, whose pairs mostly disagree, stay apart. A
     pair without spots on one side is decided by composition alone, after
     every pair that both tests could judge.
+
+    Which spacings belong to one lattice does not depend on the
+    composition: with ``lattice_witnesses``, two groups of one composition
+    that the lattice test parts are one lattice after all when a segment of
+    *another* composition (one that shows at least ``min_spacings``
+    spacings, is not smaller than ``min_judged_size`` and is not the mixed
+    boundary of two neighbouring segments) shows at least
+    ``WITNESS_COVERAGE`` (75 %) of each group's spacings: it has seen them
+    in one lattice.
 
     Parameters
     ----------
@@ -703,6 +762,10 @@ def merge_phases(
         (``"complete"``, which also stops a segment mixing two phases at
         their boundary from joining them, and keeps more grains of one
         lattice apart).
+    lattice_witnesses : bool, default True
+        Let a segment of another composition witness that two groups of
+        one composition are one lattice (above); the test entry records it
+        as ``"witness"``.
     segment_map : numpy.ndarray, optional
         The segment of every scan position (-1 for none), on the scan grid.
         With it, a group that lies along the boundary of two groups of
@@ -734,6 +797,7 @@ def merge_phases(
     min_composition_difference = check_real("min_composition_difference", min_composition_difference, minimum=0)
     min_lattice_overlap = check_fraction("min_lattice_overlap", min_lattice_overlap, closed_low=True)
     check_choice("lattice_linkage", lattice_linkage, LATTICE_LINKAGES)
+    check_bool("lattice_witnesses", lattice_witnesses)
     if spectra is None and spacings is None:
         raise ValueError("merge_phases needs spectra, spacings or both.")
     n = len(spectra) if spectra is not None else len(spacings)
@@ -752,6 +816,26 @@ def merge_phases(
     groups = [[i] for i in range(n)]
     tests = []
     cache = {}
+    if spacings is not None and spectra is not None and lattice_witnesses:
+        witness_candidates = [
+            w for w in range(n)
+            if np.asarray(spacings[w]).size >= min_spacings and (sizes is None or sizes[w] >= min_judged_size)
+        ]
+    else:
+        witness_candidates = []
+    boundaries, segment_differs = {}, {}
+
+    def differ(i, j):
+        # Segment against segment, cached: a cheap first sieve before the pooled test.
+        if (i, j) not in segment_differs:
+            test = composition_test(spectra[i], spectra[j], windows)
+            segment_differs[i, j] = not _same_composition(test, alpha, min_composition_difference)
+        return segment_differs[i, j]
+
+    def is_boundary(w):
+        if w not in boundaries:
+            boundaries[w] = _is_mixed_boundary(w, spectra, windows, segment_map, alpha, min_composition_difference)
+        return boundaries[w]
 
     def judge(a, b):
         key = (tuple(a), tuple(b))
@@ -778,6 +862,13 @@ def merge_phases(
                 # judged keep their groups apart when they disagree.
                 vetoed = _lattices_differ([pair_overlap[i, j] for i in a for j in b], lattice_linkage, min_lattice_overlap)
             same_lattice = not vetoed and (np.isnan(overlap) or overlap >= min_lattice_overlap)
+            witness = -1
+            if witness_candidates and same_comp and not same_lattice:
+                witness = _witness(
+                    a, b, witness_candidates, spectra, windows, spacings, tolerance, alpha, min_composition_difference,
+                    is_boundary, differ,
+                )
+                same_lattice = witness >= 0
             entry = {
                 "a": list(a),
                 "b": list(b),
@@ -787,6 +878,7 @@ def merge_phases(
                 "same_lattice": bool(same_lattice),
                 "same_phase": bool(same_comp and same_lattice),
                 "merged": False,
+                "witness": int(witness),
             }
             rank = (
                 bool(np.isnan(overlap)),

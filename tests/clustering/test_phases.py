@@ -104,6 +104,27 @@ FCC = {"111": 6.02, "200": 6.95, "220": 9.83, "311": 11.53, "400": 13.9}
 BCC = {"110": 6.17, "200": 8.72, "211": 10.68, "220": 12.34}
 
 
+def test_a_segment_of_another_composition_witnesses_one_lattice():
+    # Ni-rich fcc grains near [001] (200, 220, 400; one also 311) and near
+    # [112]/[110] (111, 220, 311, 222) share too few spacings to be judged
+    # one lattice; a Fe-rich fcc segment shows 111, 200, 220, 311 and 222
+    # together: they are.
+    fcc = dict(FCC, **{"222": 12.04})
+    grains = [["200", "220", "400"], ["200", "220", "311", "400"], ["111", "220", "311", "222"], ["111", "220", "311", "222"]]
+    spacings = [np.array(sorted(fcc[g] for g in grain)) for grain in grains]
+    spacings.append(np.array(sorted(fcc[g] for g in ("111", "200", "220", "311", "222"))))
+    ni_rich, fe_rich = np.array([6000.0, 3000, 1000, 4000]), np.array([2000.0, 3000, 5000, 4000])
+    counts = np.stack([ni_rich] * 4 + [fe_rich])
+    merge = merge_phases(counts, np.arange(4), spacings, tolerance=0.25)
+    assert merge.groups == [[0, 1, 2, 3], [4]]
+    joined = [t for t in merge.tests if t["merged"] and t["witness"] >= 0]
+    assert len(joined) == 1 and joined[0]["witness"] == 4
+    alone = merge_phases(counts, np.arange(4), spacings, tolerance=0.25, lattice_witnesses=False)
+    assert alone.groups == [[0, 1], [2, 3], [4]]
+    with pytest.raises(TypeError, match=r"^lattice_witnesses must be True or False, got 'yes'\.$"):
+        merge_phases(counts, np.arange(4), spacings, tolerance=0.25, lattice_witnesses="yes")
+
+
 def test_average_linkage_keeps_grains_of_one_lattice_in_one_phase():
     # Four fcc grains in four orientations ([112] and [001] share only 220),
     # three bcc grains; one composition, so only the lattice separates.
@@ -179,7 +200,8 @@ def test_phase_map_round_trips_through_hspy(phase_map, tmp_path):
     np.testing.assert_array_equal(loaded.data, phase_map.data)
     np.testing.assert_array_equal(loaded.segments.data, phase_map.segments.data)
     assert loaded.phase_merge["groups"] == phase_map.phase_merge["groups"]
-    assert loaded.phase_merge["lattice_linkage"] == "average"
+    assert loaded.phase_merge["lattice_linkage"] == "average" and loaded.phase_merge["lattice_witnesses"] is True
+    np.testing.assert_array_equal(loaded.phase_merge["tests"]["witness"], phase_map.phase_merge["tests"]["witness"])
 
 
 def test_merge_phases_lazy_equals_eager(phase_map, thickness_split_scan):
@@ -198,6 +220,8 @@ def test_merge_phases_with_one_modality_and_clear_errors(phase_map, thickness_sp
         phase_map.segments.merge_phases()
     with pytest.raises(ValueError, match=r"^lattice_linkage='any' is not one of 'average', 'complete'\.$"):
         phase_map.segments.merge_phases(dp=scan.dp, lattice_linkage="any")
+    with pytest.raises(TypeError, match=r"^lattice_witnesses must be True or False, got 1\.$"):
+        phase_map.segments.merge_phases(dp=scan.dp, lattice_witnesses=1)
     with pytest.raises(ValueError, match=r"merge_phases: eds's scan \(navigation shape \(48, 16\)\) is not the label map's scan \(48, 32\)\."):
         phase_map.segments.merge_phases(eds=scan.eds.inav[:, :16])
 
