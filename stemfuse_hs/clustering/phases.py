@@ -591,7 +591,7 @@ def _absorb_boundaries(groups, spectra, windows, segment_map, alpha, min_differe
                     mix = mixture_test(counts[gi], counts[a], counts[b], windows)
                     if not (0.0 < mix["fraction"] < 1.0):
                         continue
-                    if mix["p_value"] >= alpha or mix["difference"] < min_difference:
+                    if _same_composition(mix, alpha, min_difference):  # the best mixture explains it
                         if best is None or mix["g"] < best[0]["g"]:
                             best = (mix, a, b)
             if best is not None:
@@ -635,7 +635,7 @@ def _is_mixed_boundary(w, spectra, windows, segment_map, alpha, min_difference):
             if _same_composition(composition_test(spectra[a], spectra[b], windows), alpha, min_difference):
                 continue
             mix = mixture_test(spectra[w], spectra[a], spectra[b], windows)
-            if 0.1 < mix["fraction"] < 0.9 and (mix["p_value"] >= alpha or mix["difference"] < min_difference):
+            if 0.1 < mix["fraction"] < 0.9 and _same_composition(mix, alpha, min_difference):
                 return True
     return False
 
@@ -1140,7 +1140,7 @@ def carve_minor_phases(
         boundary = False
         for other in np.unique(original[(original >= 0) & (original != host)]):
             mix = mixture_test(counts_fine, counts_rest, window_counts[original == other].sum(axis=0), windows)
-            if 0.0 < mix["fraction"] < 1.0 and (mix["p_value"] >= alpha or mix["difference"] < min_composition_difference):
+            if 0.0 < mix["fraction"] < 1.0 and _same_composition(mix, alpha, min_composition_difference):
                 boundary = True
                 break
         if boundary:
@@ -1175,7 +1175,7 @@ def _join_carved(labels, carved, original, window_counts, alpha, min_difference)
                     host = window_counts[(original == a["host"]) & (labels == a["host"])].sum(axis=0)
                     for mixed, pure in ((counts_a, counts_b), (counts_b, counts_a)):
                         mix = mixture_test(mixed, pure, host, windows)
-                        if 0.0 < mix["fraction"] < 1.0 and (mix["p_value"] >= alpha or mix["difference"] < min_difference):
+                        if 0.0 < mix["fraction"] < 1.0 and _same_composition(mix, alpha, min_difference):
                             same = True
                             break
                 if same:
