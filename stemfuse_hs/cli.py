@@ -187,6 +187,10 @@ OPTIONS = [
          "how clusters become phases: by composition and lattice from the raw signals (physics: the map "
          "nests its segment map; --merge-threshold does not apply) or by density valleys in feature space "
          "(feature, with --merge-threshold)", "choice", choices=("physics", "feature")),
+    _opt("phase_map", "segment_size", "--segment-size", None,
+         "smallest segment of the physics merge (its HDBSCAN min cluster size, in place of --min-cluster-size): "
+         "a count or a fraction (default: 2 % of the scan, at most 40 positions)", "optcount_or_fraction",
+         metavar="N|F"),
     _opt("phase_map", "minor_cluster_size", "--minor-cluster-size", 0.005,
          "smallest cluster of the finer map searched for minor phases: a count or a fraction; "
          "none skips the search", "optcount_or_fraction", metavar="N|F"),
@@ -1175,11 +1179,13 @@ def _pipeline(dp, eds, params, out, console, record, show_progressbar, saved_sig
         if params["phase_map"]["method"] == "physics":
             # The segments keep every HDBSCAN leaf; the physics decides what joins.
             cluster_params = dict(params["clustering"], merge_threshold=0.0)
+            cluster_params.pop("min_cluster_size")  # the segments' size is --segment-size
             labels = stemfuse_hs.map_phases(
                 dp,
                 eds,
                 fused=fused,
                 random_state=cluster_params.pop("random_state"),
+                segment_size=params["phase_map"]["segment_size"],
                 minor_cluster_size=params["phase_map"]["minor_cluster_size"],
                 cluster_kwargs=cluster_params,
                 show_progressbar=progress,

@@ -211,7 +211,7 @@ def test_demo_writes_every_file_and_a_complete_report(runs):
     assert len(merge["merges"]) == merge["n_segments"] - merge["n_phases"]
     assert "<h2>Phases from segments</h2>" in page
     assert f"{merge['n_segments']} segments of the fused embedding joined into {merge['n_phases']} phases" in page
-    assert params["phase_map"] == {"method": "physics", "minor_cluster_size": 0.005}
+    assert params["phase_map"] == {"method": "physics", "segment_size": None, "minor_cluster_size": 0.005}
 
 
 def test_demo_results_load_with_their_types(runs):
@@ -472,6 +472,7 @@ def test_option_defaults_follow_the_package():
     assert set(cli.DEMO_SCENARIOS) == set(SCENARIOS)
     map_phases = inspect.signature(stemfuse_hs.map_phases).parameters
     assert cli._BY_DEST["phase_map.minor_cluster_size"].default == map_phases["minor_cluster_size"].default
+    assert cli._BY_DEST["phase_map.segment_size"].default == map_phases["segment_size"].default
 
 
 def test_parameter_precedence(tmp_path):

@@ -110,8 +110,11 @@ class PhaseMerge:
         Per segment, the spot radii found (pixels of the patterns).
     lattice_differs : numpy.ndarray
         ``(n_phases, n_phases)`` bool: the lattice overlaps of the two
-        phases' member pairs, combined as ``lattice_linkage`` says, are below
-        ``min_lattice_overlap`` (False where no pair could be judged).
+        phases' member pairs, combined as ``lattice_linkage`` says (the
+        average weighted by the product of the two segments' ``sizes``),
+        are below ``min_lattice_overlap`` (False where no pair could be
+        judged). Positions move between phases by composition only where
+        this is False.
     """
 
     groups: list
@@ -474,12 +477,23 @@ def lattice_overlap(radii_a, radii_b, tolerance, min_spacings=1):
     return float(max(near.any(axis=1).mean(), near.any(axis=0).mean()))
 
 
-def _lattices_differ(pair_overlaps, linkage, min_lattice_overlap):
-    """Whether the lattice overlaps of two groups' member pairs (NaN: not judged) part the groups."""
-    judged = [v for v in pair_overlaps if not np.isnan(v)]
-    if not judged:
+def _lattices_differ(pair_overlaps, linkage, min_lattice_overlap, pair_weights=None):
+    """Whether the lattice overlaps of two groups' member pairs (NaN: not judged) part the groups.
+
+    ``"average"`` weighs every pair by ``pair_weights`` (the product of the
+    two segments' sizes): the verdict is that of pairs of positions, so a
+    small segment mixing two phases at their boundary cannot outvote the
+    grains on either side.
+    """
+    overlaps = np.asarray(pair_overlaps, dtype=np.float64)
+    judged = ~np.isnan(overlaps)
+    if not judged.any():
         return False
-    combined = float(np.mean(judged)) if linkage == "average" else min(judged)
+    if linkage == "average":
+        weights = np.ones(overlaps.size) if pair_weights is None else np.asarray(pair_weights, dtype=np.float64)
+        combined = float(np.average(overlaps[judged], weights=weights[judged])) if weights[judged].sum() > 0 else float(np.mean(overlaps[judged]))
+    else:
+        combined = float(overlaps[judged].min())
     return combined < min_lattice_overlap
 
 
@@ -813,6 +827,7 @@ def merge_phases(
             small = np.asarray(sizes) < min_judged_size
             pair_overlap[small, :] = np.nan
             pair_overlap[:, small] = np.nan
+    weight = np.ones(n) if sizes is None else np.asarray(sizes, dtype=np.float64)
     groups = [[i] for i in range(n)]
     tests = []
     cache = {}
@@ -913,7 +928,8 @@ def merge_phases(
         for a in range(k):
             for b in range(k):
                 pairs = [pair_overlap[i, j] for i in groups[a] for j in groups[b]]
-                differs[a, b] = _lattices_differ(pairs, lattice_linkage, min_lattice_overlap)
+                pair_weights = [weight[i] * weight[j] for i in groups[a] for j in groups[b]]
+                differs[a, b] = _lattices_differ(pairs, lattice_linkage, min_lattice_overlap, pair_weights)
     return PhaseMerge(
         groups=groups,
         tests=tests,

@@ -142,6 +142,23 @@ def test_average_linkage_keeps_grains_of_one_lattice_in_one_phase():
         merge_phases(counts, np.arange(4), spacings, tolerance=0.25, lattice_linkage="single")
 
 
+def test_a_small_mixed_segment_does_not_make_two_lattices_one():
+    # An fcc grain of one composition; a bcc grain of another, with a small
+    # segment on its boundary that shows both lattices' spacings. The
+    # boundary segment's one agreeing pair must not outvote the grains:
+    # positions may not move between the two phases by composition.
+    fcc, bcc = [FCC["111"], FCC["200"], FCC["220"]], [BCC["110"], BCC["200"], BCC["211"]]
+    spacings = [np.array(fcc), np.array(bcc), np.array(sorted(fcc + bcc))]
+    counts = np.stack([np.array([6000.0, 3000, 1000, 4000]), np.array([2000.0, 3000, 5000, 4000]) * 1.0])
+    counts = np.concatenate([counts, counts[1:] * 40 / 300])
+    merge = merge_phases(counts, np.arange(4), spacings, tolerance=0.25, sizes=np.array([300.0, 300.0, 40.0]))
+    assert merge.groups == [[0], [1, 2]]
+    assert merge.lattice_differs[0, 1] and merge.lattice_differs[1, 0]
+    # Counted per segment instead of per position, the pairs would average 0.67.
+    unweighted = merge_phases(counts, np.arange(4), spacings, tolerance=0.25)
+    assert unweighted.groups == [[0], [1, 2]] and not unweighted.lattice_differs[0, 1]
+
+
 def test_merge_phases_needs_a_modality():
     with pytest.raises(ValueError, match="merge_phases needs spectra, spacings or both."):
         merge_phases(None, None, None, tolerance=0.25)
@@ -186,6 +203,7 @@ def test_phase_map_nests_its_segments(phase_map):
         phase_map.memberships.data[0][~moved], segments.memberships.data[groups[0]].sum(axis=0)[~moved], rtol=1e-6
     )
     assert record["used"] == ["eds", "dp"]
+    assert segments.parameters["min_cluster_size"] == 31  # 2 % of the 32 x 48 scan
     tests = record["tests"]
     assert len(tests["a"]) == len(tests["p_value"]) == len(tests["merged"])
     assert tests["merged"].sum() == segments.n_clusters - phase_map.n_clusters
@@ -342,3 +360,16 @@ def test_map_phases_checks_its_parameters_before_clustering(thickness_split_scan
         stemfuse_hs.map_phases(scan.dp, scan.eds, exclude_lines=["Cu_Kz"])
     with pytest.raises(ValueError, match=r"min_cluster_size=20000 \(20000 positions\) is larger than the number of positions \(1536\)"):
         stemfuse_hs.map_phases(scan.dp, scan.eds, minor_cluster_size=20000)
+    with pytest.raises(ValueError, match=r"^segment_size=20000 \(20000 positions\) is larger than the number of positions \(1536\)\.$"):
+        stemfuse_hs.map_phases(scan.dp, scan.eds, segment_size=20000)
+    with pytest.raises(TypeError, match=r"^segment_size must be a count or a fraction, got 'big'\.$"):
+        stemfuse_hs.map_phases(scan.dp, scan.eds, segment_size="big")
+    with pytest.raises(ValueError, match=r"^map_phases sizes its segments with segment_size; cluster_kwargs may not hold min_cluster_size\.$"):
+        stemfuse_hs.map_phases(scan.dp, scan.eds, cluster_kwargs={"min_cluster_size": 50})
+
+
+def test_segments_are_two_percent_of_the_scan_up_to_forty_positions():
+    from stemfuse_hs.signals.phases import default_segment_size
+
+    # A grain covers about as many positions whatever the scan's size.
+    assert [default_segment_size(n) for n in (32 * 48, 48 * 80, 50 * 150, 512 * 512)] == [31, 40, 40, 40]
