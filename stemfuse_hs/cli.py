@@ -191,7 +191,7 @@ OPTIONS = [
          "smallest segment of the physics merge (its HDBSCAN min cluster size, in place of --min-cluster-size): "
          "a count or a fraction (default: 2 % of the scan, at most 40 positions)", "optcount_or_fraction",
          metavar="N|F"),
-    _opt("phase_map", "minor_cluster_size", "--minor-cluster-size", 0.005,
+    _opt("phase_map", "minor_cluster_size", "--minor-cluster-size", 8,
          "smallest cluster of the finer map searched for minor phases: a count or a fraction; "
          "none skips the search", "optcount_or_fraction", metavar="N|F"),
     _opt("phases", "exclude_lines", "--phase-exclude-lines", ("Cu_Ka", "Cu_Kb", "Cu_La"),

@@ -211,7 +211,7 @@ def test_demo_writes_every_file_and_a_complete_report(runs):
     assert len(merge["merges"]) == merge["n_segments"] - merge["n_phases"]
     assert "<h2>Phases from segments</h2>" in page
     assert f"{merge['n_segments']} segments of the fused embedding joined into {merge['n_phases']} phases" in page
-    assert params["phase_map"] == {"method": "physics", "segment_size": None, "minor_cluster_size": 0.005}
+    assert params["phase_map"] == {"method": "physics", "segment_size": None, "minor_cluster_size": 8}
 
 
 def test_demo_results_load_with_their_types(runs):

@@ -42,8 +42,11 @@ __all__ = ["DEFAULT_GRID_LINES", "map_phases", "merge_phases"]
 DEFAULT_GRID_LINES = ("Cu_Ka", "Cu_Kb", "Cu_La")
 
 #: Smallest cluster of the finer map in which :func:`map_phases` looks for
-#: minor phases (a share of the scan: 8 positions of a 32 x 48 scan).
-DEFAULT_MINOR_CLUSTER_SIZE = 0.005
+#: minor phases, in positions. It was 0.5 % of the scan (8 positions of a
+#: 32 x 48 scan) until 2026-12-05; a precipitate covers as many positions
+#: on a larger scan, and at 0.5 % of a published-size scan (37 positions)
+#: the finer map was no finer than the segments.
+DEFAULT_MINOR_CLUSTER_SIZE = 8
 
 #: Most positions the segments of :func:`map_phases` need by default: their
 #: HDBSCAN ``min_cluster_size`` is 2 % of the scan up to this many positions.
@@ -451,9 +454,9 @@ def map_phases(
     segment_size : int or float, optional
         Smallest segment (HDBSCAN ``min_cluster_size`` of the segment map),
         a count or a share of the scan; by default 2 % of the scan, at most
-        40 positions (:func:`default_segment_size`): a grain smaller than
+        40 positions (:func:`~stemfuse_hs.signals.phases.default_segment_size`): a grain smaller than
         this is pooled with its neighbours.
-    minor_cluster_size : int or float or None, default 0.005
+    minor_cluster_size : int or float or None, default 8
         Smallest cluster of the finer map (count or share of the scan);
         None skips the search for minor phases.
     fused : FusedSTEMSignal, optional
