@@ -156,7 +156,7 @@ def disk_mask(shape, centre, radius):
 
 
 @fill_doc
-def find_direct_beam(mean_pattern):
+def find_direct_beam(mean_pattern, near=None, within=None):
     """Locate the direct beam in a mean diffraction pattern.
 
     The direct beam is the brightest disk. Its centre is the intensity-weighted
@@ -170,6 +170,14 @@ def find_direct_beam(mean_pattern):
     Parameters
     ----------
     %(mean_pattern)s
+    near : (float, float), optional
+        (row, column) where the beam is known to be, e.g. the scan's mean
+        pattern's beam when ``mean_pattern`` is a few grains' mean, in
+        which a Bragg disk of a strongly diffracting grain can outshine the
+        beam. With it, the brightest pixel is looked for only within
+        ``within`` pixels of ``near``.
+    within : float, optional
+        Required with ``near``.
 
     Returns
     -------
@@ -185,10 +193,25 @@ def find_direct_beam(mean_pattern):
     >>> centre, radius = find_direct_beam(pattern)
     >>> [round(c, 1) for c in centre]
     [12.0, 20.0]
+
+    A brighter Bragg disk elsewhere, the beam's place known:
+
+    >>> pattern[24:29, 4:9] = 150.0
+    >>> [round(c, 1) for c in find_direct_beam(pattern)[0]]
+    [26.0, 6.0]
+    >>> [round(c, 1) for c in find_direct_beam(pattern, near=(12.5, 19.5), within=4)[0]]
+    [12.0, 20.0]
     """
     pattern = check_array("mean_pattern", mean_pattern, ndim=2)
     pattern = np.nan_to_num(np.asarray(pattern, dtype=np.float64))
     smooth = ndimage.gaussian_filter(pattern, 1.0)
+    if near is not None:
+        if within is None:
+            raise ValueError("find_direct_beam: near needs within (pixels).")
+        rows, cols = np.indices(pattern.shape)
+        outside = np.hypot(rows - float(near[0]), cols - float(near[1])) > float(within)
+        if not outside.all():
+            smooth = np.where(outside, -np.inf, smooth)
     peak_index = np.unravel_index(np.argmax(smooth), smooth.shape)
     background = np.median(pattern)
     level = background + 0.5 * (pattern[peak_index] - background)

@@ -253,12 +253,16 @@ def merge_phases(
             from ..features.sdt import find_direct_beam
 
             patterns, _ = cluster_statistics(dp.data, 2, weights)
+            # A few grains' mean can hold a Bragg disk brighter than the beam;
+            # the scan's mean cannot, and the beam drifts (descan) by less
+            # than its radius, so each segment's beam is looked for there.
+            scan_centre, scan_radius = find_direct_beam(np.tensordot(sizes, np.nan_to_num(patterns), axes=1))
             spacings, radii = [], []
             for pattern, size in zip(patterns, sizes):
                 if size == 0:
                     spacings.append(np.zeros(0))
                     continue
-                centre, beam_radius = find_direct_beam(pattern)
+                centre, beam_radius = find_direct_beam(pattern, near=scan_centre, within=scan_radius)
                 radii.append(beam_radius)
                 found, _ = ring_spacings(
                     pattern, centre, inner_radius=beam_radius + 1.0, n_positions=size, disk_radius=beam_radius / 1.25
