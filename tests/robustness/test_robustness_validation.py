@@ -290,6 +290,7 @@ ARRAY_CASES = [
     ("disk_mask radius", lambda: features.disk_mask((4, 4), (1, 1), -2), ValueError, ["radius", "-2"]),
     ("disk_mask shape", lambda: features.disk_mask((4,), (1, 1), 1), ValueError, ["shape", "(4,)"]),
     ("find_direct_beam 1-D", lambda: features.find_direct_beam(np.zeros(5)), ValueError, ["mean_pattern", "(5,)"]),
+    ("find_direct_beam near", lambda: features.find_direct_beam(np.zeros((4, 4)), near=(1, 1)), ValueError, ["near needs within"]),
     ("hot_pixels factor", lambda: features.hot_pixels(np.zeros((4, 4)), factor=1), ValueError, ["factor", "1"]),
     ("select_top_fraction", lambda: features.select_top_fraction(np.zeros((2, 2)), np.ones((2, 2), bool), 0), ValueError, ["fraction", "0"]),
     ("select_top_fraction shape", lambda: features.select_top_fraction(np.zeros((2, 2)), np.ones((3, 2), bool), 0.5), ValueError, ["eligible", "(3, 2)", "(2, 2)"]),
