@@ -51,8 +51,8 @@ class ClusterResult:
         return self.memberships.shape[1]
 
 
-def resolve_min_cluster_size(min_cluster_size, n_positions):
-    """A count from a count or a fraction of the positions.
+def resolve_min_cluster_size(min_cluster_size, n_positions, name="min_cluster_size"):
+    """A count from a count or a fraction of the positions (``name`` in the error messages).
 
     Examples
     --------
@@ -61,11 +61,13 @@ def resolve_min_cluster_size(min_cluster_size, n_positions):
     """
     n_positions = check_int("n_positions", n_positions, minimum=0)
     # The constraint is the spec's (a count >= 2 or a fraction in (0, 1)).
-    value = CLUSTER_PARAMETERS["min_cluster_size"].check(min_cluster_size)
+    from dataclasses import replace
+
+    value = replace(CLUSTER_PARAMETERS["min_cluster_size"], name=name).check(min_cluster_size)
     size = value if isinstance(value, int) else max(2, int(round(value * n_positions)))
     if size > n_positions:
         raise ValueError(
-            f"min_cluster_size={min_cluster_size} ({size} positions) is larger than the number of positions ({n_positions})."
+            f"{name}={min_cluster_size} ({size} positions) is larger than the number of positions ({n_positions})."
         )
     return size
 

@@ -74,13 +74,9 @@ def _resolve_segment_size(segment_size, n_positions):
     """``map_phases``' ``segment_size`` as a count of positions (None: the default)."""
     if segment_size is None:
         return default_segment_size(n_positions)
-    from ..cluster_parameters import Parameter
+    from ..clustering.cluster import resolve_min_cluster_size
 
-    value = Parameter("segment_size", None, "count_or_fraction", "").check(segment_size)
-    size = value if isinstance(value, int) else max(2, int(round(value * n_positions)))
-    if size > n_positions:
-        raise ValueError(f"segment_size={segment_size} ({size} positions) is larger than the number of positions ({n_positions}).")
-    return size
+    return resolve_min_cluster_size(segment_size, n_positions, name="segment_size")
 
 
 #: Positions whose largest membership is below this do not enter the
