@@ -184,7 +184,9 @@ def _column_quartiles(sample):
     kth = sorted({int(np.floor(v)) for v in virtual} | {int(np.ceil(v)) for v in virtual})
 
     def quartiles_of(columns):
-        values = np.ascontiguousarray(sample[:, columns].T)
+        # A copy always: the transpose of a Fortran-ordered sample is already
+        # C-contiguous, and partitioning it would reorder the caller's array.
+        values = np.array(sample[:, columns].T, order="C")
         values.partition(kth, axis=1)
         out = []
         for v in virtual:

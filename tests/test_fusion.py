@@ -170,6 +170,15 @@ def test_robust_statistics_keeps_sparse_channels_on_the_block_scale():
     assert scale_ref[3] == 1.0
 
 
+def test_robust_statistics_leaves_a_fortran_ordered_sample_unchanged():
+    # Its transpose is C-contiguous: partitioned without a copy it came back reordered.
+    sample = np.asfortranarray(np.random.default_rng(2).normal(size=(50, 4)))
+    before = sample.copy()
+    centre, _ = robust_statistics(sample)
+    np.testing.assert_array_equal(sample, before)
+    np.testing.assert_allclose(centre, np.median(before, axis=0))
+
+
 def test_block_discreteness_separates_phases_from_continuum():
     rng = np.random.default_rng(0)
     rows, cols, p = 32, 32, 12
