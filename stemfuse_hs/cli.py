@@ -1260,6 +1260,7 @@ def phase_merge_summary(phases):
         for i in np.flatnonzero(np.asarray(tests["merged"]))
     ]
     minor = record.get("minor_phases", {})
+    grown = record.get("grown", {})
     return {
         "n_segments": int(phases.segments.n_clusters),
         "n_phases": int(phases.n_clusters),
@@ -1272,6 +1273,14 @@ def phase_merge_summary(phases):
             for h, n, p, d in zip(
                 minor.get("host", []), minor.get("positions", []), minor.get("p_value", []),
                 minor.get("composition_difference", []),
+            )
+        ],
+        "grown": [
+            {"from_phase": int(a), "into_phase": int(b), "positions": int(n), "p_value": float(p),
+             "composition_difference": float(d)}
+            for a, b, n, p, d in zip(
+                grown.get("from_phase", []), grown.get("into_phase", []), grown.get("positions", []),
+                grown.get("p_value", []), grown.get("composition_difference", []),
             )
         ],
     }

@@ -613,6 +613,18 @@ def write_report(directory, name=None):
             body.append("<p>Minor phases carved out of a finer map of the same embedding:</p>")
             body.append(_table(rows, ["phase", "inside phase", "positions", "p-value", "composition difference"],
                                numeric=(2, 3, 4)))
+        if merge.get("grown"):
+            rows = [
+                (m["from_phase"], m["into_phase"], m["positions"], _format(m["p_value"]),
+                 _format(m["composition_difference"]))
+                for m in merge["grown"]
+            ]
+            body.append(
+                "<p>Positions moved into a phase that holds most of a small phase of the finer map, "
+                "out of a phase whose composition is not theirs:</p>"
+            )
+            body.append(_table(rows, ["from phase", "into phase", "positions", "p-value", "composition difference"],
+                               numeric=(2, 3, 4)))
 
     body.append("<h2>Figures</h2>")
     for key, caption, data in figures:

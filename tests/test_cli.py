@@ -208,7 +208,7 @@ def test_demo_writes_every_file_and_a_complete_report(runs):
     # The physics merge (the default) is reported merge by merge.
     merge = run["phase_merge"]
     assert merge["n_phases"] == run["n_clusters"] and merge["n_segments"] >= merge["n_phases"]
-    assert len(merge["merges"]) == merge["n_segments"] - merge["n_phases"]
+    assert len(merge["merges"]) == merge["n_segments"] - merge["n_phases"] - len(merge["grown"])
     assert "<h2>Phases from segments</h2>" in page
     assert f"{merge['n_segments']} segments of the fused embedding joined into {merge['n_phases']} phases" in page
     assert params["phase_map"] == {"method": "physics", "segment_size": None, "minor_cluster_size": 8}
@@ -303,6 +303,21 @@ def test_report_rebuilds_the_page_from_the_results(runs):
     assert [line for line in strip(after).splitlines() if "base64" not in line] == [
         line for line in strip(before).splitlines() if "base64" not in line
     ]
+
+
+def test_report_lists_positions_completed_from_the_finer_map(runs, tmp_path):
+    import shutil
+
+    _, demo = finished(runs, "demo")
+    out = shutil.copytree(demo, tmp_path / "demo")
+    run = json.loads((out / report_module.RUN_FILE).read_text())
+    run["phase_merge"]["grown"] = [
+        {"from_phase": 0, "into_phase": 2, "positions": 17, "p_value": 1e-9, "composition_difference": 0.21}
+    ]
+    (out / report_module.RUN_FILE).write_text(json.dumps(run))
+    page = report_module.write_report(out).read_text(encoding="utf-8")
+    assert "Positions moved into a phase that holds most of a small phase of the finer map" in page
+    assert re.search(r"<td[^>]*>0</td><td[^>]*>2</td><td[^>]*>17</td>", page)
 
 
 def test_params_json_is_accepted_by_run_and_demo(runs, files):

@@ -43,6 +43,7 @@ from .._validation import check_array, check_bool, check_choice, check_fraction,
 __all__ = [
     "PhaseMerge",
     "carve_minor_phases",
+    "grow_phases",
     "mixture_test",
     "reassign_by_composition",
     "window_matrix",
@@ -88,6 +89,10 @@ DEFAULT_LATTICE_LINKAGE = "average"
 #: Share of each group's spacings a segment of another composition must show
 #: to witness that two groups the lattice test parts are one lattice.
 WITNESS_COVERAGE = 0.75
+#: A group that shows at least this many spacings, every one of them shown
+#: by two segments of another group, is of that group's lattice whatever
+#: its member pairs say (see :func:`merge_phases`).
+MIN_CONTAINED_SPACINGS = 4
 
 
 @dataclass
@@ -497,6 +502,26 @@ def _lattices_differ(pair_overlaps, linkage, min_lattice_overlap, pair_weights=N
     return combined < min_lattice_overlap
 
 
+def _shown_twice(a, b, spacings, tolerance, min_spacings=MIN_CONTAINED_SPACINGS):
+    """Whether one group shows at least ``min_spacings`` spacings, each shown by two segments of the other.
+
+    Every spacing must stay in the other group's union when any one of its
+    segments is left out, so that a single segment mixing two lattices (at
+    their boundary) cannot make one group contain the other.
+    """
+    for inner, outer in ((a, b), (b, a)):
+        shown = _union(inner, spacings, tolerance)
+        if shown.size < min_spacings or len(outer) < 2:
+            continue
+        for left_out in outer:
+            rest = _union([m for m in outer if m != left_out], spacings, tolerance)
+            if rest.size == 0 or np.abs(shown[:, None] - rest[None, :]).min(axis=1).max() > tolerance:
+                break
+        else:
+            return True
+    return False
+
+
 def _union(members, spacings, tolerance):
     """The distinct spacings of a group of segments (closer than ``tolerance`` are one)."""
     radii = np.sort(np.concatenate([np.asarray(spacings[m], float) for m in members]))
@@ -750,6 +775,15 @@ def merge_phases(
     ``WITNESS_COVERAGE`` (75 %) of each group's spacings: it has seen them
     in one lattice.
 
+    Grains of one lattice near different zone axes can share a single
+    spacing (fcc near [001] shows 200, 220 and 400; near [112], 111, 220,
+    311 and 222), so their pairs disagree however many grains there are.
+    The member pairs do not keep two groups apart when one group shows at
+    least ``MIN_CONTAINED_SPACINGS`` (4) spacings and the other has shown
+    every one of them, each in at least two of its segments (so that one
+    segment mixing two lattices at their boundary cannot); the test entry
+    records it as ``"contained"``.
+
     Parameters
     ----------
     spectra : numpy.ndarray or None
@@ -860,6 +894,7 @@ def merge_phases(
                 same_comp = _same_composition(comp, alpha, min_composition_difference)
             else:
                 comp, same_comp = None, True
+            contained = False
             if spacings is None:
                 overlap, vetoed = float("nan"), False
             else:
@@ -876,6 +911,13 @@ def merge_phases(
                 # ...while the members that each show enough spacings to be
                 # judged keep their groups apart when they disagree.
                 vetoed = _lattices_differ([pair_overlap[i, j] for i in a for j in b], lattice_linkage, min_lattice_overlap)
+                # Grains of one lattice in different orientations show
+                # different subsets of its spacings, so their pairs can
+                # disagree; a group whose many spacings the other group has
+                # shown in full, every one by at least two of its segments,
+                # is of that group's lattice.
+                contained = vetoed and _shown_twice(a, b, spacings, tolerance)
+                vetoed = vetoed and not contained
             same_lattice = not vetoed and (np.isnan(overlap) or overlap >= min_lattice_overlap)
             witness = -1
             if witness_candidates and same_comp and not same_lattice:
@@ -894,6 +936,7 @@ def merge_phases(
                 "same_phase": bool(same_comp and same_lattice),
                 "merged": False,
                 "witness": int(witness),
+                "contained": bool(contained),
             }
             rank = (
                 bool(np.isnan(overlap)),
@@ -1071,6 +1114,132 @@ def _pool_neighbours(window_counts, scan_shape, width):
     return ndimage.correlate(grid, kernel, mode="constant", cval=0.0).reshape(window_counts.shape)
 
 
+def _fine_map_inputs(labels, fine_labels, window_counts):
+    """A copy of ``labels`` to change, the finer map, the counts as floats and their window indices."""
+    window_counts = np.asarray(window_counts, dtype=np.float64)
+    return (
+        np.asarray(labels).astype(np.int64).copy(),
+        np.asarray(fine_labels).astype(np.int64),
+        window_counts,
+        np.arange(window_counts.shape[1]),
+    )
+
+
+def _small_fine_phases(labels, fine_labels, max_share, min_host_share):
+    """The finer map's small phases, each lying mostly in one phase of ``labels``.
+
+    Yields ``(fine, inside, hosts, host)`` for every phase of ``fine_labels``
+    that covers at most ``max_share`` of the labelled positions and lies
+    for at least ``min_host_share`` in one phase (``host``); ``hosts`` are
+    the phases of its labelled positions.
+    """
+    n_labelled = max(int((labels >= 0).sum()), 1)
+    for fine in np.unique(fine_labels[fine_labels >= 0]):
+        inside = fine_labels == fine
+        size = int(inside.sum())
+        if size == 0 or size > max_share * n_labelled:
+            continue
+        hosts = labels[inside]
+        hosts = hosts[hosts >= 0]
+        if hosts.size == 0:
+            continue
+        host = int(np.bincount(hosts).argmax())
+        if (hosts == host).sum() < min_host_share * size:
+            continue
+        yield int(fine), inside, hosts, host
+
+
+def grow_phases(
+    labels,
+    fine_labels,
+    window_counts,
+    *,
+    max_share=DEFAULT_MAX_MINOR_SHARE,
+    min_host_share=0.7,
+    alpha=DEFAULT_ALPHA,
+    min_composition_difference=DEFAULT_MIN_COMPOSITION_DIFFERENCE,
+):
+    """Move the positions of a small phase of a finer map into the phase that holds most of it.
+
+    The finer map separates a small phase more cleanly than the segments
+    of the phase map do: a minor phase found as a phase of its own may
+    have lost some of its positions to the segments of its surroundings.
+    A phase of the finer map that covers at most ``max_share`` of the
+    positions and lies for at least ``min_host_share`` inside one phase of
+    ``labels`` (its home) of the same composition (:func:`composition_test`
+    of the pooled counts) takes its positions in any other phase along
+    into its home where their pooled counts differ from the rest of that
+    other phase and not from the home: the composition says they do not
+    belong where they are.
+
+    Parameters
+    ----------
+    labels, fine_labels : numpy.ndarray
+        ``(n_positions,)`` the phase map and the finer one (-1 for none).
+    window_counts : numpy.ndarray
+        ``(n_positions, n_windows)`` X-ray counts in the composition windows.
+    max_share, min_host_share, alpha, min_composition_difference : float
+        As in :func:`carve_minor_phases`.
+
+    Returns
+    -------
+    labels : numpy.ndarray
+        With the moved positions in their new phase.
+    moves : list of dict
+        Per move: ``"fine_phase"``, ``"from"`` and ``"into"`` (phases of
+        ``labels``), ``"positions"`` and the :func:`composition_test` result
+        of the moved positions against the rest of the phase they leave.
+
+    Examples
+    --------
+    Twelve positions of a small phase, three of them inside its surroundings:
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> counts = rng.poisson([60.0, 30.0, 10.0], size=(200, 3))
+    >>> counts[:12] = rng.poisson([20.0, 30.0, 50.0], size=(12, 3))
+    >>> labels = np.where(np.arange(200) < 9, 1, 0)
+    >>> fine = np.where(np.arange(200) < 12, 1, 0)
+    >>> new, moves = grow_phases(labels, fine, counts)
+    >>> np.bincount(new).tolist(), moves[0]["positions"]
+    ([188, 12], 3)
+    """
+    labels, fine_labels, window_counts, windows = _fine_map_inputs(labels, fine_labels, window_counts)
+    original = labels.copy()
+    moves = []
+    for fine, inside, hosts, home in _small_fine_phases(original, fine_labels, max_share, min_host_share):
+        if (hosts == home).all():
+            continue
+        counts_home = window_counts[original == home].sum(axis=0)
+        same_as_home = composition_test(window_counts[inside].sum(axis=0), counts_home, windows)
+        if not _same_composition(same_as_home, alpha, min_composition_difference):
+            continue  # a phase of its own: carve_minor_phases' case
+        for other in np.unique(hosts[hosts != home]):
+            rest = (original == other) & ~inside
+            if not rest.any():
+                continue
+            # The moving positions' own counts decide, not the whole fine
+            # phase's: at its edge they may hold more of their surroundings.
+            moving = inside & (original == other)
+            counts_moving = window_counts[moving].sum(axis=0)
+            test = composition_test(counts_moving, window_counts[rest].sum(axis=0), windows)
+            if _same_composition(test, alpha, min_composition_difference):
+                continue
+            if not _same_composition(composition_test(counts_moving, counts_home, windows), alpha, min_composition_difference):
+                continue
+            labels[moving] = home
+            moves.append(
+                {
+                    "fine_phase": int(fine),
+                    "from": int(other),
+                    "into": home,
+                    "positions": int(moving.sum()),
+                    "composition": test,
+                }
+            )
+    return labels, moves
+
+
 def carve_minor_phases(
     labels,
     fine_labels,
@@ -1126,26 +1295,11 @@ def carve_minor_phases(
     >>> np.bincount(new).tolist(), carved[0]["host"]
     ([188, 12], 0)
     """
-    labels = np.asarray(labels).astype(np.int64).copy()
-    fine_labels = np.asarray(fine_labels).astype(np.int64)
-    window_counts = np.asarray(window_counts, dtype=np.float64)
-    windows = np.arange(window_counts.shape[1])
-    n_labelled = max(int((labels >= 0).sum()), 1)
+    labels, fine_labels, window_counts, windows = _fine_map_inputs(labels, fine_labels, window_counts)
     original = labels.copy()
     carved = []
     next_label = int(labels.max()) + 1 if labels.size else 0
-    for fine in np.unique(fine_labels[fine_labels >= 0]):
-        inside = fine_labels == fine
-        size = int(inside.sum())
-        if size == 0 or size > max_share * n_labelled:
-            continue
-        hosts = original[inside]
-        hosts = hosts[hosts >= 0]
-        if hosts.size == 0:
-            continue
-        host = int(np.bincount(hosts).argmax())
-        if (hosts == host).sum() < min_host_share * size:
-            continue
+    for fine, inside, _, host in _small_fine_phases(original, fine_labels, max_share, min_host_share):
         rest = (original == host) & ~inside
         if not rest.any():
             continue
@@ -1163,7 +1317,7 @@ def carve_minor_phases(
             continue
         labels[inside] = next_label
         carved.append(
-            {"fine_phase": int(fine), "host": host, "positions": size, "composition": test, "label": next_label}
+            {"fine_phase": fine, "host": host, "positions": int(inside.sum()), "composition": test, "label": next_label}
         )
         next_label += 1
     return _join_carved(labels, carved, original, window_counts, alpha, min_composition_difference)

@@ -412,6 +412,7 @@ def _tests_table(tests):
         "same_lattice": np.array([t["same_lattice"] for t in tests], dtype=bool),
         "merged": np.array([t["merged"] for t in tests], dtype=bool),
         "witness": np.array([t.get("witness", -1) for t in tests], dtype=np.int64),
+        "contained": np.array([t.get("contained", False) for t in tests], dtype=bool),
     }
 
 
@@ -444,7 +445,11 @@ def map_phases(
     phase map; its small phases of another composition than their
     surroundings are carved out as phases of their own
     (:func:`stemfuse_hs.clustering.phases.carve_minor_phases`), each
-    becoming one more segment.
+    becoming one more segment; before that, a small phase of the finer map
+    that lies mostly in one phase of the same composition takes its
+    positions in other phases, whose composition is not theirs, into it
+    (:func:`stemfuse_hs.clustering.phases.grow_phases`; the moved positions
+    of each become one more segment of that phase).
 
     Parameters
     ----------
@@ -477,7 +482,8 @@ def map_phases(
     -------
     ClusterLabels
         The phase map; ``.segments`` is the segment (grain) map;
-        ``phase_merge["minor_phases"]`` lists the carved phases.
+        ``phase_merge["minor_phases"]`` lists the carved phases and
+        ``phase_merge["grown"]`` the positions moved by ``grow_phases``.
 
     Examples
     --------
@@ -524,7 +530,7 @@ def map_phases(
 
 def _carve(phases, fine, eds, merge_kwargs, show_progressbar):
     """``phases`` with the minor phases of ``fine`` carved out (each one more segment)."""
-    from ..clustering.phases import carve_minor_phases
+    from ..clustering.phases import carve_minor_phases, grow_phases
 
     record = phases.phase_merge
     windows = _composition_windows(eds, record["exclude_lines"])
@@ -532,13 +538,18 @@ def _carve(phases, fine, eds, merge_kwargs, show_progressbar):
         counts = _window_counts_per_position(eds, windows)
     n = phases.data.size
     labels = np.asarray(phases.data).reshape(n)
-    new_labels, carved = carve_minor_phases(
-        labels,
-        np.asarray(fine.data).reshape(n),
-        counts,
-        alpha=record["alpha"],
-        min_composition_difference=record["min_composition_difference"],
-    )
+    fine_labels = np.asarray(fine.data).reshape(n)
+    tests = {"alpha": record["alpha"], "min_composition_difference": record["min_composition_difference"]}
+    grown_labels, grown = grow_phases(labels, fine_labels, counts, **tests)
+    new_labels, carved = carve_minor_phases(grown_labels, fine_labels, counts, **tests)
+    record["grown"] = {
+        "fine_phase": np.array([g["fine_phase"] for g in grown], dtype=np.int64),
+        "from_phase": np.array([g["from"] for g in grown], dtype=np.int64),
+        "into_phase": np.array([g["into"] for g in grown], dtype=np.int64),
+        "positions": np.array([g["positions"] for g in grown], dtype=np.int64),
+        "p_value": np.array([g["composition"]["p_value"] for g in grown], dtype=np.float64),
+        "composition_difference": np.array([g["composition"]["difference"] for g in grown], dtype=np.float64),
+    }
     record["minor_phases"] = {
         "fine_phase": np.array([c["fine_phase"] for c in carved], dtype=np.int64),
         "host": np.array([c["host"] for c in carved], dtype=np.int64),
@@ -556,6 +567,22 @@ def _carve(phases, fine, eds, merge_kwargs, show_progressbar):
     new_phase_columns, new_seg_columns = [], []
     groups = [list(g) for g in record["groups"]]
     segment_phase = list(np.asarray(record["segment_phase"]))
+    # Moved positions become one more segment of the phase they joined.
+    for entry in grown:
+        rows = np.flatnonzero((fine_labels == entry["fine_phase"]) & (labels == entry["from"]) & (grown_labels == entry["into"]))
+        column = np.zeros(n, dtype=seg_memberships.dtype)
+        old_segments = seg_labels[rows]
+        held = old_segments >= 0
+        column[rows[held]] = seg_memberships[rows[held], old_segments[held]]
+        seg_memberships[rows[held], old_segments[held]] = 0
+        swapped = phase_memberships[rows, entry["from"]].copy()
+        phase_memberships[rows, entry["from"]] = phase_memberships[rows, entry["into"]]
+        phase_memberships[rows, entry["into"]] = swapped
+        seg_labels[rows] = k_seg
+        seg_memberships = np.column_stack([seg_memberships, column])
+        groups[entry["into"]].append(k_seg)
+        segment_phase.append(entry["into"])
+        k_seg += 1
     for index, entry in enumerate(carved):
         column = fine_memberships[:, [entry["fine_phase"]] + entry.get("joined", [])].sum(axis=1)
         phase_memberships[:, entry["host"]] = np.clip(phase_memberships[:, entry["host"]] - column, 0, None)
@@ -567,6 +594,7 @@ def _carve(phases, fine, eds, merge_kwargs, show_progressbar):
     if carved:
         phase_memberships = np.column_stack([phase_memberships] + new_phase_columns)
         seg_memberships = np.column_stack([seg_memberships] + new_seg_columns)
+    if carved or grown:
         segments = relabel_cluster_labels(segments, seg_labels, seg_memberships)
     record["groups"] = groups
     record["segment_phase"] = np.asarray(segment_phase, dtype=np.int64)

@@ -125,6 +125,28 @@ def test_a_segment_of_another_composition_witnesses_one_lattice():
         merge_phases(counts, np.arange(4), spacings, tolerance=0.25, lattice_witnesses="yes")
 
 
+def test_a_group_whose_spacings_another_has_shown_twice_is_of_its_lattice():
+    # One composition. Six fcc grains near [001] (200, 220, 400) and two near
+    # [011] (all six spacings) form one group; the grain near [112] (111, 220,
+    # 311, 222) shares one spacing with each [001] grain, so the pairs average
+    # 0.5 and part it, but each of its four spacings is shown by both [011]
+    # grains: one lattice.
+    fcc = dict(FCC, **{"222": 12.04})
+    zone_001, zone_011, zone_112 = ["200", "220", "400"], list(fcc), ["111", "220", "311", "222"]
+    grains = [zone_001] * 6 + [zone_011] * 2 + [zone_112]
+    spacings = [np.array(sorted(fcc[g] for g in grain)) for grain in grains]
+    counts = np.tile([4000.0, 3000, 2000, 1000], (len(grains), 1))
+    counts[-1] = [4040.0, 2990, 1990, 980]  # one composition, but joined last
+    merge = merge_phases(counts, np.arange(4), spacings, tolerance=0.25)
+    assert merge.groups == [list(range(9))]
+    last = [t for t in merge.tests if t["merged"]][-1]
+    assert 8 in last["a"] + last["b"] and last["contained"] and last["lattice_overlap"] == 1.0
+    # Shown by one [011] grain only (it could mix two lattices at a boundary): apart.
+    keep = [0, 1, 2, 3, 4, 5, 6, 8]
+    once = merge_phases(counts[keep], np.arange(4), [spacings[k] for k in keep], tolerance=0.25)
+    assert once.groups == [[0, 1, 2, 3, 4, 5, 6], [7]]
+
+
 def test_average_linkage_keeps_grains_of_one_lattice_in_one_phase():
     # Four fcc grains in four orientations ([112] and [001] share only 220),
     # three bcc grains; one composition, so only the lattice separates.
@@ -206,7 +228,8 @@ def test_phase_map_nests_its_segments(phase_map):
     assert segments.parameters["min_cluster_size"] == 31  # 2 % of the 32 x 48 scan
     tests = record["tests"]
     assert len(tests["a"]) == len(tests["p_value"]) == len(tests["merged"])
-    assert tests["merged"].sum() == segments.n_clusters - phase_map.n_clusters
+    # Every merge joins two groups; every move from the finer map adds a segment to a phase.
+    assert tests["merged"].sum() == segments.n_clusters - phase_map.n_clusters - len(record["grown"]["positions"])
 
 
 def test_phase_map_round_trips_through_hspy(phase_map, tmp_path):
@@ -220,6 +243,10 @@ def test_phase_map_round_trips_through_hspy(phase_map, tmp_path):
     assert loaded.phase_merge["groups"] == phase_map.phase_merge["groups"]
     assert loaded.phase_merge["lattice_linkage"] == "average" and loaded.phase_merge["lattice_witnesses"] is True
     np.testing.assert_array_equal(loaded.phase_merge["tests"]["witness"], phase_map.phase_merge["tests"]["witness"])
+    np.testing.assert_array_equal(loaded.phase_merge["tests"]["contained"], phase_map.phase_merge["tests"]["contained"])
+    assert set(loaded.phase_merge["grown"]) == {
+        "fine_phase", "from_phase", "into_phase", "positions", "p_value", "composition_difference"
+    }
 
 
 def test_merge_phases_lazy_equals_eager(phase_map, thickness_split_scan):
@@ -332,6 +359,25 @@ def test_carve_minor_phases_ignores_boundaries():
     # The 12 positions are half a, half b: the boundary, not a phase.
     new, carved = carve_minor_phases(labels, fine, counts)
     assert carved == [] and np.array_equal(new, labels)
+
+
+def test_grow_phases_moves_only_positions_whose_counts_are_not_their_phase_s():
+    from stemfuse_hs.clustering.phases import grow_phases
+
+    rng = np.random.default_rng(3)
+    matrix, minor = np.array([60.0, 30.0, 10.0]), np.array([20.0, 30.0, 50.0])
+    counts = rng.poisson(matrix, (1200, 3))
+    counts[:100] = rng.poisson(minor, (100, 3))
+    index = np.arange(1200)
+    # The finer map holds the 100 minor positions; the phase map 80 of them as a phase.
+    new, moves = grow_phases(np.where(index < 80, 1, 0), np.where(index < 100, 1, 0), counts)
+    assert np.array_equal(new, np.where(index < 100, 1, 0))
+    assert [(m["from"], m["into"], m["positions"]) for m in moves] == [(0, 1, 20)]
+    # The finer map's phase reaches 4 matrix positions past the minor phase: pooled
+    # with the minor ones they differ from the matrix, on their own they do not.
+    labels = np.where(index < 100, 1, 0)
+    new, moves = grow_phases(labels, np.where(index < 104, 1, 0), counts)
+    assert np.array_equal(new, labels) and moves == []
 
 
 def test_minor_phase_is_found(default_fit):
