@@ -200,7 +200,7 @@ OPTIONS = [
     _opt("phases", "alpha", "--phase-alpha", 1e-3,
          "significance of the composition test (G-test of the pooled counts)", "float", metavar="A"),
     _opt("phases", "min_composition_difference", "--min-composition-difference", 0.03,
-         "smallest total-variation distance of two normalised spectra that is another composition",
+         "smallest total-variation distance of two normalised spectra, above the noise, that is another composition",
          "float", metavar="D"),
     _opt("phases", "min_lattice_overlap", "--min-lattice-overlap", 0.6,
          "share of Bragg-spot spacings two segments must share to be one lattice", "float", metavar="F"),

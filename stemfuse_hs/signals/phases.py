@@ -130,7 +130,9 @@ def merge_phases(
         Significance of the composition test.
     min_composition_difference : float, default 0.03
         Smallest total-variation distance between two normalised spectra
-        that counts as a different composition.
+        that counts as a different composition, once the distance Poisson
+        noise alone gives is taken out (in quadrature; see
+        :func:`~stemfuse_hs.clustering.phases.composition_test`).
     min_lattice_overlap : float, default 0.6
         Share of spot spacings two segments must share to be one lattice.
     min_spacings : int, default 3
@@ -407,6 +409,7 @@ def _tests_table(tests):
         "g": np.array([comp(t, "g", np.nan) for t in tests], dtype=np.float64),
         "p_value": np.array([comp(t, "p_value", np.nan) for t in tests], dtype=np.float64),
         "composition_difference": np.array([comp(t, "difference", np.nan) for t in tests], dtype=np.float64),
+        "composition_noise_floor": np.array([comp(t, "noise_floor", np.nan) for t in tests], dtype=np.float64),
         "lattice_overlap": np.array([t["lattice_overlap"] for t in tests], dtype=np.float64),
         "same_composition": np.array([t["same_composition"] for t in tests], dtype=bool),
         "same_lattice": np.array([t["same_lattice"] for t in tests], dtype=bool),

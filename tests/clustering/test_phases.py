@@ -29,6 +29,30 @@ def test_composition_test_ignores_thickness_and_sees_chemistry():
     assert same["dof"] == 4 and same["counts"] == [thin.sum(), thick.sum()]
 
 
+def test_composition_difference_is_measured_above_the_noise():
+    # Six X-ray lines on a falling background over 150 windows, 3,000
+    # counts against 30,000: noise alone puts ~0.07 of distance between two
+    # draws of one composition, more than the 0.03 threshold.
+    channels = np.arange(150)
+
+    def spectrum(heights):
+        shape = 3.0 * np.exp(-channels / 60.0)
+        for centre, height in zip((20, 45, 60, 75, 90, 110), heights):
+            shape = shape + height * np.exp(-0.5 * ((channels - centre) / 1.2) ** 2)
+        return shape / shape.sum()
+
+    phase, other = spectrum([4, 8, 2, 10, 3, 5]), spectrum([4, 5, 3, 13, 3, 5])
+    true_distance = 0.5 * np.abs(other - phase).sum()  # 0.043
+    rng = np.random.default_rng(0)
+    reference = rng.poisson(phase * 30000)
+    same = composition_test(rng.poisson(phase * 3000), reference, channels)
+    different = composition_test(rng.poisson(other * 3000), reference, channels)
+    assert same["observed_difference"] > 0.06 and same["difference"] < 0.01
+    observed, floor = different["observed_difference"], different["noise_floor"]
+    assert different["difference"] ** 2 == pytest.approx(observed**2 - floor**2)
+    assert true_distance < different["difference"] < different["observed_difference"] - 0.02
+
+
 @pytest.mark.parametrize("order", ["channel order", "shuffled"])
 def test_window_counts_sum_the_channels_of_each_window(order):
     from stemfuse_hs.clustering.phases import _window_counts
@@ -227,7 +251,8 @@ def test_phase_map_nests_its_segments(phase_map):
     assert record["used"] == ["eds", "dp"]
     assert segments.parameters["min_cluster_size"] == 31  # 2 % of the 32 x 48 scan
     tests = record["tests"]
-    assert len(tests["a"]) == len(tests["p_value"]) == len(tests["merged"])
+    assert len(tests["a"]) == len(tests["p_value"]) == len(tests["merged"]) == len(tests["composition_noise_floor"])
+    assert np.all(tests["composition_noise_floor"][np.isfinite(tests["p_value"])] > 0)
     # Every merge joins two groups; every move from the finer map adds a segment to a phase.
     assert tests["merged"].sum() == segments.n_clusters - phase_map.n_clusters - len(record["grown"]["positions"])
 
