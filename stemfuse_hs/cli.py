@@ -1261,6 +1261,7 @@ def phase_merge_summary(phases):
     ]
     minor = record.get("minor_phases", {})
     grown = record.get("grown", {})
+    pieces = record.get("pieces", {})
     return {
         "n_segments": int(phases.segments.n_clusters),
         "n_phases": int(phases.n_clusters),
@@ -1281,6 +1282,13 @@ def phase_merge_summary(phases):
             for a, b, n, p, d in zip(
                 grown.get("from_phase", []), grown.get("into_phase", []), grown.get("positions", []),
                 grown.get("p_value", []), grown.get("composition_difference", []),
+            )
+        ],
+        "pieces": [
+            {"segment": int(k), "from_phase": int(a), "into_phase": int(b), "positions": int(n)}
+            for k, a, b, n in zip(
+                pieces.get("segment", []), pieces.get("from_phase", []), pieces.get("into_phase", []),
+                pieces.get("positions", []),
             )
         ],
     }

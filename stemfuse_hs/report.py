@@ -625,6 +625,13 @@ def write_report(directory, name=None):
             )
             body.append(_table(rows, ["from phase", "into phase", "positions", "p-value", "composition difference"],
                                numeric=(2, 3, 4)))
+        if merge.get("pieces"):
+            rows = [(m["segment"], m["from_phase"], m["into_phase"], m["positions"]) for m in merge["pieces"]]
+            body.append(
+                "<p>Connected pieces of segments moved to the phase of their composition whose Bragg-spot "
+                "spacings they show:</p>"
+            )
+            body.append(_table(rows, ["piece of segment", "from phase", "into phase", "positions"], numeric=(3,)))
 
     body.append("<h2>Figures</h2>")
     for key, caption, data in figures:

@@ -208,7 +208,7 @@ def test_demo_writes_every_file_and_a_complete_report(runs):
     # The physics merge (the default) is reported merge by merge.
     merge = run["phase_merge"]
     assert merge["n_phases"] == run["n_clusters"] and merge["n_segments"] >= merge["n_phases"]
-    assert len(merge["merges"]) == merge["n_segments"] - merge["n_phases"] - len(merge["grown"])
+    assert len(merge["merges"]) == merge["n_segments"] - merge["n_phases"] - len(merge["grown"]) - len(merge["pieces"])
     assert "<h2>Phases from segments</h2>" in page
     assert f"{merge['n_segments']} segments of the fused embedding joined into {merge['n_phases']} phases" in page
     assert params["phase_map"] == {"method": "physics", "segment_size": None, "minor_cluster_size": 8}
@@ -318,6 +318,19 @@ def test_report_lists_positions_completed_from_the_finer_map(runs, tmp_path):
     page = report_module.write_report(out).read_text(encoding="utf-8")
     assert "Positions moved into a phase that holds most of a small phase of the finer map" in page
     assert re.search(r"<td[^>]*>0</td><td[^>]*>2</td><td[^>]*>17</td>", page)
+
+
+def test_report_lists_pieces_moved_by_their_lattice(runs, tmp_path):
+    import shutil
+
+    _, demo = finished(runs, "demo")
+    out = shutil.copytree(demo, tmp_path / "demo")
+    run = json.loads((out / report_module.RUN_FILE).read_text())
+    run["phase_merge"]["pieces"] = [{"segment": 5, "from_phase": 1, "into_phase": 0, "positions": 23}]
+    (out / report_module.RUN_FILE).write_text(json.dumps(run))
+    page = report_module.write_report(out).read_text(encoding="utf-8")
+    assert "Connected pieces of segments moved to the phase of their composition" in page
+    assert re.search(r"<td[^>]*>5</td><td[^>]*>1</td><td[^>]*>0</td><td[^>]*>23</td>", page)
 
 
 def test_params_json_is_accepted_by_run_and_demo(runs, files):

@@ -28,6 +28,11 @@ feature space:
 tests, testing groups (pooled counts, the union of their spacings) rather
 than single segments, so that a chain of weak links cannot join two
 phases. Every test and every merge is returned for the record.
+A segment can still pool off-zone grains of two phases from all over the
+scan: :func:`segment_pieces` cuts it into its connected pieces, and
+:func:`move_pieces_by_lattice` moves a piece to the phase of its
+composition whose spacings (:func:`phase_spacings`) its own mean pattern
+shows.
 
 All functions work on small per-segment arrays (pooled spectra, mean
 patterns): the pass over the scan that makes them is
@@ -54,7 +59,11 @@ __all__ = [
     "WITNESS_COVERAGE",
     "lattice_overlap",
     "merge_phases",
+    "move_pieces_by_lattice",
+    "phase_spacings",
     "ring_spacings",
+    "same_composition_matrix",
+    "segment_pieces",
     "spot_spacings",
 ]
 
@@ -1434,3 +1443,187 @@ def _join_carved(labels, carved, original, window_counts, alpha, min_difference)
         labels[labels == entry["label"]] = first + index
         entry["label"] = first + index
     return labels, carved
+
+
+#: Smallest connected piece of a segment (positions) whose lattice is judged on its own.
+DEFAULT_MIN_PIECE_SIZE = 15
+#: A piece holding more of its segment than this share is the segment, which the merge has judged.
+MAX_PIECE_SHARE = 0.5
+#: Segments of a phase that must show a spacing for it to count as the phase's.
+MIN_SEGMENTS_SHOWING = 2
+
+
+def segment_pieces(segment_map, min_size=DEFAULT_MIN_PIECE_SIZE, max_share=MAX_PIECE_SHARE):
+    """The connected pieces of every segment on the scan that are worth judging on their own.
+
+    A segment is a cluster of the fused embedding: it can pool grains from
+    all over the scan, of two phases whose patterns look alike (off-zone
+    grains show few spots). Its 8-connected pieces on the scan are closer
+    to single grains. Pieces smaller than ``min_size`` positions show too
+    few spots; a piece holding more than ``max_share`` of its segment is
+    the segment, whose lattice the merge has already judged.
+
+    Parameters
+    ----------
+    segment_map : numpy.ndarray
+        ``(rows, cols)`` segment of every position, -1 for none.
+    min_size : int, default 15
+    max_share : float, default 0.5
+
+    Returns
+    -------
+    pieces : numpy.ndarray
+        ``(rows, cols)`` piece of every position (0, 1, ...), -1 outside
+        the pieces kept.
+    piece_segment : numpy.ndarray
+        The segment of every piece.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> segments = np.zeros((6, 30), int)
+    >>> segments[:, 10:20] = 1  # segment 0 in two pieces of 60 positions, segment 1 in one
+    >>> pieces, of = segment_pieces(segments)
+    >>> np.bincount(pieces[pieces >= 0]).tolist(), of.tolist()
+    ([60, 60], [0, 0])
+    """
+    from scipy import ndimage
+
+    segment_map = np.asarray(segment_map)
+    if segment_map.ndim != 2:
+        raise ValueError(f"segment_pieces: segment_map must be 2-D (the scan), got shape {segment_map.shape}.")
+    pieces = np.full(segment_map.shape, -1, dtype=np.int64)
+    piece_segment = []
+    for segment in np.unique(segment_map[segment_map >= 0]):
+        inside = segment_map == segment
+        labelled, n_pieces = ndimage.label(inside, structure=np.ones((3, 3), bool))
+        if n_pieces < 2:
+            continue
+        sizes = np.bincount(labelled.ravel(), minlength=n_pieces + 1)
+        for piece in np.flatnonzero((sizes >= min_size) & (sizes <= max_share * inside.sum())):
+            if piece == 0:
+                continue
+            pieces[labelled == piece] = len(piece_segment)
+            piece_segment.append(int(segment))
+    return pieces, np.asarray(piece_segment, dtype=np.int64)
+
+
+def phase_spacings(spacings, segment_phase, judged, n_phases, tolerance, min_segments=MIN_SEGMENTS_SHOWING):
+    """Per phase, the spacings at least ``min_segments`` of its judged segments show.
+
+    One segment alone can show a false spacing (a boundary mixing two
+    lattices, the support film's amorphous ring); two are a pattern. A
+    phase of a single judged segment (one zone axis, one grain) has that
+    segment's spacings; a phase without one has none.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> spacings = [np.array([6.0, 9.8]), np.array([6.1, 11.5]), np.array([8.7])]
+    >>> [v.round(2).tolist() for v in phase_spacings(spacings, [0, 0, 1], [True] * 3, 2, 0.25)]
+    [[6.05], [8.7]]
+    """
+    out = []
+    for phase in range(n_phases):
+        members = [np.asarray(spacings[k], float) for k in range(len(spacings)) if segment_phase[k] == phase and judged[k]]
+        centres = _union(range(len(members)), members, tolerance) if members else np.zeros(0)
+        shown = np.array([sum(v.size > 0 and np.abs(v - c).min() <= tolerance for v in members) for c in centres])
+        out.append(centres[shown >= min(min_segments, len(members))] if centres.size else centres)
+    return out
+
+
+def same_composition_matrix(counts, windows, *, alpha=DEFAULT_ALPHA, min_difference=DEFAULT_MIN_COMPOSITION_DIFFERENCE):
+    """Which pairs of pooled spectra are one composition (:func:`composition_test`), as a bool matrix.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> counts = np.stack([rng.poisson([500, 100, 300]), rng.poisson([1000, 200, 600]), rng.poisson([300, 300, 300])])
+    >>> same_composition_matrix(counts, np.arange(3)).astype(int).tolist()
+    [[1, 1, 0], [1, 1, 0], [0, 0, 1]]
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    k = counts.shape[0]
+    same = np.eye(k, dtype=bool)
+    for a in range(k):
+        for b in range(a + 1, k):
+            same[a, b] = same[b, a] = _same_composition(composition_test(counts[a], counts[b], windows), alpha, min_difference)
+    return same
+
+
+def move_pieces_by_lattice(labels, pieces, piece_spacings, spacings_of_phase, same_composition, tolerance):
+    """Move pieces of segments to the phase of their composition whose lattice they show.
+
+    Each spacing a piece shows is given to the phase (of those its own
+    phase is compared with) whose spacing is nearest, within
+    ``tolerance``. The piece's positions in its phase (the phase most of
+    them hold) move to another phase of the same composition when at least
+    one of the piece's spacings is that phase's and none is its own phase's.
+    Two phases are compared only when both have spacings: a phase whose
+    spacings are unknown cannot be told apart from another by them.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        ``(n_positions,)`` phase of every position, -1 for none.
+    pieces : numpy.ndarray
+        ``(n_positions,)`` piece of every position, -1 for none
+        (:func:`segment_pieces`, flattened).
+    piece_spacings : list of numpy.ndarray
+        Spacings of every piece's mean pattern (:func:`ring_spacings`).
+    spacings_of_phase : list of numpy.ndarray
+        From :func:`phase_spacings`.
+    same_composition : numpy.ndarray
+        ``(n_phases, n_phases)`` bool.
+    tolerance : float
+
+    Returns
+    -------
+    labels : numpy.ndarray
+    moves : list of dict
+        Per move: ``"piece"``, ``"from"``, ``"into"``, ``"positions"`` and
+        ``"spacings"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> labels = np.array([0, 0, 0, 0, 1, 1])
+    >>> pieces = np.array([-1, -1, 0, 0, -1, -1])
+    >>> fcc, bcc = np.array([6.0, 6.9, 9.8]), np.array([6.2, 8.7, 10.7])
+    >>> new, moves = move_pieces_by_lattice(labels, pieces, [np.array([8.7])], [fcc, bcc], np.ones((2, 2), bool), 0.25)
+    >>> new.tolist(), moves[0]["into"]
+    ([0, 0, 1, 1, 1, 1], 1)
+    """
+    labels = np.asarray(labels).astype(np.int64)
+    pieces = np.asarray(pieces)
+    new = labels.copy()
+    moves = []
+
+    def distance(value, phase):
+        theirs = spacings_of_phase[phase]
+        return float(np.abs(theirs - value).min()) if theirs.size else np.inf
+
+    for piece, found in enumerate(piece_spacings):
+        inside = pieces == piece
+        held = labels[inside]
+        held = held[held >= 0]
+        if held.size == 0 or np.asarray(found).size == 0:
+            continue
+        own = int(np.bincount(held).argmax())
+        if own >= len(spacings_of_phase) or spacings_of_phase[own].size == 0:
+            continue
+        for other in range(len(spacings_of_phase)):
+            if other == own or not same_composition[own, other] or spacings_of_phase[other].size == 0:
+                continue
+            theirs = [v for v in found if distance(v, other) <= tolerance and distance(v, other) < distance(v, own)]
+            ours = [v for v in found if distance(v, own) <= tolerance and distance(v, own) <= distance(v, other)]
+            if theirs and not ours:
+                rows = inside & (labels == own)
+                new[rows] = other
+                moves.append(
+                    {"piece": piece, "from": own, "into": other, "positions": int(rows.sum()),
+                     "spacings": np.asarray(found, dtype=np.float64)}
+                )
+                break
+    return new, moves

@@ -21,6 +21,7 @@ from ..clustering.phases import (
     DEFAULT_MIN_LATTICE_OVERLAP,
     DEFAULT_MIN_LOG_RATIO,
     DEFAULT_POOL_WIDTH,
+    DEFAULT_MIN_PIECE_SIZE,
     DEFAULT_MIN_SPACINGS,
     LATTICE_LINKAGES,
     check_pool_width,
@@ -241,7 +242,7 @@ def merge_phases(
     flat_labels = np.asarray(labels.data).reshape(n).astype(np.int64)
     weights = cluster_weights(flat_labels, memberships, "hard", SEGMENT_MIN_MEMBERSHIP)
     sizes = weights.sum(axis=0)
-    spectra = spacings = None
+    spectra = spacings = scan_beam = None
     tolerance = spacing_tolerance
     with dask_progress(show_progressbar):
         if eds is not None and k:
@@ -255,17 +256,8 @@ def merge_phases(
             # the scan's mean cannot, and the beam drifts (descan) by less
             # than its radius, so each segment's beam is looked for there.
             scan_centre, scan_radius = find_direct_beam(np.tensordot(sizes, np.nan_to_num(patterns), axes=1))
-            spacings, radii = [], []
-            for pattern, size in zip(patterns, sizes):
-                if size == 0:
-                    spacings.append(np.zeros(0))
-                    continue
-                centre, beam_radius = find_direct_beam(pattern, near=scan_centre, within=scan_radius)
-                radii.append(beam_radius)
-                found, _ = ring_spacings(
-                    pattern, centre, inner_radius=beam_radius + 1.0, n_positions=size, disk_radius=beam_radius / 1.25
-                )
-                spacings.append(found)
+            scan_beam = [float(scan_centre[0]), float(scan_centre[1]), float(scan_radius)]
+            spacings, radii = _pattern_spacings(patterns, sizes, scan_beam)
             if tolerance is None:
                 tolerance = max(0.25, 0.1 * float(np.median(radii))) if radii else 0.25
     if k == 0:
@@ -318,6 +310,7 @@ def merge_phases(
         "lattice_linkage": lattice_linkage,
         "lattice_witnesses": bool(lattice_witnesses),
         "spacing_tolerance": float(tolerance if tolerance is not None else 0.25),
+        "min_judged_fraction": float(min_judged_fraction),
         "exclude_lines": list(exclude_lines),
         "used": [name for name, s in (("eds", eds), ("dp", dp)) if s is not None],
         "tests": _tests_table(merge.tests),
@@ -326,9 +319,54 @@ def merge_phases(
         "min_log_ratio": float(min_log_ratio),
         "pool_width": int(pool_width),
     }
+    if scan_beam is not None:
+        record["direct_beam"] = np.asarray(scan_beam, dtype=np.float64)
     result = ClusterResult(phase_labels.astype(np.int64), phase_memberships, parameters)
     phases = build_cluster_labels_like(labels, result, record)
     return phases
+
+
+def _move_as_new_segment(rows, source, target, seg_labels, seg_memberships, phase_memberships, groups, segment_phase):
+    """Positions ``rows`` leave phase ``source`` for ``target`` as one more segment of it.
+
+    Their segment memberships become the new segment's column and their
+    two phase memberships are swapped, so that every position stays its
+    segment's phase. ``seg_labels``, ``phase_memberships``, ``groups`` and
+    ``segment_phase`` are updated in place (the result's own arrays); the
+    widened segment memberships are returned.
+    """
+    new_segment = seg_memberships.shape[1]
+    column = np.zeros(seg_memberships.shape[0], dtype=seg_memberships.dtype)
+    old_segments = seg_labels[rows]
+    held = old_segments >= 0
+    column[rows[held]] = seg_memberships[rows[held], old_segments[held]]
+    seg_memberships[rows[held], old_segments[held]] = 0
+    swapped = phase_memberships[rows, source].copy()
+    phase_memberships[rows, source] = phase_memberships[rows, target]
+    phase_memberships[rows, target] = swapped
+    seg_labels[rows] = new_segment
+    groups[target].append(new_segment)
+    segment_phase.append(target)
+    return np.column_stack([seg_memberships, column])
+
+
+def _pattern_spacings(patterns, sizes, scan_beam):
+    """Spot spacings of mean patterns, each one's beam looked for near the scan's; and the beam radii found."""
+    from ..features.sdt import find_direct_beam
+
+    scan_centre, scan_radius = (scan_beam[0], scan_beam[1]), scan_beam[2]
+    spacings, radii = [], []
+    for pattern, size in zip(patterns, sizes):
+        if size == 0:
+            spacings.append(np.zeros(0))
+            continue
+        centre, beam_radius = find_direct_beam(pattern, near=scan_centre, within=scan_radius)
+        radii.append(beam_radius)
+        found, _ = ring_spacings(
+            pattern, centre, inner_radius=beam_radius + 1.0, n_positions=size, disk_radius=beam_radius / 1.25
+        )
+        spacings.append(found)
+    return spacings, radii
 
 
 def _check_merge_parameters(
@@ -431,6 +469,7 @@ def map_phases(
     random_state=None,
     segment_size=None,
     minor_cluster_size=DEFAULT_MINOR_CLUSTER_SIZE,
+    min_piece_size=DEFAULT_MIN_PIECE_SIZE,
     fused=None,
     fuse_kwargs=None,
     cluster_kwargs=None,
@@ -452,7 +491,10 @@ def map_phases(
     that lies mostly in one phase of the same composition takes its
     positions in other phases, whose composition is not theirs, into it
     (:func:`stemfuse_hs.clustering.phases.grow_phases`; the moved positions
-    of each become one more segment of that phase).
+    of each become one more segment of that phase). Last, the connected
+    pieces of every segment on the scan are judged by their own mean
+    pattern: a piece that shows spacings of another phase of its
+    composition and none of its own phase's moves there (``min_piece_size``).
 
     Parameters
     ----------
@@ -467,6 +509,15 @@ def map_phases(
     minor_cluster_size : int or float or None, default 8
         Smallest cluster of the finer map (count or share of the scan);
         None skips the search for minor phases.
+    min_piece_size : int or None, default 15
+        Smallest connected piece of a segment whose lattice is judged on
+        its own: a segment can pool off-zone grains of two phases of one
+        composition from all over the scan, and a piece of it (at most
+        half of the segment) that shows spacings of another phase of its
+        composition and none of its own moves there
+        (:func:`stemfuse_hs.clustering.phases.move_pieces_by_lattice`;
+        each move becomes one more segment, listed in
+        ``phase_merge["pieces"]``). None skips it.
     fused : FusedSTEMSignal, optional
         Fused features of ``dp`` and ``eds`` made already (other extractors
         or parameters); by default the default ones.
@@ -485,8 +536,9 @@ def map_phases(
     -------
     ClusterLabels
         The phase map; ``.segments`` is the segment (grain) map;
-        ``phase_merge["minor_phases"]`` lists the carved phases and
-        ``phase_merge["grown"]`` the positions moved by ``grow_phases``.
+        ``phase_merge["minor_phases"]`` lists the carved phases,
+        ``phase_merge["grown"]`` the positions moved by ``grow_phases`` and
+        ``phase_merge["pieces"]`` the pieces moved by their lattice.
 
     Examples
     --------
@@ -513,6 +565,8 @@ def map_phases(
     n_positions = int(np.prod(dp.axes_manager.navigation_shape))
     if minor_cluster_size is not None:
         resolve_min_cluster_size(minor_cluster_size, n_positions)
+    if min_piece_size is not None:
+        check_int("min_piece_size", min_piece_size, minimum=2)
     cluster_kwargs = dict(cluster_kwargs or {})
     if "min_cluster_size" in cluster_kwargs:
         raise ValueError("map_phases sizes its segments with segment_size; cluster_kwargs may not hold min_cluster_size.")
@@ -523,12 +577,15 @@ def map_phases(
     with reuse_embeddings():
         segments = fused.cluster(random_state=random_state, show_progressbar=show_progressbar, **cluster_kwargs)
         phases = merge_phases(segments, dp, eds, show_progressbar=show_progressbar, **merge_kwargs)
-        if minor_cluster_size is None:
-            return phases
-        fine_kwargs = dict(cluster_kwargs, min_cluster_size=minor_cluster_size)
-        fine_segments = fused.cluster(random_state=random_state, show_progressbar=show_progressbar, **fine_kwargs)
-    fine = merge_phases(fine_segments, dp, eds, show_progressbar=show_progressbar, **merge_kwargs)
-    return _carve(phases, fine, eds, merge_kwargs, show_progressbar)
+        if minor_cluster_size is not None:
+            fine_kwargs = dict(cluster_kwargs, min_cluster_size=minor_cluster_size)
+            fine_segments = fused.cluster(random_state=random_state, show_progressbar=show_progressbar, **fine_kwargs)
+    if minor_cluster_size is not None:
+        fine = merge_phases(fine_segments, dp, eds, show_progressbar=show_progressbar, **merge_kwargs)
+        phases = _carve(phases, fine, eds, merge_kwargs, show_progressbar)
+    if min_piece_size is None:
+        return phases
+    return _move_pieces(phases, dp, eds, show_progressbar, min_piece_size)
 
 
 def _carve(phases, fine, eds, merge_kwargs, show_progressbar):
@@ -573,18 +630,9 @@ def _carve(phases, fine, eds, merge_kwargs, show_progressbar):
     # Moved positions become one more segment of the phase they joined.
     for entry in grown:
         rows = np.flatnonzero((fine_labels == entry["fine_phase"]) & (labels == entry["from"]) & (grown_labels == entry["into"]))
-        column = np.zeros(n, dtype=seg_memberships.dtype)
-        old_segments = seg_labels[rows]
-        held = old_segments >= 0
-        column[rows[held]] = seg_memberships[rows[held], old_segments[held]]
-        seg_memberships[rows[held], old_segments[held]] = 0
-        swapped = phase_memberships[rows, entry["from"]].copy()
-        phase_memberships[rows, entry["from"]] = phase_memberships[rows, entry["into"]]
-        phase_memberships[rows, entry["into"]] = swapped
-        seg_labels[rows] = k_seg
-        seg_memberships = np.column_stack([seg_memberships, column])
-        groups[entry["into"]].append(k_seg)
-        segment_phase.append(entry["into"])
+        seg_memberships = _move_as_new_segment(
+            rows, entry["from"], entry["into"], seg_labels, seg_memberships, phase_memberships, groups, segment_phase
+        )
         k_seg += 1
     for index, entry in enumerate(carved):
         column = fine_memberships[:, [entry["fine_phase"]] + entry.get("joined", [])].sum(axis=1)
@@ -603,3 +651,76 @@ def _carve(phases, fine, eds, merge_kwargs, show_progressbar):
     record["segment_phase"] = np.asarray(segment_phase, dtype=np.int64)
     result = ClusterResult(new_labels, phase_memberships.astype(np.float32), phases.parameters)
     return build_cluster_labels_like(segments, result, record)
+
+
+def _move_pieces(phases, dp, eds, show_progressbar, min_piece_size):
+    """``phases`` with the pieces of segments that show another phase's lattice moved there (each one more segment)."""
+    from ..clustering.phases import move_pieces_by_lattice, phase_spacings, same_composition_matrix, segment_pieces
+
+    record = phases.phase_merge
+    segments = phases.segments
+    shape = np.asarray(phases.data).shape
+    n = int(np.prod(shape))
+    labels = np.asarray(phases.data).reshape(n).astype(np.int64)
+    seg_labels = np.asarray(segments.data).reshape(n).astype(np.int64).copy()
+    record["pieces"] = {key: np.zeros(0, dtype=np.int64) for key in ("segment", "from_phase", "into_phase", "positions")}
+    record["min_piece_size"] = int(min_piece_size)
+    pieces, piece_segment = segment_pieces(seg_labels.reshape(shape), min_size=min_piece_size)
+    n_phases = phases.n_clusters
+    if piece_segment.size == 0 or n_phases < 2 or "direct_beam" not in record:
+        return _with_record(phases, record)
+    windows = _composition_windows(eds, record["exclude_lines"])
+    with dask_progress(show_progressbar):
+        counts = _window_counts_per_position(eds, windows)
+    pooled = np.stack([counts[labels == p].sum(axis=0) for p in range(n_phases)])
+    same = same_composition_matrix(
+        pooled, np.arange(counts.shape[1]), alpha=record["alpha"], min_difference=record["min_composition_difference"]
+    )
+    if not (same & ~np.eye(n_phases, dtype=bool)).any():
+        return _with_record(phases, record)  # no two phases of one composition: nothing a lattice could move
+    flat_pieces = pieces.reshape(n)
+    weights = np.zeros((n, piece_segment.size), dtype=np.float32)
+    inside = flat_pieces >= 0
+    weights[np.flatnonzero(inside), flat_pieces[inside]] = 1.0
+    with dask_progress(show_progressbar):
+        patterns, _ = cluster_statistics(dp.data, 2, weights)
+    piece_spacings, _ = _pattern_spacings(np.nan_to_num(patterns), weights.sum(axis=0), record["direct_beam"])
+    sizes = np.bincount(seg_labels[seg_labels >= 0], minlength=segments.n_clusters)
+    segment_phase = list(np.asarray(record["segment_phase"]))
+    spacing_table = record["spacings"]
+    segment_spacings = [np.asarray(spacing_table.get(f"segment_{k}", np.zeros(0))) for k in range(segments.n_clusters)]
+    judged = sizes >= record.get("min_judged_fraction", 0.02) * n
+    tolerance = record["spacing_tolerance"]
+    of_phase = phase_spacings(segment_spacings, segment_phase, judged, n_phases, tolerance)
+    new_labels, moves = move_pieces_by_lattice(labels, flat_pieces, piece_spacings, of_phase, same, tolerance)
+    if not moves:
+        return _with_record(phases, record)
+    phase_memberships = np.moveaxis(np.asarray(phases.memberships.data), 0, -1).reshape(n, -1).copy()
+    seg_memberships = np.moveaxis(np.asarray(segments.memberships.data), 0, -1).reshape(n, -1).copy()
+    groups = [list(g) for g in record["groups"]]
+    for move in moves:
+        rows = np.flatnonzero((flat_pieces == move["piece"]) & (labels == move["from"]))
+        seg_memberships = _move_as_new_segment(
+            rows, move["from"], move["into"], seg_labels, seg_memberships, phase_memberships, groups, segment_phase
+        )
+    record["pieces"] = {
+        "segment": np.array([piece_segment[m["piece"]] for m in moves], dtype=np.int64),
+        "from_phase": np.array([m["from"] for m in moves], dtype=np.int64),
+        "into_phase": np.array([m["into"] for m in moves], dtype=np.int64),
+        "positions": np.array([m["positions"] for m in moves], dtype=np.int64),
+    }
+    record["groups"] = groups
+    record["segment_phase"] = np.asarray(segment_phase, dtype=np.int64)
+    segments = relabel_cluster_labels(segments, seg_labels, seg_memberships)
+    result = ClusterResult(new_labels, phase_memberships.astype(np.float32), phases.parameters)
+    return build_cluster_labels_like(segments, result, record)
+
+
+def _with_record(phases, record):
+    """``phases`` with its merge record replaced (nothing moved)."""
+    result = ClusterResult(
+        np.asarray(phases.data).reshape(-1).astype(np.int64),
+        np.moveaxis(np.asarray(phases.memberships.data), 0, -1).reshape(phases.data.size, -1).astype(np.float32),
+        phases.parameters,
+    )
+    return build_cluster_labels_like(phases.segments, result, record)

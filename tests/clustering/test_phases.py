@@ -254,7 +254,9 @@ def test_phase_map_nests_its_segments(phase_map):
     assert len(tests["a"]) == len(tests["p_value"]) == len(tests["merged"]) == len(tests["composition_noise_floor"])
     assert np.all(tests["composition_noise_floor"][np.isfinite(tests["p_value"])] > 0)
     # Every merge joins two groups; every move from the finer map adds a segment to a phase.
-    assert tests["merged"].sum() == segments.n_clusters - phase_map.n_clusters - len(record["grown"]["positions"])
+    assert tests["merged"].sum() == (
+        segments.n_clusters - phase_map.n_clusters - len(record["grown"]["positions"]) - len(record["pieces"]["positions"])
+    )
 
 
 def test_phase_map_round_trips_through_hspy(phase_map, tmp_path):
@@ -272,6 +274,77 @@ def test_phase_map_round_trips_through_hspy(phase_map, tmp_path):
     assert set(loaded.phase_merge["grown"]) == {
         "fine_phase", "from_phase", "into_phase", "positions", "p_value", "composition_difference"
     }
+    assert set(loaded.phase_merge["pieces"]) == {"segment", "from_phase", "into_phase", "positions"}
+    assert loaded.phase_merge["min_piece_size"] == 15
+    np.testing.assert_allclose(loaded.phase_merge["direct_beam"], phase_map.phase_merge["direct_beam"])
+
+
+def test_segment_pieces_keep_pieces_that_are_not_the_whole_segment():
+    from stemfuse_hs.clustering.phases import segment_pieces
+
+    segments = np.full((10, 40), -1)
+    segments[:5, :10] = 0  # segment 0: pieces of 50, 50 and 4 positions
+    segments[5:, 30:] = 0
+    segments[0:2, 20:22] = 0
+    segments[5:, :20] = 1  # segment 1: 100 positions and a piece of 12, most of it one piece
+    segments[:3, 34:38] = 1
+    pieces, of = segment_pieces(segments, min_size=15)
+    assert of.tolist() == [0, 0]
+    assert sorted(np.bincount(pieces[pieces >= 0]).tolist()) == [50, 50]
+    assert np.all(segments[pieces >= 0] == 0)
+    with pytest.raises(ValueError, match=r"segment_pieces: segment_map must be 2-D \(the scan\), got shape \(4,\)"):
+        segment_pieces(np.zeros(4, int))
+
+
+def test_pieces_move_only_to_a_phase_of_their_composition_whose_spacings_they_show():
+    from stemfuse_hs.clustering.phases import move_pieces_by_lattice
+
+    fcc, bcc = np.array([6.0, 6.9, 9.8, 11.5]), np.array([6.2, 8.7, 10.7, 12.3])
+    labels = np.array([0] * 6 + [1] * 4)
+    pieces = np.array([0, 0, 1, 1, 2, 2, -1, -1, -1, -1])
+    shown = [np.array([8.7, 12.3]), np.array([8.7, 9.8]), np.array([11.5])]
+    same = np.ones((2, 2), bool)
+    new, moves = move_pieces_by_lattice(labels, pieces, shown, [fcc, bcc], same, 0.25)
+    # Piece 0 shows bcc only; piece 1 shows both (stays); piece 2 shows its own fcc.
+    assert new.tolist() == [1, 1, 0, 0, 0, 0, 1, 1, 1, 1]
+    assert [(m["piece"], m["from"], m["into"], m["positions"]) for m in moves] == [(0, 0, 1, 2)]
+    other_composition, none = move_pieces_by_lattice(labels, pieces, shown, [fcc, bcc], np.eye(2, dtype=bool), 0.25)
+    assert other_composition.tolist() == labels.tolist() and none == []
+    # A phase whose spacings are unknown cannot be told from another by them.
+    unknown, none = move_pieces_by_lattice(labels, pieces, shown, [np.zeros(0), bcc], same, 0.25)
+    assert unknown.tolist() == labels.tolist() and none == []
+
+
+def test_phase_spacings_need_two_segments_unless_the_phase_has_one():
+    from stemfuse_hs.clustering.phases import phase_spacings
+
+    spacings = [np.array([6.0, 9.8]), np.array([6.1, 11.5]), np.array([6.2, 8.7]), np.array([13.9])]
+    # Phase 0: two segments share 6.0-6.1; phase 1: one judged segment, its spacings; phase 2: none judged.
+    found = phase_spacings(spacings, [0, 0, 1, 2], [True, True, True, False], 3, 0.25)
+    assert [v.round(2).tolist() for v in found] == [[6.05], [6.2, 8.7], []]
+
+
+@pytest.fixture(scope="module")
+def four_phase_polycrystal():
+    # poly_four_phases seed 2: a segment pools a Ni-rich fcc grain of 127
+    # positions with grains of the Fe-rich phases' lattice elsewhere.
+    scan = stemfuse_hs.data.synthetic_scan("poly_four_phases", size="tiny", seed=2)
+    return scan, stemfuse_hs.map_phases(scan.dp, scan.eds, random_state=2, show_progressbar=False)
+
+
+def test_map_phases_moves_a_grain_to_the_phase_whose_lattice_it_shows(four_phase_polycrystal):
+    scan, phase_map = four_phase_polycrystal
+    record = phase_map.phase_merge
+    truth, labels = scan.truth.ravel(), phase_map.data.ravel()
+    assert record["pieces"]["positions"].tolist() == [127]
+    into = int(record["pieces"]["into_phase"][0])
+    moved_segment = int(np.asarray(record["groups"][into])[-1])
+    moved = phase_map.segments.data.ravel() == moved_segment
+    # Every moved position is of the true phase that most of the phase it joined holds.
+    assert np.all(truth[moved] == np.bincount(truth[labels == into]).argmax())
+    back = labels.copy()
+    back[moved] = record["pieces"]["from_phase"][0]
+    assert adjusted_rand_score(truth, labels) > adjusted_rand_score(truth, back) + 0.1
 
 
 def test_merge_phases_lazy_equals_eager(phase_map, thickness_split_scan):
@@ -444,3 +517,11 @@ def test_segments_are_two_percent_of_the_scan_up_to_forty_positions():
 
     # A grain covers about as many positions whatever the scan's size.
     assert [default_segment_size(n) for n in (32 * 48, 48 * 80, 50 * 150, 512 * 512)] == [31, 40, 40, 40]
+
+
+def test_map_phases_lazy_equals_eager_with_pieces_moved(four_phase_polycrystal):
+    scan, phase_map = four_phase_polycrystal
+    lazy = stemfuse_hs.map_phases(scan.dp.as_lazy(), scan.eds.as_lazy(), random_state=2, show_progressbar=False)
+    np.testing.assert_array_equal(lazy.data, phase_map.data)
+    np.testing.assert_array_equal(lazy.segments.data, phase_map.segments.data)
+    assert lazy.phase_merge["pieces"]["positions"].tolist() == [127]
