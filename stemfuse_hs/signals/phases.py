@@ -580,22 +580,28 @@ def map_phases(
         if minor_cluster_size is not None:
             fine_kwargs = dict(cluster_kwargs, min_cluster_size=minor_cluster_size)
             fine_segments = fused.cluster(random_state=random_state, show_progressbar=show_progressbar, **fine_kwargs)
+    if minor_cluster_size is None and min_piece_size is None:
+        return phases
+    # One pass over the spectra serves the carving and the pieces.
+    windows = _composition_windows(eds, phases.phase_merge["exclude_lines"])
+    with dask_progress(show_progressbar):
+        counts = _window_counts_per_position(eds, windows)
     if minor_cluster_size is not None:
         fine = merge_phases(fine_segments, dp, eds, show_progressbar=show_progressbar, **merge_kwargs)
-        phases = _carve(phases, fine, eds, merge_kwargs, show_progressbar)
+        phases = _carve(phases, fine, counts)
     if min_piece_size is None:
         return phases
-    return _move_pieces(phases, dp, eds, show_progressbar, min_piece_size)
+    return _move_pieces(phases, dp, counts, show_progressbar, min_piece_size)
 
 
-def _carve(phases, fine, eds, merge_kwargs, show_progressbar):
-    """``phases`` with the minor phases of ``fine`` carved out (each one more segment)."""
+def _carve(phases, fine, counts):
+    """``phases`` with the minor phases of ``fine`` carved out (each one more segment).
+
+    ``counts`` are every position's X-ray counts in the composition windows.
+    """
     from ..clustering.phases import carve_minor_phases, grow_phases
 
     record = phases.phase_merge
-    windows = _composition_windows(eds, record["exclude_lines"])
-    with dask_progress(show_progressbar):
-        counts = _window_counts_per_position(eds, windows)
     n = phases.data.size
     labels = np.asarray(phases.data).reshape(n)
     fine_labels = np.asarray(fine.data).reshape(n)
@@ -653,8 +659,11 @@ def _carve(phases, fine, eds, merge_kwargs, show_progressbar):
     return build_cluster_labels_like(segments, result, record)
 
 
-def _move_pieces(phases, dp, eds, show_progressbar, min_piece_size):
-    """``phases`` with the pieces of segments that show another phase's lattice moved there (each one more segment)."""
+def _move_pieces(phases, dp, counts, show_progressbar, min_piece_size):
+    """``phases`` with the pieces of segments that show another phase's lattice moved there (each one more segment).
+
+    ``counts`` are every position's X-ray counts in the composition windows.
+    """
     from ..clustering.phases import move_pieces_by_lattice, phase_spacings, same_composition_matrix, segment_pieces
 
     record = phases.phase_merge
@@ -669,9 +678,6 @@ def _move_pieces(phases, dp, eds, show_progressbar, min_piece_size):
     n_phases = phases.n_clusters
     if piece_segment.size == 0 or n_phases < 2 or "direct_beam" not in record:
         return _with_record(phases, record)
-    windows = _composition_windows(eds, record["exclude_lines"])
-    with dask_progress(show_progressbar):
-        counts = _window_counts_per_position(eds, windows)
     pooled = np.stack([counts[labels == p].sum(axis=0) for p in range(n_phases)])
     same = same_composition_matrix(
         pooled, np.arange(counts.shape[1]), alpha=record["alpha"], min_difference=record["min_composition_difference"]
