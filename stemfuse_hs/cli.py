@@ -220,6 +220,9 @@ OPTIONS = [
     _opt("phases", "min_judged_fraction", "--min-judged-fraction", 0.02,
          "segments smaller than this share of the scan never keep two groups apart by their lattice",
          "float", metavar="F"),
+    _opt("phases", "index_lattice", "--index-lattice", True,
+         "index the Bragg-spot spacings two segments show as one cubic lattice (F or I); when they index, "
+         "segments of that lattice are never kept apart by their lattice", "bool"),
     _opt("phases", "reassign", "--reassign", True,
          "move positions whose counts are far likelier under another phase's composition", "bool"),
     _opt("phases", "min_log_ratio", "--min-log-ratio", 3.0,
@@ -1256,9 +1259,11 @@ def phase_merge_summary(phases):
             if np.isnan(tests["composition_difference"][i])
             else float(tests["composition_difference"][i]),
             "lattice_overlap": None if np.isnan(tests["lattice_overlap"][i]) else float(tests["lattice_overlap"][i]),
+            "indexed": bool(np.asarray(tests["indexed"])[i]) if "indexed" in tests else False,
         }
         for i in np.flatnonzero(np.asarray(tests["merged"]))
     ]
+    lattice = record.get("scan_lattice", {})
     minor = record.get("minor_phases", {})
     grown = record.get("grown", {})
     pieces = record.get("pieces", {})
@@ -1268,6 +1273,12 @@ def phase_merge_summary(phases):
         "groups": [[int(v) for v in g] for g in record["groups"]],
         "merges": merges,
         "n_tests": int(len(tests["a"])),
+        "scan_lattice": {
+            "centring": str(lattice["centring"]),
+            "n": [int(v) for v in lattice["n"]],
+            "lines_px": [float(v) for v in lattice["lines"]],
+            "max_error": float(lattice["max_error"]),
+        } if lattice else None,
         "reassigned_positions": int(np.asarray(record["reassigned"]).sum()),
         "minor_phases": [
             {"host": int(h), "positions": int(n), "p_value": float(p), "composition_difference": float(d)}

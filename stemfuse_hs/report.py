@@ -594,13 +594,22 @@ def write_report(directory, name=None):
             f"{_e(merge['n_tests'])} pairs tested, {_e(merge['reassigned_positions'])} positions moved to the phase "
             "whose composition explains their counts better. Each merge, in order:</p>"
         )
+        lattice = merge.get("scan_lattice")
+        if lattice:
+            centring = {"F": "face-centred", "I": "body-centred"}.get(lattice["centring"], lattice["centring"])
+            lines = ", ".join(f"{r:.2f} px (N={n})" for r, n in zip(lattice["lines_px"], lattice["n"]))
+            body.append(
+                f"<p>The spot spacings two or more segments show index as one {_e(centring)} cubic lattice "
+                f"({_e(lines)}; worst {100 * lattice['max_error']:.1f} %): segments whose every spacing "
+                "is one of its reflections are not kept apart by their lattice (merges marked indexed).</p>"
+            )
         rows = [
             (m["segments"], m["joined"], _format(m["p_value"]), _format(m["composition_difference"]),
-             _format(m["lattice_overlap"]))
+             _format(m["lattice_overlap"]), "yes" if m.get("indexed") else "")
             for m in merge["merges"]
         ]
         body.append(
-            _table(rows, ["segments", "joined to", "p-value", "composition difference", "lattice overlap"],
+            _table(rows, ["segments", "joined to", "p-value", "composition difference", "lattice overlap", "indexed"],
                    numeric=(2, 3, 4))
         )
         groups = [(phase, " ".join(map(str, group))) for phase, group in enumerate(merge["groups"])]

@@ -61,6 +61,7 @@ __all__ = [
     "merge_phases",
     "move_pieces_by_lattice",
     "phase_spacings",
+    "friedel_centre",
     "ring_spacings",
     "same_composition_matrix",
     "segment_pieces",
@@ -339,6 +340,7 @@ def ring_spacings(
     significance=8.0,
     min_prominence=0.05,
     merge_distance=None,
+    friedel_centre=False,
 ):
     """Spacings (radii) of the Bragg spots in a segment's mean pattern.
 
@@ -372,6 +374,12 @@ def ring_spacings(
     merge_distance : float, optional
         Radii closer than this (pixels) are one spacing; half a pixel or a
         third of ``disk_radius``, whichever is larger, by default.
+    friedel_centre : bool, default False
+        Measure the radii about the centre of the spots' Friedel pairs
+        (:func:`friedel_centre`) instead of ``centre``: a kinematic pattern
+        is centrosymmetric, and the beam's centroid can be a fraction of a
+        pixel off. Needed where spacings are compared to 1 %
+        (:mod:`stemfuse_hs.clustering.indexing`).
 
     Returns
     -------
@@ -431,10 +439,72 @@ def ring_spacings(
         significance=significance,
         min_prominence=min_prominence,
         merge_distance=merge_distance,
+        friedel_centre=friedel_centre,
     )
 
 
-def spot_spacings(residual, noise, centre, searched, *, disk_radius, significance, min_prominence, merge_distance):
+def friedel_centre(positions, weights, centre, *, max_shift, match_distance, n_iterations=3):
+    """The centre about which a pattern's spots pair up as Friedel mates (g and -g), near ``centre``.
+
+    Every spot whose mirror image through the current centre lies within
+    ``match_distance`` of another spot forms a pair; the centre moves to
+    the pairs' midpoints (weighted by the fainter spot of each pair), a few
+    times over. Without a pair, or if the centre would move farther than
+    ``max_shift`` from ``centre``, ``centre`` stands.
+
+    Parameters
+    ----------
+    positions : numpy.ndarray
+        ``(n_spots, 2)`` (row, column) of the spots.
+    weights : numpy.ndarray
+        ``(n_spots,)`` their intensities.
+    centre : (float, float)
+        First guess, e.g. the direct beam's centroid.
+    max_shift, match_distance : float
+        Pixels.
+    n_iterations : int, default 3
+
+    Returns
+    -------
+    (float, float)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> spots = np.array([[10.2, 16.1], [10.2, 4.1], [16.2, 10.1], [4.2, 10.1]])
+    >>> [round(c, 2) for c in friedel_centre(spots, np.ones(4), (10.0, 10.0), max_shift=1.0, match_distance=1.0)]
+    [10.2, 10.1]
+    """
+    positions = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
+    weights = np.asarray(weights, dtype=np.float64).ravel()
+    first = np.asarray(centre, dtype=np.float64)
+    current = first.copy()
+    index = np.arange(len(positions))
+    for _ in range(int(n_iterations)):
+        mirrors = 2.0 * current - positions
+        distance = np.hypot(*(positions[:, None, :] - mirrors[None, :, :]).transpose(2, 0, 1))
+        np.fill_diagonal(distance, np.inf)
+        partner = distance.argmin(axis=0) if len(positions) > 1 else index
+        # Each pair once: the spot with the lower index holds it.
+        paired = (distance[partner, index] <= match_distance) & (partner > index)
+        if not paired.any():
+            break
+        mates = partner[paired]
+        midpoints = 0.5 * (positions[paired] + positions[mates])
+        updated = np.average(midpoints, axis=0, weights=np.minimum(weights[paired], weights[mates]) + 1e-300)
+        if np.hypot(*(updated - first)) > max_shift:
+            break
+        current = updated
+    return float(current[0]), float(current[1])
+
+
+# spot_spacings' flag of the same name hides the function inside it.
+_friedel_centre = friedel_centre
+
+
+def spot_spacings(
+    residual, noise, centre, searched, *, disk_radius, significance, min_prominence, merge_distance, friedel_centre=False
+):
     """Spacings of the spots in a background-free pattern: the part of :func:`ring_spacings` after the background.
 
     Local maxima of ``residual`` (in a window of the disk's size) inside
@@ -454,6 +524,10 @@ def spot_spacings(residual, noise, centre, searched, *, disk_radius, significanc
         ``(H, W)`` bool: where spots are looked for.
     disk_radius, significance, min_prominence, merge_distance : float
         As in :func:`ring_spacings` (``merge_distance`` given).
+    friedel_centre : bool, default False
+        As in :func:`ring_spacings`: the radii are measured about the
+        centre of the Friedel pairs, within a pixel or half a disk radius
+        of ``centre``.
 
     Returns
     -------
@@ -492,10 +566,15 @@ def spot_spacings(residual, noise, centre, searched, *, disk_radius, significanc
             continue
         sy = (w * yy[y0:y1, x0:x1]).sum() / total
         sx = (w * xx[y0:y1, x0:x1]).sum() / total
-        spots_r.append(np.hypot(sy - cy, sx - cx))
+        spots_r.append((sy, sx))
         spots_s.append(total)
     if not spots_r:
         return np.zeros(0), np.zeros(0)
+    positions = np.asarray(spots_r)
+    if friedel_centre:
+        reach = max(1.0, disk_radius / 2.0)
+        cy, cx = _friedel_centre(positions, np.asarray(spots_s), (cy, cx), max_shift=reach, match_distance=reach)
+    spots_r = list(np.hypot(positions[:, 0] - cy, positions[:, 1] - cx))
     order = np.argsort(spots_r)
     spots_r, spots_s = np.asarray(spots_r)[order], np.asarray(spots_s)[order]
     # Chains of radii closer than merge_distance are one spacing.
@@ -779,6 +858,12 @@ def _witness(a, b, candidates, spectra, windows, spacings, tolerance, alpha, min
     return -1
 
 
+def _all_of_one_lattice(members, spacings, one_lattice):
+    """Whether every member that shows spacings is of the scan's indexed lattice (and one does)."""
+    shown = [m for m in members if np.asarray(spacings[m]).size]
+    return bool(shown) and all(bool(one_lattice[m]) for m in shown)
+
+
 def _rejoin_poor_groups(groups, judge, spacings, tolerance, min_spacings):
     """Join groups that show too few spacings to claim a lattice of their own.
 
@@ -826,6 +911,7 @@ def merge_phases(
     segment_map=None,
     sizes=None,
     min_judged_size=0,
+    one_lattice=None,
 ):
     """Group segments into phases: same composition and a compatible lattice.
 
@@ -902,6 +988,13 @@ def merge_phases(
     min_judged_size : float, default 0
         Segments with fewer positions never veto a merge by their lattice
         (they are placed against groups like segments with few spacings).
+    one_lattice : numpy.ndarray, optional
+        ``(n_segments,)`` bool: segments whose every spacing is a
+        reflection of the scan's one indexed lattice
+        (:func:`stemfuse_hs.clustering.indexing.scan_lattice`). Two groups
+        whose segments with spacings are all of it are one lattice, however
+        little their spacings overlap: the test entry records it as
+        ``"indexed"``.
 
     Returns
     -------
@@ -938,6 +1031,10 @@ def merge_phases(
             small = np.asarray(sizes) < min_judged_size
             pair_overlap[small, :] = np.nan
             pair_overlap[:, small] = np.nan
+    if one_lattice is not None:
+        one_lattice = np.asarray(one_lattice, dtype=bool).ravel()
+        if spacings is None or one_lattice.size != n:
+            raise ValueError(f"merge_phases: one_lattice needs spacings and one value per segment ({n}), got {one_lattice.size}.")
     weight = np.ones(n) if sizes is None else np.asarray(sizes, dtype=np.float64)
     groups = [[i] for i in range(n)]
     tests = []
@@ -996,6 +1093,11 @@ def merge_phases(
                 contained = vetoed and _shown_twice(a, b, spacings, tolerance)
                 vetoed = vetoed and not contained
             same_lattice = not vetoed and (np.isnan(overlap) or overlap >= min_lattice_overlap)
+            indexed = False
+            if one_lattice is not None and not same_lattice:
+                # Which spacings a grain shows depends on its orientation;
+                # which ones its lattice has does not, once it is indexed.
+                indexed = same_lattice = _all_of_one_lattice(list(a) + list(b), spacings, one_lattice)
             witness = -1
             if witness_candidates and same_comp and not same_lattice:
                 witness = _witness(
@@ -1014,6 +1116,7 @@ def merge_phases(
                 "merged": False,
                 "witness": int(witness),
                 "contained": bool(contained),
+                "indexed": bool(indexed),
             }
             # Most alike first by the observed distance: its noise floor is
             # lowest for the segments with the most counts, whose verdicts
@@ -1053,6 +1156,8 @@ def merge_phases(
                 pairs = [pair_overlap[i, j] for i in groups[a] for j in groups[b]]
                 pair_weights = [weight[i] * weight[j] for i in groups[a] for j in groups[b]]
                 differs[a, b] = _lattices_differ(pairs, lattice_linkage, min_lattice_overlap, pair_weights)
+                if one_lattice is not None and differs[a, b]:
+                    differs[a, b] = not _all_of_one_lattice(groups[a] + groups[b], spacings, one_lattice)
     return PhaseMerge(
         groups=groups,
         tests=tests,

@@ -32,6 +32,7 @@ from ..clustering.phases import (
     window_matrix,
     window_shares,
 )
+from ..clustering.indexing import lattice_members, scan_lattice
 from ..cluster_parameters import fill_cluster_doc
 from .label_factory import build_cluster_labels_like, is_cluster_labels, relabel_cluster_labels
 
@@ -106,6 +107,7 @@ def merge_phases(
     lattice_witnesses=True,
     spacing_tolerance=None,
     min_judged_fraction=0.02,
+    index_lattice=True,
     reassign=True,
     min_log_ratio=DEFAULT_MIN_LOG_RATIO,
     pool_width=DEFAULT_POOL_WIDTH,
@@ -169,6 +171,17 @@ def merge_phases(
         Segments smaller than this share of the scan never keep two groups
         apart by their lattice: small segments lie mostly on boundaries,
         where patterns mix two lattices.
+    index_lattice : bool, default True
+        Index the spacings that at least two segments show, measured about
+        the centre of their Friedel pairs, as one cubic lattice
+        (:func:`stemfuse_hs.clustering.indexing.scan_lattice`: face- or
+        body-centred, every ratio within 1.2 %). When they index, segments
+        whose every spacing is a reflection of that lattice are never kept
+        apart by their lattice: grains of one lattice in different
+        orientations show different subsets of its reflections, and the
+        indexing knows them all. Scans of two or more lattices (or of one
+        that is not F or I cubic) do not index and are merged as without
+        it. See :doc:`/workflow` for what it gave.
     reassign : bool, default True
         Then move every position whose X-ray counts are at least
         ``exp(min_log_ratio)`` times likelier under another phase's
@@ -220,6 +233,7 @@ def merge_phases(
         lattice_witnesses=lattice_witnesses,
         spacing_tolerance=spacing_tolerance,
         min_judged_fraction=min_judged_fraction,
+        index_lattice=index_lattice,
         reassign=reassign,
         min_log_ratio=min_log_ratio,
         pool_width=pool_width,
@@ -242,7 +256,7 @@ def merge_phases(
     flat_labels = np.asarray(labels.data).reshape(n).astype(np.int64)
     weights = cluster_weights(flat_labels, memberships, "hard", SEGMENT_MIN_MEMBERSHIP)
     sizes = weights.sum(axis=0)
-    spectra = spacings = scan_beam = None
+    spectra = spacings = scan_beam = lattice = one_lattice = None
     tolerance = spacing_tolerance
     with dask_progress(show_progressbar):
         if eds is not None and k:
@@ -260,6 +274,13 @@ def merge_phases(
             spacings, radii = _pattern_spacings(patterns, sizes, scan_beam)
             if tolerance is None:
                 tolerance = max(0.25, 0.1 * float(np.median(radii))) if radii else 0.25
+            if index_lattice:
+                # The overlap tests' tolerance was set on the beam-centroid
+                # spacings; indexing needs 1 %, so it gets its own measurement.
+                precise, _ = _pattern_spacings(patterns, sizes, scan_beam, friedel_centre=True)
+                lattice = scan_lattice(precise)
+                if lattice is not None:
+                    one_lattice = lattice_members(precise, lattice)
     if k == 0:
         raise ValueError("merge_phases: the label map has no clusters (every position is noise).")
     merge = merge_segments(
@@ -276,6 +297,7 @@ def merge_phases(
         segment_map=np.asarray(labels.data),
         sizes=sizes,
         min_judged_size=min_judged_fraction * float(np.sum(sizes)),
+        one_lattice=one_lattice,
     )
     phase_memberships = np.stack([memberships[:, g].sum(axis=1) for g in merge.groups], axis=1).astype(np.float32)
     segment_phase = merge.segment_phase()
@@ -311,6 +333,8 @@ def merge_phases(
         "lattice_witnesses": bool(lattice_witnesses),
         "spacing_tolerance": float(tolerance if tolerance is not None else 0.25),
         "min_judged_fraction": float(min_judged_fraction),
+        "index_lattice": bool(index_lattice),
+        "scan_lattice": _lattice_record(lattice),
         "exclude_lines": list(exclude_lines),
         "used": [name for name, s in (("eds", eds), ("dp", dp)) if s is not None],
         "tests": _tests_table(merge.tests),
@@ -350,7 +374,21 @@ def _move_as_new_segment(rows, source, target, seg_labels, seg_memberships, phas
     return np.column_stack([seg_memberships, column])
 
 
-def _pattern_spacings(patterns, sizes, scan_beam):
+def _lattice_record(lattice):
+    """The scan's indexed lattice for the metadata: empty when the scan's spacings did not index."""
+    if lattice is None:
+        return {}
+    return {
+        "centring": lattice["centring"],
+        "lines": np.asarray(lattice["lines"], dtype=np.float64),
+        "n": np.asarray(lattice["n"], dtype=np.int64),
+        "scale": float(lattice["scale"]),
+        "max_error": float(lattice["max_error"]),
+        "left_out": float(lattice["left_out"]),
+    }
+
+
+def _pattern_spacings(patterns, sizes, scan_beam, friedel_centre=False):
     """Spot spacings of mean patterns, each one's beam looked for near the scan's; and the beam radii found."""
     from ..features.sdt import find_direct_beam
 
@@ -363,7 +401,8 @@ def _pattern_spacings(patterns, sizes, scan_beam):
         centre, beam_radius = find_direct_beam(pattern, near=scan_centre, within=scan_radius)
         radii.append(beam_radius)
         found, _ = ring_spacings(
-            pattern, centre, inner_radius=beam_radius + 1.0, n_positions=size, disk_radius=beam_radius / 1.25
+            pattern, centre, inner_radius=beam_radius + 1.0, n_positions=size, disk_radius=beam_radius / 1.25,
+            friedel_centre=friedel_centre,
         )
         spacings.append(found)
     return spacings, radii
@@ -380,6 +419,7 @@ def _check_merge_parameters(
     lattice_witnesses,
     spacing_tolerance,
     min_judged_fraction,
+    index_lattice,
     reassign,
     min_log_ratio,
     pool_width,
@@ -399,6 +439,7 @@ def _check_merge_parameters(
     check_int("min_spacings", min_spacings, minimum=1)
     check_choice("lattice_linkage", lattice_linkage, LATTICE_LINKAGES)
     check_bool("lattice_witnesses", lattice_witnesses)
+    check_bool("index_lattice", index_lattice)
     if spacing_tolerance is not None:
         spacing_tolerance = check_real("spacing_tolerance", spacing_tolerance, minimum=0, strict_minimum=True)
     check_fraction("min_judged_fraction", min_judged_fraction, closed_low=True)
@@ -452,6 +493,7 @@ def _tests_table(tests):
         "same_composition": np.array([t["same_composition"] for t in tests], dtype=bool),
         "same_lattice": np.array([t["same_lattice"] for t in tests], dtype=bool),
         "merged": np.array([t["merged"] for t in tests], dtype=bool),
+        "indexed": np.array([t.get("indexed", False) for t in tests], dtype=bool),
         "witness": np.array([t.get("witness", -1) for t in tests], dtype=np.int64),
         "contained": np.array([t.get("contained", False) for t in tests], dtype=bool),
     }

@@ -1,0 +1,233 @@
+"""Ring-ratio indexing: do a scan's spot spacings belong to one cubic lattice?
+
+A polycrystal shows each grain's lattice in its own orientation, so two
+grains of one lattice light different subsets of its spacings and the
+subsets need not overlap. Which subsets a lattice can show is known once
+the lattice is: its reflections lie at radii ``k * sqrt(N)`` with
+``N = h^2 + k^2 + l^2`` allowed by the Bravais lattice (face-centred cubic:
+3, 4, 8, 11, 12, ...; body-centred: 2, 4, 6, 8, ...). The ratios of the
+radii index the lattice as microscopists index a ring pattern, with one
+unknown, the scale ``k``.
+
+* :func:`spacing_lines` merges spacings closer than a relative tolerance.
+* :func:`index_cubic` finds the cubic lattice (F or I) whose reflections
+  explain every line, the smallest line being its first reflection.
+* :func:`scan_lattice` indexes the lines that at least two segments of a
+  scan show: when they index, the scan shows one lattice.
+* :func:`explained_by_lattice` says which spacings are reflections of it,
+  and :func:`lattice_members` which segments show that lattice.
+
+Indexing needs spacings measured to about 1 %: the beam centre refined on
+the Friedel pairs of the spots (``ring_spacings(..., friedel_centre=True)``).
+"""
+
+import itertools
+
+import numpy as np
+
+from .._validation import check_real
+
+__all__ = [
+    "CUBIC_LATTICES",
+    "DEFAULT_INDEX_TOLERANCE",
+    "explained_by_lattice",
+    "index_cubic",
+    "lattice_members",
+    "scan_lattice",
+    "spacing_lines",
+]
+
+#: Relative tolerance of the indexing: accurate fcc 111 and bcc 110 of one
+#: composition lie 2.4 % apart, and a line between them must fit neither.
+DEFAULT_INDEX_TOLERANCE = 0.012
+#: Fewest lines that make an indexing: three radii of one lattice always fit
+#: some scale of a dense enough set of ``N``.
+MIN_INDEXED_LINES = 4
+#: Segments that must show a spacing before it is a line of the scan: one
+#: segment alone can show a false one (a boundary, the support film's ring).
+MIN_SEGMENTS_SHOWING_LINE = 2
+
+
+def _allowed_indices(centring, max_index=7):
+    values = set()
+    for h, k, l in itertools.product(range(max_index), repeat=3):
+        if h == k == l == 0:
+            continue
+        if centring == "F" and len({h % 2, k % 2, l % 2}) != 1:
+            continue
+        if centring == "I" and (h + k + l) % 2:
+            continue
+        values.add(h * h + k * k + l * l)
+    return np.array(sorted(values))
+
+
+#: ``h^2 + k^2 + l^2`` of the reflections of face-centred (F) and
+#: body-centred (I) cubic lattices. Primitive cubic is left out: it allows
+#: every N but 7, 15, 23, ..., so dense a set that unrelated lines fit it.
+CUBIC_LATTICES = {"F": _allowed_indices("F"), "I": _allowed_indices("I")}
+
+
+def spacing_lines(radii, rel_tolerance):
+    """Distinct lines among spacings: chains closer than ``rel_tolerance`` of their radius are one (their mean).
+
+    Examples
+    --------
+    >>> spacing_lines([6.0, 6.05, 9.8, 6.95], 0.012).round(3).tolist()
+    [6.025, 6.95, 9.8]
+    """
+    radii = np.sort(np.asarray(radii, dtype=np.float64).ravel())
+    if radii.size == 0:
+        return radii
+    breaks = np.flatnonzero(np.diff(radii) > rel_tolerance * radii[1:]) + 1
+    return np.array([chain.mean() for chain in np.split(radii, breaks)])
+
+
+def index_cubic(radii, rel_tolerance=DEFAULT_INDEX_TOLERANCE, *, min_lines=MIN_INDEXED_LINES, max_n=50):
+    """Index spacings as one face- or body-centred cubic lattice, or None.
+
+    The smallest line is taken as the lattice's first reflection (F: 111,
+    I: 110), which fixes the scale; every line is then given the nearest
+    allowed ``N``, the scale is refitted by least squares and every line
+    must lie within ``rel_tolerance`` of ``scale * sqrt(N)``, no two lines
+    on one ``N``.
+
+    Parameters
+    ----------
+    radii : array_like
+        Spacings (pixels or any unit of ``|g|``).
+    rel_tolerance : float, default 0.012
+    min_lines : int, default 4
+        Fewer distinct lines than this do not index.
+    max_n : int, default 50
+
+    Returns
+    -------
+    dict or None
+        ``"centring"`` (``"F"`` or ``"I"``), ``"lines"``, ``"n"`` (their
+        ``h^2 + k^2 + l^2``), ``"scale"`` (the radius of ``N = 1``) and
+        ``"max_error"`` (relative); the better fitting centring when both
+        fit.
+
+    Examples
+    --------
+    fcc (111, 200, 220, 311) indexes; fcc and bcc of one composition
+    together do not:
+
+    >>> fit = index_cubic([6.0, 6.93, 9.8, 11.49])
+    >>> fit["centring"], fit["n"]
+    ('F', [3, 4, 8, 11])
+    >>> index_cubic([6.0, 6.93, 9.8, 6.15, 8.7, 10.65]) is None
+    True
+    """
+    rel_tolerance = check_real("rel_tolerance", rel_tolerance, minimum=0, strict_minimum=True)
+    lines = spacing_lines(radii, rel_tolerance)
+    if lines.size < max(1, int(min_lines)) or lines[0] <= 0:
+        return None
+    best = None
+    for centring, allowed in CUBIC_LATTICES.items():
+        allowed = allowed[allowed <= max_n]
+        scale = lines[0] / np.sqrt(allowed[0])
+        for _ in range(3):
+            n = allowed[np.argmin(np.abs(lines[:, None] - scale * np.sqrt(allowed[None, :])), axis=1)]
+            scale = float((lines * np.sqrt(n)).sum() / n.sum())
+        error = float((np.abs(lines - scale * np.sqrt(n)) / lines).max())
+        if error > rel_tolerance or np.unique(n).size < n.size:
+            continue
+        if best is None or error < best["max_error"]:
+            best = {"centring": centring, "lines": lines, "n": [int(v) for v in n], "scale": scale, "max_error": error}
+    return best
+
+
+def _shown_by(lines, measured, rel_tolerance):
+    """How many of the segments' spacing sets hold each line."""
+    return np.array([sum(v.size > 0 and np.abs(v - line).min() <= rel_tolerance * line for v in measured) for line in lines])
+
+
+def scan_lattice(spacings, rel_tolerance=DEFAULT_INDEX_TOLERANCE, *, min_segments=MIN_SEGMENTS_SHOWING_LINE):
+    """The one cubic lattice of a scan: the lines ``min_segments`` segments show, indexed; or None.
+
+    When all the lines do not index, each one is left out in turn (the
+    support film's amorphous ring, where fcc 111 and bcc 110 lie, can put a
+    false line into two segments); a line of a second lattice left out
+    keeps every segment that shows it out of the lattice
+    (:func:`lattice_members`), and a second lattice shows more than one.
+
+    Parameters
+    ----------
+    spacings : list of numpy.ndarray
+        Per segment, its spacings (measured about the Friedel-pair centre).
+    rel_tolerance : float, default 0.012
+    min_segments : int, default 2
+
+    Returns
+    -------
+    dict or None
+        As :func:`index_cubic`, and ``"left_out"``: the line that did not
+        index (NaN when all did).
+
+    Examples
+    --------
+    Four grains of one fcc lattice in different orientations, one showing a
+    false spacing:
+
+    >>> import numpy as np
+    >>> grains = [np.array([6.0, 9.8, 11.49]), np.array([6.93, 9.8, 13.86]), np.array([6.0, 6.93, 12.0]),
+    ...           np.array([11.49, 12.0, 7.6])]
+    >>> scan_lattice(grains)["n"]
+    [3, 4, 8, 11, 12]
+    """
+    measured = [np.asarray(v, dtype=np.float64).ravel() for v in spacings]
+    if not any(v.size for v in measured):
+        return None
+    lines = spacing_lines(np.concatenate(measured), rel_tolerance)
+    lines = lines[_shown_by(lines, measured, rel_tolerance) >= min_segments]
+    fit = index_cubic(lines, rel_tolerance)
+    if fit is not None:
+        return dict(fit, left_out=float("nan"))
+    best = None
+    for i in range(lines.size):
+        trial = index_cubic(np.delete(lines, i), rel_tolerance)
+        if trial is not None and (best is None or trial["max_error"] < best["max_error"]):
+            best = dict(trial, left_out=float(lines[i]))
+    return best
+
+
+def explained_by_lattice(radii, lattice, rel_tolerance=DEFAULT_INDEX_TOLERANCE):
+    """Which spacings are reflections of ``lattice`` (from :func:`index_cubic`), within ``rel_tolerance``.
+
+    Examples
+    --------
+    >>> fcc = index_cubic([6.0, 6.93, 9.8, 11.49])
+    >>> explained_by_lattice([6.93, 8.7, 13.86], fcc).tolist()
+    [True, False, True]
+    """
+    radii = np.asarray(radii, dtype=np.float64).ravel()
+    if radii.size == 0 or lattice is None:
+        return np.zeros(radii.size, dtype=bool)
+    predicted = lattice["scale"] * np.sqrt(CUBIC_LATTICES[lattice["centring"]])
+    return np.abs(radii[:, None] - predicted[None, :]).min(axis=1) <= rel_tolerance * radii
+
+
+def lattice_members(spacings, lattice, rel_tolerance=DEFAULT_INDEX_TOLERANCE):
+    """Per segment, whether it shows spacings and every one is a reflection of ``lattice``.
+
+    One spacing that is not, even one no other segment shows, keeps the
+    segment out: it can be a false spacing of one pattern (the support
+    film's ring), but it is also what a grain of a second lattice shows
+    when its other spacings coincide with the first's (hcp 002, 110 and 112
+    with fcc 111, 220 and 311). Letting one such spacing pass joined an
+    hcp segment to the fcc phase (tiny ``poly_hcp`` seed 8, 0.74 to 0.00;
+    see :doc:`/workflow`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fcc = index_cubic([6.0, 6.93, 9.8, 11.49])
+    >>> segments = [np.array([6.0, 9.8]), np.array([5.4, 6.0, 12.0]), np.array([6.15, 8.7, 10.65]), np.zeros(0)]
+    >>> lattice_members(segments, fcc).tolist()
+    [True, False, False, False]
+    """
+    return np.array(
+        [np.size(radii) > 0 and bool(explained_by_lattice(radii, lattice, rel_tolerance).all()) for radii in spacings],
+        dtype=bool,
+    )

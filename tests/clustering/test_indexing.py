@@ -1,0 +1,96 @@
+"""Ring-ratio indexing of spot spacings, and the Friedel-pair centre it needs."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+import stemfuse_hs
+from stemfuse_hs.clustering.indexing import index_cubic, lattice_members, scan_lattice
+from stemfuse_hs.clustering.phases import friedel_centre, merge_phases, ring_spacings
+
+# Radii (pixels) of steel's reflections at the tiny scans' camera length.
+FCC = [6.02, 6.95, 9.83, 11.53, 12.04, 13.9]  # 111 200 220 311 222 400
+BCC = [6.17, 8.72, 10.68, 12.34, 13.79]  # 110 200 211 220 310
+
+
+def test_index_cubic_names_each_lattice_and_refuses_two_together():
+    fcc, bcc = index_cubic(FCC), index_cubic(BCC)
+    assert (fcc["centring"], fcc["n"]) == ("F", [3, 4, 8, 11, 12, 16])
+    assert (bcc["centring"], bcc["n"]) == ("I", [2, 4, 6, 8, 10])
+    assert fcc["max_error"] < 0.005 and fcc["scale"] == pytest.approx(6.02 / np.sqrt(3), rel=0.005)
+    # fcc 111 and bcc 110 lie 2.5 % apart: two lines, one reflection.
+    assert index_cubic(FCC[:3] + BCC[:2]) is None
+    assert index_cubic(FCC[:3]) is None  # three lines are too few to tell
+    with pytest.raises(ValueError, match=r"^rel_tolerance must be > 0, got 0\.0\.$"):
+        index_cubic(FCC, 0.0)
+
+
+def test_scan_lattice_indexes_the_lines_two_grains_show():
+    # Four fcc grains near different zone axes (two share no spacing but
+    # 220), one showing a false line; and a scan of fcc and bcc grains.
+    grains = [np.array([6.02, 9.83, 11.53]), np.array([6.95, 9.83, 13.9]), np.array([6.02, 6.95, 12.04]),
+              np.array([11.53, 12.04, 7.6])]
+    lattice = scan_lattice(grains)
+    assert (lattice["centring"], lattice["n"]) == ("F", [3, 4, 8, 11, 12]) and np.isnan(lattice["left_out"])
+    # A segment belongs when all its spacings are reflections: not the one
+    # with the false 7.6, nor a bcc grain, nor one that shows nothing.
+    bcc_grain = np.array(BCC[:3])
+    members = lattice_members(grains + [bcc_grain, np.zeros(0)], lattice)
+    assert members.tolist() == [True, True, True, False, False, False]
+    # A false line two segments show is left out, and keeps them out.
+    twice = grains + [np.array([6.02, 6.4, 9.83])]
+    twice[0] = np.append(twice[0], 6.4)
+    lattice = scan_lattice(twice)
+    assert lattice["n"] == [3, 4, 8, 11, 12] and lattice["left_out"] == pytest.approx(6.4)
+    assert lattice_members(twice, lattice).tolist() == [False, True, True, False, False]
+    # Two lattices do not index, even leaving a line out.
+    assert scan_lattice(grains[:3] + [np.array(BCC[:3]), np.array(BCC[1:4]), np.array(BCC[2:])]) is None
+
+
+def test_friedel_centre_corrects_a_beam_centroid_off_by_a_fraction_of_a_pixel():
+    rows, cols = np.mgrid[:48, :48]
+    true_centre = (24.0, 24.4)
+    pattern = np.full((48, 48), 2.0)
+    for radius, angle in ((7.0, 0.1), (10.0, 1.3)):
+        for sign in (1, -1):  # Friedel mates
+            y, x = true_centre[0] + sign * radius * np.sin(angle), true_centre[1] + sign * radius * np.cos(angle)
+            pattern += 60 * np.exp(-((rows - y) ** 2 + (cols - x) ** 2) / 1.5)
+    beam = (24.0, 24.0)  # the beam's centroid, a whole pixel
+    about_beam, _ = ring_spacings(pattern, beam, inner_radius=4, n_positions=100)
+    about_pairs, _ = ring_spacings(pattern, beam, inner_radius=4, n_positions=100, friedel_centre=True)
+    # About the beam the two mates of 7 px lie 0.5 px apart: two spacings.
+    assert about_beam.size == 3 and about_beam[1] - about_beam[0] > 0.5
+    np.testing.assert_allclose(about_pairs, [7.0, 10.0], atol=0.12)
+    centre = friedel_centre(np.array([[24.7, 31.3], [23.3, 17.4]]), np.ones(2), beam, max_shift=1.0, match_distance=1.0)
+    np.testing.assert_allclose(centre, (24.0, 24.35))
+    # Farther than max_shift, or no pair: the first guess stands.
+    assert friedel_centre(np.array([[24.7, 31.3]]), np.ones(1), beam, max_shift=1.0, match_distance=1.0) == beam
+
+
+def test_an_indexed_lattice_joins_grains_whose_spacings_do_not_overlap():
+    counts = np.full((3, 4), 1000.0)  # one composition
+    spacings = [np.array([6.02, 9.83, 11.53]), np.array([6.95, 9.83, 13.9]), np.array([6.02, 6.95, 12.04])]
+    apart = merge_phases(counts, np.arange(4), spacings, tolerance=0.25, min_spacings=3)
+    assert apart.n_phases > 1  # pairs share one or two of three spacings
+    joined = merge_phases(counts, np.arange(4), spacings, tolerance=0.25, min_spacings=3, one_lattice=[True] * 3)
+    assert joined.groups == [[0, 1, 2]]
+    assert any(t["indexed"] and t["merged"] for t in joined.tests)
+    with pytest.raises(ValueError, match=r"one_lattice needs spacings and one value per segment \(3\), got 2\."):
+        merge_phases(counts, np.arange(4), spacings, tolerance=0.25, one_lattice=[True, True])
+
+
+def test_polycrystal_of_two_fcc_compositions_is_not_split_by_orientation():
+    # poly_chemistry seed 4 (tiny): the Fe-rich phase's grains near [110]
+    # show 111, 220 and 311, those near [100] 200, 220 and 400; the overlap
+    # test kept them apart (ARI 0.59, measured 2026-12-05). The scan's
+    # spacings index as one fcc lattice, which joins them.
+    scan = stemfuse_hs.data.synthetic_scan("poly_chemistry", size="tiny", seed=4)
+    truth = scan.truth.ravel()
+    phases = stemfuse_hs.map_phases(scan.dp, scan.eds, random_state=4, show_progressbar=False)
+    record = phases.phase_merge
+    assert record["scan_lattice"]["centring"] == "F" and record["index_lattice"] is True
+    assert list(record["scan_lattice"]["n"][:3]) == [3, 4, 8]
+    assert record["tests"]["indexed"].any()
+    assert adjusted_rand_score(truth, phases.data.ravel()) > 0.9
+    unindexed = phases.segments.merge_phases(scan.dp, scan.eds, index_lattice=False, show_progressbar=False)
+    assert unindexed.n_clusters > 2 and unindexed.phase_merge["scan_lattice"] == {}
