@@ -333,6 +333,23 @@ def test_report_lists_pieces_moved_by_their_lattice(runs, tmp_path):
     assert re.search(r"<td[^>]*>5</td><td[^>]*>1</td><td[^>]*>0</td><td[^>]*>23</td>", page)
 
 
+def test_report_names_the_scan_lattice_and_the_merges_it_made(runs, tmp_path):
+    import shutil
+
+    _, demo = finished(runs, "demo")
+    out = shutil.copytree(demo, tmp_path / "demo")
+    run = json.loads((out / report_module.RUN_FILE).read_text())
+    assert run["phase_merge"]["scan_lattice"] is None  # four_phases: fcc and bcc do not index as one
+    run["phase_merge"]["scan_lattice"] = {"centring": "F", "n": [3, 4, 8], "lines_px": [6.02, 6.95, 9.83],
+                                          "max_error": 0.0031}
+    run["phase_merge"]["merges"] = [{"segments": "0", "joined": "1", "p_value": 0.5, "composition_difference": 0.0,
+                                     "lattice_overlap": 0.33, "indexed": True}]
+    (out / report_module.RUN_FILE).write_text(json.dumps(run))
+    page = report_module.write_report(out).read_text(encoding="utf-8")
+    assert "index as one face-centred cubic lattice (6.02 px (N=3), 6.95 px (N=4), 9.83 px (N=8); worst 0.3 %)" in page
+    assert re.search(r"<th[^>]*>indexed</th>", page) and re.search(r"<td[^>]*>yes</td>", page)
+
+
 def test_params_json_is_accepted_by_run_and_demo(runs, files):
     _, demo_out = finished(runs, "demo")
     saved = json.loads((demo_out / report_module.PARAMS_FILE).read_text())
