@@ -305,47 +305,39 @@ def test_report_rebuilds_the_page_from_the_results(runs):
     ]
 
 
-def test_report_lists_positions_completed_from_the_finer_map(runs, tmp_path):
+def _demo_report_with(runs, tmp_path, **phase_merge):
+    """The demo's report rewritten from a copy of its run.json with ``phase_merge`` entries replaced; and that run."""
     import shutil
 
     _, demo = finished(runs, "demo")
     out = shutil.copytree(demo, tmp_path / "demo")
     run = json.loads((out / report_module.RUN_FILE).read_text())
-    run["phase_merge"]["grown"] = [
-        {"from_phase": 0, "into_phase": 2, "positions": 17, "p_value": 1e-9, "composition_difference": 0.21}
-    ]
+    original = dict(run["phase_merge"])
+    run["phase_merge"].update(phase_merge)
     (out / report_module.RUN_FILE).write_text(json.dumps(run))
-    page = report_module.write_report(out).read_text(encoding="utf-8")
+    return report_module.write_report(out).read_text(encoding="utf-8"), original
+
+
+def test_report_lists_positions_completed_from_the_finer_map(runs, tmp_path):
+    grown = [{"from_phase": 0, "into_phase": 2, "positions": 17, "p_value": 1e-9, "composition_difference": 0.21}]
+    page, _ = _demo_report_with(runs, tmp_path, grown=grown)
     assert "Positions moved into a phase that holds most of a small phase of the finer map" in page
     assert re.search(r"<td[^>]*>0</td><td[^>]*>2</td><td[^>]*>17</td>", page)
 
 
 def test_report_lists_pieces_moved_by_their_lattice(runs, tmp_path):
-    import shutil
-
-    _, demo = finished(runs, "demo")
-    out = shutil.copytree(demo, tmp_path / "demo")
-    run = json.loads((out / report_module.RUN_FILE).read_text())
-    run["phase_merge"]["pieces"] = [{"segment": 5, "from_phase": 1, "into_phase": 0, "positions": 23}]
-    (out / report_module.RUN_FILE).write_text(json.dumps(run))
-    page = report_module.write_report(out).read_text(encoding="utf-8")
+    pieces = [{"segment": 5, "from_phase": 1, "into_phase": 0, "positions": 23}]
+    page, _ = _demo_report_with(runs, tmp_path, pieces=pieces)
     assert "Connected pieces of segments moved to the phase of their composition" in page
     assert re.search(r"<td[^>]*>5</td><td[^>]*>1</td><td[^>]*>0</td><td[^>]*>23</td>", page)
 
 
 def test_report_names_the_scan_lattice_and_the_merges_it_made(runs, tmp_path):
-    import shutil
-
-    _, demo = finished(runs, "demo")
-    out = shutil.copytree(demo, tmp_path / "demo")
-    run = json.loads((out / report_module.RUN_FILE).read_text())
-    assert run["phase_merge"]["scan_lattice"] is None  # four_phases: fcc and bcc do not index as one
-    run["phase_merge"]["scan_lattice"] = {"centring": "F", "n": [3, 4, 8], "lines_px": [6.02, 6.95, 9.83],
-                                          "max_error": 0.0031}
-    run["phase_merge"]["merges"] = [{"segments": "0", "joined": "1", "p_value": 0.5, "composition_difference": 0.0,
-                                     "lattice_overlap": 0.33, "indexed": True}]
-    (out / report_module.RUN_FILE).write_text(json.dumps(run))
-    page = report_module.write_report(out).read_text(encoding="utf-8")
+    lattice = {"centring": "F", "n": [3, 4, 8], "lines_px": [6.02, 6.95, 9.83], "max_error": 0.0031}
+    merges = [{"segments": "0", "joined": "1", "p_value": 0.5, "composition_difference": 0.0, "lattice_overlap": 0.33,
+               "indexed": True}]
+    page, original = _demo_report_with(runs, tmp_path, scan_lattice=lattice, merges=merges)
+    assert original["scan_lattice"] is None  # four_phases: fcc and bcc do not index as one
     assert "index as one face-centred cubic lattice (6.02 px (N=3), 6.95 px (N=4), 9.83 px (N=8); worst 0.3 %)" in page
     assert re.search(r"<th[^>]*>indexed</th>", page) and re.search(r"<td[^>]*>yes</td>", page)
 
