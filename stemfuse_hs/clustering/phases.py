@@ -66,6 +66,7 @@ __all__ = [
     "same_composition_matrix",
     "segment_pieces",
     "spot_spacings",
+    "radial_background",
 ]
 
 #: Significance below which two pooled spectra are different (G-test).
@@ -104,6 +105,10 @@ WITNESS_COVERAGE = 0.75
 #: by two segments of another group, is of that group's lattice whatever
 #: its member pairs say (see :func:`merge_phases`).
 MIN_CONTAINED_SPACINGS = 4
+# Width (pixels) of the rings whose median is a pattern's background: a
+# support film's amorphous ring is a few tenths of a pixel wide, and half
+# pixel rings left its slope as false spots (see ring_spacings).
+BACKGROUND_RING_WIDTH = 0.25
 
 
 @dataclass
@@ -344,8 +349,8 @@ def ring_spacings(
 ):
     """Spacings (radii) of the Bragg spots in a segment's mean pattern.
 
-    The diffuse background of each ring (its median over the azimuth) is
-    subtracted; what is left is the spots. Local maxima that stand
+    The diffuse background of each ring (its median over the azimuth,
+    :func:`radial_background`) is subtracted; what is left is the spots. Local maxima that stand
     ``significance`` Poisson standard deviations above the background (for
     a mean of ``n_positions`` patterns) and reach ``min_prominence`` of the
     brightest are located to a fraction of a pixel by their centroid, and
@@ -378,7 +383,8 @@ def ring_spacings(
         Measure the radii about the centre of the spots' Friedel pairs
         (:func:`friedel_centre`) instead of ``centre``: a kinematic pattern
         is centrosymmetric, and the beam's centroid can be a fraction of a
-        pixel off. Needed where spacings are compared to 1 %
+        pixel off. The background is then taken about that centre too and
+        the spots found again. Needed where spacings are compared to 1 %
         (:mod:`stemfuse_hs.clustering.indexing`).
 
     Returns
@@ -410,37 +416,77 @@ def ring_spacings(
         outer_radius = min(cy + 0.5, rows - 0.5 - cy, cx + 0.5, cols - 0.5 - cx)
     yy, xx = np.mgrid[0:rows, 0:cols]
     r = np.hypot(yy - cy, xx - cx)
-    # The background of every ring: the median of the pixels at that radius.
-    ring = np.floor(r * 2).astype(np.int64)
-    background = np.zeros(ring.max() + 1)
-    order = np.argsort(ring, axis=None)
-    sorted_rings = ring.ravel()[order]
-    bounds = np.searchsorted(sorted_rings, np.arange(ring.max() + 2))
-    values = pattern.ravel()[order]
-    for i in range(ring.max() + 1):
-        if bounds[i + 1] > bounds[i]:
-            background[i] = np.median(values[bounds[i] : bounds[i + 1]])
-    level = background[ring]
-    residual = pattern - level
-    if disk_radius > 1.5:
-        residual = ndimage.gaussian_filter(residual, disk_radius / 2.0)
     if merge_distance is None:
         merge_distance = max(0.5, disk_radius / 3.0)
     searched = (r >= inner_radius) & (r <= outer_radius)
     if not searched.any():
         return np.zeros(0), np.zeros(0)
-    noise = np.sqrt(np.maximum(level, 1e-12) / max(float(n_positions), 1.0))
-    return spot_spacings(
-        residual,
-        noise,
-        (cy, cx),
-        searched,
-        disk_radius=disk_radius,
-        significance=significance,
-        min_prominence=min_prominence,
-        merge_distance=merge_distance,
-        friedel_centre=friedel_centre,
-    )
+
+    def spots_about(background_centre):
+        level = radial_background(pattern, background_centre)
+        residual = pattern - level
+        if disk_radius > 1.5:
+            residual = ndimage.gaussian_filter(residual, disk_radius / 2.0)
+        noise = np.sqrt(np.maximum(level, 1e-12) / max(float(n_positions), 1.0))
+        return _find_spots(residual, noise, searched, disk_radius, significance, min_prominence)
+
+    positions, weights = spots_about((cy, cx))
+    if friedel_centre and len(positions):
+        # The rings are centred where the spots pair up, which can be a
+        # fraction of a pixel from the beam's centroid: the background is
+        # taken about that centre and the spots found again.
+        reach = max(1.0, disk_radius / 2.0)
+        paired = _friedel_centre(positions, weights, (cy, cx), max_shift=reach, match_distance=reach)
+        positions, weights = spots_about(paired)
+    return _spacings_of_spots(positions, weights, (cy, cx), disk_radius, merge_distance, friedel_centre)
+
+
+def radial_background(pattern, centre, ring_width=BACKGROUND_RING_WIDTH):
+    """A pattern's round background: the median of each ring about ``centre``, interpolated in radius.
+
+    The median of the pixels in each ``ring_width`` wide ring is placed at
+    the ring's median radius and interpolated linearly to every pixel's
+    own radius. A narrow ring (a support film's amorphous ring is a few
+    tenths of a pixel wide on a coarse detector) is steep across a pixel:
+    one value per ring left its slope in the residual as false spots.
+
+    Parameters
+    ----------
+    pattern : numpy.ndarray
+        ``(H, W)``.
+    centre : (float, float)
+        (row, column) about which the background is round, pixels.
+    ring_width : float, default 0.25
+        Pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` background.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rows, cols = np.mgrid[:33, :33]
+    >>> r = np.hypot(rows - 16.3, cols - 15.8)
+    >>> halo = 100 * np.exp(-0.5 * ((r - 8) / 0.5) ** 2)
+    >>> pattern = halo.copy(); pattern[16, 24] += 40.0  # a spot on the ring
+    >>> residual = pattern - radial_background(pattern, (16.3, 15.8))
+    >>> int(np.argmax(residual)) == 16 * 33 + 24, bool(np.abs(halo - radial_background(halo, (16.3, 15.8))).max() < 25)
+    (True, True)
+    """
+    pattern = np.asarray(pattern, dtype=np.float64)
+    rows, cols = pattern.shape
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    r = np.hypot(yy - float(centre[0]), xx - float(centre[1]))
+    ring = np.floor(r / float(ring_width)).astype(np.int64).ravel()
+    order = np.argsort(ring, kind="stable")
+    bounds = np.flatnonzero(np.diff(ring[order])) + 1
+    values = np.split(pattern.ravel()[order], bounds)
+    radii = np.split(r.ravel()[order], bounds)
+    medians = np.array([np.median(v) for v in values])
+    at = np.array([np.median(v) for v in radii])
+    return np.interp(r, at, medians)
 
 
 def friedel_centre(positions, weights, centre, *, max_shift, match_distance, n_iterations=3):
@@ -543,20 +589,26 @@ def spot_spacings(
     >>> radii.tolist(), strengths.tolist()
     ([6.0], [1.0])
     """
+    positions, weights = _find_spots(residual, noise, searched, disk_radius, significance, min_prominence)
+    return _spacings_of_spots(positions, weights, centre, disk_radius, merge_distance, friedel_centre)
+
+
+def _find_spots(residual, noise, searched, disk_radius, significance, min_prominence):
+    """(row, column) and summed residual of the significant local maxima of ``residual`` (see :func:`spot_spacings`)."""
     from scipy import ndimage
 
     rows, cols = residual.shape
-    cy, cx = float(centre[0]), float(centre[1])
     yy, xx = np.mgrid[0:rows, 0:cols]
     half = max(1, int(round(disk_radius)))
+    none = np.zeros((0, 2)), np.zeros(0)
     if not searched.any():
-        return np.zeros(0), np.zeros(0)
+        return none
     peak = residual == ndimage.maximum_filter(residual, size=2 * half + 1, mode="constant", cval=-np.inf)
     top = residual[searched].max()
     if top <= 0:
-        return np.zeros(0), np.zeros(0)
+        return none
     peak &= searched & (residual >= significance * noise) & (residual >= min_prominence * top)
-    spots_r, spots_s = [], []
+    positions, weights = [], []
     positive = np.maximum(residual, 0.0)
     for py, px in zip(*np.nonzero(peak)):
         y0, y1, x0, x1 = max(py - half, 0), min(py + half + 1, rows), max(px - half, 0), min(px + half + 1, cols)
@@ -564,19 +616,24 @@ def spot_spacings(
         total = w.sum()
         if total <= 0:
             continue
-        sy = (w * yy[y0:y1, x0:x1]).sum() / total
-        sx = (w * xx[y0:y1, x0:x1]).sum() / total
-        spots_r.append((sy, sx))
-        spots_s.append(total)
-    if not spots_r:
+        positions.append(((w * yy[y0:y1, x0:x1]).sum() / total, (w * xx[y0:y1, x0:x1]).sum() / total))
+        weights.append(total)
+    if not positions:
+        return none
+    return np.asarray(positions), np.asarray(weights)
+
+
+def _spacings_of_spots(positions, weights, centre, disk_radius, merge_distance, friedel_centre):
+    """Spots' distances from ``centre`` (or their Friedel centre), chains closer than ``merge_distance`` one spacing."""
+    if len(positions) == 0:
         return np.zeros(0), np.zeros(0)
-    positions = np.asarray(spots_r)
+    cy, cx = float(centre[0]), float(centre[1])
     if friedel_centre:
         reach = max(1.0, disk_radius / 2.0)
-        cy, cx = _friedel_centre(positions, np.asarray(spots_s), (cy, cx), max_shift=reach, match_distance=reach)
-    spots_r = list(np.hypot(positions[:, 0] - cy, positions[:, 1] - cx))
+        cy, cx = _friedel_centre(positions, weights, (cy, cx), max_shift=reach, match_distance=reach)
+    spots_r = np.hypot(positions[:, 0] - cy, positions[:, 1] - cx)
     order = np.argsort(spots_r)
-    spots_r, spots_s = np.asarray(spots_r)[order], np.asarray(spots_s)[order]
+    spots_r, spots_s = spots_r[order], weights[order]
     # Chains of radii closer than merge_distance are one spacing.
     breaks = np.flatnonzero(np.diff(spots_r) > merge_distance) + 1
     radii, strengths = [], []

@@ -102,6 +102,23 @@ def test_ring_spacings_of_a_featureless_pattern_are_empty():
     assert radii.size == 0 and strengths.size == 0
 
 
+def test_a_narrow_amorphous_ring_is_background_not_a_spacing():
+    # A support film's ring half a pixel wide: one median per half-pixel
+    # ring left its slope as a false spacing at 5.8 px (tiny poly_chemistry).
+    rows, cols = np.mgrid[:33, :33]
+    centre = (16.0, 16.0)
+    film = 2.0 + 14.0 * np.exp(-0.5 * ((np.hypot(rows - 16.0, cols - 16.0) - 5.9) / 0.5) ** 2)
+    spots, _ = _spot_pattern(
+        [(9.8, a) for a in (0.4, 2.0, 3.54, 5.14)] + [(11.5, 1.1), (11.5, 4.24)],
+        size=33, centre=centre, counts=6.0, background=0.0,
+    )
+    for friedel in (False, True):
+        radii, _ = ring_spacings(
+            film + spots, centre, inner_radius=3, n_positions=100, disk_radius=1.25, friedel_centre=friedel
+        )
+        np.testing.assert_allclose(radii, [9.8, 11.5], atol=0.1)
+
+
 def test_lattice_overlap_accepts_subsets_and_refuses_other_lattices():
     fcc = np.array([6.02, 6.95, 9.83, 11.53])
     bcc = np.array([6.17, 8.72, 12.34])
