@@ -480,13 +480,17 @@ def radial_background(pattern, centre, ring_width=BACKGROUND_RING_WIDTH):
     yy, xx = np.mgrid[0:rows, 0:cols]
     r = np.hypot(yy - float(centre[0]), xx - float(centre[1]))
     ring = np.floor(r / float(ring_width)).astype(np.int64).ravel()
-    order = np.argsort(ring, kind="stable")
-    bounds = np.flatnonzero(np.diff(ring[order])) + 1
-    values = np.split(pattern.ravel()[order], bounds)
-    radii = np.split(r.ravel()[order], bounds)
-    medians = np.array([np.median(v) for v in values])
-    at = np.array([np.median(v) for v in radii])
-    return np.interp(r, at, medians)
+    return np.interp(r, _ring_medians(r.ravel(), ring), _ring_medians(pattern.ravel(), ring))
+
+
+def _ring_medians(values, ring):
+    """The median of ``values`` in every non-empty ring (ascending ring index), in one sort."""
+    order = np.lexsort((values, ring))
+    counts = np.bincount(ring)
+    counts = counts[counts > 0]
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    ordered = values[order]
+    return 0.5 * (ordered[starts + (counts - 1) // 2] + ordered[starts + counts // 2])
 
 
 def friedel_centre(positions, weights, centre, *, max_shift, match_distance, n_iterations=3):
