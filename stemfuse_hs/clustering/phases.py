@@ -435,9 +435,7 @@ def ring_spacings(
         # The rings are centred where the spots pair up, which can be a
         # fraction of a pixel from the beam's centroid: the background is
         # taken about that centre and the spots found again.
-        reach = max(1.0, disk_radius / 2.0)
-        paired = _friedel_centre(positions, weights, (cy, cx), max_shift=reach, match_distance=reach)
-        positions, weights = spots_about(paired)
+        positions, weights = spots_about(_spots_centre(positions, weights, (cy, cx), disk_radius))
     return _spacings_of_spots(positions, weights, (cy, cx), disk_radius, merge_distance, friedel_centre)
 
 
@@ -627,14 +625,19 @@ def _find_spots(residual, noise, searched, disk_radius, significance, min_promin
     return np.asarray(positions), np.asarray(weights)
 
 
+def _spots_centre(positions, weights, centre, disk_radius):
+    """The spots' Friedel centre, within a pixel or half a disk radius of ``centre``."""
+    reach = max(1.0, disk_radius / 2.0)
+    return _friedel_centre(positions, weights, centre, max_shift=reach, match_distance=reach)
+
+
 def _spacings_of_spots(positions, weights, centre, disk_radius, merge_distance, friedel_centre):
     """Spots' distances from ``centre`` (or their Friedel centre), chains closer than ``merge_distance`` one spacing."""
     if len(positions) == 0:
         return np.zeros(0), np.zeros(0)
     cy, cx = float(centre[0]), float(centre[1])
     if friedel_centre:
-        reach = max(1.0, disk_radius / 2.0)
-        cy, cx = _friedel_centre(positions, weights, (cy, cx), max_shift=reach, match_distance=reach)
+        cy, cx = _spots_centre(positions, weights, (cy, cx), disk_radius)
     spots_r = np.hypot(positions[:, 0] - cy, positions[:, 1] - cx)
     order = np.argsort(spots_r)
     spots_r, spots_s = spots_r[order], weights[order]
