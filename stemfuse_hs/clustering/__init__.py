@@ -14,7 +14,7 @@ their constraints are :mod:`stemfuse_hs.cluster_parameters`.
 from ..cluster_parameters import CLUSTER_DEFAULTS, CLUSTER_PARAMETERS, METRICS, validate_cluster_parameters
 from .cluster import ClusterResult, merge_indistinct, resolve_min_cluster_size, soft_cluster
 from .embed import embed
-from .means import MEAN_MODES, cluster_statistics, cluster_weights
+from .means import MEAN_MODES, cluster_statistics, cluster_weights, interior_weights
 from .scan import cluster_scan
 from .separability import block_separation, separation, valley_depth
 from .stability import LabelAgreement, adjusted_rand_index, align_labels, align_runs, consensus_labels
@@ -37,6 +37,7 @@ __all__ = [
     "consensus_labels",
     "contingency_table",
     "embed",
+    "interior_weights",
     "label_agreement",
     "merge_indistinct",
     "pairwise_ari",

@@ -13,7 +13,7 @@ import numpy as np
 from .._progress import dask_progress
 from .._validation import check_choice, check_fraction, check_int, check_optional_bool, check_real
 from ..clustering.cluster import ClusterResult
-from ..clustering.means import cluster_statistics, cluster_weights
+from ..clustering.means import cluster_statistics, cluster_weights, interior_weights
 from ..clustering.phases import (
     DEFAULT_ALPHA,
     DEFAULT_MIN_COMPOSITION_DIFFERENCE,
@@ -181,7 +181,10 @@ def merge_phases(
         orientations show different subsets of its reflections, and the
         indexing knows them all. Scans of two or more lattices (or of one
         that is not F or I cubic) do not index and are merged as without
-        it. See :doc:`/workflow` for what it gave.
+        it. The spacings indexed come from each segment's interior
+        (:func:`stemfuse_hs.clustering.means.interior_weights`): the probe
+        at a grain boundary lights the neighbouring grain too. See
+        :doc:`/workflow` for what it gave.
     reassign : bool, default True
         Then move every position whose X-ray counts are at least
         ``exp(min_log_ratio)`` times likelier under another phase's
@@ -265,7 +268,15 @@ def merge_phases(
         if dp is not None and k:
             from ..features.sdt import find_direct_beam
 
-            patterns, _ = cluster_statistics(dp.data, 2, weights)
+            if index_lattice:
+                # Indexing compares spacings to 1 %: the segments' interiors
+                # give them without their border's weak neighbouring spots.
+                # Both means come from one pass over the patterns.
+                inner = interior_weights(weights, np.asarray(labels.data))
+                both, _ = cluster_statistics(dp.data, 2, np.concatenate([weights, inner], axis=1))
+                patterns, inner_patterns = both[:k], both[k:]
+            else:
+                patterns, _ = cluster_statistics(dp.data, 2, weights)
             # A few grains' mean can hold a Bragg disk brighter than the beam;
             # the scan's mean cannot, and the beam drifts (descan) by less
             # than its radius, so each segment's beam is looked for there.
@@ -277,7 +288,7 @@ def merge_phases(
             if index_lattice:
                 # The overlap tests' tolerance was set on the beam-centroid
                 # spacings; indexing needs 1 %, so it gets its own measurement.
-                precise, _ = _pattern_spacings(patterns, sizes, scan_beam, friedel_centre=True)
+                precise, _ = _pattern_spacings(inner_patterns, inner.sum(axis=0), scan_beam, friedel_centre=True)
                 lattice = scan_lattice(precise)
                 if lattice is not None:
                     one_lattice = lattice_members(precise, lattice)

@@ -15,7 +15,7 @@ from sklearn.metrics import adjusted_rand_score
 
 import hyperspy.api as hs
 import stemfuse_hs
-from stemfuse_hs.clustering import cluster_statistics, cluster_weights, resolve_min_cluster_size
+from stemfuse_hs.clustering import cluster_statistics, cluster_weights, interior_weights, resolve_min_cluster_size
 from stemfuse_hs.data import synthetic_scan
 
 SEED = 0
@@ -175,6 +175,20 @@ def test_cluster_weights_threshold_not_exactly_one():
     memberships = np.array([[0.97, 0.03], [0.2, 0.8], [0.5, 0.5]])
     weights = cluster_weights(np.array([0, 1, 0]), memberships, "hard", 0.6)
     assert weights.sum() == 2  # the notebook's "== 1.0" would keep none
+
+
+def test_interior_weights_drop_borders_between_segments_not_the_scan_edge():
+    segments = np.zeros((6, 8), dtype=int)
+    segments[:, 6:] = 1  # a strip two positions wide: no interior
+    segments[0, 0] = -1  # noise
+    weights = cluster_weights(segments.ravel(), np.ones((48, 2)), "hard")
+    inner = interior_weights(weights, segments)
+    kept = inner[:, 0].reshape(6, 8) > 0
+    # The column beside segment 1 and the noise position's neighbours go; the scan's edge stays.
+    assert kept[:, :5].sum() == 30 - 3 and not kept[:, 5].any() and kept[5, 0]
+    np.testing.assert_array_equal(inner[:, 1], weights[:, 1])
+    with pytest.raises(ValueError, match=re.escape("segment_map covers 47 positions, weights 48.")):
+        interior_weights(weights, segments.ravel()[:-1])
 
 
 def test_cluster_statistics_one_pass_on_dask():
