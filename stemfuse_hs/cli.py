@@ -1244,6 +1244,19 @@ def _await_warm_up(process):
         pass
 
 
+
+def _lattice_summary(lattice):
+    """An indexed lattice of the phase merge's record for the JSON report (None when none)."""
+    if not lattice:
+        return None
+    return {
+        "centring": str(lattice["centring"]),
+        "n": [int(v) for v in lattice["n"]],
+        "lines_px": [float(v) for v in lattice["lines"]],
+        "max_error": float(lattice["max_error"]),
+    }
+
+
 def phase_merge_summary(phases):
     """What the physics merge did, as plain data for run.json and the report."""
     import numpy as np
@@ -1263,7 +1276,7 @@ def phase_merge_summary(phases):
         }
         for i in np.flatnonzero(np.asarray(tests["merged"]))
     ]
-    lattice = record.get("scan_lattice", {})
+    lattices = [record.get(key, {}) for key in ("scan_lattice", "second_lattice")]
     minor = record.get("minor_phases", {})
     grown = record.get("grown", {})
     pieces = record.get("pieces", {})
@@ -1273,12 +1286,8 @@ def phase_merge_summary(phases):
         "groups": [[int(v) for v in g] for g in record["groups"]],
         "merges": merges,
         "n_tests": int(len(tests["a"])),
-        "scan_lattice": {
-            "centring": str(lattice["centring"]),
-            "n": [int(v) for v in lattice["n"]],
-            "lines_px": [float(v) for v in lattice["lines"]],
-            "max_error": float(lattice["max_error"]),
-        } if lattice else None,
+        "scan_lattice": _lattice_summary(lattices[0]),
+        "second_lattice": _lattice_summary(lattices[1]),
         "reassigned_positions": int(np.asarray(record["reassigned"]).sum()),
         "minor_phases": [
             {"host": int(h), "positions": int(n), "p_value": float(p), "composition_difference": float(d)}

@@ -594,14 +594,23 @@ def write_report(directory, name=None):
             f"{_e(merge['n_tests'])} pairs tested, {_e(merge['reassigned_positions'])} positions moved to the phase "
             "whose composition explains their counts better. Each merge, in order:</p>"
         )
-        lattice = merge.get("scan_lattice")
-        if lattice:
+        lattices = [lattice for lattice in (merge.get("scan_lattice"), merge.get("second_lattice")) if lattice]
+        described = []
+        for lattice in lattices:
             centring = {"F": "face-centred", "I": "body-centred"}.get(lattice["centring"], lattice["centring"])
             lines = ", ".join(f"{r:.2f} px (N={n})" for r, n in zip(lattice["lines_px"], lattice["n"]))
+            described.append(f"{_e(centring)} cubic lattice ({_e(lines)}; worst {100 * lattice['max_error']:.1f} %)")
+        if len(lattices) == 1:
             body.append(
-                f"<p>The spot spacings two or more segments show index as one {_e(centring)} cubic lattice "
-                f"({_e(lines)}; worst {100 * lattice['max_error']:.1f} %): segments whose every spacing "
-                "is one of its reflections are not kept apart by their lattice (merges marked indexed).</p>"
+                f"<p>The spot spacings two or more segments show index as one {described[0]}: segments whose "
+                "every spacing is one of its reflections are not kept apart by their lattice (merges marked "
+                "indexed).</p>"
+            )
+        elif lattices:
+            body.append(
+                f"<p>The spot spacings index as two lattices, a {described[0]} and a {described[1]}: a segment "
+                "whose every spacing is a reflection of one of them only is of that lattice; groups of one lattice "
+                "are not kept apart by it (merges marked indexed), groups of the two never join.</p>"
             )
         rows = [
             (m["segments"], m["joined"], _format(m["p_value"]), _format(m["composition_difference"]),

@@ -336,10 +336,15 @@ def test_report_names_the_scan_lattice_and_the_merges_it_made(runs, tmp_path):
     lattice = {"centring": "F", "n": [3, 4, 8], "lines_px": [6.02, 6.95, 9.83], "max_error": 0.0031}
     merges = [{"segments": "0", "joined": "1", "p_value": 0.5, "composition_difference": 0.0, "lattice_overlap": 0.33,
                "indexed": True}]
-    page, original = _demo_report_with(runs, tmp_path, scan_lattice=lattice, merges=merges)
-    assert original["scan_lattice"] is None  # four_phases: fcc and bcc do not index as one
+    page, original = _demo_report_with(runs, tmp_path, scan_lattice=lattice, second_lattice=None, merges=merges)
+    # four_phases: fcc and bcc index as two lattices, not as one.
+    assert (original["scan_lattice"]["centring"], original["second_lattice"]["centring"]) == ("F", "I")
     assert "index as one face-centred cubic lattice (6.02 px (N=3), 6.95 px (N=4), 9.83 px (N=8); worst 0.3 %)" in page
     assert re.search(r"<th[^>]*>indexed</th>", page) and re.search(r"<td[^>]*>yes</td>", page)
+    bcc = {"centring": "I", "n": [2, 4], "lines_px": [6.17, 8.72], "max_error": 0.002}
+    page, _ = _demo_report_with(runs, tmp_path / "two", scan_lattice=lattice, second_lattice=bcc, merges=merges)
+    assert "index as two lattices, a face-centred cubic lattice (6.02 px (N=3), 6.95 px (N=4), 9.83 px (N=8); " \
+        "worst 0.3 %) and a body-centred cubic lattice (6.17 px (N=2), 8.72 px (N=4); worst 0.2 %)" in page
 
 
 def test_params_json_is_accepted_by_run_and_demo(runs, files):

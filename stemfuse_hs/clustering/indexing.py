@@ -14,6 +14,9 @@ unknown, the scale ``k``.
   explain every line, the smallest line being its first reflection.
 * :func:`scan_lattice` indexes the lines that at least two segments of a
   scan show: when they index, the scan shows one lattice.
+* :func:`scan_lattices` finds one lattice, or two where the scan holds
+  two (fcc and bcc of one composition), and :func:`segment_lattices`
+  which one each segment shows.
 * :func:`explained_by_lattice` says which spacings are reflections of it,
   and :func:`lattice_members` which segments show that lattice.
 
@@ -34,6 +37,8 @@ __all__ = [
     "index_cubic",
     "lattice_members",
     "scan_lattice",
+    "scan_lattices",
+    "segment_lattices",
     "spacing_lines",
 ]
 
@@ -227,7 +232,143 @@ def lattice_members(spacings, lattice, rel_tolerance=DEFAULT_INDEX_TOLERANCE):
     >>> lattice_members(segments, fcc).tolist()
     [True, False, False, False]
     """
-    return np.array(
-        [np.size(radii) > 0 and bool(explained_by_lattice(radii, lattice, rel_tolerance).all()) for radii in spacings],
-        dtype=bool,
-    )
+    return segment_lattices(spacings, [] if lattice is None else [lattice], rel_tolerance) == 0
+
+
+
+#: Each of two lattices must explain at least this many lines the other does
+#: not: a pair of lattices explains more lines by chance than one does.
+MIN_OWN_LINES = 3
+
+
+def _explained(lines, allowed, scale, rel_tolerance):
+    """Which lines a lattice (allowed ``N``) of ``scale`` explains, each reflection the nearest line only."""
+    predicted = scale * np.sqrt(allowed)
+    nearest = np.argmin(np.abs(lines[:, None] - predicted[None, :]), axis=1)
+    error = np.abs(lines - predicted[nearest]) / lines
+    ok = error <= rel_tolerance
+    for n in np.unique(nearest[ok]):
+        rivals = np.flatnonzero(ok & (nearest == n))
+        ok[rivals[rivals != rivals[np.argmin(error[rivals])]]] = False
+    return ok, allowed[nearest], error
+
+
+def _fit_scale(lines, allowed, scale, rel_tolerance):
+    """The scale refitted on the lines a lattice near ``scale`` explains, those lines, their ``N`` and largest error; or None."""
+    for _ in range(4):
+        ok, n, _ = _explained(lines, allowed, scale, rel_tolerance)
+        if ok.sum() < 2:
+            return None
+        scale = float((lines[ok] * np.sqrt(n[ok])).sum() / n[ok].sum())
+    ok, n, error = _explained(lines, allowed, scale, rel_tolerance)
+    # A lattice shows one of its first two reflections; at half its scale
+    # (every N four times larger) it would explain more lines by chance.
+    first = ok & np.isin(n, allowed[:2])
+    if ok.sum() < 2 or not first.any():
+        return None
+    return scale, ok, n, float(error[ok].max())
+
+
+def scan_lattices(spacings, rel_tolerance=DEFAULT_INDEX_TOLERANCE, *, min_segments=MIN_SEGMENTS_SHOWING_LINE, max_n=50):
+    """The one or two cubic lattices of a scan's spacings, the one explaining more spacings first; or none.
+
+    One lattice when :func:`scan_lattice` indexes every line that
+    ``min_segments`` segments show. Otherwise (two phases of one
+    composition, such as austenite and martensite) the pair of face- or
+    body-centred cubic lattices that explains all those lines but at most
+    one, each lattice explaining at least ``MIN_OWN_LINES`` (3) lines of
+    the scan that the other does not, and between them the most spacings
+    of the segments (then the smaller indices: a body-centred lattice is
+    also face-centred at ``1/sqrt(2)`` of its scale); if no pair does,
+    :func:`scan_lattice`'s lattice with a line left out, if any. Every
+    lattice shows its first or second reflection.
+
+    Parameters
+    ----------
+    spacings : list of numpy.ndarray
+        Per segment, its spacings (measured about the Friedel-pair centre).
+    rel_tolerance : float, default 0.012
+    min_segments : int, default 2
+    max_n : int, default 50
+        Largest ``h^2 + k^2 + l^2`` considered.
+
+    Returns
+    -------
+    list of dict
+        As :func:`scan_lattice` (``"lines"`` the lines each lattice explains).
+
+    Examples
+    --------
+    Grains of austenite (fcc) and martensite (bcc) of one steel, each
+    showing a few of its lattice's spacings (pixels):
+
+    >>> import numpy as np
+    >>> grains = [np.array([6.03, 9.85, 11.61]), np.array([6.02, 9.84, 11.54]), np.array([6.97]),
+    ...           np.array([6.03, 12.01]), np.array([6.14, 8.74, 10.7]), np.array([6.16, 12.34]),
+    ...           np.array([6.19, 8.77, 10.67]), np.array([8.76])]
+    >>> [(fit["centring"], fit["n"]) for fit in scan_lattices(grains)]
+    [('F', [3, 4, 8, 11, 12]), ('I', [2, 4, 6, 8])]
+    >>> segment_lattices(grains, scan_lattices(grains)).tolist()
+    [0, 0, 0, 0, 1, 1, 1, 1]
+    """
+    rel_tolerance = check_real("rel_tolerance", rel_tolerance, minimum=0, strict_minimum=True)
+    first = scan_lattice(spacings, rel_tolerance, min_segments=min_segments)
+    if first is not None and np.isnan(first["left_out"]):
+        return [first]
+    measured = [np.asarray(v, dtype=np.float64).ravel() for v in spacings]
+    if not any(v.size for v in measured):
+        return []
+    lines = spacing_lines(np.concatenate(measured), rel_tolerance)
+    counts = _shown_by(lines, measured, rel_tolerance)
+    strong = counts >= min_segments
+    candidates = []
+    for centring, allowed in CUBIC_LATTICES.items():
+        allowed = allowed[allowed <= max_n]
+        for line in lines:
+            for n_first in allowed[:2]:
+                fit = _fit_scale(lines, allowed, line / np.sqrt(n_first), rel_tolerance)
+                if fit is not None:
+                    candidates.append((centring,) + fit)
+    best = None
+    for a, b in itertools.combinations(candidates, 2):
+        (centring_a, scale_a, shown_a, n_a, error_a), (centring_b, scale_b, shown_b, n_b, error_b) = a, b
+        if centring_a == centring_b and abs(scale_a - scale_b) <= rel_tolerance * scale_a:
+            continue
+        missed = int((strong & ~(shown_a | shown_b)).sum())
+        if missed > 1 or (shown_a & ~shown_b).sum() < MIN_OWN_LINES or (shown_b & ~shown_a).sum() < MIN_OWN_LINES:
+            continue
+        score = (-missed, int(counts[shown_a | shown_b].sum()), -int(n_a[shown_a].sum() + n_b[shown_b].sum()), -max(error_a, error_b))
+        if best is None or score > best[0]:
+            best = (score, a, b)
+    if best is None:
+        return [] if first is None else [first]
+    fits = [
+        {"centring": centring, "lines": lines[shown], "n": [int(v) for v in n[shown]], "scale": scale,
+         "max_error": error, "left_out": float("nan")}
+        for centring, scale, shown, n, error in best[1:]
+    ]
+    fits.sort(key=lambda fit: -sum(int(explained_by_lattice(v, fit, rel_tolerance).sum()) for v in measured))
+    return fits
+
+
+def segment_lattices(spacings, lattices, rel_tolerance=DEFAULT_INDEX_TOLERANCE):
+    """Per segment, which of ``lattices`` explains every one of its spacings: its index, or -1 for none or several.
+
+    With one lattice this is :func:`lattice_members` (0 for a member).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fcc, bcc = index_cubic([6.03, 6.96, 9.85, 11.55]), index_cubic([6.17, 8.72, 10.68, 12.34])
+    >>> segments = [np.array([6.03, 9.85]), np.array([6.17, 8.72]), np.array([13.9]), np.array([6.1]), np.zeros(0)]
+    >>> segment_lattices(segments, [fcc, bcc]).tolist()
+    [0, 1, -1, -1, -1]
+    """
+    found = np.full(len(spacings), -1, dtype=np.int64)
+    for i, radii in enumerate(spacings):
+        if np.size(radii) == 0:
+            continue
+        fits = [j for j, lattice in enumerate(lattices) if explained_by_lattice(radii, lattice, rel_tolerance).all()]
+        if len(fits) == 1:
+            found[i] = fits[0]
+    return found

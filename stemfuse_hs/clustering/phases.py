@@ -922,10 +922,26 @@ def _witness(a, b, candidates, spectra, windows, spacings, tolerance, alpha, min
     return -1
 
 
+def _indexed_lattices(members, spacings, one_lattice):
+    """The indexed lattices of the members that show spacings (-1: none or several fit)."""
+    return {int(one_lattice[m]) for m in members if np.asarray(spacings[m]).size}
+
+
 def _all_of_one_lattice(members, spacings, one_lattice):
-    """Whether every member that shows spacings is of the scan's indexed lattice (and one does)."""
-    shown = [m for m in members if np.asarray(spacings[m]).size]
-    return bool(shown) and all(bool(one_lattice[m]) for m in shown)
+    """Whether every member that shows spacings is of one indexed lattice (and one does)."""
+    found = _indexed_lattices(members, spacings, one_lattice)
+    return len(found) == 1 and min(found) >= 0
+
+
+def _indexed_apart(a, b, spacings, one_lattice):
+    """Whether the members of each group that are of an indexed lattice are all of one, and the two differ.
+
+    Members of no lattice (-1) say nothing: a group that took one in keeps
+    its lattice.
+    """
+    found_a = _indexed_lattices(a, spacings, one_lattice) - {-1}
+    found_b = _indexed_lattices(b, spacings, one_lattice) - {-1}
+    return len(found_a) == 1 and len(found_b) == 1 and found_a != found_b
 
 
 def _rejoin_poor_groups(groups, judge, spacings, tolerance, min_spacings):
@@ -945,7 +961,7 @@ def _rejoin_poor_groups(groups, judge, spacings, tolerance, min_spacings):
                 if h is g:
                     continue
                 entry, _ = judge(*sorted((g, h)))
-                if not entry["same_composition"]:
+                if not entry["same_composition"] or entry["indexed_apart"]:
                     continue
                 overlap = entry["lattice_overlap"]
                 comp = entry["composition"]
@@ -1053,12 +1069,17 @@ def merge_phases(
         Segments with fewer positions never veto a merge by their lattice
         (they are placed against groups like segments with few spacings).
     one_lattice : numpy.ndarray, optional
-        ``(n_segments,)`` bool: segments whose every spacing is a
-        reflection of the scan's one indexed lattice
-        (:func:`stemfuse_hs.clustering.indexing.scan_lattice`). Two groups
-        whose segments with spacings are all of it are one lattice, however
-        little their spacings overlap: the test entry records it as
-        ``"indexed"``.
+        ``(n_segments,)``: which of the scan's indexed lattices each
+        segment shows (:func:`stemfuse_hs.clustering.indexing.segment_lattices`;
+        -1 for none or several), or bool: whether it shows the scan's one
+        lattice (:func:`stemfuse_hs.clustering.indexing.lattice_members`).
+        Two groups whose segments with spacings are all of one lattice are
+        one lattice, however little their spacings overlap: the test entry
+        records it as ``"indexed"``. Two groups wholly of two different
+        lattices are two, however much their spacings overlap (fcc 111 and
+        bcc 110 of one steel lie 2.4 % apart, within the overlap test's
+        tolerance), and nothing joins them: ``"indexed_apart"`` (members of
+        no lattice, -1, do not count).
 
     Returns
     -------
@@ -1096,7 +1117,10 @@ def merge_phases(
             pair_overlap[small, :] = np.nan
             pair_overlap[:, small] = np.nan
     if one_lattice is not None:
-        one_lattice = np.asarray(one_lattice, dtype=bool).ravel()
+        one_lattice = np.asarray(one_lattice).ravel()
+        if one_lattice.dtype == bool:
+            one_lattice = np.where(one_lattice, 0, -1)
+        one_lattice = one_lattice.astype(np.int64)
         if spacings is None or one_lattice.size != n:
             raise ValueError(f"merge_phases: one_lattice needs spacings and one value per segment ({n}), got {one_lattice.size}.")
     weight = np.ones(n) if sizes is None else np.asarray(sizes, dtype=np.float64)
@@ -1157,13 +1181,17 @@ def merge_phases(
                 contained = vetoed and _shown_twice(a, b, spacings, tolerance)
                 vetoed = vetoed and not contained
             same_lattice = not vetoed and (np.isnan(overlap) or overlap >= min_lattice_overlap)
-            indexed = False
-            if one_lattice is not None and not same_lattice:
-                # Which spacings a grain shows depends on its orientation;
-                # which ones its lattice has does not, once it is indexed.
-                indexed = same_lattice = _all_of_one_lattice(list(a) + list(b), spacings, one_lattice)
+            indexed = apart = False
+            if one_lattice is not None:
+                apart = _indexed_apart(a, b, spacings, one_lattice)
+                if apart:
+                    same_lattice = False
+                elif not same_lattice:
+                    # Which spacings a grain shows depends on its orientation;
+                    # which ones its lattice has does not, once it is indexed.
+                    indexed = same_lattice = _all_of_one_lattice(list(a) + list(b), spacings, one_lattice)
             witness = -1
-            if witness_candidates and same_comp and not same_lattice:
+            if witness_candidates and same_comp and not same_lattice and not apart:
                 witness = _witness(
                     a, b, witness_candidates, spectra, windows, spacings, tolerance, alpha, min_composition_difference,
                     is_boundary, differ,
@@ -1181,6 +1209,7 @@ def merge_phases(
                 "witness": int(witness),
                 "contained": bool(contained),
                 "indexed": bool(indexed),
+                "indexed_apart": bool(apart),
             }
             # Most alike first by the observed distance: its noise floor is
             # lowest for the segments with the most counts, whose verdicts
@@ -1222,6 +1251,8 @@ def merge_phases(
                 differs[a, b] = _lattices_differ(pairs, lattice_linkage, min_lattice_overlap, pair_weights)
                 if one_lattice is not None and differs[a, b]:
                     differs[a, b] = not _all_of_one_lattice(groups[a] + groups[b], spacings, one_lattice)
+                if one_lattice is not None and not differs[a, b]:
+                    differs[a, b] = _indexed_apart(groups[a], groups[b], spacings, one_lattice)
     return PhaseMerge(
         groups=groups,
         tests=tests,

@@ -32,7 +32,7 @@ from ..clustering.phases import (
     window_matrix,
     window_shares,
 )
-from ..clustering.indexing import lattice_members, scan_lattice
+from ..clustering.indexing import scan_lattices, segment_lattices
 from ..cluster_parameters import fill_cluster_doc
 from .label_factory import build_cluster_labels_like, is_cluster_labels, relabel_cluster_labels
 
@@ -173,18 +173,21 @@ def merge_phases(
         where patterns mix two lattices.
     index_lattice : bool, default True
         Index the spacings that at least two segments show, measured about
-        the centre of their Friedel pairs, as one cubic lattice
-        (:func:`stemfuse_hs.clustering.indexing.scan_lattice`: face- or
+        the centre of their Friedel pairs, as one cubic lattice, or as two
+        (:func:`stemfuse_hs.clustering.indexing.scan_lattices`: face- or
         body-centred, every ratio within 1.2 %). When they index, segments
-        whose every spacing is a reflection of that lattice are never kept
-        apart by their lattice: grains of one lattice in different
-        orientations show different subsets of its reflections, and the
-        indexing knows them all. Scans of two or more lattices (or of one
-        that is not F or I cubic) do not index and are merged as without
-        it. The spacings indexed come from each segment's interior
+        whose every spacing is a reflection of one lattice (and not of the
+        other) are never kept apart by their lattice from segments of the
+        same: grains of one lattice in different orientations show
+        different subsets of its reflections, and the indexing knows them
+        all; groups of two different lattices never join. Scans whose
+        lattices are not F or I cubic, or more than two, do not index and
+        are merged as without it. The spacings indexed come from each
+        segment's interior
         (:func:`stemfuse_hs.clustering.means.interior_weights`): the probe
-        at a grain boundary lights the neighbouring grain too. See
-        :doc:`/workflow` for what it gave.
+        at a grain boundary lights the neighbouring grain too.
+        ``phase_merge["scan_lattice"]`` and ``["second_lattice"]`` record
+        the lattices. See :doc:`/workflow` for what it gave.
     reassign : bool, default True
         Then move every position whose X-ray counts are at least
         ``exp(min_log_ratio)`` times likelier under another phase's
@@ -259,7 +262,7 @@ def merge_phases(
     flat_labels = np.asarray(labels.data).reshape(n).astype(np.int64)
     weights = cluster_weights(flat_labels, memberships, "hard", SEGMENT_MIN_MEMBERSHIP)
     sizes = weights.sum(axis=0)
-    spectra = spacings = scan_beam = lattice = one_lattice = None
+    spectra = spacings = scan_beam = lattice = second_lattice = one_lattice = None
     tolerance = spacing_tolerance
     with dask_progress(show_progressbar):
         if eds is not None and k:
@@ -289,9 +292,11 @@ def merge_phases(
                 # The overlap tests' tolerance was set on the beam-centroid
                 # spacings; indexing needs 1 %, so it gets its own measurement.
                 precise, _ = _pattern_spacings(inner_patterns, inner.sum(axis=0), scan_beam, friedel_centre=True)
-                lattice = scan_lattice(precise)
-                if lattice is not None:
-                    one_lattice = lattice_members(precise, lattice)
+                lattices = scan_lattices(precise)
+                if lattices:
+                    lattice = lattices[0]
+                    second_lattice = lattices[1] if len(lattices) > 1 else None
+                    one_lattice = segment_lattices(precise, lattices)
     if k == 0:
         raise ValueError("merge_phases: the label map has no clusters (every position is noise).")
     merge = merge_segments(
@@ -346,6 +351,7 @@ def merge_phases(
         "min_judged_fraction": float(min_judged_fraction),
         "index_lattice": bool(index_lattice),
         "scan_lattice": _lattice_record(lattice),
+        "second_lattice": _lattice_record(second_lattice),
         "exclude_lines": list(exclude_lines),
         "used": [name for name, s in (("eds", eds), ("dp", dp)) if s is not None],
         "tests": _tests_table(merge.tests),
@@ -505,6 +511,7 @@ def _tests_table(tests):
         "same_lattice": np.array([t["same_lattice"] for t in tests], dtype=bool),
         "merged": np.array([t["merged"] for t in tests], dtype=bool),
         "indexed": np.array([t.get("indexed", False) for t in tests], dtype=bool),
+        "indexed_apart": np.array([t.get("indexed_apart", False) for t in tests], dtype=bool),
         "witness": np.array([t.get("witness", -1) for t in tests], dtype=np.int64),
         "contained": np.array([t.get("contained", False) for t in tests], dtype=bool),
     }
