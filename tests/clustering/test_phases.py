@@ -410,15 +410,20 @@ def test_polycrystal_of_two_compositions_is_two_phases_not_its_grains(default_fi
 
 
 def test_min_spacings_leaves_segments_with_fewer_spacings_to_the_composition(default_fit):
-    # Above every segment's count of spacings the lattice never parts two groups:
-    # one phase per composition, so fcc and bcc of one steel become one phase.
+    # Above every segment's count of spacings the overlap test never parts two
+    # groups: without the indexing, one phase per composition, so fcc and bcc
+    # of one steel become one phase; the two indexed lattices still part them.
     merged = {}
     for scenario in ("poly_chemistry", "structure_only"):
         scan = default_fit.scan(scenario)
         segments = default_fit.phases(scenario).segments
-        merged[scenario] = segments.merge_phases(scan.dp, scan.eds, min_spacings=50, show_progressbar=False)
+        merged[scenario] = segments.merge_phases(
+            scan.dp, scan.eds, min_spacings=50, index_lattice=False, show_progressbar=False
+        )
         assert merged[scenario].phase_merge["min_spacings"] == 50
     assert merged["structure_only"].n_clusters == 1
+    indexed = segments.merge_phases(scan.dp, scan.eds, min_spacings=50, show_progressbar=False)
+    assert indexed.n_clusters == 2 and indexed.phase_merge["tests"]["indexed_apart"].any()
     chemistry = merged["poly_chemistry"]
     assert chemistry.n_clusters == 2
     assert adjusted_rand_score(default_fit.scan("poly_chemistry").truth.ravel(), chemistry.data.ravel()) > 0.9
