@@ -273,7 +273,9 @@ def scan_lattices(spacings, rel_tolerance=DEFAULT_INDEX_TOLERANCE, *, min_segmen
     """The one or two cubic lattices of a scan's spacings, the one explaining more spacings first; or none.
 
     One lattice when :func:`scan_lattice` indexes every line that
-    ``min_segments`` segments show. Otherwise (two phases of one
+    ``min_segments`` segments show, or all of the scan's lines but fewer
+    than ``MIN_OWN_LINES`` (a line measured off in a bent grain is no
+    second lattice). Otherwise (two phases of one
     composition, such as austenite and martensite) the pair of face- or
     body-centred cubic lattices that explains all those lines but at most
     one, each lattice explaining at least ``MIN_OWN_LINES`` (3) lines of
@@ -319,6 +321,11 @@ def scan_lattices(spacings, rel_tolerance=DEFAULT_INDEX_TOLERANCE, *, min_segmen
     if not any(v.size for v in measured):
         return []
     lines = spacing_lines(np.concatenate(measured), rel_tolerance)
+    # A second lattice needs lines of its own: one line the first leaves out
+    # is a spacing measured off (a bent grain), and two lattices fitted to
+    # one lattice's scattered lines are chance (tiny poly_minor_phase seed 2).
+    if first is not None and (~explained_by_lattice(lines, first, rel_tolerance)).sum() < MIN_OWN_LINES:
+        return [first]
     counts = _shown_by(lines, measured, rel_tolerance)
     strong = counts >= min_segments
     candidates = []
