@@ -194,6 +194,9 @@ OPTIONS = [
     _opt("phase_map", "minor_cluster_size", "--minor-cluster-size", 8,
          "smallest cluster of the finer map searched for minor phases: a count or a fraction; "
          "none skips the search", "optcount_or_fraction", metavar="N|F"),
+    _opt("phase_map", "min_position_log_ratio", "--min-position-log-ratio", 20.0,
+         "last, move a position whose own counts are this natural log of a likelihood ratio likelier under "
+         "a phase of another composition (a large value such as 1e9 moves none)", "float", metavar="L"),
     _opt("phases", "exclude_lines", "--phase-exclude-lines", ("Cu_Ka", "Cu_Kb", "Cu_La"),
          "X-ray lines left out of the composition test (a grid signal, which does not follow the thickness)",
          "strings", metavar="LINE"),
@@ -1190,6 +1193,7 @@ def _pipeline(dp, eds, params, out, console, record, show_progressbar, saved_sig
                 random_state=cluster_params.pop("random_state"),
                 segment_size=params["phase_map"]["segment_size"],
                 minor_cluster_size=params["phase_map"]["minor_cluster_size"],
+                min_position_log_ratio=params["phase_map"]["min_position_log_ratio"],
                 cluster_kwargs=cluster_params,
                 show_progressbar=progress,
                 **params["phases"],
@@ -1280,6 +1284,7 @@ def phase_merge_summary(phases):
     minor = record.get("minor_phases", {})
     grown = record.get("grown", {})
     pieces = record.get("pieces", {})
+    moved = record.get("positions_moved", {})
     return {
         "n_segments": int(phases.segments.n_clusters),
         "n_phases": int(phases.n_clusters),
@@ -1310,6 +1315,10 @@ def phase_merge_summary(phases):
                 pieces.get("segment", []), pieces.get("from_phase", []), pieces.get("into_phase", []),
                 pieces.get("positions", []),
             )
+        ],
+        "positions_moved": [
+            {"from_phase": int(a), "into_phase": int(b), "positions": int(n)}
+            for a, b, n in zip(moved.get("from_phase", []), moved.get("into_phase", []), moved.get("positions", []))
         ],
     }
 

@@ -650,6 +650,13 @@ def write_report(directory, name=None):
                 "spacings they show:</p>"
             )
             body.append(_table(rows, ["piece of segment", "from phase", "into phase", "positions"], numeric=(3,)))
+        if merge.get("positions_moved"):
+            rows = [(m["from_phase"], m["into_phase"], m["positions"]) for m in merge["positions_moved"]]
+            body.append(
+                "<p>Positions moved last, by their own X-ray counts, to a phase of another composition that "
+                "explains them far better:</p>"
+            )
+            body.append(_table(rows, ["from phase", "into phase", "positions"], numeric=(2,)))
 
     body.append("<h2>Figures</h2>")
     for key, caption, data in figures:

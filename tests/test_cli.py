@@ -211,7 +211,9 @@ def test_demo_writes_every_file_and_a_complete_report(runs):
     assert len(merge["merges"]) == merge["n_segments"] - merge["n_phases"] - len(merge["grown"]) - len(merge["pieces"])
     assert "<h2>Phases from segments</h2>" in page
     assert f"{merge['n_segments']} segments of the fused embedding joined into {merge['n_phases']} phases" in page
-    assert params["phase_map"] == {"method": "physics", "segment_size": None, "minor_cluster_size": 8}
+    assert params["phase_map"] == {
+        "method": "physics", "segment_size": None, "minor_cluster_size": 8, "min_position_log_ratio": 20.0
+    }
 
 
 def test_demo_results_load_with_their_types(runs):
@@ -515,6 +517,7 @@ def test_option_defaults_follow_the_package():
     map_phases = inspect.signature(stemfuse_hs.map_phases).parameters
     assert cli._BY_DEST["phase_map.minor_cluster_size"].default == map_phases["minor_cluster_size"].default
     assert cli._BY_DEST["phase_map.segment_size"].default == map_phases["segment_size"].default
+    assert cli._BY_DEST["phase_map.min_position_log_ratio"].default == map_phases["min_position_log_ratio"].default
 
 
 def test_parameter_precedence(tmp_path):

@@ -58,6 +58,14 @@ DEFAULT_MINOR_CLUSTER_SIZE = 8
 #: 74 grains in 18 segments at 2 %, 60 segments at 40 positions).
 DEFAULT_MAX_SEGMENT_SIZE = 40
 
+#: Natural log of the likelihood ratio from which one position's own X-ray
+#: counts move it, last in :func:`map_phases`, to a phase of another
+#: composition (a ratio of about 5e8). Chosen on the built-in tiny scans
+#: (seeds 0-4, 2026-12-05): 20 lifted ``poly_precipitates`` from 0.50 to
+#: 0.64 and lowered no scenario; 10 gave 0.61 and 3 (the merge's own
+#: threshold, for pooled counts) 0.59 with ``poly_minor_phase`` lower.
+DEFAULT_MIN_POSITION_LOG_RATIO = 20.0
+
 
 def default_segment_size(n_positions):
     """The segments' smallest size by default: 2 % of the scan, at most 40 positions.
@@ -530,6 +538,7 @@ def map_phases(
     segment_size=None,
     minor_cluster_size=DEFAULT_MINOR_CLUSTER_SIZE,
     min_piece_size=DEFAULT_MIN_PIECE_SIZE,
+    min_position_log_ratio=DEFAULT_MIN_POSITION_LOG_RATIO,
     fused=None,
     fuse_kwargs=None,
     cluster_kwargs=None,
@@ -555,6 +564,9 @@ def map_phases(
     pieces of every segment on the scan are judged by their own mean
     pattern: a piece that shows spacings of another phase of its
     composition and none of its own phase's moves there (``min_piece_size``).
+    Very last, a position whose own X-ray counts another phase's
+    composition explains far better moves to that phase
+    (``min_position_log_ratio``).
 
     Parameters
     ----------
@@ -578,6 +590,19 @@ def map_phases(
         (:func:`stemfuse_hs.clustering.phases.move_pieces_by_lattice`;
         each move becomes one more segment, listed in
         ``phase_merge["pieces"]``). None skips it.
+    min_position_log_ratio : float or None, default 20
+        A position whose own counts in the composition windows are at least
+        ``exp(min_position_log_ratio)`` times likelier under the pooled
+        composition of another phase, one of another composition
+        (:func:`~stemfuse_hs.clustering.phases.same_composition_matrix`),
+        moves there
+        (:func:`~stemfuse_hs.clustering.phases.reassign_by_composition`
+        with ``pool_width=1``). The merge's own reassignment pools a
+        position's neighbours and comes before the carving, so it cannot
+        move a precipitate a few positions across into a phase carved out
+        after it. The positions moved from one phase into another become
+        one more segment of it, listed in ``phase_merge["positions_moved"]``.
+        None skips it.
     fused : FusedSTEMSignal, optional
         Fused features of ``dp`` and ``eds`` made already (other extractors
         or parameters); by default the default ones.
@@ -597,8 +622,10 @@ def map_phases(
     ClusterLabels
         The phase map; ``.segments`` is the segment (grain) map;
         ``phase_merge["minor_phases"]`` lists the carved phases,
-        ``phase_merge["grown"]`` the positions moved by ``grow_phases`` and
-        ``phase_merge["pieces"]`` the pieces moved by their lattice.
+        ``phase_merge["grown"]`` the positions moved by ``grow_phases``,
+        ``phase_merge["pieces"]`` the pieces moved by their lattice and
+        ``phase_merge["positions_moved"]`` the positions moved by their
+        own counts.
 
     Examples
     --------
@@ -627,6 +654,8 @@ def map_phases(
         resolve_min_cluster_size(minor_cluster_size, n_positions)
     if min_piece_size is not None:
         check_int("min_piece_size", min_piece_size, minimum=2)
+    if min_position_log_ratio is not None:
+        check_real("min_position_log_ratio", min_position_log_ratio, minimum=0)
     cluster_kwargs = dict(cluster_kwargs or {})
     if "min_cluster_size" in cluster_kwargs:
         raise ValueError("map_phases sizes its segments with segment_size; cluster_kwargs may not hold min_cluster_size.")
@@ -640,7 +669,7 @@ def map_phases(
         if minor_cluster_size is not None:
             fine_kwargs = dict(cluster_kwargs, min_cluster_size=minor_cluster_size)
             fine_segments = fused.cluster(random_state=random_state, show_progressbar=show_progressbar, **fine_kwargs)
-    if minor_cluster_size is None and min_piece_size is None:
+    if minor_cluster_size is None and min_piece_size is None and min_position_log_ratio is None:
         return phases
     # One pass over the spectra serves the carving and the pieces.
     windows = _composition_windows(eds, phases.phase_merge["exclude_lines"])
@@ -649,9 +678,11 @@ def map_phases(
     if minor_cluster_size is not None:
         fine = merge_phases(fine_segments, dp, eds, show_progressbar=show_progressbar, **merge_kwargs)
         phases = _carve(phases, fine, counts)
-    if min_piece_size is None:
-        return phases
-    return _move_pieces(phases, dp, counts, show_progressbar, min_piece_size)
+    if min_piece_size is not None:
+        phases = _move_pieces(phases, dp, counts, show_progressbar, min_piece_size)
+    if min_position_log_ratio is not None:
+        phases = _move_positions(phases, counts, min_position_log_ratio)
+    return phases
 
 
 def _carve(phases, fine, counts):
@@ -774,6 +805,59 @@ def _move_pieces(phases, dp, counts, show_progressbar, min_piece_size):
         "from_phase": np.array([m["from"] for m in moves], dtype=np.int64),
         "into_phase": np.array([m["into"] for m in moves], dtype=np.int64),
         "positions": np.array([m["positions"] for m in moves], dtype=np.int64),
+    }
+    record["groups"] = groups
+    record["segment_phase"] = np.asarray(segment_phase, dtype=np.int64)
+    segments = relabel_cluster_labels(segments, seg_labels, seg_memberships)
+    result = ClusterResult(new_labels, phase_memberships.astype(np.float32), phases.parameters)
+    return build_cluster_labels_like(segments, result, record)
+
+
+def _move_positions(phases, counts, min_log_ratio):
+    """``phases`` with every position that its own counts place in a phase of another composition moved there.
+
+    ``counts`` are every position's X-ray counts in the composition windows.
+    The positions moved from one phase into another become one more segment
+    of it.
+    """
+    from ..clustering.phases import same_composition_matrix
+
+    record = phases.phase_merge
+    segments = phases.segments
+    n = phases.data.size
+    labels = np.asarray(phases.data).reshape(n).astype(np.int64)
+    n_phases = phases.n_clusters
+    record["min_position_log_ratio"] = float(min_log_ratio)
+    record["positions_moved"] = {key: np.zeros(0, dtype=np.int64) for key in ("from_phase", "into_phase", "positions")}
+    if n_phases < 2:
+        return _with_record(phases, record)
+    window_index = np.arange(counts.shape[1])
+    pooled = np.stack([counts[labels == p].sum(axis=0) for p in range(n_phases)])
+    other_composition = ~same_composition_matrix(
+        pooled, window_index, alpha=record["alpha"], min_difference=record["min_composition_difference"]
+    )
+    new_labels = reassign_by_composition(
+        counts, labels, window_shares(pooled, window_index), other_composition, min_log_ratio, pool_width=1
+    )
+    pairs = sorted({(int(a), int(b)) for a, b in zip(labels[new_labels != labels], new_labels[new_labels != labels])})
+    if not pairs:
+        return _with_record(phases, record)
+    phase_memberships = np.moveaxis(np.asarray(phases.memberships.data), 0, -1).reshape(n, -1).copy()
+    seg_labels = np.asarray(segments.data).reshape(n).astype(np.int64).copy()
+    seg_memberships = np.moveaxis(np.asarray(segments.memberships.data), 0, -1).reshape(n, -1).copy()
+    groups = [list(g) for g in record["groups"]]
+    segment_phase = list(np.asarray(record["segment_phase"]))
+    sizes = []
+    for source, target in pairs:
+        rows = np.flatnonzero((labels == source) & (new_labels == target))
+        sizes.append(rows.size)
+        seg_memberships = _move_as_new_segment(
+            rows, source, target, seg_labels, seg_memberships, phase_memberships, groups, segment_phase
+        )
+    record["positions_moved"] = {
+        "from_phase": np.array([a for a, _ in pairs], dtype=np.int64),
+        "into_phase": np.array([b for _, b in pairs], dtype=np.int64),
+        "positions": np.array(sizes, dtype=np.int64),
     }
     record["groups"] = groups
     record["segment_phase"] = np.asarray(segment_phase, dtype=np.int64)

@@ -273,6 +273,7 @@ def test_phase_map_nests_its_segments(phase_map):
     # Every merge joins two groups; every move from the finer map adds a segment to a phase.
     assert tests["merged"].sum() == (
         segments.n_clusters - phase_map.n_clusters - len(record["grown"]["positions"]) - len(record["pieces"]["positions"])
+        - len(record["positions_moved"]["positions"])
     )
 
 
@@ -293,6 +294,8 @@ def test_phase_map_round_trips_through_hspy(phase_map, tmp_path):
     }
     assert set(loaded.phase_merge["pieces"]) == {"segment", "from_phase", "into_phase", "positions"}
     assert loaded.phase_merge["min_piece_size"] == 15
+    assert set(loaded.phase_merge["positions_moved"]) == {"from_phase", "into_phase", "positions"}
+    assert loaded.phase_merge["min_position_log_ratio"] == 20.0
     np.testing.assert_allclose(loaded.phase_merge["direct_beam"], phase_map.phase_merge["direct_beam"])
 
 
@@ -512,6 +515,26 @@ def test_minor_phase_is_found(default_fit):
     assert adjusted_rand_score(truth, without.data.ravel()) < 0.1
 
 
+def test_precipitates_carved_out_late_take_their_positions_by_their_own_counts():
+    # Tiny poly_precipitates seed 2: TiC precipitates 2-4 positions across in
+    # ferrite. The precipitate phase is carved out of the finer map after the
+    # merge's pooled reassignment, which had no TiC phase to move them to.
+    scan = stemfuse_hs.data.synthetic_scan("poly_precipitates", size="tiny", seed=2)
+    fused = stemfuse_hs.fuse(stemfuse_hs.sdt_features(scan.dp), stemfuse_hs.variance_features(scan.eds))
+    kwargs = dict(random_state=2, fused=fused, show_progressbar=False)
+    phases = stemfuse_hs.map_phases(scan.dp, scan.eds, **kwargs)
+    without = stemfuse_hs.map_phases(scan.dp, scan.eds, min_position_log_ratio=None, **kwargs)
+    truth = scan.truth.ravel()
+    assert adjusted_rand_score(truth, without.data.ravel()) < 0.35
+    assert adjusted_rand_score(truth, phases.data.ravel()) > 0.75
+    moved = phases.phase_merge["positions_moved"]
+    assert moved["from_phase"].tolist() == [0] and moved["into_phase"].tolist() == [1] and moved["positions"][0] > 30
+    # The moved positions are one more segment of the precipitate phase.
+    assert phases.segments.n_clusters == without.segments.n_clusters + 1
+    assert phases.phase_merge["groups"][1][-1] == without.segments.n_clusters
+    assert "positions_moved" not in without.phase_merge
+
+
 def test_map_phases_checks_its_parameters_before_clustering(thickness_split_scan, monkeypatch):
     from stemfuse_hs.signals import features
 
@@ -532,6 +555,8 @@ def test_map_phases_checks_its_parameters_before_clustering(thickness_split_scan
         stemfuse_hs.map_phases(scan.dp, scan.eds, segment_size="big")
     with pytest.raises(ValueError, match=r"^map_phases sizes its segments with segment_size; cluster_kwargs may not hold min_cluster_size\.$"):
         stemfuse_hs.map_phases(scan.dp, scan.eds, cluster_kwargs={"min_cluster_size": 50})
+    with pytest.raises(ValueError, match=r"^min_position_log_ratio must be >= 0, got -1\.$"):
+        stemfuse_hs.map_phases(scan.dp, scan.eds, min_position_log_ratio=-1)
 
 
 def test_segments_are_two_percent_of_the_scan_up_to_forty_positions():
