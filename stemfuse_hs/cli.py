@@ -1253,12 +1253,17 @@ def _lattice_summary(lattice):
     """An indexed lattice of the phase merge's record for the JSON report (None when none)."""
     if not lattice:
         return None
-    return {
+    summary = {
         "centring": str(lattice["centring"]),
         "n": [int(v) for v in lattice["n"]],
         "lines_px": [float(v) for v in lattice["lines"]],
         "max_error": float(lattice["max_error"]),
     }
+    if summary["centring"] == "hcp":
+        summary.update(
+            n=[float(v) for v in lattice["n"]], hkl=[str(v) for v in lattice["hkl"]], c_over_a=float(lattice["c_over_a"])
+        )
+    return summary
 
 
 def phase_merge_summary(phases):

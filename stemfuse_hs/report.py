@@ -597,6 +597,13 @@ def write_report(directory, name=None):
         lattices = [lattice for lattice in (merge.get("scan_lattice"), merge.get("second_lattice")) if lattice]
         described = []
         for lattice in lattices:
+            if lattice["centring"] == "hcp":
+                lines = ", ".join(f"{r:.2f} px ({hkl})" for r, hkl in zip(lattice["lines_px"], lattice["hkl"]))
+                described.append(
+                    f"hexagonal close-packed lattice of c/a {lattice['c_over_a']:.3f} ({_e(lines)}; "
+                    f"worst {100 * lattice['max_error']:.1f} %)"
+                )
+                continue
             centring = {"F": "face-centred", "I": "body-centred"}.get(lattice["centring"], lattice["centring"])
             lines = ", ".join(f"{r:.2f} px (N={n})" for r, n in zip(lattice["lines_px"], lattice["n"]))
             described.append(f"{_e(centring)} cubic lattice ({_e(lines)}; worst {100 * lattice['max_error']:.1f} %)")

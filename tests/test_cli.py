@@ -208,7 +208,9 @@ def test_demo_writes_every_file_and_a_complete_report(runs):
     # The physics merge (the default) is reported merge by merge.
     merge = run["phase_merge"]
     assert merge["n_phases"] == run["n_clusters"] and merge["n_segments"] >= merge["n_phases"]
-    assert len(merge["merges"]) == merge["n_segments"] - merge["n_phases"] - len(merge["grown"]) - len(merge["pieces"])
+    assert len(merge["merges"]) == (
+        merge["n_segments"] - merge["n_phases"] - len(merge["grown"]) - len(merge["pieces"]) - len(merge["positions_moved"])
+    )
     assert "<h2>Phases from segments</h2>" in page
     assert f"{merge['n_segments']} segments of the fused embedding joined into {merge['n_phases']} phases" in page
     assert params["phase_map"] == {

@@ -15,8 +15,9 @@ unknown, the scale ``k``.
 * :func:`scan_lattice` indexes the lines that at least two segments of a
   scan show: when they index, the scan shows one lattice.
 * :func:`scan_lattices` finds one lattice, or two where the scan holds
-  two (fcc and bcc of one composition), and :func:`segment_lattices`
-  which one each segment shows.
+  two (fcc and bcc of one composition; a cubic lattice and hcp, such as
+  fcc and hcp Co), and :func:`segment_lattices` which one each segment
+  shows.
 * :func:`explained_by_lattice` says which spacings are reflections of it,
   and :func:`lattice_members` which segments show that lattice.
 
@@ -32,6 +33,7 @@ from .._validation import check_real
 
 __all__ = [
     "CUBIC_LATTICES",
+    "HCP_AXIAL_RATIOS",
     "DEFAULT_INDEX_TOLERANCE",
     "explained_by_lattice",
     "index_cubic",
@@ -70,6 +72,35 @@ def _allowed_indices(centring, max_index=7):
 #: body-centred (I) cubic lattices. Primitive cubic is left out: it allows
 #: every N but 7, 15, 23, ..., so dense a set that unrelated lines fit it.
 CUBIC_LATTICES = {"F": _allowed_indices("F"), "I": _allowed_indices("I")}
+
+#: Axial ratios ``c/a`` searched for a hexagonal close-packed lattice, in
+#: steps of 0.005: those of the hcp metals from Be (1.57) through Ti, Zr,
+#: Mg and Co (1.59-1.63) to Re (1.61); Zn and Cd (1.86-1.89) are left out,
+#: a wider range fitting unrelated lines by chance.
+HCP_AXIAL_RATIOS = np.round(np.arange(1.55, 1.7001, 0.005), 3)
+
+
+def _hcp_reflections(c_over_a, max_index=4, max_l=6):
+    """Radii (units of ``1/a``) of the reflections of an hcp lattice, and their ``hkl``, sorted by radius.
+
+    ``1/d^2 = 4/3 (h^2 + hk + k^2) / a^2 + l^2 / c^2``; the two atoms of the
+    cell extinguish odd ``l`` where ``h - k`` is a multiple of 3.
+    """
+    radii = {}
+    for h, k, l in itertools.product(range(max_index + 1), range(max_index + 1), range(max_l + 1)):
+        if k > h or h == k == l == 0 or ((h - k) % 3 == 0 and l % 2):
+            continue  # (kh l) is (hk l) again
+        radius = round(float(np.sqrt(4.0 / 3.0 * (h * h + h * k + k * k) + (l / c_over_a) ** 2)), 9)
+        radii.setdefault(radius, f"{h}{k}{l}")
+    order = sorted(radii)
+    return np.array(order), [radii[r] for r in order]
+
+
+def _relative_radii(lattice):
+    """Radii of a fitted lattice's reflections in units of its ``"scale"``."""
+    if lattice["centring"] == "hcp":
+        return _hcp_reflections(lattice["c_over_a"])[0]
+    return np.sqrt(CUBIC_LATTICES[lattice["centring"]])
 
 
 def spacing_lines(radii, rel_tolerance):
@@ -209,7 +240,7 @@ def explained_by_lattice(radii, lattice, rel_tolerance=DEFAULT_INDEX_TOLERANCE):
     radii = np.asarray(radii, dtype=np.float64).ravel()
     if radii.size == 0 or lattice is None:
         return np.zeros(radii.size, dtype=bool)
-    predicted = lattice["scale"] * np.sqrt(CUBIC_LATTICES[lattice["centring"]])
+    predicted = lattice["scale"] * _relative_radii(lattice)
     return np.abs(radii[:, None] - predicted[None, :]).min(axis=1) <= rel_tolerance * radii
 
 
@@ -241,32 +272,47 @@ def lattice_members(spacings, lattice, rel_tolerance=DEFAULT_INDEX_TOLERANCE):
 MIN_OWN_LINES = 3
 
 
-def _explained(lines, allowed, scale, rel_tolerance):
-    """Which lines a lattice (allowed ``N``) of ``scale`` explains, each reflection the nearest line only."""
-    predicted = scale * np.sqrt(allowed)
+def _explained(lines, relative, scale, rel_tolerance):
+    """Which lines a lattice (reflections at ``scale * relative``) explains, each reflection the nearest line only.
+
+    Also each line's nearest reflection (index into ``relative``) and relative error.
+    """
+    predicted = scale * relative
     nearest = np.argmin(np.abs(lines[:, None] - predicted[None, :]), axis=1)
     error = np.abs(lines - predicted[nearest]) / lines
     ok = error <= rel_tolerance
     for n in np.unique(nearest[ok]):
         rivals = np.flatnonzero(ok & (nearest == n))
         ok[rivals[rivals != rivals[np.argmin(error[rivals])]]] = False
-    return ok, allowed[nearest], error
+    return ok, nearest, error
 
 
-def _fit_scale(lines, allowed, scale, rel_tolerance):
-    """The scale refitted on the lines a lattice near ``scale`` explains, those lines, their ``N`` and largest error; or None."""
+def _fit_scale(lines, relative, scale, rel_tolerance):
+    """The scale refitted on the lines a lattice near ``scale`` explains, those lines, their reflections and largest error; or None."""
     for _ in range(4):
-        ok, n, _ = _explained(lines, allowed, scale, rel_tolerance)
+        ok, nearest, _ = _explained(lines, relative, scale, rel_tolerance)
         if ok.sum() < 2:
             return None
-        scale = float((lines[ok] * np.sqrt(n[ok])).sum() / n[ok].sum())
-    ok, n, error = _explained(lines, allowed, scale, rel_tolerance)
+        fitted = relative[nearest[ok]]
+        scale = float((lines[ok] * fitted).sum() / (fitted**2).sum())
+    ok, nearest, error = _explained(lines, relative, scale, rel_tolerance)
     # A lattice shows one of its first two reflections; at half its scale
     # (every N four times larger) it would explain more lines by chance.
-    first = ok & np.isin(n, allowed[:2])
+    first = ok & (nearest < 2)
     if ok.sum() < 2 or not first.any():
         return None
-    return scale, ok, n, float(error[ok].max())
+    return scale, ok, nearest, float(error[ok].max())
+
+
+def _candidate_lattices(max_n):
+    """Face- and body-centred cubic, and hcp at every :data:`HCP_AXIAL_RATIOS`: (centring, extra, radii, names)."""
+    for centring, allowed in CUBIC_LATTICES.items():
+        allowed = allowed[allowed <= max_n]
+        yield centring, {}, np.sqrt(allowed), [int(v) for v in allowed]
+    for c_over_a in HCP_AXIAL_RATIOS:
+        radii, hkl = _hcp_reflections(float(c_over_a))
+        keep = radii**2 <= max_n
+        yield "hcp", {"c_over_a": float(c_over_a)}, radii[keep], [name for name, k in zip(hkl, keep) if k]
 
 
 def scan_lattices(spacings, rel_tolerance=DEFAULT_INDEX_TOLERANCE, *, min_segments=MIN_SEGMENTS_SHOWING_LINE, max_n=50):
@@ -283,7 +329,12 @@ def scan_lattices(spacings, rel_tolerance=DEFAULT_INDEX_TOLERANCE, *, min_segmen
     of the segments (then the smaller indices: a body-centred lattice is
     also face-centred at ``1/sqrt(2)`` of its scale); if no pair does,
     :func:`scan_lattice`'s lattice with a line left out, if any. Every
-    lattice shows its first or second reflection.
+    lattice shows its first or second reflection. Only when no two cubic
+    lattices qualify, a cubic lattice (the scan's lattice, when it has one)
+    and a hexagonal close-packed one (``c/a`` in
+    :data:`HCP_AXIAL_RATIOS`): hcp has two parameters and fits more lines
+    by chance. An hcp fit also gives ``"c_over_a"`` and ``"hkl"``, its
+    ``"n"`` being ``4/3 (h^2 + hk + k^2) + (l a / c)^2``.
 
     Parameters
     ----------
@@ -297,7 +348,8 @@ def scan_lattices(spacings, rel_tolerance=DEFAULT_INDEX_TOLERANCE, *, min_segmen
     Returns
     -------
     list of dict
-        As :func:`scan_lattice` (``"lines"`` the lines each lattice explains).
+        As :func:`scan_lattice` (``"lines"`` the lines each lattice explains;
+        ``"centring"`` is ``"hcp"`` for a hexagonal close-packed lattice).
 
     Examples
     --------
@@ -329,33 +381,55 @@ def scan_lattices(spacings, rel_tolerance=DEFAULT_INDEX_TOLERANCE, *, min_segmen
     counts = _shown_by(lines, measured, rel_tolerance)
     strong = counts >= min_segments
     candidates = []
-    for centring, allowed in CUBIC_LATTICES.items():
-        allowed = allowed[allowed <= max_n]
+    for centring, extra, relative, names in _candidate_lattices(max_n):
         for line in lines:
-            for n_first in allowed[:2]:
-                fit = _fit_scale(lines, allowed, line / np.sqrt(n_first), rel_tolerance)
+            for first_radius in relative[:2]:
+                fit = _fit_scale(lines, relative, line / first_radius, rel_tolerance)
                 if fit is not None:
-                    candidates.append((centring,) + fit)
+                    scale, shown, nearest, error = fit
+                    candidates.append((centring, extra, scale, shown, relative[nearest] ** 2, error, nearest, names))
+    # hcp has two parameters (scale and c/a) to a cubic lattice's one and
+    # fits more lines by chance: a cubic and an hcp lattice are tried only
+    # when no two cubic lattices index the scan, two hcp never, and the
+    # cubic one is the scan's lattice when it has one (an hcp lattice adds
+    # to it, never replaces it, or false lines would make one).
+    cubic = [c for c in candidates if c[0] != "hcp"]
+    best = _best_pair(itertools.combinations(cubic, 2), strong, counts, rel_tolerance)
+    if best is None:
+        hcp = [c for c in candidates if c[0] == "hcp"]
+        if first is not None:
+            cubic = [c for c in cubic if c[0] == first["centring"] and abs(c[2] - first["scale"]) <= rel_tolerance * c[2]]
+        best = _best_pair(itertools.product(cubic, hcp), strong, counts, rel_tolerance)
+    if best is None:
+        return [] if first is None else [first]
+    fits = []
+    for centring, extra, scale, shown, n, error, nearest, names in best[1:]:
+        fit = {"centring": centring, "lines": lines[shown], "scale": scale, "max_error": error, "left_out": float("nan")}
+        if centring == "hcp":
+            fit.update(extra, n=[round(float(v), 4) for v in n[shown]], hkl=[names[i] for i in nearest[shown]])
+        else:
+            fit["n"] = [int(round(float(v))) for v in n[shown]]
+        fits.append(fit)
+    fits.sort(key=lambda fit: -sum(int(explained_by_lattice(v, fit, rel_tolerance).sum()) for v in measured))
+    return fits
+
+
+def _best_pair(pairs, strong, counts, rel_tolerance):
+    """Of candidate lattice pairs, the one missing at most one strong line, each with lines of its own, explaining most."""
     best = None
-    for a, b in itertools.combinations(candidates, 2):
-        (centring_a, scale_a, shown_a, n_a, error_a), (centring_b, scale_b, shown_b, n_b, error_b) = a, b
+    for a, b in pairs:
+        (centring_a, _, scale_a, shown_a, n_a, error_a, _, _) = a
+        (centring_b, _, scale_b, shown_b, n_b, error_b, _, _) = b
         if centring_a == centring_b and abs(scale_a - scale_b) <= rel_tolerance * scale_a:
             continue
         missed = int((strong & ~(shown_a | shown_b)).sum())
         if missed > 1 or (shown_a & ~shown_b).sum() < MIN_OWN_LINES or (shown_b & ~shown_a).sum() < MIN_OWN_LINES:
             continue
-        score = (-missed, int(counts[shown_a | shown_b].sum()), -int(n_a[shown_a].sum() + n_b[shown_b].sum()), -max(error_a, error_b))
+        score = (-missed, int(counts[shown_a | shown_b].sum()), -round(float(n_a[shown_a].sum() + n_b[shown_b].sum()), 6),
+                 -max(error_a, error_b))
         if best is None or score > best[0]:
             best = (score, a, b)
-    if best is None:
-        return [] if first is None else [first]
-    fits = [
-        {"centring": centring, "lines": lines[shown], "n": [int(v) for v in n[shown]], "scale": scale,
-         "max_error": error, "left_out": float("nan")}
-        for centring, scale, shown, n, error in best[1:]
-    ]
-    fits.sort(key=lambda fit: -sum(int(explained_by_lattice(v, fit, rel_tolerance).sum()) for v in measured))
-    return fits
+    return best
 
 
 def segment_lattices(spacings, lattices, rel_tolerance=DEFAULT_INDEX_TOLERANCE):

@@ -403,14 +403,19 @@ def _lattice_record(lattice):
     """The scan's indexed lattice for the metadata: empty when the scan's spacings did not index."""
     if lattice is None:
         return {}
-    return {
+    hcp = lattice["centring"] == "hcp"
+    record = {
         "centring": lattice["centring"],
         "lines": np.asarray(lattice["lines"], dtype=np.float64),
-        "n": np.asarray(lattice["n"], dtype=np.int64),
+        # hcp: (d_100 / d)^2 * 4/3 of each line, as N of a cubic lattice.
+        "n": np.asarray(lattice["n"], dtype=np.float64 if hcp else np.int64),
         "scale": float(lattice["scale"]),
         "max_error": float(lattice["max_error"]),
         "left_out": float(lattice["left_out"]),
     }
+    if hcp:
+        record.update(c_over_a=float(lattice["c_over_a"]), hkl=[str(v) for v in lattice["hkl"]])
+    return record
 
 
 def _pattern_spacings(patterns, sizes, scan_beam, friedel_centre=False):

@@ -149,6 +149,25 @@ def test_one_lattice_with_one_line_measured_off_is_not_split_into_two():
     assert fcc["scale"] == pytest.approx(3.48, rel=0.005)
 
 
+def test_scan_lattices_finds_fcc_and_hcp_cobalt():
+    # Interior spacings of tiny poly_hcp seed 0 (fcc and hcp Co grains,
+    # measured 2026-12-05): no two cubic lattices index them; fcc and an
+    # hcp lattice do, hcp by its own 100, 102 and 200.
+    segments = [[5.811, 9.814], [9.982, 11.965], [5.784, 9.976, 11.564], [7.131], [9.901, 11.555], [7.074, 10.023],
+                [6.097, 7.129, 9.944, 12.221], [6.159, 11.778], [8.38], [9.992, 11.707], [6.11, 9.974, 11.753, 12.289],
+                [6.141, 7.132, 12.074], [6.118, 7.141, 10.036, 12.118]]
+    segments = [np.array(v) for v in segments]
+    fcc, hcp = scan_lattices(segments)
+    assert (fcc["centring"], fcc["n"]) == ("F", [3, 4, 8, 11, 12])
+    assert hcp["centring"] == "hcp" and hcp["hkl"] == ["100", "102", "110", "200", "112"]
+    assert 1.55 <= hcp["c_over_a"] <= 1.70
+    # d_100 of hcp Co (0.2171 nm) over d_111 of fcc Co (0.2046 nm): the two scales agree with the structures.
+    assert hcp["scale"] * np.sqrt(4 / 3) == pytest.approx(fcc["scale"] * np.sqrt(3) * 0.2046 / 0.2171, rel=0.01)
+    # Segments 1, 2 and 8 are hcp grains and 3, 5, 6 and 11 fcc grains; 7 and 10 are hcp grains whose
+    # spacings (002, 110, 112) are all fcc's too (111, 220, 311): only angles would tell them.
+    assert segment_lattices(segments, [fcc, hcp]).tolist() == [-1, 1, 1, 0, -1, 0, 0, 0, 1, -1, 0, 0, -1]
+
+
 def test_groups_of_two_indexed_lattices_never_join():
     # One composition; segments of fcc 111 alone and of bcc 110 alone lie
     # 0.14 px apart, within the overlap test's tolerance.
