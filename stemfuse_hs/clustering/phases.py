@@ -933,6 +933,23 @@ def _all_of_one_lattice(members, spacings, one_lattice):
     return len(found) == 1 and min(found) >= 0
 
 
+def _indexed_together(a, b, spacings, one_lattice):
+    """Whether two groups are of one indexed lattice: every member of both, or every member of one and every indexed member of the other.
+
+    A group can hold a member of no lattice (a false spacing, a segment
+    joined by its overlap); a segment wholly of the lattice that all the
+    group's indexed members show is still of the group's lattice.
+    """
+    found_a = _indexed_lattices(a, spacings, one_lattice)
+    found_b = _indexed_lattices(b, spacings, one_lattice)
+    if _all_of_one_lattice(list(a) + list(b), spacings, one_lattice):
+        return True
+    for whole, other in ((found_a, found_b), (found_b, found_a)):
+        if len(whole) == 1 and min(whole) >= 0 and other - {-1} == whole:
+            return True
+    return False
+
+
 def _indexed_apart(a, b, spacings, one_lattice):
     """Whether the members of each group that are of an indexed lattice are all of one, and the two differ.
 
@@ -1189,7 +1206,7 @@ def merge_phases(
                 elif not same_lattice:
                     # Which spacings a grain shows depends on its orientation;
                     # which ones its lattice has does not, once it is indexed.
-                    indexed = same_lattice = _all_of_one_lattice(list(a) + list(b), spacings, one_lattice)
+                    indexed = same_lattice = _indexed_together(a, b, spacings, one_lattice)
             witness = -1
             if witness_candidates and same_comp and not same_lattice and not apart:
                 witness = _witness(
@@ -1250,7 +1267,7 @@ def merge_phases(
                 pair_weights = [weight[i] * weight[j] for i in groups[a] for j in groups[b]]
                 differs[a, b] = _lattices_differ(pairs, lattice_linkage, min_lattice_overlap, pair_weights)
                 if one_lattice is not None and differs[a, b]:
-                    differs[a, b] = not _all_of_one_lattice(groups[a] + groups[b], spacings, one_lattice)
+                    differs[a, b] = not _indexed_together(groups[a], groups[b], spacings, one_lattice)
                 if one_lattice is not None and not differs[a, b]:
                     differs[a, b] = _indexed_apart(groups[a], groups[b], spacings, one_lattice)
     return PhaseMerge(
