@@ -380,23 +380,15 @@ def scan_lattices(spacings, rel_tolerance=DEFAULT_INDEX_TOLERANCE, *, min_segmen
         return [first]
     counts = _shown_by(lines, measured, rel_tolerance)
     strong = counts >= min_segments
-    candidates = []
-    for centring, extra, relative, names in _candidate_lattices(max_n):
-        for line in lines:
-            for first_radius in relative[:2]:
-                fit = _fit_scale(lines, relative, line / first_radius, rel_tolerance)
-                if fit is not None:
-                    scale, shown, nearest, error = fit
-                    candidates.append((centring, extra, scale, shown, relative[nearest] ** 2, error, nearest, names))
     # hcp has two parameters (scale and c/a) to a cubic lattice's one and
     # fits more lines by chance: a cubic and an hcp lattice are tried only
     # when no two cubic lattices index the scan, two hcp never, and the
     # cubic one is the scan's lattice when it has one (an hcp lattice adds
     # to it, never replaces it, or false lines would make one).
-    cubic = [c for c in candidates if c[0] != "hcp"]
+    cubic = _fitted_candidates(lines, rel_tolerance, max_n, hcp=False)
     best = _best_pair(itertools.combinations(cubic, 2), strong, counts, rel_tolerance)
     if best is None:
-        hcp = [c for c in candidates if c[0] == "hcp"]
+        hcp = _fitted_candidates(lines, rel_tolerance, max_n, hcp=True)
         if first is not None:
             cubic = [c for c in cubic if c[0] == first["centring"] and abs(c[2] - first["scale"]) <= rel_tolerance * c[2]]
         best = _best_pair(itertools.product(cubic, hcp), strong, counts, rel_tolerance)
@@ -412,6 +404,21 @@ def scan_lattices(spacings, rel_tolerance=DEFAULT_INDEX_TOLERANCE, *, min_segmen
         fits.append(fit)
     fits.sort(key=lambda fit: -sum(int(explained_by_lattice(v, fit, rel_tolerance).sum()) for v in measured))
     return fits
+
+
+def _fitted_candidates(lines, rel_tolerance, max_n, *, hcp):
+    """Every cubic (or every hcp) lattice fitted with one of the lines as its first or second reflection."""
+    candidates = []
+    for centring, extra, relative, names in _candidate_lattices(max_n):
+        if (centring == "hcp") != hcp:
+            continue
+        for line in lines:
+            for first_radius in relative[:2]:
+                fit = _fit_scale(lines, relative, line / first_radius, rel_tolerance)
+                if fit is not None:
+                    scale, shown, nearest, error = fit
+                    candidates.append((centring, extra, scale, shown, relative[nearest] ** 2, error, nearest, names))
+    return candidates
 
 
 def _best_pair(pairs, strong, counts, rel_tolerance):
