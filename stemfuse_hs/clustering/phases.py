@@ -1769,6 +1769,55 @@ def same_composition_matrix(counts, windows, *, alpha=DEFAULT_ALPHA, min_differe
     return same
 
 
+def reassignment_allowed(lattice_differs, same_composition, shares, max_minor_share=DEFAULT_MAX_MINOR_SHARE):
+    """Between which phases positions may move by their composition, as a bool matrix ``[from, into]``.
+
+    Positions move between phases whose lattices are not known to differ.
+    Out of a small phase (at most ``max_minor_share`` of the positions: a
+    minor phase, precipitates) they may also move into a phase of another
+    lattice, when no phase of the small phase's lattice has that
+    composition: the segments that make a small phase hold positions of
+    its surroundings along its edges, and their counts give them back. A
+    minor phase kept clean this way is carved out of the finer map whole
+    (:func:`carve_minor_phases` and :func:`grow_phases` need it to lie
+    mostly in one phase). Not the other way: pooled over a few neighbours,
+    the counts next to a precipitate smaller than the pool look like the
+    precipitate's.
+
+    Parameters
+    ----------
+    lattice_differs : numpy.ndarray
+        ``(n_phases, n_phases)`` bool: the phases' lattices are known to
+        differ (:attr:`PhaseMerge.lattice_differs`).
+    same_composition : numpy.ndarray
+        ``(n_phases, n_phases)`` bool from :func:`same_composition_matrix`.
+    shares : numpy.ndarray
+        ``(n_phases,)`` each phase's share of the positions.
+    max_minor_share : float, default 0.1
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_phases, n_phases)`` bool.
+
+    Examples
+    --------
+    An fcc matrix of one composition, a small bcc phase of another:
+
+    >>> import numpy as np
+    >>> differs = np.array([[False, True], [True, False]])
+    >>> reassignment_allowed(differs, np.eye(2, dtype=bool), [0.97, 0.03]).astype(int).tolist()
+    [[1, 0], [1, 1]]
+    """
+    differs = np.asarray(lattice_differs, dtype=bool)
+    same = np.asarray(same_composition, dtype=bool)
+    # own_lattice_has[a, b]: some phase not known to differ from a in
+    # lattice has b's composition.
+    own_lattice_has = (~differs).astype(np.int64) @ same.astype(np.int64) > 0
+    small = np.asarray(shares, dtype=np.float64) <= max_minor_share
+    return ~differs | (~own_lattice_has & small[:, None])
+
+
 def move_pieces_by_lattice(labels, pieces, piece_spacings, spacings_of_phase, same_composition, tolerance):
     """Move pieces of segments to the phase of their composition whose lattice they show.
 

@@ -28,7 +28,9 @@ from ..clustering.phases import (
     composition_windows,
     merge_phases as merge_segments,
     reassign_by_composition,
+    reassignment_allowed,
     ring_spacings,
+    same_composition_matrix,
     window_matrix,
     window_shares,
 )
@@ -199,8 +201,11 @@ def merge_phases(
     reassign : bool, default True
         Then move every position whose X-ray counts are at least
         ``exp(min_log_ratio)`` times likelier under another phase's
-        composition (of a lattice not known to differ) to that phase
-        (:func:`stemfuse_hs.clustering.phases.reassign_by_composition`):
+        composition to that phase, between phases whose lattices are not
+        known to differ, and out of a small phase into one of a lattice
+        its own lattice has no phase of that composition in
+        (:func:`stemfuse_hs.clustering.phases.reassignment_allowed`;
+        :func:`stemfuse_hs.clustering.phases.reassign_by_composition`):
         a noisy spectrum can land a position in its neighbour's segment.
         ``phase_merge["reassigned"]`` maps the positions moved; there the
         phase map is not its segment's phase.
@@ -330,8 +335,9 @@ def merge_phases(
     if reassign and eds is not None and merge.n_phases > 1:
         phase_counts = np.stack([spectra[g].sum(axis=0) for g in merge.groups])
         shares = window_shares(phase_counts, windows)
-        # Positions move only between phases whose lattices are not known to differ.
-        allowed = ~merge.lattice_differs
+        same = same_composition_matrix(phase_counts, windows, alpha=alpha, min_difference=min_composition_difference)
+        phase_sizes = np.array([sizes[g].sum() for g in merge.groups])
+        allowed = reassignment_allowed(merge.lattice_differs, same, phase_sizes / phase_sizes.sum())
         with dask_progress(show_progressbar):
             counts = _window_counts_per_position(eds, windows)
         new_labels = reassign_by_composition(

@@ -335,6 +335,28 @@ def test_pieces_move_only_to_a_phase_of_their_composition_whose_spacings_they_sh
     assert unknown.tolist() == labels.tolist() and none == []
 
 
+def test_positions_leave_a_small_phase_across_lattices_only_for_a_composition_its_lattice_lacks():
+    from stemfuse_hs.clustering.phases import reassignment_allowed
+
+    # Four small phases: fcc and bcc of composition A (0, 1), of composition B (2, 3).
+    fcc = np.array([True, False, True, False])
+    differs = fcc[:, None] != fcc[None, :]
+    composition = np.array([0, 0, 1, 1])
+    same = composition[:, None] == composition[None, :]
+    four = reassignment_allowed(differs, same, np.full(4, 0.05))
+    # Within a lattice only: a B-looking fcc position goes to fcc B, not bcc B.
+    assert (four == ~differs).all()
+    # An fcc matrix and a small bcc phase of another composition: out of the small one only.
+    two = reassignment_allowed(np.array([[False, True], [True, False]]), np.eye(2, dtype=bool), [0.9, 0.1])
+    assert two.tolist() == [[True, False], [True, True]]
+    # Two large phases of two lattices: never.
+    large = reassignment_allowed(np.array([[False, True], [True, False]]), np.eye(2, dtype=bool), [0.5, 0.5])
+    assert large.tolist() == [[True, False], [False, True]]
+    # fcc and bcc of one composition: composition cannot tell them apart.
+    one = reassignment_allowed(np.array([[False, True], [True, False]]), np.ones((2, 2), bool), [0.95, 0.05])
+    assert one.tolist() == [[True, False], [False, True]]
+
+
 def test_phase_spacings_need_two_segments_unless_the_phase_has_one():
     from stemfuse_hs.clustering.phases import phase_spacings
 
