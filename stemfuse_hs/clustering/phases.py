@@ -51,6 +51,7 @@ __all__ = [
     "grow_phases",
     "mixture_test",
     "reassign_by_composition",
+    "reassignment_allowed",
     "window_matrix",
     "window_shares",
     "composition_test",
