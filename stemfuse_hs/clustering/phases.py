@@ -135,8 +135,9 @@ class PhaseMerge:
         phases' member pairs, combined as ``lattice_linkage`` says (the
         average weighted by the product of the two segments' ``sizes``),
         are below ``min_lattice_overlap`` (False where no pair could be
-        judged). Positions move between phases by composition only where
-        this is False.
+        judged). Positions move between phases by composition where this
+        is False, and out of a small phase where
+        :func:`reassignment_allowed` says so.
     """
 
     groups: list
