@@ -197,6 +197,10 @@ OPTIONS = [
     _opt("phase_map", "min_position_log_ratio", "--min-position-log-ratio", 20.0,
          "last, move a position whose own counts are this natural log of a likelihood ratio likelier under "
          "a phase of another composition (a large value such as 1e9 moves none)", "float", metavar="L"),
+    _opt("phase_map", "max_unmixed_share", "--max-unmixed-share", 0.2,
+         "very last, unmix phases covering at most this share of the scan from their host position by position "
+         "when they hold elements the host lacks (a precipitate's halo goes back to the matrix); none skips it",
+         "optshare", metavar="F"),
     _opt("phases", "exclude_lines", "--phase-exclude-lines", ("Cu_Ka", "Cu_Kb", "Cu_La"),
          "X-ray lines left out of the composition test (a grid signal, which does not follow the thickness)",
          "strings", metavar="LINE"),
@@ -322,6 +326,7 @@ def _argparse_type(option):
         "optint": _parse_optional(int),
         "count_or_fraction": _count_or_fraction,
         "optcount_or_fraction": _parse_optional(_count_or_fraction),
+        "optshare": _parse_optional(float),
         "pair": float,
         "windows": float,
         "strings": str,
@@ -341,17 +346,19 @@ def _convert_file_value(option, value, source):
         raise CLIError(f"{where}: expected {expected}, got {value!r}.")
 
     if isinstance(value, str) and option.kind not in ("choice", "strings"):
-        if value.strip().lower() in _NONE_WORDS and (option.default is None or option.kind == "optcount_or_fraction"):
+        if value.strip().lower() in _NONE_WORDS and (
+            option.default is None or option.kind in ("optcount_or_fraction", "optshare")
+        ):
             return None
-        if option.kind in ("int", "optint", "float", "optfloat", "count_or_fraction", "optcount_or_fraction"):
+        if option.kind in ("int", "optint", "float", "optfloat", "optshare", "count_or_fraction", "optcount_or_fraction"):
             try:
                 value = _count_or_fraction(value)
             except ValueError:
                 fail("an integer" if option.kind in ("int", "optint") else "a number")
     kind = option.kind
     if value is None:
-        if kind == "optcount_or_fraction":
-            return None  # minor_cluster_size: null skips the search
+        if kind in ("optcount_or_fraction", "optshare"):
+            return None  # minor_cluster_size, max_unmixed_share: null skips the step
         if kind == "choice" and "none" in option.choices:
             return None  # e.g. normalize: null means no normalisation
         return _plain(option.default)
@@ -361,7 +368,7 @@ def _convert_file_value(option, value, source):
         if not isinstance(value, int) or isinstance(value, bool):
             fail("an integer")
         return value
-    if kind in ("float", "optfloat"):
+    if kind in ("float", "optfloat", "optshare"):
         if not _is_number(value):
             fail("a number")
         return float(value)
@@ -1194,6 +1201,7 @@ def _pipeline(dp, eds, params, out, console, record, show_progressbar, saved_sig
                 segment_size=params["phase_map"]["segment_size"],
                 minor_cluster_size=params["phase_map"]["minor_cluster_size"],
                 min_position_log_ratio=params["phase_map"]["min_position_log_ratio"],
+                max_unmixed_share=params["phase_map"]["max_unmixed_share"],
                 cluster_kwargs=cluster_params,
                 show_progressbar=progress,
                 **params["phases"],
@@ -1290,6 +1298,7 @@ def phase_merge_summary(phases):
     grown = record.get("grown", {})
     pieces = record.get("pieces", {})
     moved = record.get("positions_moved", {})
+    unmixed = record.get("unmixed", {})
     return {
         "n_segments": int(phases.segments.n_clusters),
         "n_phases": int(phases.n_clusters),
@@ -1324,6 +1333,14 @@ def phase_merge_summary(phases):
         "positions_moved": [
             {"from_phase": int(a), "into_phase": int(b), "positions": int(n)}
             for a, b, n in zip(moved.get("from_phase", []), moved.get("into_phase", []), moved.get("positions", []))
+        ],
+        "unmixed": [
+            {"phase": int(q), "host": int(h), "moved_out": int(o), "moved_in": int(i), "host_share": float(hs),
+             "own_share": float(own)}
+            for q, h, o, i, hs, own in zip(
+                unmixed.get("phase", []), unmixed.get("host", []), unmixed.get("moved_out", []),
+                unmixed.get("moved_in", []), unmixed.get("host_share", []), unmixed.get("own_share", []),
+            )
         ],
     }
 

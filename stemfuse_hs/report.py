@@ -664,6 +664,19 @@ def write_report(directory, name=None):
                 "explains them far better:</p>"
             )
             body.append(_table(rows, ["from phase", "into phase", "positions"], numeric=(2,)))
+        if merge.get("unmixed"):
+            rows = [
+                (m["phase"], m["host"], m["moved_out"], m["moved_in"], f"{m['host_share']:.2f}", f"{m['own_share']:.2f}")
+                for m in merge["unmixed"]
+            ]
+            body.append(
+                "<p>Small phases unmixed from their host, position by position: positions whose probe lies mostly "
+                "in the host moved out, positions of the host whose probe lies mostly in the phase moved in "
+                "(host share: of the phase's pooled counts; own share: of its host-free spectrum in windows the "
+                "host lacks):</p>"
+            )
+            body.append(_table(rows, ["phase", "host", "moved out", "moved in", "host share", "own share"],
+                               numeric=(2, 3, 4, 5)))
 
     body.append("<h2>Figures</h2>")
     for key, caption, data in figures:

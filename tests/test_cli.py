@@ -210,6 +210,7 @@ def test_demo_writes_every_file_and_a_complete_report(runs):
     assert merge["n_phases"] == run["n_clusters"] and merge["n_segments"] >= merge["n_phases"]
     assert len(merge["merges"]) == (
         merge["n_segments"] - merge["n_phases"] - len(merge["grown"]) - len(merge["pieces"]) - len(merge["positions_moved"])
+        - sum((m["moved_out"] > 0) + (m["moved_in"] > 0) for m in merge["unmixed"])
     )
     assert "<h2>Phases from segments</h2>" in page
     # The demo's last pass moves a few positions by their own counts (6 on 2026-12-05), listed in the report.
@@ -217,7 +218,8 @@ def test_demo_writes_every_file_and_a_complete_report(runs):
     assert "Positions moved last, by their own X-ray counts" in page
     assert f"{merge['n_segments']} segments of the fused embedding joined into {merge['n_phases']} phases" in page
     assert params["phase_map"] == {
-        "method": "physics", "segment_size": None, "minor_cluster_size": 8, "min_position_log_ratio": 20.0
+        "method": "physics", "segment_size": None, "minor_cluster_size": 8, "min_position_log_ratio": 20.0,
+        "max_unmixed_share": 0.2,
     }
 
 
@@ -523,6 +525,7 @@ def test_option_defaults_follow_the_package():
     assert cli._BY_DEST["phase_map.minor_cluster_size"].default == map_phases["minor_cluster_size"].default
     assert cli._BY_DEST["phase_map.segment_size"].default == map_phases["segment_size"].default
     assert cli._BY_DEST["phase_map.min_position_log_ratio"].default == map_phases["min_position_log_ratio"].default
+    assert cli._BY_DEST["phase_map.max_unmixed_share"].default == map_phases["max_unmixed_share"].default
 
 
 def test_parameter_precedence(tmp_path):
@@ -547,6 +550,16 @@ def test_parameter_precedence(tmp_path):
     assert params["clustering"]["random_state"] is None
     assert params["inputs"] == {"dp": "a.hspy", "eds": "b.hspy"}
     assert cli.default_parameters("demo")["clustering"]["random_state"] == 0
+
+
+def test_unmixing_is_skipped_by_none_on_the_command_line_or_null_in_a_file(tmp_path):
+    params_file = tmp_path / "p.yaml"
+    params_file.write_text("phase_map:\n  max_unmixed_share: null\n", encoding="utf-8")
+    from_file = cli.resolve_parameters(cli.build_parser().parse_args(["run", "a.hspy", "b.hspy", "--params", str(params_file)]), "run")
+    from_flag = cli.resolve_parameters(cli.build_parser().parse_args(["run", "a.hspy", "b.hspy", "--max-unmixed-share", "none"]), "run")
+    share = cli.resolve_parameters(cli.build_parser().parse_args(["run", "a.hspy", "b.hspy", "--max-unmixed-share", "0.1"]), "run")
+    assert from_file["phase_map"]["max_unmixed_share"] is None and from_flag["phase_map"]["max_unmixed_share"] is None
+    assert share["phase_map"]["max_unmixed_share"] == 0.1
 
 
 def test_sha256_of_files_and_folders(tmp_path):

@@ -35,6 +35,7 @@ from ..clustering.phases import (
     window_shares,
 )
 from ..clustering.indexing import scan_lattices, segment_lattices
+from ..clustering.unmixing import DEFAULT_MAX_UNMIXED_SHARE
 from ..cluster_parameters import fill_cluster_doc
 from .label_factory import build_cluster_labels_like, is_cluster_labels, relabel_cluster_labels
 
@@ -550,6 +551,7 @@ def map_phases(
     minor_cluster_size=DEFAULT_MINOR_CLUSTER_SIZE,
     min_piece_size=DEFAULT_MIN_PIECE_SIZE,
     min_position_log_ratio=DEFAULT_MIN_POSITION_LOG_RATIO,
+    max_unmixed_share=DEFAULT_MAX_UNMIXED_SHARE,
     fused=None,
     fuse_kwargs=None,
     cluster_kwargs=None,
@@ -577,7 +579,10 @@ def map_phases(
     composition and none of its own phase's moves there (``min_piece_size``).
     Very last, a position whose own X-ray counts another phase's
     composition explains far better moves to that phase
-    (``min_position_log_ratio``).
+    (``min_position_log_ratio``). And at the very end, a small phase that
+    holds elements its host lacks gives the positions at its edge whose
+    probe lies mostly in the host to the host, and takes those of the
+    host whose probe lies mostly in it (``max_unmixed_share``).
 
     Parameters
     ----------
@@ -614,6 +619,19 @@ def map_phases(
         after it. The positions moved from one phase into another become
         one more segment of it, listed in ``phase_merge["positions_moved"]``.
         None skips it.
+    max_unmixed_share : float or None, default 0.2
+        Phases covering at most this share of the scan are unmixed from
+        their host (the phase around them) position by position
+        (:func:`stemfuse_hs.clustering.unmixing.unmix_small_phases`): the
+        host's spectrum is subtracted from the phase's pooled counts as far
+        as non-negativity allows, and when at least half of what is left
+        lies in windows the host lacks (elements of its own), each
+        position's counts are split between the two; a position moves to
+        the phase that fills most of its probe (by half a standard error).
+        A precipitate a few positions across pools its halo, the matrix
+        positions its probe tails reach, without this. Each move becomes
+        one more segment, listed in ``phase_merge["unmixed"]``. None skips
+        it.
     fused : FusedSTEMSignal, optional
         Fused features of ``dp`` and ``eds`` made already (other extractors
         or parameters); by default the default ones.
@@ -636,7 +654,8 @@ def map_phases(
         ``phase_merge["grown"]`` the positions moved by ``grow_phases``,
         ``phase_merge["pieces"]`` the pieces moved by their lattice and
         ``phase_merge["positions_moved"]`` the positions moved by their
-        own counts.
+        own counts and ``phase_merge["unmixed"]`` those moved between a
+        small phase and its host.
 
     Examples
     --------
@@ -667,6 +686,8 @@ def map_phases(
         check_int("min_piece_size", min_piece_size, minimum=2)
     if min_position_log_ratio is not None:
         check_real("min_position_log_ratio", min_position_log_ratio, minimum=0)
+    if max_unmixed_share is not None:
+        check_fraction("max_unmixed_share", max_unmixed_share)
     cluster_kwargs = dict(cluster_kwargs or {})
     if "min_cluster_size" in cluster_kwargs:
         raise ValueError("map_phases sizes its segments with segment_size; cluster_kwargs may not hold min_cluster_size.")
@@ -680,7 +701,7 @@ def map_phases(
         if minor_cluster_size is not None:
             fine_kwargs = dict(cluster_kwargs, min_cluster_size=minor_cluster_size)
             fine_segments = fused.cluster(random_state=random_state, show_progressbar=show_progressbar, **fine_kwargs)
-    if minor_cluster_size is None and min_piece_size is None and min_position_log_ratio is None:
+    if minor_cluster_size is None and min_piece_size is None and min_position_log_ratio is None and max_unmixed_share is None:
         return phases
     # One pass over the spectra serves the carving and the pieces.
     windows = _composition_windows(eds, phases.phase_merge["exclude_lines"])
@@ -693,6 +714,8 @@ def map_phases(
         phases = _move_pieces(phases, dp, counts, show_progressbar, min_piece_size)
     if min_position_log_ratio is not None:
         phases = _move_positions(phases, counts, min_position_log_ratio)
+    if max_unmixed_share is not None:
+        phases = _unmix(phases, counts, max_unmixed_share)
     return phases
 
 
@@ -870,6 +893,59 @@ def _move_positions(phases, counts, min_log_ratio):
         "into_phase": np.array([b for _, b in pairs], dtype=np.int64),
         "positions": np.array(sizes, dtype=np.int64),
     }
+    record["groups"] = groups
+    record["segment_phase"] = np.asarray(segment_phase, dtype=np.int64)
+    segments = relabel_cluster_labels(segments, seg_labels, seg_memberships)
+    result = ClusterResult(new_labels, phase_memberships.astype(np.float32), phases.parameters)
+    return build_cluster_labels_like(segments, result, record)
+
+
+def _unmix(phases, counts, max_share):
+    """``phases`` with the positions at the edge of small phases given to the phase that fills most of their probe.
+
+    ``counts`` are every position's X-ray counts in the composition windows.
+    The positions moved each way become one more segment of the phase they
+    join.
+    """
+    from ..clustering.phases import same_composition_matrix
+    from ..clustering.unmixing import unmix_small_phases
+
+    record = phases.phase_merge
+    shape = np.asarray(phases.data).shape
+    n = int(np.prod(shape))
+    labels = np.asarray(phases.data).reshape(shape).astype(np.int64)
+    record["max_unmixed_share"] = float(max_share)
+    n_phases = phases.n_clusters
+    flat = labels.reshape(n)
+    pooled = np.stack([counts[flat == p].sum(axis=0) for p in range(n_phases)])
+    same = same_composition_matrix(
+        pooled, np.arange(counts.shape[1]), alpha=record["alpha"], min_difference=record["min_composition_difference"]
+    )
+    new_labels, moves = unmix_small_phases(labels, counts, max_share=max_share, same_composition=same)
+    new_labels = new_labels.reshape(n)
+    labels = labels.reshape(n)
+    record["unmixed"] = {
+        "phase": np.array([m["phase"] for m in moves], dtype=np.int64),
+        "host": np.array([m["host"] for m in moves], dtype=np.int64),
+        "moved_out": np.array([m["out"].size for m in moves], dtype=np.int64),
+        "moved_in": np.array([m["in"].size for m in moves], dtype=np.int64),
+        "host_share": np.array([m["host_share"] for m in moves], dtype=np.float64),
+        "own_share": np.array([m["own_share"] for m in moves], dtype=np.float64),
+    }
+    if not (new_labels != labels).any():
+        return _with_record(phases, record)
+    segments = phases.segments
+    phase_memberships = np.moveaxis(np.asarray(phases.memberships.data), 0, -1).reshape(n, -1).copy()
+    seg_labels = np.asarray(segments.data).reshape(n).astype(np.int64).copy()
+    seg_memberships = np.moveaxis(np.asarray(segments.memberships.data), 0, -1).reshape(n, -1).copy()
+    groups = [list(g) for g in record["groups"]]
+    segment_phase = list(np.asarray(record["segment_phase"]))
+    for move in moves:
+        for rows, source, target in ((move["out"], move["phase"], move["host"]), (move["in"], move["host"], move["phase"])):
+            if rows.size:
+                seg_memberships = _move_as_new_segment(
+                    rows, source, target, seg_labels, seg_memberships, phase_memberships, groups, segment_phase
+                )
     record["groups"] = groups
     record["segment_phase"] = np.asarray(segment_phase, dtype=np.int64)
     segments = relabel_cluster_labels(segments, seg_labels, seg_memberships)

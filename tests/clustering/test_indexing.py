@@ -185,17 +185,17 @@ def test_scan_lattices_finds_fcc_and_hcp_cobalt():
 
 
 def test_a_grain_wholly_of_the_lattice_joins_a_group_that_took_in_a_segment_of_none():
-    # Tiny poly_minor_phase seed 1: an austenite grain showing 220 and 311
-    # only stayed a phase of its own, as the matrix group had taken in a
-    # segment with a false 7.32 px line (of no lattice) and so was not
-    # wholly indexed.
-    scan = stemfuse_hs.data.synthetic_scan("poly_minor_phase", size="tiny", seed=1)
-    phases = stemfuse_hs.map_phases(scan.dp, scan.eds, random_state=1, show_progressbar=False)
-    assert phases.n_clusters == 2
-    assert adjusted_rand_score(scan.truth.ravel(), phases.data.ravel()) > 0.35  # 0.16 before
-    tests = phases.phase_merge["tests"]
-    joined = [i for i in np.flatnonzero(tests["merged"]) if tests["a"][i] == "2" or tests["b"][i] == "2"]
-    assert len(joined) == 1 and tests["indexed"][joined[0]]
+    # Found on tiny poly_minor_phase seed 1: an austenite grain showing 220 and
+    # 311 only stayed a phase of its own (ARI 0.16), as the matrix group had
+    # taken in a segment with a false 7.32 px line (of no lattice) and so was
+    # not wholly indexed. The spacings share too little for the overlap test.
+    counts = np.full((3, 4), 1000.0)
+    spacings = [np.array([6.03, 9.85]), np.array([6.03, 7.32, 9.85]), np.array([9.85, 11.55])]
+    assert merge_phases(counts, np.arange(4), spacings, tolerance=0.25, min_spacings=1).groups == [[0, 1], [2]]
+    joined = merge_phases(counts, np.arange(4), spacings, tolerance=0.25, min_spacings=1, one_lattice=[0, -1, 0])
+    assert joined.groups == [[0, 1, 2]]
+    (last,) = [t for t in joined.tests if t["a"] == [2] and t["b"] == [0, 1]]
+    assert last["merged"] and last["indexed"] and last["lattice_overlap"] == 0.5
 
 
 def test_groups_of_two_indexed_lattices_never_join():

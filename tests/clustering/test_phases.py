@@ -378,7 +378,10 @@ def test_map_phases_moves_a_grain_to_the_phase_whose_lattice_it_shows(four_phase
     scan, phase_map = four_phase_polycrystal
     record = phase_map.phase_merge
     truth, labels = scan.truth.ravel(), phase_map.data.ravel()
-    assert record["pieces"]["positions"].tolist() == [127]
+    # One piece: the grain, less a position or two at its edge (the UMAP
+    # layout, and so the segments' edges, differ a little between CPUs).
+    (positions,) = record["pieces"]["positions"].tolist()
+    assert 115 <= positions <= 127
     into = int(record["pieces"]["into_phase"][0])
     moved_segment = int(np.asarray(record["groups"][into])[-1])
     moved = phase_map.segments.data.ravel() == moved_segment
@@ -537,24 +540,44 @@ def test_minor_phase_is_found(default_fit):
     assert adjusted_rand_score(truth, without.data.ravel()) < 0.1
 
 
-def test_precipitates_carved_out_late_take_their_positions_by_their_own_counts():
-    # Tiny poly_precipitates seed 2: TiC precipitates 2-4 positions across in
-    # ferrite. The precipitate phase is carved out of the finer map after the
-    # merge's pooled reassignment, which had no TiC phase to move them to.
+def test_precipitates_left_in_the_matrix_take_their_positions_by_their_own_counts():
+    # Tiny poly_precipitates seed 2, segmented by its true grains so that the
+    # result does not hang on a UMAP layout: five TiC precipitates form a
+    # segment of their own, five more (23 positions) lie inside the ferrite
+    # grains' segments, and the merge's pooled reassignment is off, as for a
+    # precipitate phase that map_phases carves out of the finer map after
+    # the merge. Its last pass moves them by their own counts.
+    from scipy import ndimage
+
+    from stemfuse_hs.signals.label_factory import relabel_cluster_labels
+    from stemfuse_hs.signals.phases import _composition_windows, _move_positions, _window_counts_per_position
+
     scan = stemfuse_hs.data.synthetic_scan("poly_precipitates", size="tiny", seed=2)
-    fused = stemfuse_hs.fuse(stemfuse_hs.sdt_features(scan.dp), stemfuse_hs.variance_features(scan.eds))
-    kwargs = dict(random_state=2, fused=fused, show_progressbar=False)
-    phases = stemfuse_hs.map_phases(scan.dp, scan.eds, **kwargs)
-    without = stemfuse_hs.map_phases(scan.dp, scan.eds, min_position_log_ratio=None, **kwargs)
-    truth = scan.truth.ravel()
-    assert adjusted_rand_score(truth, without.data.ravel()) < 0.35
-    assert adjusted_rand_score(truth, phases.data.ravel()) > 0.75
-    moved = phases.phase_merge["positions_moved"]
-    assert moved["from_phase"].tolist() == [0] and moved["into_phase"].tolist() == [1] and moved["positions"][0] > 30
-    # The moved positions are one more segment of the precipitate phase.
-    assert phases.segments.n_clusters == without.segments.n_clusters + 1
-    assert phases.phase_merge["groups"][1][-1] == without.segments.n_clusters
-    assert "positions_moved" not in without.phase_merge
+    grains = scan.grains.copy()
+    left = grains >= 12
+    nearest = ndimage.distance_transform_edt(grains >= 7, return_distances=False, return_indices=True)
+    grains[left] = grains[tuple(nearest)][left]
+    grains[(grains >= 7) & (grains <= 11)] = 7
+    carrier = stemfuse_hs.fuse(scan.dp, scan.eds, show_progressbar=False).cluster(
+        random_state=0, merge_threshold=0, show_progressbar=False
+    )
+    segments = relabel_cluster_labels(carrier, grains.ravel(), np.eye(8, dtype=np.float32)[grains.ravel()])
+    phases = segments.merge_phases(scan.dp, scan.eds, min_log_ratio=1e9, show_progressbar=False)
+    truth, before = scan.truth.ravel(), phases.data.ravel()
+    tic = int(np.bincount(before[truth == 1]).argmax())
+    assert np.count_nonzero((truth == 1) & (before != tic)) == 23
+    counts = _window_counts_per_position(scan.eds, _composition_windows(scan.eds, phases.phase_merge["exclude_lines"]))
+    moved = _move_positions(phases, counts, 20.0)
+    after = moved.data.ravel()
+    record = moved.phase_merge["positions_moved"]
+    # Every TiC position reaches the TiC phase (with some of the mixed ring
+    # around them, which map_phases unmixes after this pass).
+    assert np.count_nonzero((truth == 1) & (after != tic)) == 0
+    assert set(record["into_phase"].tolist()) == {tic} and record["positions"].sum() == np.count_nonzero(after != before)
+    assert adjusted_rand_score(truth, after) > adjusted_rand_score(truth, before) + 0.05
+    # Each pair of phases' moved positions is one more segment of the phase they join.
+    assert moved.segments.n_clusters == phases.segments.n_clusters + record["positions"].size
+    assert moved.phase_merge["groups"][tic][-1] == moved.segments.n_clusters - 1
 
 
 def test_map_phases_checks_its_parameters_before_clustering(thickness_split_scan, monkeypatch):
@@ -593,4 +616,5 @@ def test_map_phases_lazy_equals_eager_with_pieces_moved(four_phase_polycrystal):
     lazy = stemfuse_hs.map_phases(scan.dp.as_lazy(), scan.eds.as_lazy(), random_state=2, show_progressbar=False)
     np.testing.assert_array_equal(lazy.data, phase_map.data)
     np.testing.assert_array_equal(lazy.segments.data, phase_map.segments.data)
-    assert lazy.phase_merge["pieces"]["positions"].tolist() == [127]
+    assert lazy.phase_merge["pieces"]["positions"].tolist() == phase_map.phase_merge["pieces"]["positions"].tolist()
+    assert lazy.phase_merge["pieces"]["positions"].size == 1
