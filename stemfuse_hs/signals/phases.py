@@ -426,7 +426,13 @@ def _lattice_record(lattice):
 
 
 def _pattern_spacings(patterns, sizes, scan_beam, friedel_centre=False):
-    """Spot spacings of mean patterns, each one's beam looked for near the scan's; and the beam radii found."""
+    """Spot spacings of mean patterns, each one's beam looked for near the scan's; and the beam radii found.
+
+    With ``friedel_centre`` (the indexing's measurement) the beam's centre
+    is refined (:func:`~stemfuse_hs.clustering.phases.beam_centroid`) and
+    the spots' Friedel pairs centre them again.
+    """
+    from ..clustering.phases import beam_centroid
     from ..features.sdt import find_direct_beam
 
     scan_centre, scan_radius = (scan_beam[0], scan_beam[1]), scan_beam[2]
@@ -436,6 +442,11 @@ def _pattern_spacings(patterns, sizes, scan_beam, friedel_centre=False):
             spacings.append(np.zeros(0))
             continue
         centre, beam_radius = find_direct_beam(pattern, near=scan_centre, within=scan_radius)
+        if friedel_centre:
+            # Indexing compares spacings to 1.2 %: the half-maximum region's
+            # centroid can be a tenth of a pixel off, a spot without its
+            # Friedel mate then 1.5 % (see beam_centroid).
+            centre = beam_centroid(pattern, centre, beam_radius / 1.25)
         radii.append(beam_radius)
         found, _ = ring_spacings(
             pattern, centre, inner_radius=beam_radius + 1.0, n_positions=size, disk_radius=beam_radius / 1.25,
