@@ -21,8 +21,11 @@ runs a block:
 * densMAP's local radii are summed point by point in edge order.
 
 No thread reads what another writes during a step and every sum has a fixed
-order: the same seed gives the same layout, bit for bit, on one thread or
-many (tests/clustering/test_reproducibility_threads.py). It is not umap-learn's layout bit
+order (the kernels' fast-math flags leave out reassociation,
+:data:`KERNEL_FASTMATH`): the same seed gives the same layout, bit for bit,
+on one thread or many (tests/clustering/test_reproducibility_threads.py),
+and whether the kernels were compiled in this process or loaded from
+numba's disk cache. It is not umap-learn's layout bit
 for bit: a block sees the others' moves up to a step late, and an edge
 computes ``pow(d2, b - 1)`` as ``pow(d2, b) / d2`` and reads densMAP's
 per-point terms computed once an epoch (one power where umap-learn
@@ -71,6 +74,7 @@ __all__ = [
     "LAYOUTS",
     "LAYOUT_BLOCKS",
     "LAYOUT_STEPS",
+    "KERNEL_FASTMATH",
     "compiled_kernels",
     "fits_in_parallel",
     "layout_blocks",
@@ -83,6 +87,14 @@ __all__ = [
 LAYOUT_BLOCKS = 32
 #: Steps an epoch is cut into: after each, the blocks see each other's moves.
 LAYOUT_STEPS = 8
+#: The kernels' fast-math flags: LLVM's ``fast`` set but ``reassoc``. With
+#: ``reassoc`` (``fastmath=True``) LLVM may reorder the sums, and it did so
+#: differently in the process that compiled the kernels and in the later
+#: processes that loaded them from numba's disk cache: densMAP's radii
+#: differed in the last bit on 1.6 % of the points, and a published-size
+#: map of the same scan with them (``poly_hcp`` seed 1 at 7,500 positions:
+#: ARI 0.469 against 0.431). Without it every sum runs in the order written.
+KERNEL_FASTMATH = frozenset({"nnan", "ninf", "nsz", "arcp", "contract", "afn"})
 # Threads of the parallel layout inside ``parallel_layout`` (None outside).
 _THREADS = contextvars.ContextVar("stemfuse_parallel_layout_threads", default=None)
 
@@ -147,7 +159,7 @@ def _random_int(states, row):
     return s0 ^ s1 ^ s2
 
 
-@numba.njit(fastmath=True, parallel=True, cache=True)
+@numba.njit(fastmath=set(KERNEL_FASTMATH), parallel=True, cache=True)
 def _step_edges(
     embedding,
     start_of_epoch,
@@ -242,7 +254,7 @@ def _step_edges(
             epoch_of_next_negative_sample[i] += n_neg_samples * epochs_per_negative_sample[i]
 
 
-@numba.njit(fastmath=True, parallel=True, cache=True)
+@numba.njit(fastmath=set(KERNEL_FASTMATH), parallel=True, cache=True)
 def _epoch(
     embedding,
     start_of_epoch,
@@ -289,7 +301,7 @@ def _epoch(
                     embedding[tail[i], d] += deferred[i, d]
 
 
-@numba.njit(fastmath=True, parallel=True, cache=True)
+@numba.njit(fastmath=set(KERNEL_FASTMATH), parallel=True, cache=True)
 def _local_radii(embedding, head, tail, by_head, head_ptr, by_tail, tail_ptr, a, b, re_sum, phi_sum, edge_re, edge_phi):
     # densMAP's per-epoch radii: umap-learn's sums over each point's edges, in a fixed order.
     dim = embedding.shape[1]

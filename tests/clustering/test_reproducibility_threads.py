@@ -70,8 +70,10 @@ PLAIN_UMAP_SCRIPT = textwrap.dedent(
 BLAS_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _start(script, *args, threads=None, blas_threads=None):
+def _start(script, *args, threads=None, blas_threads=None, numba_cache_dir=None):
     env = dict(os.environ)
+    if numba_cache_dir is not None:
+        env["NUMBA_CACHE_DIR"] = str(numba_cache_dir)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     if threads is not None:
         env["NUMBA_NUM_THREADS"] = str(threads)
@@ -175,6 +177,47 @@ def test_cache_umap_compilation_is_idempotent_and_caches():
     assert serial.py_func.__qualname__ != parallel.py_func.__qualname__
     assert serial.targetoptions.get("parallel") is False
     assert parallel.targetoptions.get("parallel") is True
+
+
+# The parallel layout with densMAP on a random graph of 3,000 points, its
+# kernels compiled by this process or loaded from NUMBA_CACHE_DIR.
+LAYOUT_CACHE_SCRIPT = textwrap.dedent(
+    """
+    import json, warnings
+    warnings.simplefilter("ignore")
+    import numpy as np
+    from stemfuse_hs.clustering import layout
+    rng = np.random.default_rng(0)
+    n, k = 3000, 10
+    head = np.repeat(np.arange(n), k).astype(np.int32)
+    tail = rng.integers(0, n, n * k).astype(np.int32)
+    head, tail = np.concatenate([head, tail]), np.concatenate([tail, head])
+    mu = rng.uniform(0.1, 1.0, head.size).astype(np.float32)
+    densmap_kwds = {"lambda": 2.0, "frac": 0.5, "var_shift": 0.1, "mu": mu,
+                    "mu_sum": np.bincount(head, mu, n), "R": rng.normal(size=n).astype(np.float32)}
+    embedding = rng.normal(size=(n, 3)).astype(np.float32)
+    layout.optimize_layout_euclidean(embedding, embedding, head, tail, 6, n, np.ones(head.size), 1.58, 0.9,
+                                     np.array([1, 2, 3]), densmap=True, densmap_kwds=densmap_kwds, move_other=True)
+    hits = {kernel.py_func.__name__: sum(kernel.stats.cache_hits.values()) for kernel in layout.compiled_kernels()}
+    print(json.dumps({"hits": hits, "layout": embedding.ravel().view(np.uint32).tolist()}))
+    """
+)
+
+
+def test_parallel_layout_is_the_same_compiled_or_loaded_from_numbas_cache(tmp_path):
+    """A process that compiles the layout's kernels and one that loads them from numba's cache lay out alike.
+
+    With ``fastmath=True`` (reassociation allowed) densMAP's radii summed
+    differently in the two, and a published-size map of the same scan
+    changed with the process's history (``KERNEL_FASTMATH``).
+    """
+    compiled, = _results(_start(LAYOUT_CACHE_SCRIPT, numba_cache_dir=tmp_path))
+    loaded, = _results(_start(LAYOUT_CACHE_SCRIPT, numba_cache_dir=tmp_path))
+    # _step_edges is compiled into _epoch, which calls it.
+    assert (compiled["hits"]["_epoch"], compiled["hits"]["_local_radii"]) == (0, 0)
+    assert (loaded["hits"]["_epoch"], loaded["hits"]["_local_radii"]) == (1, 1)
+    moved = int(np.count_nonzero(np.array(compiled["layout"]) != np.array(loaded["layout"])))
+    assert moved == 0, f"{moved} of {len(compiled['layout'])} coordinates differ"
 
 
 DEFERRED_PYNNDESCENT_SCRIPT = textwrap.dedent(
