@@ -1,12 +1,12 @@
 """The same seed gives the same label maps as the recorded baseline.
 
-``tests/baseline/labels_tiny_seed0_<cpu>.npz`` holds, for every built-in
+``tests/baseline/labels_tiny_seed0_<vector unit>.npz`` holds, for every built-in
 scenario (tiny, seed 0), the label map of
 ``fuse(dp, eds).cluster(random_state=0)`` and of
-``map_phases(dp, eds, random_state=0)``, recorded on one kind of processor
+``map_phases(dp, eds, random_state=0)``, recorded on one vector unit (AVX-512, AVX2)
 with one set of library versions (its fingerprint, see
 ``tests/baseline/regenerate_labels.py``: the maps are bit-reproducible
-there, not across processors). A refactoring must leave them unchanged; a
+there, not across vector units). A refactoring must leave them unchanged; a
 change of defaults that changes results records them again on purpose
 (``python tests/baseline/regenerate_labels.py``). On a machine with no
 baseline of its own the comparison is skipped, saying so.
@@ -21,7 +21,7 @@ import pytest
 from stemfuse_hs.data import SCENARIOS
 
 sys.path.insert(0, str(Path(__file__).parent / "baseline"))
-from regenerate_labels import baseline_path, fingerprint, recorded_fingerprint  # noqa: E402
+from regenerate_labels import baseline_path, fingerprint, recorded_fingerprint, vector_unit  # noqa: E402
 
 _PATH = baseline_path()
 _MACHINE = fingerprint()
@@ -48,6 +48,13 @@ def test_labels_match_baseline(default_fit, scenario, kind):
     key = f"{scenario}/{kind}"
     if key not in BASELINE:
         # A change of defaults was recorded again only on the processors at hand.
-        pytest.skip(f"the baseline of this machine ({_MACHINE['cpu']}) holds no {kind} map of {scenario}")
+        pytest.skip(f"the baseline of this machine ({_MACHINE['vector_unit']}) holds no {kind} map of {scenario}")
     fit = default_fit.labels if kind == "cluster" else default_fit.phases
     np.testing.assert_array_equal(np.asarray(fit(scenario).data), BASELINE[key])
+
+
+def test_baselines_are_kept_per_vector_unit():
+    """AVX-512 processors of either make share one file, AVX2 ones another."""
+    assert vector_unit({"avx2": True, "avx512f": True, "avx512bw": True}) == "avx512"
+    assert vector_unit({"avx2": True, "avx512f": False}) == "avx2"
+    assert baseline_path({"vector_unit": "avx2"}).name == "labels_tiny_seed0_avx2.npz"
