@@ -375,7 +375,8 @@ def scan_lattices(spacings, rel_tolerance=DEFAULT_INDEX_TOLERANCE, *, min_segmen
     rel_tolerance = check_real("rel_tolerance", rel_tolerance, minimum=0, strict_minimum=True)
     first = scan_lattice(spacings, rel_tolerance, min_segments=min_segments)
     if first is not None and np.isnan(first["left_out"]):
-        return [first]
+        second = _lattice_of_the_rest(spacings, first, rel_tolerance, max_n)
+        return [first] if second is None else [first, second]
     measured = [np.asarray(v, dtype=np.float64).ravel() for v in spacings]
     if not any(v.size for v in measured):
         return []
@@ -398,7 +399,7 @@ def scan_lattices(spacings, rel_tolerance=DEFAULT_INDEX_TOLERANCE, *, min_segmen
         hcp = _fitted_candidates(lines, rel_tolerance, max_n, hcp=True)
         if first is not None:
             cubic = [c for c in cubic if c[0] == first["centring"] and abs(c[2] - first["scale"]) <= rel_tolerance * c[2]]
-        best = _best_pair(itertools.product(cubic, hcp), strong, counts, rel_tolerance)
+        best = _best_pair(itertools.product(cubic, hcp), strong, counts, rel_tolerance, with_hcp=True)
     if best is None:
         return [] if first is None else [first]
     fits = []
@@ -428,8 +429,16 @@ def _fitted_candidates(lines, rel_tolerance, max_n, *, hcp):
     return candidates
 
 
-def _best_pair(pairs, strong, counts, rel_tolerance):
-    """Of candidate lattice pairs, the one missing at most one strong line, each with lines of its own, explaining most."""
+def _best_pair(pairs, strong, counts, rel_tolerance, with_hcp=False):
+    """Of candidate lattice pairs, the one missing at most one strong line, each with lines of its own, explaining most.
+
+    ``with_hcp``: the pairs are (cubic, hcp). A close-packed cubic lattice
+    shares most of its lines with hcp of one composition (fcc 111, 220,
+    311, 222 with hcp 002, 110, 112, 004), so the cubic one needs only one
+    line of its own, and of two cubic lattices with one hcp the one
+    explaining more of the scan's lines is taken.
+    """
+    min_own_cubic = 1 if with_hcp else MIN_OWN_LINES
     best = None
     for a, b in pairs:
         (centring_a, _, scale_a, shown_a, n_a, error_a, _, _) = a
@@ -437,10 +446,10 @@ def _best_pair(pairs, strong, counts, rel_tolerance):
         if centring_a == centring_b and abs(scale_a - scale_b) <= rel_tolerance * scale_a:
             continue
         missed = int((strong & ~(shown_a | shown_b)).sum())
-        if missed > 1 or (shown_a & ~shown_b).sum() < MIN_OWN_LINES or (shown_b & ~shown_a).sum() < MIN_OWN_LINES:
+        if missed > 1 or (shown_a & ~shown_b).sum() < min_own_cubic or (shown_b & ~shown_a).sum() < MIN_OWN_LINES:
             continue
-        score = (-missed, int(counts[shown_a | shown_b].sum()), -round(float(n_a[shown_a].sum() + n_b[shown_b].sum()), 6),
-                 -max(error_a, error_b))
+        score = (-missed, int(counts[shown_a | shown_b].sum()), int(counts[shown_a].sum()) if with_hcp else 0,
+                 -round(float(n_a[shown_a].sum() + n_b[shown_b].sum()), 6), -max(error_a, error_b))
         if best is None or score > best[0]:
             best = (score, a, b)
     return best
@@ -480,3 +489,36 @@ def segment_lattices(spacings, lattices, rel_tolerance=DEFAULT_INDEX_TOLERANCE, 
         if len(fits) == 1:
             found[i] = fits[0]
     return found
+
+
+def _lattice_of_the_rest(spacings, first, rel_tolerance, max_n):
+    """A second lattice that explains every spacing of segments the scan's lattice does not: or None."""
+    measured = [np.asarray(v, dtype=np.float64).ravel() for v in spacings]
+    outside = [v for v, found in zip(measured, segment_lattices(measured, [first], rel_tolerance)) if found < 0 and v.size >= 2]
+    if len(outside) < MIN_SEGMENTS_SHOWING_LINE:
+        return None
+    lines = spacing_lines(np.concatenate(outside), rel_tolerance)
+    own = ~explained_by_lattice(lines, first, rel_tolerance)
+    if own.sum() < MIN_OWN_LINES:
+        return None
+    for hcp in (False, True):
+        best = None
+        for centring, extra, scale, shown, n, error, nearest, names in _fitted_candidates(lines, rel_tolerance, max_n, hcp=hcp):
+            if centring == first["centring"] and abs(scale - first["scale"]) <= rel_tolerance * scale:
+                continue
+            if (shown & own).sum() < MIN_OWN_LINES:
+                continue
+            fit = {"centring": centring, "lines": lines[shown], "scale": scale, "max_error": error, "left_out": float("nan")}
+            if hcp:
+                fit.update(extra, n=[round(float(v), 4) for v in n[shown]], hkl=[names[i] for i in nearest[shown]])
+            else:
+                fit["n"] = [int(round(float(v))) for v in n[shown]]
+            members = int((segment_lattices(outside, [fit], rel_tolerance) == 0).sum())
+            if members < MIN_SEGMENTS_SHOWING_LINE:
+                continue
+            score = (members, int(shown.sum()), -round(float(n[shown].sum()), 6), -error)
+            if best is None or score > best[0]:
+                best = (score, fit)
+        if best is not None:
+            return best[1]
+    return None
