@@ -16,7 +16,8 @@ unknown, the scale ``k``.
   scan show: when they index, the scan shows one lattice.
 * :func:`scan_lattices` finds one lattice, or two where the scan holds
   two (fcc and bcc of one composition; a cubic lattice and hcp, such as
-  fcc and hcp Co), and :func:`segment_lattices` which one each segment
+  fcc and hcp Co; a second lattice whose own lines each lie in a single
+  grain), and :func:`segment_lattices` which one each segment
   shows.
 * :func:`explained_by_lattice` says which spacings are reflections of it,
   and :func:`lattice_members` which segments show that lattice.
@@ -323,12 +324,14 @@ def _candidate_lattices(max_n):
 
 
 def scan_lattices(spacings, rel_tolerance=DEFAULT_INDEX_TOLERANCE, *, min_segments=MIN_SEGMENTS_SHOWING_LINE, max_n=50):
-    """The one or two cubic lattices of a scan's spacings, the one explaining more spacings first; or none.
+    """The one or two lattices of a scan's spacings, the one explaining more spacings first; or none.
 
-    One lattice when :func:`scan_lattice` indexes every line that
-    ``min_segments`` segments show, or all of the scan's lines but fewer
-    than ``MIN_OWN_LINES`` (a line measured off in a bent grain is no
-    second lattice). Otherwise (two phases of one
+    When :func:`scan_lattice` indexes every line that ``min_segments``
+    segments show, that lattice, and a second one only when the segments
+    it leaves out show one (a minor phase whose own lines each lie in one
+    grain; see ``_lattice_of_the_rest``); one lattice too when it leaves
+    out fewer than ``MIN_OWN_LINES`` of all the scan's lines (a line
+    measured off in a bent grain is no second lattice). Otherwise (two phases of one
     composition, such as austenite and martensite) the pair of face- or
     body-centred cubic lattices that explains all those lines but at most
     one, each lattice explaining at least ``MIN_OWN_LINES`` (3) lines of
@@ -340,7 +343,10 @@ def scan_lattices(spacings, rel_tolerance=DEFAULT_INDEX_TOLERANCE, *, min_segmen
     lattices qualify, a cubic lattice (the scan's lattice, when it has one)
     and a hexagonal close-packed one (``c/a`` in
     :data:`HCP_AXIAL_RATIOS`): hcp has two parameters and fits more lines
-    by chance. An hcp fit also gives ``"c_over_a"`` and ``"hkl"``, its
+    by chance. A close-packed cubic lattice shares most lines with hcp
+    (fcc 111, 220, 311 and 222 are hcp 002, 110, 112 and 004 of one
+    composition), so beside hcp it needs one line of its own, and the
+    cubic lattice explaining the most lines is taken. An hcp fit also gives ``"c_over_a"`` and ``"hkl"``, its
     ``"n"`` being ``4/3 (h^2 + hk + k^2) + (l a / c)^2``.
 
     Parameters
@@ -402,16 +408,57 @@ def scan_lattices(spacings, rel_tolerance=DEFAULT_INDEX_TOLERANCE, *, min_segmen
         best = _best_pair(itertools.product(cubic, hcp), strong, counts, rel_tolerance, with_hcp=True)
     if best is None:
         return [] if first is None else [first]
-    fits = []
-    for centring, extra, scale, shown, n, error, nearest, names in best[1:]:
-        fit = {"centring": centring, "lines": lines[shown], "scale": scale, "max_error": error, "left_out": float("nan")}
-        if centring == "hcp":
-            fit.update(extra, n=[round(float(v), 4) for v in n[shown]], hkl=[names[i] for i in nearest[shown]])
-        else:
-            fit["n"] = [int(round(float(v))) for v in n[shown]]
-        fits.append(fit)
+    fits = [_fit_record(candidate, lines) for candidate in best[1:]]
     fits.sort(key=lambda fit: -sum(int(explained_by_lattice(v, fit, rel_tolerance).sum()) for v in measured))
     return fits
+
+
+def _lattice_of_the_rest(spacings, first, rel_tolerance, max_n):
+    """A second lattice for the segments that ``first``, the lattice of every line two segments show, leaves out; or None.
+
+    A second phase of one composition that covers few grains shows its own
+    lines each in one grain (tiny ``poly_hcp`` seed 0: hcp 100, 102, 103,
+    200 and 201), so they never become lines of the scan. The lattice
+    (cubic, or else hcp) that explains all the spacings of at least two of
+    the segments ``first`` does not explain, with ``MIN_OWN_LINES`` lines
+    that ``first`` does not have, the most of them.
+    """
+    measured = [np.asarray(v, dtype=np.float64).ravel() for v in spacings]
+    outside = [v for v, found in zip(measured, segment_lattices(measured, [first], rel_tolerance)) if found < 0 and v.size >= 2]
+    if len(outside) < MIN_SEGMENTS_SHOWING_LINE:
+        return None
+    lines = spacing_lines(np.concatenate(outside), rel_tolerance)
+    own = ~explained_by_lattice(lines, first, rel_tolerance)
+    if own.sum() < MIN_OWN_LINES:
+        return None
+    for hcp in (False, True):
+        best = None
+        for centring, extra, scale, shown, n, error, nearest, names in _fitted_candidates(lines, rel_tolerance, max_n, hcp=hcp):
+            if centring == first["centring"] and abs(scale - first["scale"]) <= rel_tolerance * scale:
+                continue
+            if (shown & own).sum() < MIN_OWN_LINES:
+                continue
+            fit = _fit_record((centring, extra, scale, shown, n, error, nearest, names), lines)
+            members = int((segment_lattices(outside, [fit], rel_tolerance) == 0).sum())
+            if members < MIN_SEGMENTS_SHOWING_LINE:
+                continue
+            score = (members, int(shown.sum()), -round(float(n[shown].sum()), 6), -error)
+            if best is None or score > best[0]:
+                best = (score, fit)
+        if best is not None:
+            return best[1]
+    return None
+
+
+def _fit_record(candidate, lines):
+    """A fitted candidate of :func:`_fitted_candidates` as :func:`scan_lattices` returns it."""
+    centring, extra, scale, shown, n, error, nearest, names = candidate
+    fit = {"centring": centring, "lines": lines[shown], "scale": scale, "max_error": error, "left_out": float("nan")}
+    if centring == "hcp":
+        fit.update(extra, n=[round(float(v), 4) for v in n[shown]], hkl=[names[i] for i in nearest[shown]])
+    else:
+        fit["n"] = [int(round(float(v))) for v in n[shown]]
+    return fit
 
 
 def _fitted_candidates(lines, rel_tolerance, max_n, *, hcp):
@@ -490,35 +537,3 @@ def segment_lattices(spacings, lattices, rel_tolerance=DEFAULT_INDEX_TOLERANCE, 
             found[i] = fits[0]
     return found
 
-
-def _lattice_of_the_rest(spacings, first, rel_tolerance, max_n):
-    """A second lattice that explains every spacing of segments the scan's lattice does not: or None."""
-    measured = [np.asarray(v, dtype=np.float64).ravel() for v in spacings]
-    outside = [v for v, found in zip(measured, segment_lattices(measured, [first], rel_tolerance)) if found < 0 and v.size >= 2]
-    if len(outside) < MIN_SEGMENTS_SHOWING_LINE:
-        return None
-    lines = spacing_lines(np.concatenate(outside), rel_tolerance)
-    own = ~explained_by_lattice(lines, first, rel_tolerance)
-    if own.sum() < MIN_OWN_LINES:
-        return None
-    for hcp in (False, True):
-        best = None
-        for centring, extra, scale, shown, n, error, nearest, names in _fitted_candidates(lines, rel_tolerance, max_n, hcp=hcp):
-            if centring == first["centring"] and abs(scale - first["scale"]) <= rel_tolerance * scale:
-                continue
-            if (shown & own).sum() < MIN_OWN_LINES:
-                continue
-            fit = {"centring": centring, "lines": lines[shown], "scale": scale, "max_error": error, "left_out": float("nan")}
-            if hcp:
-                fit.update(extra, n=[round(float(v), 4) for v in n[shown]], hkl=[names[i] for i in nearest[shown]])
-            else:
-                fit["n"] = [int(round(float(v))) for v in n[shown]]
-            members = int((segment_lattices(outside, [fit], rel_tolerance) == 0).sum())
-            if members < MIN_SEGMENTS_SHOWING_LINE:
-                continue
-            score = (members, int(shown.sum()), -round(float(n[shown].sum()), 6), -error)
-            if best is None or score > best[0]:
-                best = (score, fit)
-        if best is not None:
-            return best[1]
-    return None
