@@ -343,10 +343,7 @@ def scan_lattices(spacings, rel_tolerance=DEFAULT_INDEX_TOLERANCE, *, min_segmen
     lattices qualify, a cubic lattice (the scan's lattice, when it has one)
     and a hexagonal close-packed one (``c/a`` in
     :data:`HCP_AXIAL_RATIOS`): hcp has two parameters and fits more lines
-    by chance. A close-packed cubic lattice shares most lines with hcp
-    (fcc 111, 220, 311 and 222 are hcp 002, 110, 112 and 004 of one
-    composition), so beside hcp it needs one line of its own, and the
-    cubic lattice explaining the most lines is taken. An hcp fit also gives ``"c_over_a"`` and ``"hkl"``, its
+    by chance. An hcp fit also gives ``"c_over_a"`` and ``"hkl"``, its
     ``"n"`` being ``4/3 (h^2 + hk + k^2) + (l a / c)^2``.
 
     Parameters
@@ -405,7 +402,7 @@ def scan_lattices(spacings, rel_tolerance=DEFAULT_INDEX_TOLERANCE, *, min_segmen
         hcp = _fitted_candidates(lines, rel_tolerance, max_n, hcp=True)
         if first is not None:
             cubic = [c for c in cubic if c[0] == first["centring"] and abs(c[2] - first["scale"]) <= rel_tolerance * c[2]]
-        best = _best_pair(itertools.product(cubic, hcp), strong, counts, rel_tolerance, with_hcp=True)
+        best = _best_pair(itertools.product(cubic, hcp), strong, counts, rel_tolerance)
     if best is None:
         return [] if first is None else [first]
     fits = [_fit_record(candidate, lines) for candidate in best[1:]]
@@ -476,16 +473,8 @@ def _fitted_candidates(lines, rel_tolerance, max_n, *, hcp):
     return candidates
 
 
-def _best_pair(pairs, strong, counts, rel_tolerance, with_hcp=False):
-    """Of candidate lattice pairs, the one missing at most one strong line, each with lines of its own, explaining most.
-
-    ``with_hcp``: the pairs are (cubic, hcp). A close-packed cubic lattice
-    shares most of its lines with hcp of one composition (fcc 111, 220,
-    311, 222 with hcp 002, 110, 112, 004), so the cubic one needs only one
-    line of its own, and of two cubic lattices with one hcp the one
-    explaining more of the scan's lines is taken.
-    """
-    min_own_cubic = 1 if with_hcp else MIN_OWN_LINES
+def _best_pair(pairs, strong, counts, rel_tolerance):
+    """Of candidate lattice pairs, the one missing at most one strong line, each with lines of its own, explaining most."""
     best = None
     for a, b in pairs:
         (centring_a, _, scale_a, shown_a, n_a, error_a, _, _) = a
@@ -493,10 +482,10 @@ def _best_pair(pairs, strong, counts, rel_tolerance, with_hcp=False):
         if centring_a == centring_b and abs(scale_a - scale_b) <= rel_tolerance * scale_a:
             continue
         missed = int((strong & ~(shown_a | shown_b)).sum())
-        if missed > 1 or (shown_a & ~shown_b).sum() < min_own_cubic or (shown_b & ~shown_a).sum() < MIN_OWN_LINES:
+        if missed > 1 or (shown_a & ~shown_b).sum() < MIN_OWN_LINES or (shown_b & ~shown_a).sum() < MIN_OWN_LINES:
             continue
-        score = (-missed, int(counts[shown_a | shown_b].sum()), int(counts[shown_a].sum()) if with_hcp else 0,
-                 -round(float(n_a[shown_a].sum() + n_b[shown_b].sum()), 6), -max(error_a, error_b))
+        score = (-missed, int(counts[shown_a | shown_b].sum()), -round(float(n_a[shown_a].sum() + n_b[shown_b].sum()), 6),
+                 -max(error_a, error_b))
         if best is None or score > best[0]:
             best = (score, a, b)
     return best
