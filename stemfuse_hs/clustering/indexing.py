@@ -331,8 +331,8 @@ def scan_lattices(spacings, rel_tolerance=DEFAULT_INDEX_TOLERANCE, *, min_segmen
     it leaves out show one (a minor phase whose own lines each lie in one
     grain; see ``_lattice_of_the_rest``); one lattice too when it leaves
     out fewer than ``MIN_OWN_LINES`` of all the scan's lines (a line
-    measured off in a bent grain is no second lattice). Otherwise (two phases of one
-    composition, such as austenite and martensite) the pair of face- or
+    measured off in a bent grain is no second lattice). Otherwise (two
+    phases of one composition, such as austenite and martensite) the pair of face- or
     body-centred cubic lattices that explains all those lines but at most
     one, each lattice explaining at least ``MIN_OWN_LINES`` (3) lines of
     the scan that the other does not, and between them the most spacings
@@ -415,10 +415,11 @@ def _lattice_of_the_rest(spacings, first, rel_tolerance, max_n):
 
     A second phase of one composition that covers few grains shows its own
     lines each in one grain (tiny ``poly_hcp`` seed 0: hcp 100, 102, 103,
-    200 and 201), so they never become lines of the scan. The lattice
-    (cubic, or else hcp) that explains all the spacings of at least two of
-    the segments ``first`` does not explain, with ``MIN_OWN_LINES`` lines
-    that ``first`` does not have, the most of them.
+    200 and 201), so they never become lines of the scan. Of the lattices
+    with ``MIN_OWN_LINES`` lines that ``first`` does not have, cubic ones
+    first, then hcp (two parameters fit more by chance), the one that
+    explains every spacing of the most left-out segments (at least two)
+    with two or more spacings.
     """
     measured = [np.asarray(v, dtype=np.float64).ravel() for v in spacings]
     outside = [v for v, found in zip(measured, segment_lattices(measured, [first], rel_tolerance)) if found < 0 and v.size >= 2]
@@ -525,4 +526,3 @@ def segment_lattices(spacings, lattices, rel_tolerance=DEFAULT_INDEX_TOLERANCE, 
         if len(fits) == 1:
             found[i] = fits[0]
     return found
-
