@@ -201,6 +201,10 @@ OPTIONS = [
          "very last, unmix phases covering at most this share of the scan from their host position by position "
          "when they hold elements the host lacks (a precipitate's halo goes back to the matrix); none skips it",
          "optshare", metavar="F"),
+    _opt("phase_map", "boundary_margin", "--boundary-margin", 2.0,
+         "finally, move a position at a boundary between two phases whose sides diffract differently to the "
+         "side its pattern is mostly made of, when its share there is past one half by this many standard "
+         "errors; none skips it", "optshare", metavar="Z"),
     _opt("phases", "exclude_lines", "--phase-exclude-lines", ("Cu_Ka", "Cu_Kb", "Cu_La"),
          "X-ray lines left out of the composition test (a grid signal, which does not follow the thickness)",
          "strings", metavar="LINE"),
@@ -358,7 +362,7 @@ def _convert_file_value(option, value, source):
     kind = option.kind
     if value is None:
         if kind in ("optcount_or_fraction", "optshare"):
-            return None  # minor_cluster_size, max_unmixed_share: null skips the step
+            return None  # minor_cluster_size, max_unmixed_share, boundary_margin: null skips the step
         if kind == "choice" and "none" in option.choices:
             return None  # e.g. normalize: null means no normalisation
         return _plain(option.default)
@@ -1202,6 +1206,7 @@ def _pipeline(dp, eds, params, out, console, record, show_progressbar, saved_sig
                 minor_cluster_size=params["phase_map"]["minor_cluster_size"],
                 min_position_log_ratio=params["phase_map"]["min_position_log_ratio"],
                 max_unmixed_share=params["phase_map"]["max_unmixed_share"],
+                boundary_margin=params["phase_map"]["boundary_margin"],
                 cluster_kwargs=cluster_params,
                 show_progressbar=progress,
                 **params["phases"],
@@ -1299,6 +1304,7 @@ def phase_merge_summary(phases):
     pieces = record.get("pieces", {})
     moved = record.get("positions_moved", {})
     unmixed = record.get("unmixed", {})
+    boundaries = record.get("boundaries", {})
     return {
         "n_segments": int(phases.segments.n_clusters),
         "n_phases": int(phases.n_clusters),
@@ -1340,6 +1346,12 @@ def phase_merge_summary(phases):
             for q, h, o, i, hs, own in zip(
                 unmixed.get("phase", []), unmixed.get("host", []), unmixed.get("moved_out", []),
                 unmixed.get("moved_in", []), unmixed.get("host_share", []), unmixed.get("own_share", []),
+            )
+        ],
+        "boundaries": [
+            {"from_phase": int(a), "into_phase": int(b), "positions": int(n)}
+            for a, b, n in zip(
+                boundaries.get("from_phase", []), boundaries.get("into_phase", []), boundaries.get("positions", [])
             )
         ],
     }

@@ -677,6 +677,13 @@ def write_report(directory, name=None):
             )
             body.append(_table(rows, ["phase", "host", "moved out", "moved in", "host share", "own share"],
                                numeric=(2, 3, 4, 5)))
+        if merge.get("boundaries"):
+            rows = [(m["from_phase"], m["into_phase"], m["positions"]) for m in merge["boundaries"]]
+            body.append(
+                "<p>Positions at phase boundaries moved to the side their diffraction pattern is mostly made of "
+                "(two orientations either side):</p>"
+            )
+            body.append(_table(rows, ["from phase", "into phase", "positions"], numeric=(2,)))
 
     body.append("<h2>Figures</h2>")
     for key, caption, data in figures:

@@ -35,6 +35,7 @@ from ..clustering.phases import (
     window_shares,
 )
 from ..clustering.indexing import scan_lattices, segment_lattices
+from ..clustering.boundaries import DEFAULT_BOUNDARY_MARGIN
 from ..clustering.unmixing import DEFAULT_MAX_UNMIXED_SHARE
 from ..cluster_parameters import fill_cluster_doc
 from .label_factory import build_cluster_labels_like, is_cluster_labels, relabel_cluster_labels
@@ -68,6 +69,16 @@ DEFAULT_MAX_SEGMENT_SIZE = 40
 #: 0.64 and lowered no scenario; 10 gave 0.61 and 3 (the merge's own
 #: threshold, for pooled counts) 0.59 with ``poly_minor_phase`` lower.
 DEFAULT_MIN_POSITION_LOG_RATIO = 20.0
+
+#: Patterns are binned to about this many pixels a side before boundary
+#: positions are split between their two sides (:func:`map_phases`,
+#: ``boundary_margin``): one pattern's few thousand electrons spread over a
+#: 256 x 256 detector leave most pixels empty, and the distance between the
+#: two sides' patterns would measure that noise.
+BOUNDARY_BINNED_SIDE = 16
+#: Largest band of binned patterns (bytes, float32) held at once when
+#: boundary positions are split (a lazy signal is binned chunk by chunk).
+BOUNDARY_BAND_BYTES = 256 * 2**20
 
 
 def default_segment_size(n_positions):
@@ -563,6 +574,7 @@ def map_phases(
     min_piece_size=DEFAULT_MIN_PIECE_SIZE,
     min_position_log_ratio=DEFAULT_MIN_POSITION_LOG_RATIO,
     max_unmixed_share=DEFAULT_MAX_UNMIXED_SHARE,
+    boundary_margin=DEFAULT_BOUNDARY_MARGIN,
     fused=None,
     fuse_kwargs=None,
     cluster_kwargs=None,
@@ -593,7 +605,10 @@ def map_phases(
     (``min_position_log_ratio``). And at the very end, a small phase that
     holds elements its host lacks gives the positions at its edge whose
     probe lies mostly in the host to the host, and takes those of the
-    host whose probe lies mostly in it (``max_unmixed_share``).
+    host whose probe lies mostly in it (``max_unmixed_share``). Finally,
+    every position at a boundary between two phases whose sides diffract
+    differently (two orientations) goes to the side its pattern is mostly
+    made of (``boundary_margin``).
 
     Parameters
     ----------
@@ -643,6 +658,19 @@ def map_phases(
         positions its probe tails reach, without this. Each move becomes
         one more segment, listed in ``phase_merge["unmixed"]``. None skips
         it.
+    boundary_margin : float or None, default 2.0
+        A position with a position of another phase among its eight
+        neighbours is split between the two sides' patterns (each the mean
+        pattern of the nearby positions of the same segment and phase away
+        from the boundary; patterns binned to about 16 pixels a side) and
+        moves to the other side when its share there is past one half by
+        this many standard errors
+        (:func:`stemfuse_hs.clustering.boundaries.refine_boundaries`).
+        Sides whose patterns hardly differ (one orientation: phases told
+        apart by their X-rays) and pairs unmixed by their X-rays are left
+        alone. The positions moved between two phases become one more
+        segment, listed in ``phase_merge["boundaries"]``. One more pass
+        over ``dp``, in bands of rows. None skips it.
     fused : FusedSTEMSignal, optional
         Fused features of ``dp`` and ``eds`` made already (other extractors
         or parameters); by default the default ones.
@@ -665,8 +693,9 @@ def map_phases(
         ``phase_merge["grown"]`` the positions moved by ``grow_phases``,
         ``phase_merge["pieces"]`` the pieces moved by their lattice and
         ``phase_merge["positions_moved"]`` the positions moved by their
-        own counts and ``phase_merge["unmixed"]`` those moved between a
-        small phase and its host.
+        own counts, ``phase_merge["unmixed"]`` those moved between a
+        small phase and its host and ``phase_merge["boundaries"]`` those
+        moved across a boundary by their patterns.
 
     Examples
     --------
@@ -699,6 +728,8 @@ def map_phases(
         check_real("min_position_log_ratio", min_position_log_ratio, minimum=0)
     if max_unmixed_share is not None:
         check_fraction("max_unmixed_share", max_unmixed_share)
+    if boundary_margin is not None:
+        check_real("boundary_margin", boundary_margin, minimum=0)
     cluster_kwargs = dict(cluster_kwargs or {})
     if "min_cluster_size" in cluster_kwargs:
         raise ValueError("map_phases sizes its segments with segment_size; cluster_kwargs may not hold min_cluster_size.")
@@ -712,7 +743,8 @@ def map_phases(
         if minor_cluster_size is not None:
             fine_kwargs = dict(cluster_kwargs, min_cluster_size=minor_cluster_size)
             fine_segments = fused.cluster(random_state=random_state, show_progressbar=show_progressbar, **fine_kwargs)
-    if minor_cluster_size is None and min_piece_size is None and min_position_log_ratio is None and max_unmixed_share is None:
+    steps = (minor_cluster_size, min_piece_size, min_position_log_ratio, max_unmixed_share, boundary_margin)
+    if all(step is None for step in steps):
         return phases
     # One pass over the spectra serves the carving and the pieces.
     windows = _composition_windows(eds, phases.phase_merge["exclude_lines"])
@@ -727,6 +759,8 @@ def map_phases(
         phases = _move_positions(phases, counts, min_position_log_ratio)
     if max_unmixed_share is not None:
         phases = _unmix(phases, counts, max_unmixed_share)
+    if boundary_margin is not None:
+        phases = _refine_boundaries(phases, segments.data, dp, counts, boundary_margin, show_progressbar)
     return phases
 
 
@@ -868,7 +902,6 @@ def _move_positions(phases, counts, min_log_ratio):
     from ..clustering.phases import same_composition_matrix
 
     record = phases.phase_merge
-    segments = phases.segments
     n = phases.data.size
     labels = np.asarray(phases.data).reshape(n).astype(np.int64)
     n_phases = phases.n_clusters
@@ -884,9 +917,18 @@ def _move_positions(phases, counts, min_log_ratio):
     new_labels = reassign_by_composition(
         counts, labels, window_shares(pooled, window_index), other_composition, min_log_ratio, pool_width=1
     )
+    return _apply_moves(phases, labels, new_labels, record, "positions_moved")
+
+
+def _apply_moves(phases, labels, new_labels, record, key):
+    """``phases`` with the flat ``labels`` changed to ``new_labels``, the positions moved between each pair of phases one more segment.
+
+    ``record[key]`` lists the pairs (``from_phase``, ``into_phase``) and
+    how many positions each moved.
+    """
+    segments = phases.segments
+    n = labels.size
     pairs = sorted({(int(a), int(b)) for a, b in zip(labels[new_labels != labels], new_labels[new_labels != labels])})
-    if not pairs:
-        return _with_record(phases, record)
     phase_memberships = np.moveaxis(np.asarray(phases.memberships.data), 0, -1).reshape(n, -1).copy()
     seg_labels = np.asarray(segments.data).reshape(n).astype(np.int64).copy()
     seg_memberships = np.moveaxis(np.asarray(segments.memberships.data), 0, -1).reshape(n, -1).copy()
@@ -899,11 +941,13 @@ def _move_positions(phases, counts, min_log_ratio):
         seg_memberships = _move_as_new_segment(
             rows, source, target, seg_labels, seg_memberships, phase_memberships, groups, segment_phase
         )
-    record["positions_moved"] = {
+    record[key] = {
         "from_phase": np.array([a for a, _ in pairs], dtype=np.int64),
         "into_phase": np.array([b for _, b in pairs], dtype=np.int64),
         "positions": np.array(sizes, dtype=np.int64),
     }
+    if not pairs:
+        return _with_record(phases, record)
     record["groups"] = groups
     record["segment_phase"] = np.asarray(segment_phase, dtype=np.int64)
     segments = relabel_cluster_labels(segments, seg_labels, seg_memberships)
@@ -962,6 +1006,89 @@ def _unmix(phases, counts, max_share):
     segments = relabel_cluster_labels(segments, seg_labels, seg_memberships)
     result = ClusterResult(new_labels, phase_memberships.astype(np.float32), phases.parameters)
     return build_cluster_labels_like(segments, result, record)
+
+
+def _binned_band(data, rows, factor):
+    """Rows ``rows`` (a slice) of a 4D-STEM array, patterns summed in ``factor`` x ``factor`` bins and flattened (float32)."""
+    from .._arrays import is_lazy_array
+
+    band = data[rows]
+    height, width = band.shape[-2:]
+    height, width = height // factor * factor, width // factor * factor
+    band = band[..., :height, :width]
+    if is_lazy_array(band):
+        import dask.array as da
+
+        band = da.coarsen(np.sum, band.astype(np.float32), {2: factor, 3: factor}).compute()
+    else:
+        shape = band.shape[:2] + (height // factor, factor, width // factor, factor)
+        band = np.asarray(band).reshape(shape).sum(axis=(3, 5), dtype=np.float32)
+    return np.asarray(band, dtype=np.float32).reshape(band.shape[:2] + (-1,))
+
+
+def _band_rows(row_bytes, radius):
+    """Rows of the scan judged per band: ``BOUNDARY_BAND_BYTES`` of binned patterns, halo included.
+
+    Each band reads ``radius`` rows either side again, so it holds at least
+    four times as many rows of its own.
+    """
+    return max(8 * radius, BOUNDARY_BAND_BYTES // row_bytes - 2 * radius)
+
+
+def _refine_boundaries(phases, segment_labels, dp, counts, margin, show_progressbar):
+    """``phases`` with the positions at phase boundaries given to the phase their pattern is mostly of.
+
+    ``segment_labels`` is the segment map the sides' patterns are pooled
+    by (the clustering's own, before any move); ``counts`` every position's
+    X-ray counts in the composition windows, which must not find the side
+    chosen less likely than the position's own phase. The scan is read in bands
+    of rows with ``DEFAULT_BOUNDARY_RADIUS`` rows either side, so a lazy
+    signal is never loaded whole; every position is judged on the same
+    neighbourhood either way (:func:`~stemfuse_hs.clustering.boundaries.refine_boundaries`).
+    """
+    from tqdm.auto import tqdm
+
+    from .._progress import resolve_show_progressbar
+    from ..clustering.boundaries import DEFAULT_BOUNDARY_RADIUS, boundary_positions, refine_boundaries
+
+    record = phases.phase_merge
+    shape = np.asarray(phases.data).shape
+    labels = np.asarray(phases.data).reshape(shape).astype(np.int64)
+    segment_labels = np.asarray(segment_labels).reshape(shape).astype(np.int64)
+    record["boundary_margin"] = float(margin)
+    unmixed = record.get("unmixed", {})
+    excluded = list(zip(np.asarray(unmixed.get("phase", [])).tolist(), np.asarray(unmixed.get("host", [])).tolist()))
+    edge = boundary_positions(labels)
+    n_phases = phases.n_clusters
+    flat = labels.reshape(-1)
+    window_index = np.arange(counts.shape[1])
+    pooled = np.stack([counts[flat == p].sum(axis=0) for p in range(n_phases)])
+    same = same_composition_matrix(
+        pooled, window_index, alpha=record["alpha"], min_difference=record["min_composition_difference"]
+    )
+    log_likelihood = (counts @ np.log(window_shares(pooled, window_index)).T).reshape(shape + (n_phases,))
+    radius = DEFAULT_BOUNDARY_RADIUS
+    factor = max(1, min(dp.data.shape[-2:]) // BOUNDARY_BINNED_SIDE)
+    binned_pixels = (dp.data.shape[-2] // factor) * (dp.data.shape[-1] // factor)
+    band_rows = _band_rows(shape[1] * binned_pixels * 4, radius)
+    starts = [r for r in range(0, shape[0], band_rows) if edge[r:r + band_rows].any()]
+    new_labels = labels.copy()
+    bar = tqdm(total=len(starts), desc="Boundaries", unit="band", disable=not resolve_show_progressbar(show_progressbar))
+    with bar:
+        for start in starts:
+            stop = min(shape[0], start + band_rows)
+            lo, hi = max(0, start - radius), min(shape[0], stop + radius)
+            judged = np.zeros((hi - lo, shape[1]), dtype=bool)
+            judged[start - lo:stop - lo] = True
+            patterns = _binned_band(dp.data, slice(lo, hi), factor)
+            _, moves = refine_boundaries(
+                patterns, labels[lo:hi], segment_labels[lo:hi], judged=judged, excluded_pairs=excluded,
+                log_likelihood=log_likelihood[lo:hi], same_composition=same, margin=margin, radius=radius,
+            )
+            new_labels[moves[:, 0] + lo, moves[:, 1]] = moves[:, 3]
+            bar.update()
+    n = labels.size
+    return _apply_moves(phases, labels.reshape(n), new_labels.reshape(n), record, "boundaries")
 
 
 def _with_record(phases, record):

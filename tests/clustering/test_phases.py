@@ -261,6 +261,13 @@ def test_phase_map_nests_its_segments(phase_map):
         phase_map.data[~moved], np.where(segments.data >= 0, phase_of[segments.data], -1)[~moved]
     )
     assert moved.sum() < 0.05 * moved.size
+    # Every later move (here: across boundaries) added one segment at the end.
+    added = sum(len(record[key]["positions"]) for key in ("grown", "pieces", "positions_moved", "boundaries"))
+    added += len(record["minor_phases"]["positions"]) + int(
+        sum((np.asarray(record["unmixed"][k]) > 0).sum() for k in ("moved_out", "moved_in"))
+    )
+    assert len(record["boundaries"]["positions"]) > 0
+    moved |= segments.data >= segments.n_clusters - added
     # Phase memberships are the summed memberships of their segments (swapped where moved).
     np.testing.assert_allclose(
         phase_map.memberships.data[0][~moved], segments.memberships.data[groups[0]].sum(axis=0)[~moved], rtol=1e-6
@@ -273,7 +280,7 @@ def test_phase_map_nests_its_segments(phase_map):
     # Every merge joins two groups; every move from the finer map adds a segment to a phase.
     assert tests["merged"].sum() == (
         segments.n_clusters - phase_map.n_clusters - len(record["grown"]["positions"]) - len(record["pieces"]["positions"])
-        - len(record["positions_moved"]["positions"])
+        - len(record["positions_moved"]["positions"]) - len(record["boundaries"]["positions"])
     )
 
 
@@ -383,7 +390,12 @@ def test_map_phases_moves_a_grain_to_the_phase_whose_lattice_it_shows(four_phase
     (positions,) = record["pieces"]["positions"].tolist()
     assert 115 <= positions <= 127
     into = int(record["pieces"]["into_phase"][0])
-    moved_segment = int(np.asarray(record["groups"][into])[-1])
+    # The moves after the merge each appended one segment: the grown, the
+    # carved, then the piece's (the boundary moves come later).
+    added = sum(len(record[key]["positions"]) for key in ("grown", "minor_phases", "pieces", "positions_moved", "boundaries"))
+    added += int(sum((np.asarray(record["unmixed"][k]) > 0).sum() for k in ("moved_out", "moved_in")))
+    moved_segment = phase_map.segments.n_clusters - added + len(record["grown"]["positions"]) + len(record["minor_phases"]["positions"])
+    assert moved_segment in record["groups"][into]
     moved = phase_map.segments.data.ravel() == moved_segment
     # Every moved position is of the true phase that most of the phase it joined holds.
     assert np.all(truth[moved] == np.bincount(truth[labels == into]).argmax())
@@ -395,7 +407,8 @@ def test_map_phases_moves_a_grain_to_the_phase_whose_lattice_it_shows(four_phase
 def test_merge_phases_lazy_equals_eager(phase_map, thickness_split_scan):
     scan = thickness_split_scan
     lazy = phase_map.segments.merge_phases(scan.dp.as_lazy(), scan.eds.as_lazy(), show_progressbar=False)
-    np.testing.assert_array_equal(lazy.data, phase_map.data)
+    eager = phase_map.segments.merge_phases(scan.dp, scan.eds, show_progressbar=False)
+    np.testing.assert_array_equal(lazy.data, eager.data)
 
 
 def test_merge_phases_with_one_modality_and_clear_errors(phase_map, thickness_split_scan):
@@ -603,6 +616,8 @@ def test_map_phases_checks_its_parameters_before_clustering(thickness_split_scan
         stemfuse_hs.map_phases(scan.dp, scan.eds, cluster_kwargs={"min_cluster_size": 50})
     with pytest.raises(ValueError, match=r"^min_position_log_ratio must be >= 0, got -1\.$"):
         stemfuse_hs.map_phases(scan.dp, scan.eds, min_position_log_ratio=-1)
+    with pytest.raises(ValueError, match=r"^boundary_margin must be >= 0, got -2\.$"):
+        stemfuse_hs.map_phases(scan.dp, scan.eds, boundary_margin=-2)
 
 
 def test_segments_are_two_percent_of_the_scan_up_to_forty_positions():
@@ -619,3 +634,4 @@ def test_map_phases_lazy_equals_eager_with_pieces_moved(four_phase_polycrystal):
     np.testing.assert_array_equal(lazy.segments.data, phase_map.segments.data)
     assert lazy.phase_merge["pieces"]["positions"].tolist() == phase_map.phase_merge["pieces"]["positions"].tolist()
     assert lazy.phase_merge["pieces"]["positions"].size == 1
+    assert lazy.phase_merge["boundaries"]["positions"].tolist() == phase_map.phase_merge["boundaries"]["positions"].tolist()
