@@ -428,6 +428,15 @@ def _format(value):
     return str(value)
 
 
+
+def _moves_table(moves, caption):
+    """A caption and a table of positions moved between phases (``from_phase``, ``into_phase``, ``positions``); none without moves."""
+    if not moves:
+        return []
+    rows = [(m["from_phase"], m["into_phase"], m["positions"]) for m in moves]
+    return [f"<p>{_e(caption)}</p>", _table(rows, ["from phase", "into phase", "positions"], numeric=(2,))]
+
+
 def _table(rows, header=None, numeric=()):
     parts = ["<table>"]
     if header:
@@ -657,13 +666,11 @@ def write_report(directory, name=None):
                 "spacings they show:</p>"
             )
             body.append(_table(rows, ["piece of segment", "from phase", "into phase", "positions"], numeric=(3,)))
-        if merge.get("positions_moved"):
-            rows = [(m["from_phase"], m["into_phase"], m["positions"]) for m in merge["positions_moved"]]
-            body.append(
-                "<p>Positions moved last, by their own X-ray counts, to a phase of another composition that "
-                "explains them far better:</p>"
-            )
-            body.append(_table(rows, ["from phase", "into phase", "positions"], numeric=(2,)))
+        body += _moves_table(
+            merge.get("positions_moved"),
+            "Positions moved last, by their own X-ray counts, to a phase of another composition that explains "
+            "them far better:",
+        )
         if merge.get("unmixed"):
             rows = [
                 (m["phase"], m["host"], m["moved_out"], m["moved_in"], f"{m['host_share']:.2f}", f"{m['own_share']:.2f}")
@@ -677,13 +684,11 @@ def write_report(directory, name=None):
             )
             body.append(_table(rows, ["phase", "host", "moved out", "moved in", "host share", "own share"],
                                numeric=(2, 3, 4, 5)))
-        if merge.get("boundaries"):
-            rows = [(m["from_phase"], m["into_phase"], m["positions"]) for m in merge["boundaries"]]
-            body.append(
-                "<p>Positions at phase boundaries moved to the side their diffraction pattern is mostly made of "
-                "(two orientations either side):</p>"
-            )
-            body.append(_table(rows, ["from phase", "into phase", "positions"], numeric=(2,)))
+        body += _moves_table(
+            merge.get("boundaries"),
+            "Positions at phase boundaries moved to the side their diffraction pattern is mostly made of (two "
+            "orientations either side):",
+        )
 
     body.append("<h2>Figures</h2>")
     for key, caption, data in figures:

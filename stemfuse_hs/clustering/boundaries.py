@@ -40,8 +40,9 @@ __all__ = [
 ]
 
 #: Standard errors past one half a boundary position's share in the other
-#: phase must be. Tiny scans, seeds 0-4 (2026-12-06): 2 and 3 gave the same
-#: maps but for ``poly_structure`` (2: 0.80, 3: 0.79).
+#: phase must be. Tiny scans, seeds 0-4 (2026-12-06, before the counts'
+#: veto): 3 gave per-scenario means within 0.004 of 2's on the seven
+#: scenarios tried (``poly_minor_phase`` 0.759 against 0.763).
 DEFAULT_BOUNDARY_MARGIN = 2.0
 #: Half-width (positions) of the square a side's pattern is pooled from.
 DEFAULT_BOUNDARY_RADIUS = 5
