@@ -1019,7 +1019,9 @@ def _binned_band(data, rows, factor):
     if is_lazy_array(band):
         import dask.array as da
 
-        band = da.coarsen(np.sum, band.astype(np.float32), {2: factor, 3: factor}).compute()
+        # coarsen needs chunks that hold whole bins: the pattern in one chunk.
+        band = band.rechunk({2: -1, 3: -1}).astype(np.float32)
+        band = da.coarsen(np.sum, band, {2: factor, 3: factor}).compute()
     else:
         shape = band.shape[:2] + (height // factor, factor, width // factor, factor)
         band = np.asarray(band).reshape(shape).sum(axis=(3, 5), dtype=np.float32)

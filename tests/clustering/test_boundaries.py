@@ -131,3 +131,16 @@ def test_counts_that_favour_the_own_phase_decisively_veto_a_move_between_composi
     log_likelihood[..., 0] = 9.0  # within e^10: the pattern decides
     _, moves = refine_boundaries(patterns, drawn, drawn, log_likelihood=log_likelihood)
     assert set(moves[:, 1].tolist()) == {6}
+
+
+def test_bands_are_binned_alike_from_numpy_and_from_dask_chunked_across_the_pattern():
+    import dask.array as da
+
+    from stemfuse_hs.signals.phases import _binned_band
+
+    data = np.random.default_rng(0).poisson(5, (6, 7, 34, 33)).astype(np.uint16)
+    eager = _binned_band(data, slice(1, 5), 2)
+    lazy = _binned_band(da.from_array(data, chunks=(2, 3, 10, 11)), slice(1, 5), 2)
+    assert eager.shape == (4, 7, 17 * 16)
+    np.testing.assert_array_equal(lazy, eager)
+    assert eager[0, 0, 0] == data[1, 0, :2, :2].sum()
