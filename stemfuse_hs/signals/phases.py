@@ -829,12 +829,26 @@ def _carve(phases, fine, counts):
     return build_cluster_labels_like(segments, result, record)
 
 
+
+def _phase_compositions(labels, counts, n_phases, record):
+    """Every phase's pooled window counts and which pairs of phases are one composition (the merge's own test).
+
+    ``labels`` are the flat phase labels, ``counts`` every position's X-ray
+    counts in the composition windows.
+    """
+    pooled = np.stack([counts[labels == p].sum(axis=0) for p in range(n_phases)])
+    same = same_composition_matrix(
+        pooled, np.arange(counts.shape[1]), alpha=record["alpha"], min_difference=record["min_composition_difference"]
+    )
+    return pooled, same
+
+
 def _move_pieces(phases, dp, counts, show_progressbar, min_piece_size):
     """``phases`` with the pieces of segments that show another phase's lattice moved there (each one more segment).
 
     ``counts`` are every position's X-ray counts in the composition windows.
     """
-    from ..clustering.phases import move_pieces_by_lattice, phase_spacings, same_composition_matrix, segment_pieces
+    from ..clustering.phases import move_pieces_by_lattice, phase_spacings, segment_pieces
 
     record = phases.phase_merge
     segments = phases.segments
@@ -848,10 +862,7 @@ def _move_pieces(phases, dp, counts, show_progressbar, min_piece_size):
     n_phases = phases.n_clusters
     if piece_segment.size == 0 or n_phases < 2 or "direct_beam" not in record:
         return _with_record(phases, record)
-    pooled = np.stack([counts[labels == p].sum(axis=0) for p in range(n_phases)])
-    same = same_composition_matrix(
-        pooled, np.arange(counts.shape[1]), alpha=record["alpha"], min_difference=record["min_composition_difference"]
-    )
+    _, same = _phase_compositions(labels, counts, n_phases, record)
     if not (same & ~np.eye(n_phases, dtype=bool)).any():
         return _with_record(phases, record)  # no two phases of one composition: nothing a lattice could move
     flat_pieces = pieces.reshape(n)
@@ -899,8 +910,6 @@ def _move_positions(phases, counts, min_log_ratio):
     The positions moved from one phase into another become one more segment
     of it.
     """
-    from ..clustering.phases import same_composition_matrix
-
     record = phases.phase_merge
     n = phases.data.size
     labels = np.asarray(phases.data).reshape(n).astype(np.int64)
@@ -910,10 +919,8 @@ def _move_positions(phases, counts, min_log_ratio):
     if n_phases < 2:
         return _with_record(phases, record)
     window_index = np.arange(counts.shape[1])
-    pooled = np.stack([counts[labels == p].sum(axis=0) for p in range(n_phases)])
-    other_composition = ~same_composition_matrix(
-        pooled, window_index, alpha=record["alpha"], min_difference=record["min_composition_difference"]
-    )
+    pooled, same = _phase_compositions(labels, counts, n_phases, record)
+    other_composition = ~same
     new_labels = reassign_by_composition(
         counts, labels, window_shares(pooled, window_index), other_composition, min_log_ratio, pool_width=1
     )
@@ -962,7 +969,6 @@ def _unmix(phases, counts, max_share):
     The positions moved each way become one more segment of the phase they
     join.
     """
-    from ..clustering.phases import same_composition_matrix
     from ..clustering.unmixing import unmix_small_phases
 
     record = phases.phase_merge
@@ -972,10 +978,7 @@ def _unmix(phases, counts, max_share):
     record["max_unmixed_share"] = float(max_share)
     n_phases = phases.n_clusters
     flat = labels.reshape(n)
-    pooled = np.stack([counts[flat == p].sum(axis=0) for p in range(n_phases)])
-    same = same_composition_matrix(
-        pooled, np.arange(counts.shape[1]), alpha=record["alpha"], min_difference=record["min_composition_difference"]
-    )
+    _, same = _phase_compositions(flat, counts, n_phases, record)
     new_labels, moves = unmix_small_phases(labels, counts, max_share=max_share, same_composition=same)
     new_labels = new_labels.reshape(n)
     labels = labels.reshape(n)
@@ -1064,10 +1067,7 @@ def _refine_boundaries(phases, segment_labels, dp, counts, margin, show_progress
     n_phases = phases.n_clusters
     flat = labels.reshape(-1)
     window_index = np.arange(counts.shape[1])
-    pooled = np.stack([counts[flat == p].sum(axis=0) for p in range(n_phases)])
-    same = same_composition_matrix(
-        pooled, window_index, alpha=record["alpha"], min_difference=record["min_composition_difference"]
-    )
+    pooled, same = _phase_compositions(flat, counts, n_phases, record)
     log_likelihood = (counts @ np.log(window_shares(pooled, window_index)).T).reshape(shape + (n_phases,))
     radius = DEFAULT_BOUNDARY_RADIUS
     factor = max(1, min(dp.data.shape[-2:]) // BOUNDARY_BINNED_SIDE)
