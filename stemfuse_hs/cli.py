@@ -194,6 +194,11 @@ OPTIONS = [
     _opt("phase_map", "minor_cluster_size", "--minor-cluster-size", 8,
          "smallest cluster of the finer map searched for minor phases: a count or a fraction; "
          "none skips the search", "optcount_or_fraction", metavar="N|F"),
+    _opt("phase_map", "grain_threshold", "--grain-threshold", 5.0,
+         "when the scan indexes two lattices, split segments into grains where joining two parts costs this "
+         "many median distances of neighbouring patterns, and move a grain whose interior shows the other "
+         "lattice than its phase to the phase of its composition with that lattice; none skips it",
+         "optshare", metavar="T"),
     _opt("phase_map", "min_position_log_ratio", "--min-position-log-ratio", 20.0,
          "last, move a position whose own counts are this natural log of a likelihood ratio likelier under "
          "a phase of another composition (a large value such as 1e9 moves none)", "float", metavar="L"),
@@ -1204,6 +1209,7 @@ def _pipeline(dp, eds, params, out, console, record, show_progressbar, saved_sig
                 random_state=cluster_params.pop("random_state"),
                 segment_size=params["phase_map"]["segment_size"],
                 minor_cluster_size=params["phase_map"]["minor_cluster_size"],
+                grain_threshold=params["phase_map"]["grain_threshold"],
                 min_position_log_ratio=params["phase_map"]["min_position_log_ratio"],
                 max_unmixed_share=params["phase_map"]["max_unmixed_share"],
                 boundary_margin=params["phase_map"]["boundary_margin"],
@@ -1305,6 +1311,7 @@ def phase_merge_summary(phases):
     moved = record.get("positions_moved", {})
     unmixed = record.get("unmixed", {})
     boundaries = record.get("boundaries", {})
+    grains = record.get("grains", {})
     return {
         "n_segments": int(phases.segments.n_clusters),
         "n_phases": int(phases.n_clusters),
@@ -1336,6 +1343,11 @@ def phase_merge_summary(phases):
                 pieces.get("positions", []),
             )
         ],
+        "grains": [
+            {"from_phase": int(a), "into_phase": int(b), "positions": int(n)}
+            for a, b, n in zip(grains.get("from_phase", []), grains.get("into_phase", []), grains.get("positions", []))
+        ],
+        "phase_lattice": [int(v) for v in np.asarray(record.get("phase_lattice", []))],
         "positions_moved": [
             {"from_phase": int(a), "into_phase": int(b), "positions": int(n)}
             for a, b, n in zip(moved.get("from_phase", []), moved.get("into_phase", []), moved.get("positions", []))

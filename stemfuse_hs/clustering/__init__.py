@@ -6,7 +6,8 @@ map's arrays: :func:`cluster_scan`, what ``FusedSTEMSignal.cluster`` runs),
 :mod:`.embed` (with :mod:`.layout`, UMAP's layout on every thread),
 :mod:`.cluster`, :mod:`.subsample`, :mod:`.separability`
 (density valleys and the per-block separation of clusters), :mod:`.means`,
-:mod:`.stability`, :mod:`.phases` and :mod:`.indexing` (ring-ratio indexing
+:mod:`.stability`, :mod:`.phases`, :mod:`.grains` (segments split into grains judged by
+their lattice) and :mod:`.indexing` (ring-ratio indexing
 of spot spacings). The parameters, their defaults and
 their constraints are :mod:`stemfuse_hs.cluster_parameters`.
 """

@@ -36,6 +36,7 @@ from ..clustering.phases import (
 )
 from ..clustering.indexing import scan_lattices, segment_lattices
 from ..clustering.boundaries import DEFAULT_BOUNDARY_MARGIN
+from ..clustering.grains import DEFAULT_GRAIN_THRESHOLD
 from ..clustering.unmixing import DEFAULT_MAX_UNMIXED_SHARE
 from ..cluster_parameters import fill_cluster_doc
 from .label_factory import build_cluster_labels_like, is_cluster_labels, relabel_cluster_labels
@@ -572,6 +573,7 @@ def map_phases(
     segment_size=None,
     minor_cluster_size=DEFAULT_MINOR_CLUSTER_SIZE,
     min_piece_size=DEFAULT_MIN_PIECE_SIZE,
+    grain_threshold=DEFAULT_GRAIN_THRESHOLD,
     min_position_log_ratio=DEFAULT_MIN_POSITION_LOG_RATIO,
     max_unmixed_share=DEFAULT_MAX_UNMIXED_SHARE,
     boundary_margin=DEFAULT_BOUNDARY_MARGIN,
@@ -600,6 +602,9 @@ def map_phases(
     pieces of every segment on the scan are judged by their own mean
     pattern: a piece that shows spacings of another phase of its
     composition and none of its own phase's moves there (``min_piece_size``).
+    Then every segment is split into grains by its patterns and a grain
+    whose interior shows the other indexed lattice than its phase moves to
+    the phase of its composition with that lattice (``grain_threshold``).
     Very last, a position whose own X-ray counts another phase's
     composition explains far better moves to that phase
     (``min_position_log_ratio``). And at the very end, a small phase that
@@ -632,6 +637,25 @@ def map_phases(
         (:func:`stemfuse_hs.clustering.phases.move_pieces_by_lattice`;
         each move becomes one more segment, listed in
         ``phase_merge["pieces"]``). None skips it.
+    grain_threshold : float or None, default 5.0
+        When the scan indexes two lattices: every connected piece of a
+        segment is split into grains where joining two parts of it (Ward
+        linkage of the variance-stabilised patterns, binned to about 16
+        pixels a side) costs this many times the median distance of two
+        neighbouring positions' patterns
+        (:func:`stemfuse_hs.clustering.grains.split_grains`); each grain of
+        at least ``min_piece_size`` positions (15 when that is None) is
+        judged on its interior, one position in from its edge, whose probe
+        does not reach the neighbouring grains: the lattice explaining more
+        of its spacings is its lattice. A grain whose lattice is not the one
+        most of its phase's judged grains show moves to the one phase of its
+        composition that shows it
+        (:func:`stemfuse_hs.clustering.grains.move_grains_by_lattice`). The
+        positions moved between two phases become one more segment, listed
+        in ``phase_merge["grains"]``; ``phase_merge["phase_lattice"]`` holds
+        every phase's lattice (0 the scan's, 1 the second, -1 none). One
+        more pass over ``dp`` for the binned patterns and one for the
+        grains' means. None skips it.
     min_position_log_ratio : float or None, default 20
         A position whose own counts in the composition windows are at least
         ``exp(min_position_log_ratio)`` times likelier under the pooled
@@ -691,7 +715,8 @@ def map_phases(
         The phase map; ``.segments`` is the segment (grain) map;
         ``phase_merge["minor_phases"]`` lists the carved phases,
         ``phase_merge["grown"]`` the positions moved by ``grow_phases``,
-        ``phase_merge["pieces"]`` the pieces moved by their lattice and
+        ``phase_merge["pieces"]`` the pieces moved by their lattice,
+        ``phase_merge["grains"]`` the grains moved by their lattice and
         ``phase_merge["positions_moved"]`` the positions moved by their
         own counts, ``phase_merge["unmixed"]`` those moved between a
         small phase and its host and ``phase_merge["boundaries"]`` those
@@ -724,6 +749,8 @@ def map_phases(
         resolve_min_cluster_size(minor_cluster_size, n_positions)
     if min_piece_size is not None:
         check_int("min_piece_size", min_piece_size, minimum=2)
+    if grain_threshold is not None:
+        check_real("grain_threshold", grain_threshold, minimum=0, strict_minimum=True)
     if min_position_log_ratio is not None:
         check_real("min_position_log_ratio", min_position_log_ratio, minimum=0)
     if max_unmixed_share is not None:
@@ -743,7 +770,7 @@ def map_phases(
         if minor_cluster_size is not None:
             fine_kwargs = dict(cluster_kwargs, min_cluster_size=minor_cluster_size)
             fine_segments = fused.cluster(random_state=random_state, show_progressbar=show_progressbar, **fine_kwargs)
-    steps = (minor_cluster_size, min_piece_size, min_position_log_ratio, max_unmixed_share, boundary_margin)
+    steps = (minor_cluster_size, min_piece_size, grain_threshold, min_position_log_ratio, max_unmixed_share, boundary_margin)
     if all(step is None for step in steps):
         return phases
     # One pass over the spectra serves the carving and the pieces.
@@ -755,6 +782,9 @@ def map_phases(
         phases = _carve(phases, fine, counts)
     if min_piece_size is not None:
         phases = _move_pieces(phases, dp, counts, show_progressbar, min_piece_size)
+    if grain_threshold is not None:
+        grain_size = min_piece_size if min_piece_size is not None else DEFAULT_MIN_PIECE_SIZE
+        phases = _move_grains(phases, dp, counts, grain_threshold, grain_size, show_progressbar)
     if min_position_log_ratio is not None:
         phases = _move_positions(phases, counts, min_position_log_ratio)
     if max_unmixed_share is not None:
@@ -901,6 +931,45 @@ def _move_pieces(phases, dp, counts, show_progressbar, min_piece_size):
     segments = relabel_cluster_labels(segments, seg_labels, seg_memberships)
     result = ClusterResult(new_labels, phase_memberships.astype(np.float32), phases.parameters)
     return build_cluster_labels_like(segments, result, record)
+
+
+def _move_grains(phases, dp, counts, threshold, min_size, show_progressbar):
+    """``phases`` with the grains whose interior shows another lattice than their phase moved to the phase of their composition with it.
+
+    ``counts`` are every position's X-ray counts in the composition windows.
+    The positions moved from one phase into another become one more segment
+    of it.
+    """
+    from ..clustering.grains import grain_interiors, grain_lattices, move_grains_by_lattice, split_grains
+
+    record = phases.phase_merge
+    shape = np.asarray(phases.data).shape
+    n = int(np.prod(shape))
+    labels = np.asarray(phases.data).reshape(n).astype(np.int64)
+    n_phases = phases.n_clusters
+    record["grain_threshold"] = float(threshold)
+    record["grains"] = {key: np.zeros(0, dtype=np.int64) for key in ("from_phase", "into_phase", "positions")}
+    record["phase_lattice"] = np.full(n_phases, -1, dtype=np.int64)
+    lattices = [record.get("scan_lattice"), record.get("second_lattice")]
+    if not all(lattices) or n_phases < 2 or "direct_beam" not in record:
+        return _with_record(phases, record)  # one lattice (or none) indexed: nothing to tell grains apart by
+    _, same = _phase_compositions(labels, counts, n_phases, record)
+    if not (same & ~np.eye(n_phases, dtype=bool)).any():
+        return _with_record(phases, record)  # no two phases of one composition: no grain could move
+    factor = max(1, min(dp.data.shape[-2:]) // BOUNDARY_BINNED_SIDE)
+    with dask_progress(show_progressbar):
+        binned = _binned_band(dp.data, slice(None), factor)
+    grains, _ = split_grains(binned, np.asarray(phases.segments.data).reshape(shape), threshold=threshold, min_size=min_size)
+    if grains.max() < 0:
+        return _with_record(phases, record)
+    weights = grain_interiors(grains)
+    with dask_progress(show_progressbar):
+        patterns, _ = cluster_statistics(dp.data, 2, weights)
+    spacings, _ = _pattern_spacings(np.nan_to_num(patterns), weights.sum(axis=0), record["direct_beam"], friedel_centre=True)
+    verdicts = grain_lattices(spacings, lattices)
+    new_labels, phase_lattice, _ = move_grains_by_lattice(labels, grains.reshape(n), verdicts, same)
+    record["phase_lattice"] = phase_lattice.astype(np.int64)
+    return _apply_moves(phases, labels, new_labels, record, "grains")
 
 
 def _move_positions(phases, counts, min_log_ratio):
