@@ -262,7 +262,7 @@ def test_phase_map_nests_its_segments(phase_map):
     )
     assert moved.sum() < 0.05 * moved.size
     # Every later move (here: across boundaries) added one segment at the end.
-    added = sum(len(record[key]["positions"]) for key in ("grown", "pieces", "positions_moved", "boundaries"))
+    added = sum(len(record[key]["positions"]) for key in ("grown", "pieces", "grains", "positions_moved", "boundaries"))
     added += len(record["minor_phases"]["positions"]) + int(
         sum((np.asarray(record["unmixed"][k]) > 0).sum() for k in ("moved_out", "moved_in"))
     )
@@ -281,6 +281,7 @@ def test_phase_map_nests_its_segments(phase_map):
     assert tests["merged"].sum() == (
         segments.n_clusters - phase_map.n_clusters - len(record["grown"]["positions"]) - len(record["pieces"]["positions"])
         - len(record["positions_moved"]["positions"]) - len(record["boundaries"]["positions"])
+        - len(record["grains"]["positions"])
     )
 
 
@@ -391,8 +392,10 @@ def test_map_phases_moves_a_grain_to_the_phase_whose_lattice_it_shows(four_phase
     assert 115 <= positions <= 127
     into = int(record["pieces"]["into_phase"][0])
     # The moves after the merge each appended one segment: the grown, the
-    # carved, then the piece's (the boundary moves come later).
-    added = sum(len(record[key]["positions"]) for key in ("grown", "minor_phases", "pieces", "positions_moved", "boundaries"))
+    # carved, then the piece's (the grains' and the boundary moves come later).
+    added = sum(
+        len(record[key]["positions"]) for key in ("grown", "minor_phases", "pieces", "grains", "positions_moved", "boundaries")
+    )
     added += int(sum((np.asarray(record["unmixed"][k]) > 0).sum() for k in ("moved_out", "moved_in")))
     moved_segment = phase_map.segments.n_clusters - added + len(record["grown"]["positions"]) + len(record["minor_phases"]["positions"])
     assert moved_segment in record["groups"][into]
