@@ -654,8 +654,11 @@ def map_phases(
         positions moved between two phases become one more segment, listed
         in ``phase_merge["grains"]``; ``phase_merge["phase_lattice"]`` holds
         every phase's lattice (0 the scan's, 1 the second, -1 none). One
-        more pass over ``dp`` for the binned patterns and one for the
-        grains' means. None skips it.
+        more pass over ``dp`` for the binned patterns (which the boundary
+        step then reuses instead of reading ``dp`` again) and one for the
+        grains' means; the binned patterns of the whole scan are held in
+        memory (rows x cols x about 256 x 4 bytes: 268 MB for 512 x 512
+        positions). None skips it.
     min_position_log_ratio : float or None, default 20
         A position whose own counts in the composition windows are at least
         ``exp(min_position_log_ratio)`` times likelier under the pooled
@@ -782,15 +785,16 @@ def map_phases(
         phases = _carve(phases, fine, counts)
     if min_piece_size is not None:
         phases = _move_pieces(phases, dp, counts, show_progressbar, min_piece_size)
+    binned = None  # the scan's binned patterns, once read, serve the boundary step too
     if grain_threshold is not None:
         grain_size = min_piece_size if min_piece_size is not None else DEFAULT_MIN_PIECE_SIZE
-        phases = _move_grains(phases, dp, counts, grain_threshold, grain_size, show_progressbar)
+        phases, binned = _move_grains(phases, dp, counts, grain_threshold, grain_size, show_progressbar)
     if min_position_log_ratio is not None:
         phases = _move_positions(phases, counts, min_position_log_ratio)
     if max_unmixed_share is not None:
         phases = _unmix(phases, counts, max_unmixed_share)
     if boundary_margin is not None:
-        phases = _refine_boundaries(phases, segments.data, dp, counts, boundary_margin, show_progressbar)
+        phases = _refine_boundaries(phases, segments.data, dp, counts, boundary_margin, show_progressbar, binned)
     return phases
 
 
@@ -938,7 +942,9 @@ def _move_grains(phases, dp, counts, threshold, min_size, show_progressbar):
 
     ``counts`` are every position's X-ray counts in the composition windows.
     The positions moved from one phase into another become one more segment
-    of it.
+    of it. Also returns the scan's patterns binned as the boundary step
+    bins them (``(rows, cols, pixels)`` float32), or None when the step had
+    no need to read them.
     """
     from ..clustering.grains import grain_interiors, grain_lattices, move_grains_by_lattice, split_grains
 
@@ -952,16 +958,16 @@ def _move_grains(phases, dp, counts, threshold, min_size, show_progressbar):
     record["phase_lattice"] = np.full(n_phases, -1, dtype=np.int64)
     lattices = [record.get("scan_lattice"), record.get("second_lattice")]
     if not all(lattices) or n_phases < 2 or "direct_beam" not in record:
-        return _with_record(phases, record)  # one lattice (or none) indexed: nothing to tell grains apart by
+        return _with_record(phases, record), None  # one lattice (or none) indexed: nothing to tell grains apart by
     _, same = _phase_compositions(labels, counts, n_phases, record)
     if not (same & ~np.eye(n_phases, dtype=bool)).any():
-        return _with_record(phases, record)  # no two phases of one composition: no grain could move
+        return _with_record(phases, record), None  # no two phases of one composition: no grain could move
     factor = max(1, min(dp.data.shape[-2:]) // BOUNDARY_BINNED_SIDE)
     with dask_progress(show_progressbar):
         binned = _binned_band(dp.data, slice(None), factor)
     grains, _ = split_grains(binned, np.asarray(phases.segments.data).reshape(shape), threshold=threshold, min_size=min_size)
     if grains.max() < 0:
-        return _with_record(phases, record)
+        return _with_record(phases, record), binned
     weights = grain_interiors(grains)
     with dask_progress(show_progressbar):
         patterns, _ = cluster_statistics(dp.data, 2, weights)
@@ -969,7 +975,7 @@ def _move_grains(phases, dp, counts, threshold, min_size, show_progressbar):
     verdicts = grain_lattices(spacings, lattices)
     new_labels, phase_lattice, _ = move_grains_by_lattice(labels, grains.reshape(n), verdicts, same)
     record["phase_lattice"] = phase_lattice.astype(np.int64)
-    return _apply_moves(phases, labels, new_labels, record, "grains")
+    return _apply_moves(phases, labels, new_labels, record, "grains"), binned
 
 
 def _move_positions(phases, counts, min_log_ratio):
@@ -1109,7 +1115,7 @@ def _band_rows(row_bytes, radius):
     return max(8 * radius, BOUNDARY_BAND_BYTES // row_bytes - 2 * radius)
 
 
-def _refine_boundaries(phases, segment_labels, dp, counts, margin, show_progressbar):
+def _refine_boundaries(phases, segment_labels, dp, counts, margin, show_progressbar, binned=None):
     """``phases`` with the positions at phase boundaries given to the phase their pattern is mostly of.
 
     ``segment_labels`` is the segment map the sides' patterns are pooled
@@ -1119,6 +1125,8 @@ def _refine_boundaries(phases, segment_labels, dp, counts, margin, show_progress
     of rows with ``DEFAULT_BOUNDARY_RADIUS`` rows either side, so a lazy
     signal is never loaded whole; every position is judged on the same
     neighbourhood either way (:func:`~stemfuse_hs.clustering.boundaries.refine_boundaries`).
+    ``binned``, the whole scan's binned patterns when an earlier step read
+    them, is cut into the same bands instead of reading ``dp`` again.
     """
     from tqdm.auto import tqdm
 
@@ -1151,7 +1159,7 @@ def _refine_boundaries(phases, segment_labels, dp, counts, margin, show_progress
             lo, hi = max(0, start - radius), min(shape[0], stop + radius)
             judged = np.zeros((hi - lo, shape[1]), dtype=bool)
             judged[start - lo:stop - lo] = True
-            patterns = _binned_band(dp.data, slice(lo, hi), factor)
+            patterns = binned[lo:hi] if binned is not None else _binned_band(dp.data, slice(lo, hi), factor)
             _, moves = refine_boundaries(
                 patterns, labels[lo:hi], segment_labels[lo:hi], judged=judged, excluded_pairs=excluded,
                 log_likelihood=log_likelihood[lo:hi], same_composition=same, margin=margin, radius=radius,
