@@ -962,7 +962,7 @@ def _move_grains(phases, dp, counts, threshold, min_size, show_progressbar):
     _, same = _phase_compositions(labels, counts, n_phases, record)
     if not (same & ~np.eye(n_phases, dtype=bool)).any():
         return _with_record(phases, record), None  # no two phases of one composition: no grain could move
-    factor = max(1, min(dp.data.shape[-2:]) // BOUNDARY_BINNED_SIDE)
+    factor = _binning_factor(dp)
     with dask_progress(show_progressbar):
         binned = _binned_band(dp.data, slice(None), factor)
     grains, _ = split_grains(binned, np.asarray(phases.segments.data).reshape(shape), threshold=threshold, min_size=min_size)
@@ -1086,6 +1086,15 @@ def _unmix(phases, counts, max_share):
     return build_cluster_labels_like(segments, result, record)
 
 
+def _binning_factor(dp):
+    """Pixels a side summed into one bin, so that a pattern is about ``BOUNDARY_BINNED_SIDE`` bins a side.
+
+    One place for the grain and boundary steps: the boundary step cuts its
+    bands from the grain step's binned patterns when it ran.
+    """
+    return max(1, min(dp.data.shape[-2:]) // BOUNDARY_BINNED_SIDE)
+
+
 def _binned_band(data, rows, factor):
     """Rows ``rows`` (a slice) of a 4D-STEM array, patterns summed in ``factor`` x ``factor`` bins and flattened (float32)."""
     from .._arrays import is_lazy_array
@@ -1147,7 +1156,7 @@ def _refine_boundaries(phases, segment_labels, dp, counts, margin, show_progress
     pooled, same = _phase_compositions(flat, counts, n_phases, record)
     log_likelihood = (counts @ np.log(window_shares(pooled, window_index)).T).reshape(shape + (n_phases,))
     radius = DEFAULT_BOUNDARY_RADIUS
-    factor = max(1, min(dp.data.shape[-2:]) // BOUNDARY_BINNED_SIDE)
+    factor = _binning_factor(dp)
     binned_pixels = (dp.data.shape[-2] // factor) * (dp.data.shape[-1] // factor)
     band_rows = _band_rows(shape[1] * binned_pixels * 4, radius)
     starts = [r for r in range(0, shape[0], band_rows) if edge[r:r + band_rows].any()]
