@@ -36,6 +36,19 @@ def test_a_boundary_drawn_a_column_off_is_put_where_the_probe_is_mostly_in_each_
     assert (new == (np.array(SHARES) > 0.5)[None, :]).all()
 
 
+def test_a_boundary_strip_clustered_as_a_segment_of_its_own_is_split_against_the_grains_behind_it():
+    # Column 6 (70 % grain b) is a segment of its own, labelled with grain a:
+    # its own mean pattern is the mixture, so grain a's interior is the side.
+    patterns = boundary_scan(SHARES)
+    phases = np.zeros((8, 12), int)
+    phases[:, 7:] = 1
+    segments = phases.copy()
+    segments[:, 6] = 2
+    new, moves = refine_boundaries(patterns, phases, segments)
+    assert (new == (np.array(SHARES) > 0.5)[None, :]).all()
+    assert set(moves[:, 1].tolist()) == {6} and (moves[:, 2:] == [0, 1]).all()
+
+
 def test_sides_that_diffract_alike_never_move_a_position():
     # One orientation either side (phases told apart by their X-rays only):
     # the thicker side is brighter, its share would follow the thickness.
