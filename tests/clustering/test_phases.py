@@ -222,6 +222,23 @@ def test_a_small_mixed_segment_does_not_make_two_lattices_one():
     assert unweighted.groups == [[0], [1, 2]] and not unweighted.lattice_differs[0, 1]
 
 
+def test_a_mixed_boundary_joins_the_grain_it_shows_but_a_grain_of_its_own_lattice_stays():
+    # Fe-rich fcc | three positions 70 % Fe-rich, 30 % Ni-rich | Ni-rich bcc.
+    fe_rich, ni_rich = np.array([6000.0, 3000, 1000, 4000]), np.array([2000.0, 3000, 5000, 4000])
+    counts = np.stack([fe_rich, (0.7 * fe_rich + 0.3 * ni_rich) * 0.15, ni_rich])
+    segment_map = np.repeat([0, 1, 2], [20, 3, 20])
+    fcc, bcc = [FCC["111"], FCC["200"], FCC["220"]], [BCC["110"], BCC["200"], BCC["211"]]
+    # The probe over both grains shows both lattices' spots: a boundary.
+    boundary = [np.array(fcc), np.array(sorted(fcc + bcc)), np.array(bcc)]
+    merge = merge_phases(counts, np.arange(4), boundary, tolerance=0.25, segment_map=segment_map)
+    assert merge.groups == [[0, 1], [2]]
+    assert [t["boundary_of"] for t in merge.tests if "boundary_of" in t] == [[[0], [2]]]
+    # A bcc grain whose composition happens to lie between its neighbours' is a phase.
+    own = [np.array(fcc), np.array(bcc), np.array(bcc)]
+    merge = merge_phases(counts, np.arange(4), own, tolerance=0.25, segment_map=segment_map)
+    assert merge.groups == [[0], [1], [2]]
+
+
 def test_merge_phases_needs_a_modality():
     with pytest.raises(ValueError, match="merge_phases needs spectra, spacings or both."):
         merge_phases(None, None, None, tolerance=0.25)
