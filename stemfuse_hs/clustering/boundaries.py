@@ -13,7 +13,9 @@ Two grains of different orientations diffract into different spots, so a
 boundary position's pattern is split between the two sides' patterns
 (weighted least squares, Poisson weights), each side's pattern the mean of
 the nearby positions of the same segment and phase away from the boundary
-(the same grain, at about the same thickness and bending). A position
+(the same grain, at about the same thickness and bending; the phase's
+interior segment nearby when the position's own segment is a boundary
+strip with no interior of its own). A position
 moves to the other phase when its share there is past one half by
 ``margin`` standard errors, the misfit of the two-pattern model included.
 
@@ -212,7 +214,11 @@ def refine_boundaries(
     of the same segment and phase that are not at a boundary themselves
     (all of them when fewer than three are); for each other phase among
     its neighbours, that side's pattern is pooled the same way from the
-    segment most of those neighbours hold. The position moves to the other
+    segment most of those neighbours hold. A side whose segment holds
+    fewer than three such positions nearby (a boundary strip the
+    clustering made a segment of its own, whose mean is the mixture) is
+    pooled from the segment most of that phase's positions away from the
+    boundary nearby hold. The position moves to the other
     phase whose share (:func:`probe_share`) is past one half by the most
     standard errors, at least ``margin`` of them; a pair of sides whose
     patterns differ by less than ``min_difference``
