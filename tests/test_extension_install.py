@@ -128,7 +128,8 @@ def _install(python, source, workdir, env):
 
     1. ``pip install --no-deps --no-build-isolation`` with the new environment's pip;
     2. a wheel built by the test interpreter's ``pip wheel --no-build-isolation``,
-       then installed;
+       then installed (forced: pip skips a wheel of a version the parent
+       environment, on the path, holds already);
     3. setuptools' own ``install --single-version-externally-managed`` (what
        pip used to run), for build environments whose setuptools cannot make
        wheels (setuptools < 70.1 without the ``wheel`` package).
@@ -146,7 +147,9 @@ def _install(python, source, workdir, env):
     )
     if result.returncode == 0:
         (wheel,) = wheels.glob("stemfuse_hs-*.whl")
-        result = _run([python, "-m", "pip", "install", "--no-deps", str(wheel)], env=env)
+        # The parent environment (on the path through the .pth file) may hold the
+        # same version already, and pip skips a wheel of an installed version.
+        result = _run([python, "-m", "pip", "install", "--no-deps", "--force-reinstall", str(wheel)], env=env)
         if result.returncode == 0:
             return "pip wheel + pip install", log
     log.append(("pip wheel", result.stdout[-3000:] + result.stderr[-3000:]))
