@@ -156,19 +156,23 @@ def probe_share(pattern, own, other):
     return float(amplitudes[1] / total), float(np.sqrt(max(gradient @ covariance @ gradient, 1e-24)))
 
 
+def _square(shape, row, col, radius):
+    """The slices of the square of half-width ``radius`` about (row, col), cut at the scan's edges."""
+    rows, cols = shape
+    return slice(max(0, row - radius), min(rows, row + radius + 1)), slice(max(0, col - radius), min(cols, col + radius + 1))
+
+
 def _side_pattern(patterns, segments, phases, interior, row, col, segment, phase, radius):
     """Mean pattern of the positions of ``segment`` and ``phase`` near (row, col), the position itself left out."""
-    rows, cols = segments.shape
-    r0, r1 = max(0, row - radius), min(rows, row + radius + 1)
-    c0, c1 = max(0, col - radius), min(cols, col + radius + 1)
-    side = (segments[r0:r1, c0:c1] == segment) & (phases[r0:r1, c0:c1] == phase)
-    side[row - r0, col - c0] = False
-    chosen = side & interior[r0:r1, c0:c1]
+    square = _square(segments.shape, row, col, radius)
+    side = (segments[square] == segment) & (phases[square] == phase)
+    side[row - square[0].start, col - square[1].start] = False
+    chosen = side & interior[square]
     if chosen.sum() < MIN_INTERIOR_POSITIONS:
         chosen = side
     if chosen.sum() < MIN_SIDE_POSITIONS:
         return None
-    return patterns[r0:r1, c0:c1][chosen].mean(axis=0)
+    return patterns[square][chosen].mean(axis=0)
 
 
 def _side_segment(segments, phases, interior, row, col, segment, phase, radius):
@@ -183,10 +187,8 @@ def _side_segment(segments, phases, interior, row, col, segment, phase, radius):
     seed 4: a one-position strip of 78 fcc positions along the bcc matrix,
     one segment of its own, stayed bcc; ARI 0.81, 0.96 with this).
     """
-    rows, cols = segments.shape
-    r0, r1 = max(0, row - radius), min(rows, row + radius + 1)
-    c0, c1 = max(0, col - radius), min(cols, col + radius + 1)
-    near = segments[r0:r1, c0:c1][interior[r0:r1, c0:c1] & (phases[r0:r1, c0:c1] == phase)]
+    square = _square(segments.shape, row, col, radius)
+    near = segments[square][interior[square] & (phases[square] == phase)]
     near = near[near >= 0]
     if (near == segment).sum() >= MIN_INTERIOR_POSITIONS or near.size == 0:
         return segment
