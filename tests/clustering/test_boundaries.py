@@ -6,6 +6,7 @@ from sklearn.metrics import adjusted_rand_score
 
 import stemfuse_hs
 from stemfuse_hs.clustering.boundaries import pattern_difference, probe_share, refine_boundaries
+from _helpers import phase_maps_with_and_without
 
 # Two grains' patterns: the same direct beam, Bragg spots on different pixels.
 GRAIN_A = np.array([2000.0, 300, 300, 0, 0, 20])
@@ -98,12 +99,7 @@ def test_refine_boundaries_checks_its_inputs():
 def minor_phase_maps():
     # Tiny poly_minor_phase seed 4: delta-ferrite grains of 15-20 positions,
     # half of their positions at a boundary with austenite.
-    scan = stemfuse_hs.data.synthetic_scan("poly_minor_phase", size="tiny", seed=4)
-    fused = stemfuse_hs.fuse(stemfuse_hs.sdt_features(scan.dp), stemfuse_hs.variance_features(scan.eds))
-    kwargs = dict(random_state=4, fused=fused, show_progressbar=False)
-    with_step = stemfuse_hs.map_phases(scan.dp, scan.eds, **kwargs)
-    without = stemfuse_hs.map_phases(scan.dp, scan.eds, boundary_margin=None, **kwargs)
-    return scan, fused, with_step, without
+    return phase_maps_with_and_without("poly_minor_phase", 4, "boundary_margin")
 
 
 def test_map_phases_gives_the_edges_of_a_minor_phase_to_the_grain_under_most_of_the_probe(minor_phase_maps):

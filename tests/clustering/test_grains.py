@@ -13,6 +13,7 @@ from stemfuse_hs.clustering.grains import (
     split_grains,
 )
 from stemfuse_hs.clustering.indexing import index_cubic
+from _helpers import phase_maps_with_and_without
 
 FCC = index_cubic([6.03, 6.96, 9.85, 11.55])
 BCC = index_cubic([6.17, 8.72, 10.68, 12.34])
@@ -125,12 +126,7 @@ def test_split_grains_checks_its_inputs():
 @pytest.fixture(scope="module")
 def four_phase_maps():
     # Tiny poly_four_phases seed 0: one segment pools two Ni-rich bcc grains with two Ni-rich fcc ones.
-    scan = stemfuse_hs.data.synthetic_scan("poly_four_phases", size="tiny", seed=0)
-    fused = stemfuse_hs.fuse(stemfuse_hs.sdt_features(scan.dp), stemfuse_hs.variance_features(scan.eds))
-    kwargs = dict(random_state=0, fused=fused, show_progressbar=False)
-    with_step = stemfuse_hs.map_phases(scan.dp, scan.eds, **kwargs)
-    without = stemfuse_hs.map_phases(scan.dp, scan.eds, grain_threshold=None, **kwargs)
-    return scan, fused, with_step, without
+    return phase_maps_with_and_without("poly_four_phases", 0, "grain_threshold")
 
 
 def test_map_phases_moves_grains_of_one_composition_to_the_phase_of_their_lattice(four_phase_maps):

@@ -6,6 +6,7 @@ from sklearn.metrics import adjusted_rand_score
 
 import stemfuse_hs
 from stemfuse_hs.clustering.unmixing import host_free_template, probe_fractions, unmix_small_phases
+from _helpers import phase_maps_with_and_without
 
 FERRITE = np.array([180.0, 20.0, 0.0, 0.0])  # Fe K, Cr K, Ti K, C K windows
 TIC = np.array([0.0, 0.0, 150.0, 30.0])
@@ -79,12 +80,8 @@ def test_unmix_small_phases_checks_its_inputs():
 def test_map_phases_gives_the_halo_of_tic_precipitates_back_to_the_ferrite():
     # Tiny poly_precipitates seed 3: one segment pools every precipitate with
     # its mixed ring; the phase map held ferrite positions 2:1 over TiC.
-    scan = stemfuse_hs.data.synthetic_scan("poly_precipitates", size="tiny", seed=3)
-    fused = stemfuse_hs.fuse(stemfuse_hs.sdt_features(scan.dp), stemfuse_hs.variance_features(scan.eds))
     # The boundary step after it left out: this test is the unmixing's.
-    kwargs = dict(random_state=3, fused=fused, show_progressbar=False, boundary_margin=None)
-    phases = stemfuse_hs.map_phases(scan.dp, scan.eds, **kwargs)
-    without = stemfuse_hs.map_phases(scan.dp, scan.eds, max_unmixed_share=None, **kwargs)
+    scan, _, phases, without = phase_maps_with_and_without("poly_precipitates", 3, "max_unmixed_share", boundary_margin=None)
     truth = scan.truth.ravel()
     before, after = adjusted_rand_score(truth, without.data.ravel()), adjusted_rand_score(truth, phases.data.ravel())
     assert before < 0.5 and after > 0.7
