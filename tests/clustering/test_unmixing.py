@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-import stemfuse_hs
 from stemfuse_hs.clustering.unmixing import host_free_template, probe_fractions, unmix_small_phases
 from _helpers import phase_maps_with_and_without
 
