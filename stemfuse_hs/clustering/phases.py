@@ -380,8 +380,8 @@ def ring_spacings(
     significance : float, default 8
     min_prominence : float, default 0.05
     merge_distance : float, optional
-        Radii closer than this (pixels) are one spacing; half a pixel or a
-        third of ``disk_radius``, whichever is larger, by default.
+        Radii closer than this (pixels) are one spacing; a quarter of a pixel or
+        a sixth of ``disk_radius``, whichever is larger, by default.
     friedel_centre : bool, default False
         Measure the radii about the centre of the spots' Friedel pairs
         (:func:`friedel_centre`) instead of ``centre``: a kinematic pattern
@@ -420,18 +420,30 @@ def ring_spacings(
     yy, xx = np.mgrid[0:rows, 0:cols]
     r = np.hypot(yy - cy, xx - cx)
     if merge_distance is None:
-        merge_distance = max(0.5, disk_radius / 3.0)
+        merge_distance = max(0.25, disk_radius / 6.0)
     searched = (r >= inner_radius) & (r <= outer_radius)
     if not searched.any():
         return np.zeros(0), np.zeros(0)
 
     def spots_about(background_centre):
-        level = radial_background(pattern, background_centre)
-        residual = pattern - level
-        if disk_radius > 1.5:
-            residual = ndimage.gaussian_filter(residual, disk_radius / 2.0)
-        noise = np.sqrt(np.maximum(level, 1e-12) / max(float(n_positions), 1.0))
-        return _find_spots(residual, noise, searched, disk_radius, significance, min_prominence)
+        # A thin ring holds few pixels, and a zone's spots can be most of
+        # them: its median then lifts the background beside the spots and
+        # pushes the next ring's spots outwards (fcc 200 by 1.7 % on a
+        # 32-pixel detector). The background is taken again without the
+        # pixels of the spots found.
+        spot_pixels = None
+        for _ in range(2):
+            level = radial_background(pattern, background_centre, exclude=spot_pixels)
+            residual = pattern - level
+            if disk_radius > 1.5:
+                residual = ndimage.gaussian_filter(residual, disk_radius / 2.0)
+            noise = np.sqrt(np.maximum(level, 1e-12) / max(float(n_positions), 1.0))
+            positions, weights = _find_spots(residual, noise, searched, disk_radius, significance, min_prominence)
+            if not len(positions):
+                break
+            near = np.hypot(yy[..., None] - positions[:, 0], xx[..., None] - positions[:, 1]).min(axis=-1)
+            spot_pixels = near <= disk_radius + 1.0
+        return positions, weights
 
     positions, weights = spots_about((cy, cx))
     if friedel_centre and len(positions):
@@ -442,7 +454,7 @@ def ring_spacings(
     return _spacings_of_spots(positions, weights, (cy, cx), disk_radius, merge_distance, friedel_centre)
 
 
-def radial_background(pattern, centre, ring_width=BACKGROUND_RING_WIDTH):
+def radial_background(pattern, centre, ring_width=BACKGROUND_RING_WIDTH, *, exclude=None):
     """A pattern's round background: the median of each ring about ``centre``, interpolated in radius.
 
     The median of the pixels in each ``ring_width`` wide ring is placed at
@@ -459,6 +471,9 @@ def radial_background(pattern, centre, ring_width=BACKGROUND_RING_WIDTH):
         (row, column) about which the background is round, pixels.
     ring_width : float, default 0.25
         Pixels.
+    exclude : numpy.ndarray of bool, optional
+        ``(H, W)``: pixels left out of the medians (the spots), their
+        background interpolated from the rings' other pixels.
 
     Returns
     -------
@@ -481,7 +496,11 @@ def radial_background(pattern, centre, ring_width=BACKGROUND_RING_WIDTH):
     yy, xx = np.mgrid[0:rows, 0:cols]
     r = np.hypot(yy - float(centre[0]), xx - float(centre[1]))
     ring = np.floor(r / float(ring_width)).astype(np.int64).ravel()
-    return np.interp(r, _ring_medians(r.ravel(), ring), _ring_medians(pattern.ravel(), ring))
+    kept = slice(None) if exclude is None else ~np.asarray(exclude, dtype=bool).ravel()
+    radii, values = r.ravel()[kept], pattern.ravel()[kept]
+    if radii.size == 0:
+        radii, values, kept = r.ravel(), pattern.ravel(), slice(None)
+    return np.interp(r, _ring_medians(radii, ring[kept]), _ring_medians(values, ring[kept]))
 
 
 def _ring_medians(values, ring):
@@ -668,17 +687,51 @@ def _find_spots(residual, noise, searched, disk_radius, significance, min_promin
     peak &= searched & (residual >= significance * noise) & (residual >= min_prominence * top)
     positions, weights = [], []
     positive = np.maximum(residual, 0.0)
+    # A spot is located by the Gaussian through the three row sums and the
+    # three column sums of the 3 x 3 pixels about its peak (sums, so that a
+    # weak spot's noise counts less): its centroid is pulled towards the peak pixel
+    # (noise clipped at zero weighs the whole window alike), by up to a tenth
+    # of a pixel, 1.5 % of a first ring's radius on a 32-pixel detector.
     for py, px in zip(*np.nonzero(peak)):
         y0, y1, x0, x1 = max(py - half, 0), min(py + half + 1, rows), max(px - half, 0), min(px + half + 1, cols)
         w = positive[y0:y1, x0:x1]
         total = w.sum()
         if total <= 0:
             continue
-        positions.append(((w * yy[y0:y1, x0:x1]).sum() / total, (w * xx[y0:y1, x0:x1]).sum() / total))
+        if 0 < py < rows - 1 and 0 < px < cols - 1:
+            box = residual[py - 1 : py + 2, px - 1 : px + 2]
+            positions.append(
+                (py + _gaussian_peak_offset(*box.sum(axis=1)), px + _gaussian_peak_offset(*box.sum(axis=0)))
+            )
+        else:
+            positions.append(((w * yy[y0:y1, x0:x1]).sum() / total, (w * xx[y0:y1, x0:x1]).sum() / total))
         weights.append(total)
     if not positions:
         return none
     return np.asarray(positions), np.asarray(weights)
+
+
+def _gaussian_peak_offset(before, peak, after):
+    """Offset (pixels, within half a pixel) of the vertex of the Gaussian through three samples of a peak.
+
+    The logarithms of the samples lie on a parabola for a Gaussian spot;
+    samples at or below zero (noise) count as a thousandth of the peak.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> samples = np.exp(-0.5 * ((np.arange(-1, 2) - 0.3) / 0.6) ** 2)
+    >>> round(_gaussian_peak_offset(*samples), 6)
+    0.3
+    """
+    if peak <= 0:
+        return 0.0
+    floor = 1e-3 * peak
+    before, peak, after = np.log(max(before, floor)), np.log(peak), np.log(max(after, floor))
+    curvature = before - 2.0 * peak + after
+    if curvature >= 0:
+        return 0.0
+    return float(np.clip(0.5 * (before - after) / curvature, -0.5, 0.5))
 
 
 def _spots_centre(positions, weights, centre, disk_radius):
