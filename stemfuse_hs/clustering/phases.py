@@ -441,8 +441,7 @@ def ring_spacings(
             positions, weights = _find_spots(residual, noise, searched, disk_radius, significance, min_prominence)
             if not len(positions):
                 break
-            near = np.hypot(yy[..., None] - positions[:, 0], xx[..., None] - positions[:, 1]).min(axis=-1)
-            spot_pixels = near <= disk_radius + 1.0
+            spot_pixels = _disks_mask(positions, disk_radius + 1.0, pattern.shape)
         return positions, weights
 
     positions, weights = spots_about((cy, cx))
@@ -452,6 +451,20 @@ def ring_spacings(
         # taken about that centre and the spots found again.
         positions, weights = spots_about(_spots_centre(positions, weights, (cy, cx), disk_radius))
     return _spacings_of_spots(positions, weights, (cy, cx), disk_radius, merge_distance, friedel_centre)
+
+
+def _disks_mask(positions, radius, shape):
+    """Pixels within ``radius`` of any of ``positions`` ((row, column) pairs), each disk painted in its own box."""
+    mask = np.zeros(shape, dtype=bool)
+    reach = int(np.ceil(radius))
+    for y, x in positions:
+        y0, x0 = max(int(np.floor(y)) - reach, 0), max(int(np.floor(x)) - reach, 0)
+        y1, x1 = min(int(np.floor(y)) + reach + 2, shape[0]), min(int(np.floor(x)) + reach + 2, shape[1])
+        if y0 >= y1 or x0 >= x1:
+            continue
+        rows, cols = np.ogrid[y0:y1, x0:x1]
+        mask[y0:y1, x0:x1] |= np.hypot(rows - y, cols - x) <= radius
+    return mask
 
 
 def radial_background(pattern, centre, ring_width=BACKGROUND_RING_WIDTH, *, exclude=None):
