@@ -23,7 +23,12 @@ background was interpolated between quarter-pixel rings), 412 of 515
 reflections, median error 0.055 px; about the Friedel centre 11 false
 (19 before), 0.031 px; the experiment 6 false, 409 found, 0.035 px. The
 experiment's centre did not make the phase map score better (see the
-workflow page), so it is not the package's detector. Run::
+workflow page), so it is not the package's detector. Since small spots
+are located by the Gaussian through their 3 x 3 sums on a background
+taken without them (2026-12-06, 2ea28de, Intel Xeon): the package's
+detector 16 false, 423 found, 0.044 px (90th percentile 0.167); about
+the Friedel centre 9 false, 0.007 px (0.064); the experiment 4 false,
+412 found, 0.025 px. Run::
 
     python benchmarks/spacing_precision.py            # tiny, seeds 0 1 2
     python benchmarks/spacing_precision.py --size small --seeds 0 1
