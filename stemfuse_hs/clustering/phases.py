@@ -435,23 +435,23 @@ def ring_spacings(
     if not searched.any():
         return np.zeros(0), np.zeros(0)
 
+    def spots_on(level):
+        residual = pattern - level
+        if disk_radius > 1.5:
+            residual = ndimage.gaussian_filter(residual, disk_radius / 2.0)
+        noise = np.sqrt(np.maximum(level, 1e-12) / max(float(n_positions), 1.0))
+        return _find_spots(residual, noise, searched, disk_radius, significance, min_prominence)
+
     def spots_about(background_centre):
-        # A thin ring holds few pixels, and a zone's spots can be most of
-        # them: its median then lifts the background beside the spots and
-        # pushes the next ring's spots outwards (fcc 200 by 1.7 % on a
-        # 32-pixel detector). The background is taken again without the
-        # pixels of the spots found.
-        spot_pixels = None
-        for _ in range(2 if small else 1):
-            level = radial_background(pattern, background_centre, exclude=spot_pixels)
-            residual = pattern - level
-            if disk_radius > 1.5:
-                residual = ndimage.gaussian_filter(residual, disk_radius / 2.0)
-            noise = np.sqrt(np.maximum(level, 1e-12) / max(float(n_positions), 1.0))
-            positions, weights = _find_spots(residual, noise, searched, disk_radius, significance, min_prominence)
-            if not (small and len(positions)):
-                break
+        positions, weights = spots_on(radial_background(pattern, background_centre))
+        if small and len(positions):
+            # A thin ring holds few pixels, and a zone's spots can be most
+            # of them: its median then lifts the background beside the
+            # spots and pushes the next ring's spots outwards (fcc 200 by
+            # 1.7 % on a 32-pixel detector). The background is taken again
+            # without the pixels of the spots found.
             spot_pixels = _disks_mask(positions, disk_radius + 1.0, pattern.shape)
+            positions, weights = spots_on(radial_background(pattern, background_centre, exclude=spot_pixels))
         return positions, weights
 
     positions, weights = spots_about((cy, cx))
