@@ -197,7 +197,8 @@ OPTIONS = [
     _opt("phase_map", "grain_threshold", "--grain-threshold", 5.0,
          "when the scan indexes two lattices, split segments into grains where joining two parts costs this "
          "many median distances of neighbouring patterns, and move a grain whose interior shows the other "
-         "lattice than its phase to the phase of its composition with that lattice; none skips it",
+         "lattice than its phase to the phase of its composition with that lattice (a grain no lattice explains "
+         "is split again at half the threshold); none skips it",
          "optshare", metavar="T"),
     _opt("phase_map", "min_position_log_ratio", "--min-position-log-ratio", 20.0,
          "last, move a position whose own counts are this natural log of a likelihood ratio likelier under "

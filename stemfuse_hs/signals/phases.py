@@ -649,7 +649,10 @@ def map_phases(
         at least ``min_piece_size`` positions (15 when that is None) is
         judged on its interior, one position in from its edge, whose probe
         does not reach the neighbouring grains: the lattice explaining more
-        of its spacings is its lattice. A grain whose lattice is not the one
+        of its spacings is its lattice. A grain no lattice explains is split
+        once more at half the threshold and its parts judged
+        (:func:`stemfuse_hs.clustering.grains.split_undecided_grains`; one
+        more pass over ``dp`` when there is one). A grain whose lattice is not the one
         most of its phase's judged grains show moves to the one phase of its
         composition that shows it
         (:func:`stemfuse_hs.clustering.grains.move_grains_by_lattice`). The
@@ -948,7 +951,7 @@ def _move_grains(phases, dp, counts, threshold, min_size, show_progressbar):
     bins them (``(rows, cols, pixels)`` float32), or None when the step had
     no need to read them.
     """
-    from ..clustering.grains import grain_interiors, grain_lattices, move_grains_by_lattice, split_grains
+    from ..clustering.grains import UNDECIDED_SPLIT_SHARE, move_grains_by_lattice, split_grains, split_undecided_grains
 
     record = phases.phase_merge
     shape = np.asarray(phases.data).shape
@@ -970,14 +973,27 @@ def _move_grains(phases, dp, counts, threshold, min_size, show_progressbar):
     grains, _ = split_grains(binned, np.asarray(phases.segments.data).reshape(shape), threshold=threshold, min_size=min_size)
     if grains.max() < 0:
         return _with_record(phases, record), binned
-    weights = grain_interiors(grains)
-    with dask_progress(show_progressbar):
-        patterns, _ = cluster_statistics(dp.data, 2, weights)
-    spacings, _ = _pattern_spacings(np.nan_to_num(patterns), weights.sum(axis=0), record["direct_beam"], friedel_centre=True)
-    verdicts = grain_lattices(spacings, lattices)
+    verdicts = _grain_verdicts(grains, dp, record["direct_beam"], lattices, show_progressbar)
+    parts = split_undecided_grains(binned, grains, verdicts, threshold=threshold * UNDECIDED_SPLIT_SHARE, min_size=min_size)
+    if parts.max() >= verdicts.size:
+        # Only the new parts are judged (one more pass over dp).
+        new_parts = np.where(parts >= verdicts.size, parts - verdicts.size, -1)
+        verdicts = np.concatenate([verdicts, _grain_verdicts(new_parts, dp, record["direct_beam"], lattices, show_progressbar)])
+        grains = parts
     new_labels, phase_lattice, _ = move_grains_by_lattice(labels, grains.reshape(n), verdicts, same)
     record["phase_lattice"] = phase_lattice.astype(np.int64)
     return _apply_moves(phases, labels, new_labels, record, "grains"), binned
+
+
+def _grain_verdicts(grains, dp, direct_beam, lattices, show_progressbar):
+    """The lattice (index into ``lattices``, -1 undecided) every grain's interior shows (:func:`~stemfuse_hs.clustering.grains.grain_lattices`)."""
+    from ..clustering.grains import grain_interiors, grain_lattices
+
+    weights = grain_interiors(grains)
+    with dask_progress(show_progressbar):
+        patterns, _ = cluster_statistics(dp.data, 2, weights)
+    spacings, _ = _pattern_spacings(np.nan_to_num(patterns), weights.sum(axis=0), direct_beam, friedel_centre=True)
+    return grain_lattices(spacings, lattices)
 
 
 def _move_positions(phases, counts, min_log_ratio):
