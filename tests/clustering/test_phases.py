@@ -144,6 +144,21 @@ def test_a_zone_patterns_spacings_are_measured_to_half_a_percent():
     np.testing.assert_allclose(radii, expected, rtol=0.005)
 
 
+def test_broad_disks_of_two_lattices_2_percent_apart_are_two_spacings():
+    # fcc 111 and bcc 110 of one steel lie 2.4 % apart: 1.2 px at the published size's
+    # 48 px, whose disks are about 5 px in radius. Merged within a third of the radius
+    # (1.7 px) they were one spacing; now within a sixth.
+    rows, cols = np.mgrid[:256, :256]
+    pattern = np.ones((256, 256))
+    for radius, angles in ((48.0, (0.2, 1.3)), (49.2, (2.1, 2.6))):
+        for angle in angles + tuple(a + np.pi for a in angles):
+            y, x = 128 + radius * np.sin(angle), 128 + radius * np.cos(angle)
+            pattern += 40 * np.exp(-((rows - y) ** 2 + (cols - x) ** 2) / (2 * 2.5**2))
+    radii, _ = ring_spacings(pattern, (128, 128), inner_radius=10, disk_radius=5.0)
+    np.testing.assert_allclose(radii, [48.0, 49.2], atol=0.2)
+    assert ring_spacings(pattern, (128, 128), inner_radius=10, disk_radius=5.0, merge_distance=5 / 3)[0].size == 1
+
+
 def test_lattice_overlap_accepts_subsets_and_refuses_other_lattices():
     fcc = np.array([6.02, 6.95, 9.83, 11.53])
     bcc = np.array([6.17, 8.72, 12.34])
