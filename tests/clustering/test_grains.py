@@ -135,7 +135,7 @@ def test_only_undecided_grains_are_split_again_and_their_parts_numbered_after_th
 def test_a_grain_pooling_grains_of_two_lattices_is_split_and_its_parts_judged():
     # Tiny poly_structure seed 0: one grain pooled 74 positions of a bcc grain with 28 of an fcc one
     # (its mean showed bcc 110 and fcc 220: no verdict); split at half the threshold, the bcc part is
-    # judged bcc and moves to the bcc phase (47 positions; none before). 0.74 before (2026-12-06, AVX-512); diffraction alone 0.36.
+    # judged bcc and moves to the bcc phase (47 positions). 0.74 before (2026-12-06, AVX-512); diffraction alone 0.36.
     scan = stemfuse_hs.data.synthetic_scan("poly_structure", size="tiny", seed=0)
     phases = stemfuse_hs.map_phases(scan.dp, scan.eds, random_state=0, show_progressbar=False)
     assert adjusted_rand_score(scan.truth.ravel(), phases.data.ravel()) > 0.85
