@@ -90,3 +90,22 @@ def test_map_phases_gives_the_halo_of_tic_precipitates_back_to_the_ferrite():
     # Each direction of moves is one more segment of the phase it joins.
     added = int(unmixed["moved_out"][0] > 0) + int(unmixed["moved_in"][0] > 0)
     assert phases.segments.n_clusters == without.segments.n_clusters + added
+
+
+def test_a_precipitate_in_the_thin_corner_of_a_wedge_is_judged_on_the_host_beside_it():
+    # No pure host position lies within the rate radius of the corner: the
+    # nearest ones (thin) stand in, not the scan's mean (twice as thick),
+    # against which the host around the precipitate looked half TiC.
+    shape = (30, 40)
+    share, labels = np.zeros(shape), np.zeros(shape, int)
+    labels[0:4, 0:4] = 1  # the corner precipitate and its halo, pooled
+    share[0:4, 0:4] = 0.2
+    share[0:3, 0:3] = 0.8
+    for y, x in ((15, 20), (22, 32)):
+        labels[y - 1 : y + 2, x - 1 : x + 2] = 1
+        share[y - 1 : y + 2, x - 1 : x + 2] = 0.2
+        share[y, x] = share[y - 1, x] = share[y, x - 1] = 0.8
+    thickness = np.linspace(0.5, 1.5, shape[1])[None, :] * np.ones(shape)
+    rates = thickness.ravel()[:, None] * (np.outer(1 - share.ravel(), FERRITE) + np.outer(share.ravel(), TIC))
+    new, _ = unmix_small_phases(labels, np.random.default_rng(4).poisson(rates))
+    assert (new[share > 0.5] == 1).all() and (new[share < 0.5] == 0).all()
