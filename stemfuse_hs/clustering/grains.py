@@ -30,7 +30,11 @@ A grain's lattice is the indexed lattice of the scan
 its spacings, at least ``margin`` of them lines the other lattice does not
 explain; a phase's lattice is the one most of its judged grains' positions show. A
 grain whose lattice is not its phase's moves to the phase of its
-composition that has it, if there is exactly one.
+composition that has it, if there is exactly one; if there is none, the
+phase's grains of that lattice become a new phase
+(:func:`move_grains_by_lattice`). The map split into grains is the phase
+map, not the segment map (a phase's connected pieces): segments can
+interleave over the same grains and leave pieces too small to judge.
 """
 
 import numpy as np
@@ -331,14 +335,29 @@ def grain_lattices(spacings, lattices, *, margin=DEFAULT_LATTICE_MARGIN):
     return verdicts
 
 
+#: Fewest grains of a second lattice that make a new phase of their
+#: composition (one grain can be judged wrong).
+MIN_NEW_PHASE_GRAINS = 2
+#: Smallest share of their phase's positions that the grains of a second
+#: lattice must hold to become a new phase.
+MIN_NEW_PHASE_SHARE = 0.1
+
+
 def move_grains_by_lattice(labels, grains, verdicts, same_composition):
-    """Move grains whose lattice is not their phase's to the phase of their composition that has it.
+    """Move grains whose lattice is not their phase's to the phase of their composition that has it, or to a new phase.
 
     A phase's lattice is the verdict most of its judged grains' positions
     carry (none when none is judged). A grain moves (its positions in the
     phase most of them hold) when its verdict is another lattice than its
     phase's and exactly one other phase of the same composition has that
-    lattice.
+    lattice. When no phase of its composition has that lattice, the grains
+    of the phase judged that lattice become a new phase (numbered after
+    the others) if they are ``MIN_NEW_PHASE_GRAINS`` (2) or more and hold
+    at least ``MIN_NEW_PHASE_SHARE`` (10 %) of the phase's positions: the
+    clustering can pool grains of two lattices of one composition into
+    every segment (published ``poly_four_phases`` seed 0: five segments
+    for four phases, each holding fcc and bcc grains of one composition),
+    and then no phase of that lattice exists to move them to.
 
     Parameters
     ----------
@@ -369,6 +388,16 @@ def move_grains_by_lattice(labels, grains, verdicts, same_composition):
     >>> new, lattice_of, moves = move_grains_by_lattice(labels, grains, np.array([0, 0, 1, 1]), np.ones((2, 2), bool))
     >>> new.tolist(), lattice_of.tolist(), moves[0]["positions"]
     ([0, 0, 0, 0, 1, 1, 1, 1], [0, 1], 2)
+
+    One phase holds grains 0 and 1 of lattice 0 and grains 2 and 3 of
+    lattice 1, and no other phase has lattice 1: grains 2 and 3 become
+    phase 2.
+
+    >>> labels = np.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 1])
+    >>> grains = np.array([0, 0, 1, 1, 2, 2, 3, 3, 4, 4])
+    >>> new, lattice_of, moves = move_grains_by_lattice(labels, grains, np.array([0, 0, 1, 1, 0]), np.eye(2, dtype=bool))
+    >>> new.tolist(), lattice_of.tolist()
+    ([0, 0, 0, 0, 2, 2, 2, 2, 1, 1], [0, 0, 1])
     """
     labels = np.asarray(labels).astype(np.int64).ravel()
     grains = np.asarray(grains).astype(np.int64).ravel()
@@ -403,4 +432,23 @@ def move_grains_by_lattice(labels, grains, verdicts, same_composition):
         rows = (grains == grain) & (labels == own)
         new[rows] = targets[0]
         moves.append({"grain": int(grain), "from": int(own), "into": int(targets[0]), "positions": int(rows.sum())})
+    phase_size = np.bincount(labels[labels >= 0], minlength=n_phases)
+    new_lattices = []
+    for own in np.flatnonzero(phase_lattice >= 0):
+        for lattice in range(n_lattices):
+            if lattice == phase_lattice[own] or any(
+                q != own and same_composition[own, q] and phase_lattice[q] == lattice for q in range(n_phases)
+            ):
+                continue
+            judged = np.flatnonzero((verdicts == lattice) & (own_phase == own))
+            rows = np.isin(grains, judged) & (labels == own)
+            if judged.size < MIN_NEW_PHASE_GRAINS or rows.sum() < MIN_NEW_PHASE_SHARE * phase_size[own]:
+                continue
+            target = n_phases + len(new_lattices)
+            new_lattices.append(lattice)
+            for grain in judged:
+                held = (grains == grain) & (labels == own)
+                new[held] = target
+                moves.append({"grain": int(grain), "from": int(own), "into": target, "positions": int(held.sum())})
+    phase_lattice = np.concatenate([phase_lattice, np.array(new_lattices, dtype=phase_lattice.dtype)])
     return new, phase_lattice, moves
