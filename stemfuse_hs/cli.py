@@ -200,6 +200,10 @@ OPTIONS = [
          "lattice than its phase to the phase of its composition with that lattice (a grain no lattice explains "
          "is split again at half the threshold); none skips it",
          "optshare", metavar="T"),
+    _opt("phase_map", "min_grain_log_ratio", "--min-grain-log-ratio", 10.0,
+         "in the grain step (also with one lattice indexed), move a grain whose pooled counts are this natural log "
+         "of a likelihood ratio likelier under a phase of another composition; none skips it",
+         "optshare", metavar="L"),
     _opt("phase_map", "min_position_log_ratio", "--min-position-log-ratio", 20.0,
          "last, move a position whose own counts are this natural log of a likelihood ratio likelier under "
          "a phase of another composition (a large value such as 1e9 moves none)", "float", metavar="L"),
@@ -1211,6 +1215,7 @@ def _pipeline(dp, eds, params, out, console, record, show_progressbar, saved_sig
                 segment_size=params["phase_map"]["segment_size"],
                 minor_cluster_size=params["phase_map"]["minor_cluster_size"],
                 grain_threshold=params["phase_map"]["grain_threshold"],
+                min_grain_log_ratio=params["phase_map"]["min_grain_log_ratio"],
                 min_position_log_ratio=params["phase_map"]["min_position_log_ratio"],
                 max_unmixed_share=params["phase_map"]["max_unmixed_share"],
                 boundary_margin=params["phase_map"]["boundary_margin"],
@@ -1313,6 +1318,7 @@ def phase_merge_summary(phases):
     unmixed = record.get("unmixed", {})
     boundaries = record.get("boundaries", {})
     grains = record.get("grains", {})
+    grains_by_composition = record.get("grains_by_composition", {})
     return {
         "n_segments": int(phases.segments.n_clusters),
         "n_phases": int(phases.n_clusters),
@@ -1342,6 +1348,13 @@ def phase_merge_summary(phases):
             for k, a, b, n in zip(
                 pieces.get("segment", []), pieces.get("from_phase", []), pieces.get("into_phase", []),
                 pieces.get("positions", []),
+            )
+        ],
+        "grains_by_composition": [
+            {"from_phase": int(a), "into_phase": int(b), "positions": int(n)}
+            for a, b, n in zip(
+                grains_by_composition.get("from_phase", []), grains_by_composition.get("into_phase", []),
+                grains_by_composition.get("positions", []),
             )
         ],
         "grains": [

@@ -211,7 +211,7 @@ def test_demo_writes_every_file_and_a_complete_report(runs):
     assert len(merge["merges"]) == (
         merge["n_segments"] - merge["n_phases"] - len(merge["grown"]) - len(merge["pieces"]) - len(merge["positions_moved"])
         - sum((m["moved_out"] > 0) + (m["moved_in"] > 0) for m in merge["unmixed"]) - len(merge["boundaries"])
-        - len(merge["grains"])
+        - len(merge["grains"]) - len(merge["grains_by_composition"])
     )
     assert "<h2>Phases from segments</h2>" in page
     # The demo's last pass moves a few positions by their own counts (6 on 2026-12-05), listed in the report.
@@ -220,7 +220,7 @@ def test_demo_writes_every_file_and_a_complete_report(runs):
     assert f"{merge['n_segments']} segments of the fused embedding joined into {merge['n_phases']} phases" in page
     assert params["phase_map"] == {
         "method": "physics", "segment_size": None, "minor_cluster_size": 8, "grain_threshold": 5.0,
-        "min_position_log_ratio": 20.0, "max_unmixed_share": 0.2, "boundary_margin": 2.0,
+        "min_grain_log_ratio": 10.0, "min_position_log_ratio": 20.0, "max_unmixed_share": 0.2, "boundary_margin": 2.0,
     }
 
 
@@ -529,6 +529,7 @@ def test_option_defaults_follow_the_package():
     assert cli._BY_DEST["phase_map.max_unmixed_share"].default == map_phases["max_unmixed_share"].default
     assert cli._BY_DEST["phase_map.boundary_margin"].default == map_phases["boundary_margin"].default
     assert cli._BY_DEST["phase_map.grain_threshold"].default == map_phases["grain_threshold"].default
+    assert cli._BY_DEST["phase_map.min_grain_log_ratio"].default == map_phases["min_grain_log_ratio"].default
 
 
 def test_parameter_precedence(tmp_path):

@@ -71,6 +71,16 @@ DEFAULT_MAX_SEGMENT_SIZE = 40
 #: threshold, for pooled counts) 0.59 with ``poly_minor_phase`` lower.
 DEFAULT_MIN_POSITION_LOG_RATIO = 20.0
 
+#: Natural log of the likelihood ratio from which a grain's pooled X-ray
+#: counts move it, in the grain step of :func:`map_phases`, to a phase of
+#: another composition. A grain is one crystal, so one phase, and there are
+#: a hundred times fewer grains than positions to test. Published
+#: ``poly_minor_phase`` seed 1 (2026-12-07): delta-ferrite particles of
+#: 15-24 positions inside austenite grains scored exp(17) to exp(61), every
+#: austenite grain exp(-60) to exp(-250); 10 moved two particles (0.68 to
+#: 0.77), 20 one (0.73), 3 the same as 10; no tiny map (seeds 0-4) moved.
+DEFAULT_MIN_GRAIN_LOG_RATIO = 10.0
+
 #: Patterns are binned to about this many pixels a side before boundary
 #: positions are split between their two sides (:func:`map_phases`,
 #: ``boundary_margin``): one pattern's few thousand electrons spread over a
@@ -576,6 +586,7 @@ def map_phases(
     minor_cluster_size=DEFAULT_MINOR_CLUSTER_SIZE,
     min_piece_size=DEFAULT_MIN_PIECE_SIZE,
     grain_threshold=DEFAULT_GRAIN_THRESHOLD,
+    min_grain_log_ratio=DEFAULT_MIN_GRAIN_LOG_RATIO,
     min_position_log_ratio=DEFAULT_MIN_POSITION_LOG_RATIO,
     max_unmixed_share=DEFAULT_MAX_UNMIXED_SHARE,
     boundary_margin=DEFAULT_BOUNDARY_MARGIN,
@@ -605,7 +616,9 @@ def map_phases(
     pattern: a piece that shows spacings of another phase of its
     composition and none of its own phase's moves there (``min_piece_size``).
     Then every phase's connected pieces are split into grains by their
-    patterns and a grain whose interior shows the other indexed lattice
+    patterns; a grain whose pooled X-ray counts another phase's
+    composition explains far better moves there (``min_grain_log_ratio``),
+    and a grain whose interior shows the other indexed lattice
     than its phase moves to the phase of its composition with that
     lattice, or, when there is none, the phase's grains of that lattice
     become a new phase (``grain_threshold``).
@@ -642,7 +655,8 @@ def map_phases(
         each move becomes one more segment, listed in
         ``phase_merge["pieces"]``). None skips it.
     grain_threshold : float or None, default 5.0
-        When the scan indexes two lattices: every connected piece of a
+        When the scan indexes two lattices (or ``min_grain_log_ratio`` is
+        not None): every connected piece of a
         phase is split into grains where joining two parts of it (Ward
         linkage of the variance-stabilised patterns, binned to about 16
         pixels a side) costs this many times the median distance of two
@@ -668,6 +682,19 @@ def map_phases(
         grains' means; the binned patterns of the whole scan are held in
         memory (rows x cols x about 256 x 4 bytes: 268 MB for 512 x 512
         positions). None skips it.
+    min_grain_log_ratio : float or None, default 10
+        Before the lattices judge them, a grain of at least
+        ``min_piece_size`` positions whose pooled counts in the composition
+        windows are at least ``exp(min_grain_log_ratio)`` times likelier
+        under the pooled composition of a phase of another composition
+        moves there
+        (:func:`~stemfuse_hs.clustering.grains.move_grains_by_composition`):
+        a minor phase's particles a few positions across can sit in the
+        matrix's segments, where one position's counts do not decide but
+        the particle's pooled counts do. Also with one lattice indexed;
+        needs ``grain_threshold``. The positions moved between two phases
+        become one more segment, listed in
+        ``phase_merge["grains_by_composition"]``. None skips it.
     min_position_log_ratio : float or None, default 20
         A position whose own counts in the composition windows are at least
         ``exp(min_position_log_ratio)`` times likelier under the pooled
@@ -728,7 +755,8 @@ def map_phases(
         ``phase_merge["minor_phases"]`` lists the carved phases,
         ``phase_merge["grown"]`` the positions moved by ``grow_phases``,
         ``phase_merge["pieces"]`` the pieces moved by their lattice,
-        ``phase_merge["grains"]`` the grains moved by their lattice and
+        ``phase_merge["grains_by_composition"]`` the grains moved by their
+        pooled counts, ``phase_merge["grains"]`` those moved by their lattice and
         ``phase_merge["positions_moved"]`` the positions moved by their
         own counts, ``phase_merge["unmixed"]`` those moved between a
         small phase and its host and ``phase_merge["boundaries"]`` those
@@ -763,6 +791,8 @@ def map_phases(
         check_int("min_piece_size", min_piece_size, minimum=2)
     if grain_threshold is not None:
         check_real("grain_threshold", grain_threshold, minimum=0, strict_minimum=True)
+    if min_grain_log_ratio is not None:
+        check_real("min_grain_log_ratio", min_grain_log_ratio, minimum=0)
     if min_position_log_ratio is not None:
         check_real("min_position_log_ratio", min_position_log_ratio, minimum=0)
     if max_unmixed_share is not None:
@@ -797,7 +827,9 @@ def map_phases(
     binned = None  # the scan's binned patterns, once read, serve the boundary step too
     if grain_threshold is not None:
         grain_size = min_piece_size if min_piece_size is not None else DEFAULT_MIN_PIECE_SIZE
-        phases, binned = _move_grains(phases, dp, counts, grain_threshold, grain_size, show_progressbar)
+        phases, binned = _move_grains(
+            phases, dp, counts, grain_threshold, grain_size, min_grain_log_ratio, show_progressbar
+        )
     if min_position_log_ratio is not None:
         phases = _move_positions(phases, counts, min_position_log_ratio)
     if max_unmixed_share is not None:
@@ -946,16 +978,25 @@ def _move_pieces(phases, dp, counts, show_progressbar, min_piece_size):
     return build_cluster_labels_like(segments, result, record)
 
 
-def _move_grains(phases, dp, counts, threshold, min_size, show_progressbar):
-    """``phases`` with the grains whose interior shows another lattice than their phase moved to the phase of their composition with it (or a new one).
+def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_progressbar):
+    """``phases`` with grains moved by their pooled counts, then those whose interior shows another lattice than their phase to the phase of their composition with it (or a new one).
 
-    ``counts`` are every position's X-ray counts in the composition windows.
+    ``counts`` are every position's X-ray counts in the composition windows;
+    ``min_log_ratio`` (None: no move by counts) the log-likelihood ratio
+    a grain's pooled counts need to move to a phase of another composition.
     The positions moved from one phase into another become one more segment
     of it. Also returns the scan's patterns binned as the boundary step
     bins them (``(rows, cols, pixels)`` float32), or None when the step had
     no need to read them.
     """
-    from ..clustering.grains import UNDECIDED_SPLIT_SHARE, move_grains_by_lattice, split_grains, split_undecided_grains
+    from ..clustering.grains import (
+        UNDECIDED_SPLIT_SHARE,
+        move_grains_by_composition,
+        move_grains_by_lattice,
+        split_grains,
+        split_undecided_grains,
+    )
+    from ..clustering.phases import window_shares
 
     record = phases.phase_merge
     shape = np.asarray(phases.data).shape
@@ -963,12 +1004,16 @@ def _move_grains(phases, dp, counts, threshold, min_size, show_progressbar):
     labels = np.asarray(phases.data).reshape(n).astype(np.int64)
     n_phases = phases.n_clusters
     record["grain_threshold"] = float(threshold)
-    record["grains"] = {key: np.zeros(0, dtype=np.int64) for key in ("from_phase", "into_phase", "positions")}
+    if min_log_ratio is not None:
+        record["min_grain_log_ratio"] = float(min_log_ratio)
+    for key in ("grains_by_composition", "grains"):
+        record[key] = {name: np.zeros(0, dtype=np.int64) for name in ("from_phase", "into_phase", "positions")}
     record["phase_lattice"] = np.full(n_phases, -1, dtype=np.int64)
     lattices = [record.get("scan_lattice"), record.get("second_lattice")]
-    if not all(lattices) or n_phases < 2 or "direct_beam" not in record:
-        return _with_record(phases, record), None  # one lattice (or none) indexed: nothing to tell grains apart by
-    _, same = _phase_compositions(labels, counts, n_phases, record)
+    by_lattice = all(lattices) and "direct_beam" in record
+    if n_phases < 2 or not (by_lattice or min_log_ratio is not None):
+        return _with_record(phases, record), None
+    pooled, same = _phase_compositions(labels, counts, n_phases, record)
     factor = _binning_factor(dp)
     with dask_progress(show_progressbar):
         binned = _binned_band(dp.data, slice(None), factor)
@@ -979,6 +1024,16 @@ def _move_grains(phases, dp, counts, threshold, min_size, show_progressbar):
     grains, _ = split_grains(binned, labels.reshape(shape), threshold=threshold, min_size=min_size)
     if grains.max() < 0:
         return _with_record(phases, record), binned
+    if min_log_ratio is not None:
+        moved = move_grains_by_composition(
+            labels, grains.reshape(n), counts, window_shares(pooled, np.arange(counts.shape[1])), ~same, min_log_ratio
+        )
+        if (moved != labels).any():
+            phases = _apply_moves(phases, labels, moved, record, "grains_by_composition")
+            labels = moved
+            _, same = _phase_compositions(labels, counts, n_phases, record)
+    if not by_lattice:
+        return _with_record(phases, record), binned  # one lattice (or none) indexed: nothing to tell grains apart by
     verdicts = _grain_verdicts(grains, dp, record["direct_beam"], lattices, show_progressbar)
     parts = split_undecided_grains(binned, grains, verdicts, threshold=threshold * UNDECIDED_SPLIT_SHARE, min_size=min_size)
     if parts.max() >= verdicts.size:

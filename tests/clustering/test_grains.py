@@ -8,6 +8,7 @@ import stemfuse_hs
 from stemfuse_hs.clustering.grains import (
     grain_interiors,
     grain_lattices,
+    move_grains_by_composition,
     move_grains_by_lattice,
     neighbour_distance,
     split_grains,
@@ -132,6 +133,27 @@ def test_grains_of_a_lattice_no_phase_of_their_composition_has_become_a_new_phas
     grains = np.repeat([0, 1, 2, 3, 4], [40, 40, 3, 3, 4])
     new, _, moves = move_grains_by_lattice(np.zeros(90, int), grains, np.array([0, 0, 1, 1, 0]), np.ones((1, 1), bool))
     assert moves == [] and (new == 0).all()
+
+
+def test_a_grain_moves_by_its_pooled_counts_where_one_position_s_would_not():
+    # Phase 0 (shares 0.6 / 0.4) holds grain 1, five positions of phase 1's composition (0.4 / 0.6) at
+    # 40 counts each: every position alone is exp(3.2) likelier under phase 1, the grain pooled exp(16).
+    rng = np.random.default_rng(0)
+    shares = np.array([[0.6, 0.4], [0.4, 0.6]])
+    labels = np.repeat([0, 0, 1], [30, 5, 30])
+    grains = np.repeat([0, 1, 2], [30, 5, 30])
+    truth = np.repeat([0, 1, 1], [30, 5, 30])
+    counts = np.stack([rng.multinomial(40, shares[phase]) for phase in truth])
+    other = ~np.eye(2, dtype=bool)
+    ratio = counts[30:35] @ np.log(shares[1] / shares[0])
+    assert ratio.max() < 10 < ratio.sum()
+    new = move_grains_by_composition(labels, grains, counts, shares, other, 10.0)
+    np.testing.assert_array_equal(new, truth)
+    # Positions outside any grain, and moves the caller does not allow, stay.
+    np.testing.assert_array_equal(move_grains_by_composition(labels, np.where(grains == 1, -1, grains), counts, shares, other, 10.0), labels)
+    np.testing.assert_array_equal(move_grains_by_composition(labels, grains, counts, shares, np.zeros((2, 2), bool), 10.0), labels)
+    with pytest.raises(ValueError, match=r"^move_grains_by_composition: 65 labels, 64 grain labels and 65 rows of counts; they must be one per position\.$"):
+        move_grains_by_composition(labels, grains[1:], counts, shares, other, 10.0)
 
 
 def test_splitting_the_phases_pieces_into_grains_recovers_interleaved_segments():

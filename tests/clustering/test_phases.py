@@ -319,7 +319,7 @@ def test_phase_map_nests_its_segments(phase_map):
     )
     assert moved.sum() < 0.05 * moved.size
     # Every later move (here: across boundaries) added one segment at the end.
-    added = sum(len(record[key]["positions"]) for key in ("grown", "pieces", "grains", "positions_moved", "boundaries"))
+    added = sum(len(record[key]["positions"]) for key in ("grown", "pieces", "grains_by_composition", "grains", "positions_moved", "boundaries"))
     added += len(record["minor_phases"]["positions"]) + int(
         sum((np.asarray(record["unmixed"][k]) > 0).sum() for k in ("moved_out", "moved_in"))
     )
@@ -338,7 +338,7 @@ def test_phase_map_nests_its_segments(phase_map):
     assert tests["merged"].sum() == (
         segments.n_clusters - phase_map.n_clusters - len(record["grown"]["positions"]) - len(record["pieces"]["positions"])
         - len(record["positions_moved"]["positions"]) - len(record["boundaries"]["positions"])
-        - len(record["grains"]["positions"])
+        - len(record["grains"]["positions"]) - len(record["grains_by_composition"]["positions"])
     )
 
 
@@ -451,7 +451,7 @@ def test_map_phases_moves_a_grain_to_the_phase_whose_lattice_it_shows(four_phase
     # The moves after the merge each appended one segment: the grown, the
     # carved, then the piece's (the grains' and the boundary moves come later).
     added = sum(
-        len(record[key]["positions"]) for key in ("grown", "minor_phases", "pieces", "grains", "positions_moved", "boundaries")
+        len(record[key]["positions"]) for key in ("grown", "minor_phases", "pieces", "grains_by_composition", "grains", "positions_moved", "boundaries")
     )
     added += int(sum((np.asarray(record["unmixed"][k]) > 0).sum() for k in ("moved_out", "moved_in")))
     moved_segment = phase_map.segments.n_clusters - added + len(record["grown"]["positions"]) + len(record["minor_phases"]["positions"])
@@ -676,6 +676,8 @@ def test_map_phases_checks_its_parameters_before_clustering(thickness_split_scan
         stemfuse_hs.map_phases(scan.dp, scan.eds, cluster_kwargs={"min_cluster_size": 50})
     with pytest.raises(ValueError, match=r"^min_position_log_ratio must be >= 0, got -1\.$"):
         stemfuse_hs.map_phases(scan.dp, scan.eds, min_position_log_ratio=-1)
+    with pytest.raises(ValueError, match=r"^min_grain_log_ratio must be >= 0, got -1\.$"):
+        stemfuse_hs.map_phases(scan.dp, scan.eds, min_grain_log_ratio=-1)
     with pytest.raises(ValueError, match=r"^boundary_margin must be >= 0, got -2\.$"):
         stemfuse_hs.map_phases(scan.dp, scan.eds, boundary_margin=-2)
 
