@@ -77,9 +77,17 @@ DEFAULT_MIN_POSITION_LOG_RATIO = 20.0
 #: a hundred times fewer grains than positions to test. Published
 #: ``poly_minor_phase`` seed 1 (2026-12-07): delta-ferrite particles of
 #: 15-24 positions inside austenite grains scored exp(17) to exp(61), every
-#: austenite grain exp(-60) to exp(-250); 10 moved two particles (0.68 to
-#: 0.77), 20 one (0.73), 3 the same as 10; no tiny map (seeds 0-4) moved.
+#: austenite grain exp(-60) to exp(-250); with grains of 15 positions or
+#: more, 10 moved two particles (0.68 to 0.77), 20 one (0.73), 3 the same
+#: as 10; no tiny map (seeds 0-4) moved.
 DEFAULT_MIN_GRAIN_LOG_RATIO = 10.0
+#: Smallest grain moved by its pooled counts (the finer map's smallest
+#: cluster, :data:`DEFAULT_MINOR_CLUSTER_SIZE`): the Ward split leaves a
+#: minor phase's particle of 17-18 positions in parts of 8-14 (published
+#: ``poly_minor_phase`` seed 1: two of 13 particles), and pooled counts
+#: decide for fewer positions than a mean pattern's spacings do. 8 against
+#: 15 (the lattices' smallest grain) on that map: 0.77 to 0.83.
+MIN_COMPOSITION_GRAIN_SIZE = DEFAULT_MINOR_CLUSTER_SIZE
 
 #: Patterns are binned to about this many pixels a side before boundary
 #: positions are split between their two sides (:func:`map_phases`,
@@ -683,8 +691,9 @@ def map_phases(
         memory (rows x cols x about 256 x 4 bytes: 268 MB for 512 x 512
         positions). None skips it.
     min_grain_log_ratio : float or None, default 10
-        Before the lattices judge them, a grain of at least
-        ``min_piece_size`` positions whose pooled counts in the composition
+        Before the lattices judge them, a grain of at least 8 positions
+        (the phases split as for the lattices, keeping smaller parts)
+        whose pooled counts in the composition
         windows are at least ``exp(min_grain_log_ratio)`` times likelier
         under the pooled composition of a phase of another composition
         moves there
@@ -1021,12 +1030,12 @@ def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_pr
     # interleave (published poly_four_phases seed 0: three segments over
     # the same grains) leave pieces too small to be grains (29 % of the
     # positions in one against 89 %).
-    grains, _ = split_grains(binned, labels.reshape(shape), threshold=threshold, min_size=min_size)
-    if grains.max() < 0:
-        return _with_record(phases, record), binned
     if min_log_ratio is not None:
+        # Pooled counts decide for smaller grains than a mean pattern's
+        # spacings do: split apart, keeping parts of a minor particle's size.
+        small_grains, _ = split_grains(binned, labels.reshape(shape), threshold=threshold, min_size=MIN_COMPOSITION_GRAIN_SIZE)
         moved = move_grains_by_composition(
-            labels, grains.reshape(n), counts, window_shares(pooled, np.arange(counts.shape[1])), ~same, min_log_ratio
+            labels, small_grains.reshape(n), counts, window_shares(pooled, np.arange(counts.shape[1])), ~same, min_log_ratio
         )
         if (moved != labels).any():
             phases = _apply_moves(phases, labels, moved, record, "grains_by_composition")
@@ -1034,6 +1043,9 @@ def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_pr
             _, same = _phase_compositions(labels, counts, n_phases, record)
     if not by_lattice:
         return _with_record(phases, record), binned  # one lattice (or none) indexed: nothing to tell grains apart by
+    grains, _ = split_grains(binned, labels.reshape(shape), threshold=threshold, min_size=min_size)
+    if grains.max() < 0:
+        return _with_record(phases, record), binned
     verdicts = _grain_verdicts(grains, dp, record["direct_beam"], lattices, show_progressbar)
     parts = split_undecided_grains(binned, grains, verdicts, threshold=threshold * UNDECIDED_SPLIT_SHARE, min_size=min_size)
     if parts.max() >= verdicts.size:
