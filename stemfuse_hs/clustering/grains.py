@@ -297,11 +297,15 @@ def grain_interiors(grains, *, min_interior=6):
 
 
 def grain_lattices(spacings, lattices, *, margin=DEFAULT_LATTICE_MARGIN):
-    """Which lattice each grain shows: the one that explains all its spacings, with ``margin`` lines no other explains.
+    """Which lattice each grain shows: the one that explains all its spacings, with ``margin`` lines it alone claims.
 
     "All" as :func:`~stemfuse_hs.clustering.indexing.segment_lattices` has
     it (every spacing within 1.2 %, or all but one and that one within 2.5
-    %). A spacing no lattice explains leaves the grain undecided: the
+    %); "claims" as :func:`~stemfuse_hs.clustering.indexing.claimed_by_lattices`
+    has it (explained by no other lattice, or clearly nearer its reflection
+    than the other's). A grain whose spacings two lattices both explain
+    is of the one that claims some of them, when the other claims none.
+    A spacing no lattice explains leaves the grain undecided: the
     scan's lattices can be indexed wrong (tiny ``four_phases`` seed 1, one
     orientation per phase: a body-centred lattice fitted to fcc and bcc
     lines together), and then a grain's lines fit each only in part.
@@ -327,16 +331,26 @@ def grain_lattices(spacings, lattices, *, margin=DEFAULT_LATTICE_MARGIN):
     >>> grain_lattices([[6.1, 8.72, 10.68], [6.96, 9.85], [6.1], [6.96, 8.72]], [fcc, bcc]).tolist()
     [1, 0, -1, -1]
     """
-    from .indexing import explained_by_lattice, segment_lattices
+    from .indexing import claimed_by_lattices, explained_by_lattice, segment_lattices
 
     margin = check_int("margin", margin, minimum=1)
     if len(lattices) < 2:
         raise ValueError(f"grain_lattices needs two lattices or more, got {len(lattices)}.")
-    verdicts = segment_lattices([np.asarray(v, dtype=np.float64) for v in spacings], lattices)
-    for grain in np.flatnonzero(verdicts >= 0):
-        explained = np.array([explained_by_lattice(spacings[grain], lattice) for lattice in lattices])
-        own = explained[verdicts[grain]] & ~np.delete(explained, verdicts[grain], axis=0).any(axis=0)
-        if own.sum() < margin:
+    spacings = [np.asarray(v, dtype=np.float64).ravel() for v in spacings]
+    verdicts = segment_lattices(spacings, lattices)
+    for grain, radii in enumerate(spacings):
+        if radii.size == 0:
+            continue
+        claimed = claimed_by_lattices(radii, lattices)
+        if verdicts[grain] < 0:
+            # Every spacing explained by two lattices (bcc 310 and fcc 400 of
+            # one steel): the one whose reflections they lie clearly nearer.
+            explains_all = [j for j, lattice in enumerate(lattices) if explained_by_lattice(radii, lattice).all()]
+            if len(explains_all) > 1:
+                claiming = [j for j in explains_all if claimed[j].any()]
+                if len(claiming) == 1 and claimed.sum() == claimed[claiming[0]].sum():
+                    verdicts[grain] = claiming[0]
+        if verdicts[grain] >= 0 and claimed[verdicts[grain]].sum() < margin:
             verdicts[grain] = -1
     return verdicts
 

@@ -96,6 +96,14 @@ def test_a_grain_is_of_the_lattice_that_explains_all_its_spacings():
         grain_lattices(spacings, [FCC])
 
 
+def test_a_grain_showing_one_spacing_two_lattices_explain_is_of_the_one_it_lies_clearly_nearer():
+    # bcc 310 at 13.79 px and fcc 400 at 13.93 px lie 1 % apart, both within
+    # the indexing's 1.2 % (martensite and austenite of one steel).
+    assert BCC["scale"] * np.sqrt(10) == pytest.approx(13.79, abs=0.01) and FCC["scale"] * 4 == pytest.approx(13.93, abs=0.01)
+    # 13.86 lies halfway: no verdict; 6.1 (between fcc 111 and bcc 110) claims nothing.
+    assert grain_lattices([[13.79], [13.74], [13.86], [13.93], [6.1, 13.79]], [FCC, BCC]).tolist() == [1, 1, -1, 0, 1]
+
+
 def test_grains_move_only_to_the_one_phase_of_their_composition_with_their_lattice():
     # Phases 0 and 1 one composition (lattices 0 and 1), phase 2 another of lattice 1.
     labels = np.repeat([0, 0, 0, 1, 1, 2], 4)
