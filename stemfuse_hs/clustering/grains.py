@@ -53,6 +53,7 @@ __all__ = [
     "grain_lattices",
     "move_grains_by_composition",
     "move_grains_by_lattice",
+    "move_patches_by_composition",
     "neighbour_distance",
     "split_grains",
     "split_undecided_grains",
@@ -543,3 +544,96 @@ def move_grains_by_composition(labels, grains, window_counts, shares, allowed, m
     grain_counts = np.where(in_grain[:, None], pooled[np.clip(grains, 0, None)], 0.0)
     moved = reassign_by_composition(grain_counts, np.where(in_grain, labels, -1), shares, allowed, min_log_ratio, pool_width=1)
     return np.where(in_grain, moved, labels)
+
+
+def move_patches_by_composition(labels, window_counts, shares, allowed, min_log_ratio, scan_shape, *, min_size=8):
+    """Move every patch of a phase whose counts another phase's composition explains far better to that phase.
+
+    A patch is a connected set of positions of one phase where the counts
+    of every position's 3 x 3 square of neighbours are likelier under
+    another phase's composition (``allowed``) than under its own; a patch
+    of ``min_size`` positions or more whose own counts pooled give a log
+    likelihood ratio of ``min_log_ratio`` or more moves. It reaches what
+    :func:`move_grains_by_composition` cannot: a minor phase's particle that
+    the split by patterns left inside a grain of its host (published
+    ``poly_minor_phase`` seed 1: two delta-ferrite particles of 22 and 9
+    positions in a grain of 149 positions whose pooled counts, host and
+    particles, were exp(-156) times likelier under the ferrite's
+    composition; each particle's own about exp(44) and exp(20) likelier).
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        ``(n_positions,)`` phase of every position, -1 for none (never moved).
+    window_counts : numpy.ndarray
+        ``(n_positions, n_windows)`` counts of every position.
+    shares : numpy.ndarray
+        ``(n_phases, n_windows)`` every phase's composition.
+    allowed : numpy.ndarray
+        ``(n_phases, n_phases)`` bool, ``allowed[k, j]``: positions of ``k``
+        may move to ``j``.
+    min_log_ratio : float
+        Log-likelihood ratio of a patch's pooled counts, the other phase
+        against its own, that moves it.
+    scan_shape : tuple of int
+        The scan grid the positions fill in C order.
+    min_size : int, default 8
+        Fewest positions of a patch that moves.
+
+    Returns
+    -------
+    numpy.ndarray
+        The new labels.
+
+    Examples
+    --------
+    A 3 x 3 particle counting like phase 1 inside phase 0:
+
+    >>> import numpy as np
+    >>> shares = np.array([[0.8, 0.2], [0.2, 0.8]])
+    >>> counts = np.tile([8, 2], (49, 1))
+    >>> particle = np.zeros((7, 7), bool); particle[2:5, 2:5] = True
+    >>> counts[particle.ravel()] = [3, 7]
+    >>> labels = np.zeros(49, int); labels[-1] = 1
+    >>> moved = move_patches_by_composition(labels, counts, shares, ~np.eye(2, dtype=bool), 10.0, (7, 7))
+    >>> moved.reshape(7, 7)[1:6, 1:6].astype(int).tolist()
+    [[0, 0, 0, 0, 0], [0, 1, 1, 1, 0], [0, 1, 1, 1, 0], [0, 1, 1, 1, 0], [0, 0, 0, 0, 0]]
+    """
+    from scipy import ndimage
+
+    from .phases import _pool_neighbours
+
+    labels = np.asarray(labels).astype(np.int64).ravel()
+    window_counts = check_array("window_counts", window_counts, ndim=2).astype(np.float64)
+    scan_shape = tuple(int(v) for v in scan_shape)
+    if window_counts.shape[0] != labels.size or int(np.prod(scan_shape)) != labels.size:
+        raise ValueError(
+            f"move_patches_by_composition: {labels.size} labels, {window_counts.shape[0]} rows of counts and a "
+            f"scan of {int(np.prod(scan_shape))} positions; they must be one per position."
+        )
+    min_log_ratio = check_real("min_log_ratio", min_log_ratio, minimum=0)
+    min_size = check_int("min_size", min_size, minimum=1)
+    loglik = window_counts @ np.log(np.asarray(shares, dtype=np.float64)).T
+    pooled = _pool_neighbours(loglik, scan_shape, 3)
+    new = labels.copy()
+    best = np.full(labels.size, -np.inf)
+    for own, target in zip(*np.nonzero(np.asarray(allowed, dtype=bool))):
+        ratio = loglik[:, target] - loglik[:, own]
+        favoured = (labels == own) & (pooled[:, target] > pooled[:, own])
+        patches, _ = ndimage.label(favoured.reshape(scan_shape))
+        joinable = ((ratio > 0) & (labels == own)).reshape(scan_shape)
+        index = np.arange(labels.size).reshape(scan_shape)
+        for patch, box in enumerate(ndimage.find_objects(patches), start=1):
+            box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)
+            seed = patches[box] == patch
+            # The squares at a particle's edge hold the host's counts too:
+            # its edge positions whose own counts favour the other phase
+            # join the patch.
+            rows = index[box][seed | (ndimage.binary_dilation(seed) & joinable[box])]
+            total = ratio[rows].sum()
+            if rows.size < min_size or total < min_log_ratio:
+                continue
+            rows = rows[total > best[rows]]
+            new[rows] = target
+            best[rows] = total
+    return new

@@ -1002,6 +1002,7 @@ def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_pr
         UNDECIDED_SPLIT_SHARE,
         move_grains_by_composition,
         move_grains_by_lattice,
+        move_patches_by_composition,
         split_grains,
         split_undecided_grains,
     )
@@ -1034,8 +1035,12 @@ def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_pr
         # Pooled counts decide for smaller grains than a mean pattern's
         # spacings do: split apart, keeping parts of a minor particle's size.
         small_grains, _ = split_grains(binned, labels.reshape(shape), threshold=threshold, min_size=MIN_COMPOSITION_GRAIN_SIZE)
-        moved = move_grains_by_composition(
-            labels, small_grains.reshape(n), counts, window_shares(pooled, np.arange(counts.shape[1])), ~same, min_log_ratio
+        shares = window_shares(pooled, np.arange(counts.shape[1]))
+        moved = move_grains_by_composition(labels, small_grains.reshape(n), counts, shares, ~same, min_log_ratio)
+        # A particle the split left inside a grain of its host moves as a
+        # patch of positions whose neighbourhoods count like it.
+        moved = move_patches_by_composition(
+            moved, counts, shares, ~same, min_log_ratio, shape, min_size=MIN_COMPOSITION_GRAIN_SIZE
         )
         if (moved != labels).any():
             phases = _apply_moves(phases, labels, moved, record, "grains_by_composition")
