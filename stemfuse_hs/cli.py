@@ -202,7 +202,8 @@ OPTIONS = [
          "optshare", metavar="T"),
     _opt("phase_map", "min_grain_log_ratio", "--min-grain-log-ratio", 10.0,
          "in the grain step (also with one lattice indexed), move a grain whose pooled counts are this natural log "
-         "of a likelihood ratio likelier under a phase of another composition; none skips it",
+         "of a likelihood ratio likelier under a phase of another composition, then such a patch of positions "
+         "whose 3 x 3 neighbourhoods count like it; none skips both",
          "optshare", metavar="L"),
     _opt("phase_map", "min_position_log_ratio", "--min-position-log-ratio", 20.0,
          "last, move a position whose own counts are this natural log of a likelihood ratio likelier under "

@@ -668,8 +668,9 @@ def write_report(directory, name=None):
             body.append(_table(rows, ["piece of segment", "from phase", "into phase", "positions"], numeric=(3,)))
         body += _moves_table(
             merge.get("grains_by_composition"),
-            "Grains moved by their pooled X-ray counts to a phase of another composition that explains them far "
-            "better (phases split into grains by their patterns):",
+            "Grains, and patches of positions whose neighbourhoods count alike, moved by their pooled X-ray counts "
+            "to a phase of another composition that explains them far better (phases split into grains by their "
+            "patterns):",
         )
         body += _moves_table(
             merge.get("grains"),

@@ -625,7 +625,8 @@ def map_phases(
     composition and none of its own phase's moves there (``min_piece_size``).
     Then every phase's connected pieces are split into grains by their
     patterns; a grain whose pooled X-ray counts another phase's
-    composition explains far better moves there (``min_grain_log_ratio``),
+    composition explains far better moves there, and so does a patch of
+    positions whose neighbourhoods count like it (``min_grain_log_ratio``),
     and a grain whose interior shows the other indexed lattice
     than its phase moves to the phase of its composition with that
     lattice, or, when there is none, the phase's grains of that lattice
@@ -700,7 +701,11 @@ def map_phases(
         (:func:`~stemfuse_hs.clustering.grains.move_grains_by_composition`):
         a minor phase's particles a few positions across can sit in the
         matrix's segments, where one position's counts do not decide but
-        the particle's pooled counts do. Also with one lattice indexed;
+        the particle's pooled counts do. Then a patch of 8 positions or
+        more whose 3 x 3 neighbourhoods count like a phase of another
+        composition moves there when its pooled counts reach the same
+        ratio (:func:`~stemfuse_hs.clustering.grains.move_patches_by_composition`;
+        a particle left inside a grain of its host). Also with one lattice indexed;
         needs ``grain_threshold``. The positions moved between two phases
         become one more segment, listed in
         ``phase_merge["grains_by_composition"]``. None skips it.
@@ -764,8 +769,8 @@ def map_phases(
         ``phase_merge["minor_phases"]`` lists the carved phases,
         ``phase_merge["grown"]`` the positions moved by ``grow_phases``,
         ``phase_merge["pieces"]`` the pieces moved by their lattice,
-        ``phase_merge["grains_by_composition"]`` the grains moved by their
-        pooled counts, ``phase_merge["grains"]`` those moved by their lattice and
+        ``phase_merge["grains_by_composition"]`` the grains and patches
+        moved by their pooled counts, ``phase_merge["grains"]`` those moved by their lattice and
         ``phase_merge["positions_moved"]`` the positions moved by their
         own counts, ``phase_merge["unmixed"]`` those moved between a
         small phase and its host and ``phase_merge["boundaries"]`` those
@@ -988,7 +993,7 @@ def _move_pieces(phases, dp, counts, show_progressbar, min_piece_size):
 
 
 def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_progressbar):
-    """``phases`` with grains moved by their pooled counts, then those whose interior shows another lattice than their phase to the phase of their composition with it (or a new one).
+    """``phases`` with grains and patches moved by their pooled counts, then grains whose interior shows another lattice than their phase to the phase of their composition with it (or a new one).
 
     ``counts`` are every position's X-ray counts in the composition windows;
     ``min_log_ratio`` (None: no move by counts) the log-likelihood ratio
