@@ -290,13 +290,11 @@ def claimed_by_lattices(radii, lattices, rel_tolerance=DEFAULT_INDEX_TOLERANCE):
     """
     radii = np.asarray(radii, dtype=np.float64).ravel()
     claimed = np.array([explained_by_lattice(radii, lattice, rel_tolerance) for lattice in lattices]).reshape(len(lattices), radii.size)
-    nearest = np.array(
-        [
-            (lattice["scale"] * _relative_radii(lattice))[np.argmin(np.abs(radii[:, None] - lattice["scale"] * _relative_radii(lattice)[None, :]), axis=1)]
-            if radii.size else np.zeros(0)
-            for lattice in lattices
-        ]
-    ).reshape(len(lattices), radii.size)
+    nearest = np.zeros(claimed.shape)
+    for j, lattice in enumerate(lattices):
+        predicted = lattice["scale"] * _relative_radii(lattice)
+        if radii.size:
+            nearest[j] = predicted[np.argmin(np.abs(radii[:, None] - predicted[None, :]), axis=1)]
     shared = claimed.sum(axis=0) > 1
     for i in np.flatnonzero(shared):
         by = np.flatnonzero(claimed[:, i])
