@@ -5,7 +5,14 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 import stemfuse_hs
-from stemfuse_hs.clustering.indexing import index_cubic, lattice_members, scan_lattice, scan_lattices, segment_lattices
+from stemfuse_hs.clustering.indexing import (
+    claimed_by_lattices,
+    index_cubic,
+    lattice_members,
+    scan_lattice,
+    scan_lattices,
+    segment_lattices,
+)
 from stemfuse_hs.clustering.phases import beam_centroid, friedel_centre, merge_phases, ring_spacings
 
 # Radii (pixels) of steel's reflections at the tiny scans' camera length.
@@ -155,6 +162,18 @@ def test_martensite_is_indexed_at_its_own_scale_not_at_a_finer_twin_that_takes_a
     assert bcc["scale"] == pytest.approx(49.4 / np.sqrt(2), rel=0.005)
     # Austenite 220 alone is now austenite's.
     assert segment_lattices([np.array([78.6])], [fcc, bcc]).tolist() == [0]
+
+
+def test_a_spacing_two_lattices_explain_is_claimed_by_the_clearly_nearer_one():
+    # Tiny poly_four_phases seed 1 (2026-12-07): a bcc grain's only spacing, 310 at 13.84 px; the scan's
+    # bcc 310 at 13.83 and fcc 400 at 13.89 px, 0.47 % apart, both within 1.2 %.
+    bcc, fcc = {"centring": "I", "scale": 4.3726}, {"centring": "F", "scale": 3.4729}
+    assert claimed_by_lattices([13.84, 13.86, 13.89, 13.80], [bcc, fcc]).tolist() == [
+        [True, False, False, True],
+        [False, False, True, False],
+    ]
+    # Gaps under MIN_RESOLVED_GAP decide nothing.
+    assert not claimed_by_lattices([13.84], [bcc, {"centring": "F", "scale": 3.4626}]).any()
 
 
 def test_one_lattice_with_one_line_measured_off_is_not_split_into_two():
