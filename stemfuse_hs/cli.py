@@ -1320,6 +1320,7 @@ def phase_merge_summary(phases):
     boundaries = record.get("boundaries", {})
     grains = record.get("grains", {})
     grains_by_composition = record.get("grains_by_composition", {})
+    same_crystal = record.get("same_crystal", {})
     return {
         "n_segments": int(phases.segments.n_clusters),
         "n_phases": int(phases.n_clusters),
@@ -1361,6 +1362,12 @@ def phase_merge_summary(phases):
         "grains": [
             {"from_phase": int(a), "into_phase": int(b), "positions": int(n)}
             for a, b, n in zip(grains.get("from_phase", []), grains.get("into_phase", []), grains.get("positions", []))
+        ],
+        "same_crystal": [
+            {"positions": int(n), "lattice": int(j), "similarity": float(c)}
+            for n, j, c in zip(
+                same_crystal.get("positions", []), same_crystal.get("lattice", []), same_crystal.get("similarity", [])
+            )
         ],
         "phase_lattice": [int(v) for v in np.asarray(record.get("phase_lattice", []))],
         "positions_moved": [

@@ -672,6 +672,13 @@ def write_report(directory, name=None):
             "to a phase of another composition that explains them far better (phases split into grains by their "
             "patterns):",
         )
+        if merge.get("same_crystal"):
+            rows = [(m["positions"], m["lattice"], f"{m['similarity']:.2f}") for m in merge["same_crystal"]]
+            body.append(
+                "<p>Grains whose spacings decided no lattice, given the lattice of a neighbouring grain that shows "
+                "their spots in the same places (one crystal; cosine similarity of the spot images):</p>"
+            )
+            body.append(_table(rows, ["positions", "lattice", "similarity"], numeric=(0, 1, 2)))
         body += _moves_table(
             merge.get("grains"),
             "Grains moved to the phase of their composition whose lattice their interior shows (segments split "

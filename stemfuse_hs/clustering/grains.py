@@ -55,8 +55,10 @@ __all__ = [
     "move_grains_by_lattice",
     "move_patches_by_composition",
     "neighbour_distance",
+    "spot_images",
     "split_grains",
     "split_undecided_grains",
+    "verdicts_of_same_crystals",
 ]
 
 #: Ward distance, in median distances of two neighbouring positions of one
@@ -332,13 +334,15 @@ def grain_lattices(spacings, lattices, *, margin=DEFAULT_LATTICE_MARGIN):
     >>> grain_lattices([[6.1, 8.72, 10.68], [6.96, 9.85], [6.1], [6.96, 8.72]], [fcc, bcc]).tolist()
     [1, 0, -1, -1]
     """
-    from .indexing import claimed_by_lattices, explained_by_lattice, segment_lattices
+    from .indexing import DEFAULT_INDEX_TOLERANCE, claimed_by_lattices, explained_by_lattice, segment_lattices, shared_reflection_shares
 
     margin = check_int("margin", margin, minimum=1)
     if len(lattices) < 2:
         raise ValueError(f"grain_lattices needs two lattices or more, got {len(lattices)}.")
     spacings = [np.asarray(v, dtype=np.float64).ravel() for v in spacings]
     verdicts = segment_lattices(spacings, lattices)
+    largest = max((float(v.max()) for v in spacings if v.size), default=0.0)
+    shares = shared_reflection_shares(lattices, largest * (1 + DEFAULT_INDEX_TOLERANCE))
     for grain, radii in enumerate(spacings):
         if radii.size == 0:
             continue
@@ -351,9 +355,203 @@ def grain_lattices(spacings, lattices, *, margin=DEFAULT_LATTICE_MARGIN):
                 claiming = [j for j in explains_all if claimed[j].any()]
                 if len(claiming) == 1 and claimed.sum() == claimed[claiming[0]].sum():
                     verdicts[grain] = claiming[0]
+                elif not claimed.any():
+                    verdicts[grain] = _likelier_to_show_only_shared(radii.size, [shares[j] for j in explains_all], explains_all)
+                    continue  # no line of its own to count towards the margin
         if verdicts[grain] >= 0 and claimed[verdicts[grain]].sum() < margin:
             verdicts[grain] = -1
     return verdicts
+
+
+#: How many times likelier one lattice must be than the other to show a
+#: grain's spacings when every one is a reflection of both and neither
+#: claims any (:func:`_likelier_to_show_only_shared`).
+MIN_SHARED_LIKELIHOOD_RATIO = 2.0
+
+
+def _likelier_to_show_only_shared(n_spacings, shares, candidates):
+    """Of lattices that all explain a grain's ``n_spacings`` spacings, the one likelier to show only shared reflections, or -1.
+
+    A lattice most of whose reflections another lattice has too shows only
+    those more often than one with many reflections of its own: fcc Co
+    shares 111, 220, 311 and 222 of its five first reflections with hcp
+    Co, hcp Co 4 of its ten; fcc [111] shows 220 alone, hcp 110 comes with
+    100 in [001]. Each spacing is taken as one reflection drawn at random,
+    so a lattice sharing ``share`` of its reflections shows ``k`` shared
+    ones with probability ``share ** k``; the likelier lattice is kept when
+    it is :data:`MIN_SHARED_LIKELIHOOD_RATIO` times likelier than every other.
+    """
+    likelihood = np.asarray(shares, dtype=np.float64) ** n_spacings
+    order = np.argsort(-likelihood)
+    if likelihood[order[0]] > 0 and likelihood[order[0]] >= MIN_SHARED_LIKELIHOOD_RATIO * likelihood[order[1]]:
+        return candidates[order[0]]
+    return -1
+
+
+#: Smallest cosine similarity of two neighbouring grains' spot images
+#: (:func:`spot_images`) at which they are one crystal. Tiny ``poly_hcp``,
+#: ``poly_structure`` and ``poly_four_phases`` (2026-12-07): neighbouring
+#: grains of two true grains reached 0.66, parts of one true grain 0.52 to
+#: 1.0, most above 0.8.
+MIN_SAME_CRYSTAL_SIMILARITY = 0.8
+#: Positions between two grains that still make them neighbours: the
+#: parts of a split grain too small to judge leave gaps.
+SAME_CRYSTAL_REACH = 2
+
+
+def spot_images(patterns, direct_beam, *, smoothing=1.0):
+    """Each mean pattern's spots, as a unit vector: where they lie says the crystal's orientation.
+
+    A pattern less its round background about its own direct beam
+    (:func:`~stemfuse_hs.clustering.phases.radial_background`; the beam
+    found near the scan's, as the descan moves it), smoothed by a Gaussian
+    of ``smoothing`` pixels (a bent grain's spots move), clipped at zero,
+    with the beam and its rim (1.5 beam radii and a pixel) set to zero.
+    Two grains of one crystal, cut apart by their thickness or bending,
+    show their spots in the same places; two crystals rarely do, even of
+    one lattice.
+
+    Parameters
+    ----------
+    patterns : numpy.ndarray
+        ``(n_grains, H, W)`` mean patterns (all zero for a grain without
+        positions).
+    direct_beam : sequence of float
+        The scan's beam (row, column, radius), pixels.
+    smoothing : float, default 1
+        Pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_grains, H * W)``, each row of unit length (zero without spots).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rows, cols = np.mgrid[:32, :32]
+    >>> def pattern(*spots):
+    ...     image = 200 * np.exp(-((rows - 16) ** 2 + (cols - 16) ** 2) / 4.0) + 5.0
+    ...     for y, x in spots:
+    ...         image += 40 * np.exp(-((rows - y) ** 2 + (cols - x) ** 2) / 2.0)
+    ...     return image
+    >>> images = spot_images(np.stack([pattern((16, 24), (16, 8)), pattern((16, 24), (16, 8)), pattern((24, 16), (8, 16))]),
+    ...                      (16.0, 16.0, 2.0))
+    >>> np.round(images @ images.T, 2).tolist()
+    [[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    """
+    from scipy import ndimage
+
+    from ..features.sdt import find_direct_beam
+    from .phases import radial_background
+
+    patterns = check_array("patterns", patterns, ndim=3)
+    smoothing = check_real("smoothing", smoothing, minimum=0)
+    scan_centre, scan_radius = (float(direct_beam[0]), float(direct_beam[1])), float(direct_beam[2])
+    n_grains, rows, cols = patterns.shape
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    images = np.zeros((n_grains, rows * cols))
+    for grain, pattern in enumerate(np.nan_to_num(np.asarray(patterns, dtype=np.float64))):
+        if not pattern.any():
+            continue
+        centre, radius = find_direct_beam(pattern, near=scan_centre, within=scan_radius)
+        spots = pattern - radial_background(pattern, centre)
+        if smoothing > 0:
+            spots = ndimage.gaussian_filter(spots, smoothing)
+        spots[np.hypot(yy - centre[0], xx - centre[1]) < 1.5 * radius + 1.0] = 0.0
+        spots = np.maximum(spots, 0.0).ravel()
+        norm = np.linalg.norm(spots)
+        if norm > 0:
+            images[grain] = spots / norm
+    return images
+
+
+def verdicts_of_same_crystals(images, grains, verdicts, *, min_similarity=MIN_SAME_CRYSTAL_SIMILARITY, reach=SAME_CRYSTAL_REACH):
+    """Undecided grains given the verdict of the neighbouring grains that show the same spots.
+
+    A grain whose spacings both lattices explain (hcp 002, 110 and 112 are
+    fcc 111, 220 and 311 to 0.6 %) is undecided, but a neighbouring part
+    of the same crystal, cut from it by thickness or bending, can show a
+    spot that decides (tiny ``poly_hcp`` seed 0, 2026-12-07: three parts
+    of an fcc grain showing only 220 and 311 beside two parts of it that
+    also showed 111). An undecided grain takes the verdict of the
+    neighbours (within ``reach`` positions) whose spot images
+    (:func:`spot_images`) it matches to ``min_similarity``, when they
+    agree; parts so decided pass their verdict on in turn.
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        ``(n_grains, n_pixels)`` from :func:`spot_images`.
+    grains : numpy.ndarray
+        ``(rows, cols)`` grain of every position, -1 for none.
+    verdicts : numpy.ndarray
+        ``(n_grains,)`` lattice of every grain, -1 when undecided.
+    min_similarity : float, default 0.8
+    reach : int, default 2
+
+    Returns
+    -------
+    verdicts : numpy.ndarray
+        ``(n_grains,)`` with the undecided grains that matched decided.
+    source : numpy.ndarray
+        ``(n_grains,)`` the neighbour each took its verdict from (the most
+        similar), -1 for the others.
+    similarity : numpy.ndarray
+        ``(n_grains,)`` that neighbour's similarity, NaN for the others.
+
+    Examples
+    --------
+    Grain 1 shows grain 0's spots, grain 2 other ones:
+
+    >>> import numpy as np
+    >>> images = np.array([[1.0, 0.0], [0.96, 0.28], [0.0, 1.0]])
+    >>> grains = np.repeat([[0, 0, 1, 1, 2, 2]], 4, axis=0)
+    >>> new, source, similarity = verdicts_of_same_crystals(images, grains, np.array([1, -1, -1]))
+    >>> new.tolist(), source.tolist(), similarity.round(2).tolist()
+    ([1, 1, -1], [-1, 0, -1], [nan, 0.96, nan])
+    """
+    from scipy import ndimage
+
+    images = check_array("images", images, ndim=2)
+    grains = np.asarray(grains).astype(np.int64)
+    verdicts = np.asarray(verdicts).astype(np.int64).ravel()
+    if grains.ndim != 2:
+        raise ValueError(f"verdicts_of_same_crystals: grains must be a (rows, cols) map, got shape {grains.shape}.")
+    if images.shape[0] != verdicts.size or (grains.size and grains.max() >= verdicts.size):
+        raise ValueError(
+            f"verdicts_of_same_crystals: {images.shape[0]} spot images and {verdicts.size} verdicts "
+            f"for {int(grains.max()) + 1 if grains.size else 0} grains."
+        )
+    min_similarity = check_real("min_similarity", min_similarity, minimum=-1, maximum=1)
+    reach = check_int("reach", reach, minimum=1)
+    new = verdicts.copy()
+    source = np.full(verdicts.size, -1, dtype=np.int64)
+    similarity = np.full(verdicts.size, np.nan)
+    boxes = ndimage.find_objects(grains + 1)
+    neighbours = {}
+    for grain in np.flatnonzero(verdicts < 0):
+        if grain >= len(boxes) or boxes[grain] is None:
+            continue
+        box = tuple(slice(max(s.start - reach, 0), s.stop + reach) for s in boxes[grain])
+        own = grains[box] == grain
+        near = ndimage.binary_dilation(own, iterations=reach) & ~own
+        others = np.unique(grains[box][near])
+        others = others[others >= 0]
+        matches = images[others] @ images[grain]
+        neighbours[grain] = (others[matches >= min_similarity], matches[matches >= min_similarity])
+    changed = True
+    while changed:
+        changed = False
+        for grain, (others, matches) in neighbours.items():
+            if new[grain] >= 0:
+                continue
+            decided = new[others] >= 0
+            if decided.any() and np.unique(new[others[decided]]).size == 1:
+                best = np.argmax(np.where(decided, matches, -np.inf))
+                new[grain], source[grain], similarity[grain] = new[others[best]], others[best], matches[best]
+                changed = True
+    return new, source, similarity
 
 
 #: Fewest grains of a second lattice that make a new phase of their

@@ -1010,6 +1010,8 @@ def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_pr
         move_patches_by_composition,
         split_grains,
         split_undecided_grains,
+        spot_images,
+        verdicts_of_same_crystals,
     )
     from ..clustering.phases import window_shares
 
@@ -1023,6 +1025,8 @@ def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_pr
         record["min_grain_log_ratio"] = float(min_log_ratio)
     for key in ("grains_by_composition", "grains"):
         record[key] = {name: np.zeros(0, dtype=np.int64) for name in ("from_phase", "into_phase", "positions")}
+    record["same_crystal"] = {"positions": np.zeros(0, dtype=np.int64), "lattice": np.zeros(0, dtype=np.int64),
+                              "similarity": np.zeros(0)}
     record["phase_lattice"] = np.full(n_phases, -1, dtype=np.int64)
     lattices = [record.get("scan_lattice"), record.get("second_lattice")]
     by_lattice = all(lattices) and "direct_beam" in record
@@ -1056,13 +1060,26 @@ def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_pr
     grains, _ = split_grains(binned, labels.reshape(shape), threshold=threshold, min_size=min_size)
     if grains.max() < 0:
         return _with_record(phases, record), binned
-    verdicts = _grain_verdicts(grains, dp, record["direct_beam"], lattices, show_progressbar)
+    verdicts, patterns = _grain_verdicts(grains, dp, record["direct_beam"], lattices, show_progressbar)
     parts = split_undecided_grains(binned, grains, verdicts, threshold=threshold * UNDECIDED_SPLIT_SHARE, min_size=min_size)
     if parts.max() >= verdicts.size:
         # Only the new parts are judged (one more pass over dp).
         new_parts = np.where(parts >= verdicts.size, parts - verdicts.size, -1)
-        verdicts = np.concatenate([verdicts, _grain_verdicts(new_parts, dp, record["direct_beam"], lattices, show_progressbar)])
+        part_verdicts, part_patterns = _grain_verdicts(new_parts, dp, record["direct_beam"], lattices, show_progressbar)
+        verdicts = np.concatenate([verdicts, part_verdicts])
+        patterns = np.concatenate([patterns, part_patterns])
         grains = parts
+    judged = verdicts >= 0
+    verdicts, source, similarity = verdicts_of_same_crystals(
+        spot_images(patterns, record["direct_beam"]), grains.reshape(shape), verdicts
+    )
+    # Undecided grains that show a judged neighbour's spots are of its crystal.
+    took = np.flatnonzero(~judged & (verdicts >= 0))
+    sizes = np.bincount(grains.reshape(n)[grains.reshape(n) >= 0], minlength=verdicts.size)
+    record["same_crystal"] = {
+        "positions": sizes[took].astype(np.int64), "lattice": verdicts[took].astype(np.int64),
+        "similarity": similarity[took].astype(np.float64),
+    }
     new_labels, phase_lattice, _ = move_grains_by_lattice(labels, grains.reshape(n), verdicts, same)
     record["phase_lattice"] = phase_lattice.astype(np.int64)
     added = int(new_labels.max()) + 1 - n_phases
@@ -1077,14 +1094,15 @@ def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_pr
 
 
 def _grain_verdicts(grains, dp, direct_beam, lattices, show_progressbar):
-    """The lattice (index into ``lattices``, -1 undecided) every grain's interior shows (:func:`~stemfuse_hs.clustering.grains.grain_lattices`)."""
+    """The lattice (index into ``lattices``, -1 undecided) every grain's interior shows (:func:`~stemfuse_hs.clustering.grains.grain_lattices`), and the interiors' mean patterns."""
     from ..clustering.grains import grain_interiors, grain_lattices
 
     weights = grain_interiors(grains)
     with dask_progress(show_progressbar):
         patterns, _ = cluster_statistics(dp.data, 2, weights)
-    spacings, _ = _pattern_spacings(np.nan_to_num(patterns), weights.sum(axis=0), direct_beam, friedel_centre=True)
-    return grain_lattices(spacings, lattices)
+    patterns = np.nan_to_num(patterns)
+    spacings, _ = _pattern_spacings(patterns, weights.sum(axis=0), direct_beam, friedel_centre=True)
+    return grain_lattices(spacings, lattices), patterns
 
 
 def _move_positions(phases, counts, min_log_ratio):

@@ -12,8 +12,10 @@ from stemfuse_hs.clustering.grains import (
     move_grains_by_lattice,
     move_patches_by_composition,
     neighbour_distance,
+    spot_images,
     split_grains,
     split_undecided_grains,
+    verdicts_of_same_crystals,
 )
 from stemfuse_hs.clustering.indexing import index_cubic
 from _helpers import phase_maps_with_and_without
@@ -288,3 +290,73 @@ def test_map_phases_moves_grains_whose_pooled_counts_are_another_phase_s():
     assert without.phase_merge["grains_by_composition"]["positions"].size == 0
     truth = scan.truth.ravel()
     assert adjusted_rand_score(truth, phases.data.ravel()) > adjusted_rand_score(truth, without.data.ravel()) + 0.005
+
+
+def spotted_patterns(spot_sets, size=32, beam_shift=(0.0, 0.0)):
+    """Mean patterns of a 1.8 px beam at the centre (shifted by ``beam_shift``) and 40-count spots at the given offsets."""
+    rows, cols = np.mgrid[:size, :size]
+    centre = size / 2 + np.asarray(beam_shift)
+    patterns = []
+    for spots in spot_sets:
+        image = 300 * np.exp(-((rows - centre[0]) ** 2 + (cols - centre[1]) ** 2) / 3.0) + 5.0
+        for dy, dx in spots:
+            image += 40 * np.exp(-((rows - centre[0] - dy) ** 2 + (cols - centre[1] - dx) ** 2) / 2.0)
+        patterns.append(image)
+    return np.array(patterns)
+
+
+def test_one_crystal_s_spots_match_wherever_the_descan_puts_its_beam_and_another_crystal_s_do_not():
+    # Grains 0 and 1: one crystal (fcc 111 and 220 at 6.1 and 10 px), the beam 0.7 px apart (descan); grain 2:
+    # the same spacings turned by 30 degrees; grain 3: no spots.
+    turned = [(6.1 * np.sin(a + np.pi / 6), 6.1 * np.cos(a + np.pi / 6)) for a in (0.0, np.pi)]
+    one = [(0.0, 6.1), (0.0, -6.1), (10.0, 0.0), (-10.0, 0.0)]
+    patterns = np.concatenate([spotted_patterns([one]), spotted_patterns([one], beam_shift=(0.5, 0.5)),
+                               spotted_patterns([turned + [(10.0, 0.0)]]), spotted_patterns([[]])])
+    images = spot_images(patterns, (16.0, 16.0, 1.8))
+    similarity = images @ images.T
+    assert similarity[0, 1] > 0.9 and similarity[0, 2] < 0.6 and not images[3].any()
+
+
+def test_undecided_grains_take_the_verdict_of_the_neighbours_showing_their_spots_in_a_chain():
+    # A row of grains: 0 decided (lattice 1); 1 and 2 show its spots (2 through 1); 3 shows other spots; 4, showing
+    # the spots of 5 (lattice 0) and of 0's crystal, lies beside both 3 and 5 only; 6 has no neighbour's spots.
+    a, b, c = np.eye(3)
+    images = np.array([a, 0.9 * a + 0.44 * c, a, b, a, a, c])
+    grains = np.repeat(np.arange(7), 3)[None, :].repeat(4, axis=0)
+    new, source, similarity = verdicts_of_same_crystals(images, grains, np.array([1, -1, -1, -1, -1, 0, -1]))
+    assert new.tolist() == [1, 1, 1, -1, 0, 0, -1]
+    assert source.tolist() == [-1, 0, 1, -1, 5, -1, -1]
+    assert similarity[[1, 2, 4]].round(2).tolist() == [0.9, 0.9, 1.0]
+    # Two neighbours of one crystal that disagree leave a grain undecided.
+    new, _, _ = verdicts_of_same_crystals(np.array([a, a, a]), np.repeat([[0, 1, 2]], 3, axis=0), np.array([0, -1, 1]))
+    assert new.tolist() == [0, -1, 1]
+    with pytest.raises(ValueError, match=r"^verdicts_of_same_crystals: 2 spot images and 3 verdicts for 3 grains\.$"):
+        verdicts_of_same_crystals(images[:2], np.repeat([[0, 1, 2]], 3, axis=0), np.array([0, -1, 1]))
+
+
+def test_map_phases_decides_the_parts_of_a_grain_by_the_part_that_shows_a_deciding_spot(monkeypatch):
+    # Tiny poly_structure seed 0 (AVX-512, 2026-12-07): 0.88 with undecided grains left in the phase they were
+    # clustered into, 0.94 with 65 positions of them given the lattice of a neighbouring grain of the same crystal.
+    import stemfuse_hs.clustering.grains as grains
+
+    scan = stemfuse_hs.data.synthetic_scan("poly_structure", size="tiny", seed=0)
+    phases = stemfuse_hs.map_phases(scan.dp, scan.eds, random_state=0, show_progressbar=False)
+    monkeypatch.setattr(grains, "verdicts_of_same_crystals", lambda images, grains, verdicts: (verdicts, None, np.full(verdicts.size, np.nan)))
+    without = stemfuse_hs.map_phases(scan.dp, scan.eds, random_state=0, show_progressbar=False)
+    truth = scan.truth.ravel()
+    assert adjusted_rand_score(truth, without.data.ravel()) < 0.9 < 0.92 < adjusted_rand_score(truth, phases.data.ravel())
+    record = phases.phase_merge["same_crystal"]
+    assert record["positions"].sum() >= 50 and (record["similarity"] >= 0.8).all()
+
+
+def test_a_grain_showing_only_reflections_two_lattices_share_is_of_the_one_with_fewer_of_its_own():
+    # fcc and hcp Co out to 12.3 px: fcc shares 111, 220, 311 and 222 of its five reflections with hcp, hcp 002,
+    # 110, 112 and 004 of its ten, so a grain showing k shared spacings is 2 ** k times likelier fcc (fcc [111]
+    # shows 220 alone, hcp 110 comes with 100). A spacing hcp alone has (100) or claims (002, 004 beyond the
+    # 0.5 % gap) makes the grain hcp; no spacing leaves it undecided.
+    fcc = {"centring": "F", "scale": 3.527}
+    hcp = {"centring": "hcp", "scale": 4.98, "c_over_a": 1.623}
+    grains = [[9.975], [9.975, 11.70], [6.125], [5.75, 9.975], [6.16, 12.29], []]
+    assert grain_lattices(grains, [fcc, hcp]).tolist() == [0, 0, 0, 1, 1, -1]
+    # fcc and bcc of one steel share fcc 400 / bcc 310 alone, one of five or six reflections each: no decision.
+    assert grain_lattices([[13.85]], [{"centring": "F", "scale": 3.475}, {"centring": "I", "scale": 4.364}]).tolist() == [-1]
