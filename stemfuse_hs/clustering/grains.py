@@ -424,7 +424,7 @@ def spot_images(patterns, direct_beam, *, smoothing=1.0):
     Returns
     -------
     numpy.ndarray
-        ``(n_grains, H * W)``, each row of unit length (zero without spots).
+        ``(n_grains, H * W)`` float32, each row of unit length (zero without spots).
 
     Examples
     --------
@@ -450,7 +450,7 @@ def spot_images(patterns, direct_beam, *, smoothing=1.0):
     scan_centre, scan_radius = (float(direct_beam[0]), float(direct_beam[1])), float(direct_beam[2])
     n_grains, rows, cols = patterns.shape
     yy, xx = np.mgrid[0:rows, 0:cols]
-    images = np.zeros((n_grains, rows * cols))
+    images = np.zeros((n_grains, rows * cols), dtype=np.float32)  # a published scan's hundred grains: 26 MB
     for grain, pattern in enumerate(np.nan_to_num(np.asarray(patterns, dtype=np.float64))):
         if not pattern.any():
             continue

@@ -1070,7 +1070,7 @@ def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_pr
         patterns = np.concatenate([patterns, part_patterns])
         grains = parts
     judged = verdicts >= 0
-    verdicts, source, similarity = verdicts_of_same_crystals(
+    verdicts, _, similarity = verdicts_of_same_crystals(
         spot_images(patterns, record["direct_beam"]), grains.reshape(shape), verdicts
     )
     # Undecided grains that show a judged neighbour's spots are of its crystal.
