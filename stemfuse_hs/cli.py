@@ -1321,6 +1321,7 @@ def phase_merge_summary(phases):
     grains = record.get("grains", {})
     grains_by_composition = record.get("grains_by_composition", {})
     same_crystal = record.get("same_crystal", {})
+    joined = record.get("joined_phases", {})
     return {
         "n_segments": int(phases.segments.n_clusters),
         "n_phases": int(phases.n_clusters),
@@ -1368,6 +1369,9 @@ def phase_merge_summary(phases):
             for n, j, c in zip(
                 same_crystal.get("positions", []), same_crystal.get("lattice", []), same_crystal.get("similarity", [])
             )
+        ],
+        "joined_phases": [
+            {"phase": int(a), "into_phase": int(b)} for a, b in zip(joined.get("phase", []), joined.get("into", []))
         ],
         "phase_lattice": [int(v) for v in np.asarray(record.get("phase_lattice", []))],
         "positions_moved": [

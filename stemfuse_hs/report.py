@@ -684,6 +684,14 @@ def write_report(directory, name=None):
             "Grains moved to the phase of their composition whose lattice their interior shows (segments split "
             "into grains by their patterns):",
         )
+        if merge.get("joined_phases"):
+            rows = [(m["phase"], m["into_phase"]) for m in merge["joined_phases"]]
+            body.append(
+                "<p>Phases joined once their grains of another lattice had moved out: one composition and one "
+                "lattice, one phase (phases numbered anew from here on; the grains' moves above use the new "
+                "numbers):</p>"
+            )
+            body.append(_table(rows, ["phase before", "phase after"], numeric=(0, 1)))
         body += _moves_table(
             merge.get("positions_moved"),
             "Positions moved last, by their own X-ray counts, to a phase of another composition that explains "

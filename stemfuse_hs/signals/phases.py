@@ -682,9 +682,15 @@ def map_phases(
         composition that shows it; when no phase of its composition does,
         the phase's grains of that lattice (two or more, a tenth of its
         positions or more) become a new phase
-        (:func:`stemfuse_hs.clustering.grains.move_grains_by_lattice`). The
+        (:func:`stemfuse_hs.clustering.grains.move_grains_by_lattice`).
+        Phases of one composition whose remaining judged grains all show
+        one lattice are then one phase
+        (:func:`stemfuse_hs.clustering.grains.phases_of_one_lattice`;
+        ``phase_merge["joined_phases"]``: numbers before and after) and
+        the grains are moved once more. The
         positions moved between two phases become one more segment, listed
-        in ``phase_merge["grains"]``; ``phase_merge["phase_lattice"]`` holds
+        in ``phase_merge["grains"]`` (in the numbers after any join);
+        ``phase_merge["phase_lattice"]`` holds
         every phase's lattice (0 the scan's, 1 the second, -1 none). One
         more pass over ``dp`` for the binned patterns (which the boundary
         step then reuses instead of reading ``dp`` again) and one for the
@@ -1008,6 +1014,7 @@ def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_pr
         move_grains_by_composition,
         move_grains_by_lattice,
         move_patches_by_composition,
+        phases_of_one_lattice,
         split_grains,
         split_undecided_grains,
         spot_images,
@@ -1025,6 +1032,7 @@ def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_pr
         record["min_grain_log_ratio"] = float(min_log_ratio)
     for key in ("grains_by_composition", "grains"):
         record[key] = {name: np.zeros(0, dtype=np.int64) for name in ("from_phase", "into_phase", "positions")}
+    record["joined_phases"] = {"phase": np.zeros(0, dtype=np.int64), "into": np.zeros(0, dtype=np.int64)}
     record["same_crystal"] = {"positions": np.zeros(0, dtype=np.int64), "lattice": np.zeros(0, dtype=np.int64),
                               "similarity": np.zeros(0)}
     record["phase_lattice"] = np.full(n_phases, -1, dtype=np.int64)
@@ -1080,17 +1088,60 @@ def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_pr
         "positions": sizes[took].astype(np.int64), "lattice": verdicts[took].astype(np.int64),
         "similarity": similarity[took].astype(np.float64),
     }
-    new_labels, phase_lattice, _ = move_grains_by_lattice(labels, grains.reshape(n), verdicts, same)
-    record["phase_lattice"] = phase_lattice.astype(np.int64)
-    added = int(new_labels.max()) + 1 - n_phases
-    if added > 0:
-        # New phases (grains of a lattice no phase of their composition had)
-        # start empty; the moves fill them.
-        memberships = np.moveaxis(np.asarray(phases.memberships.data), 0, -1).reshape(n, -1).astype(np.float32)
-        memberships = np.column_stack([memberships, np.zeros((n, added), np.float32)])
-        record["groups"] = [list(g) for g in record["groups"]] + [[] for _ in range(added)]
-        phases = build_cluster_labels_like(phases.segments, ClusterResult(labels, memberships, phases.parameters), record)
+    grains = grains.reshape(n)
+    new_labels, phase_lattice, _ = move_grains_by_lattice(labels, grains, verdicts, same)
+    phases = _with_empty_phases(phases, record, int(new_labels.max()) + 1)
+    # Phases the merge kept apart for the other lattice's grains in them
+    # are, once those left, one phase: joined, the grains that had two
+    # phases of their lattice to go to move too.
+    _, same = _phase_compositions(new_labels, counts, phases.n_clusters, record)
+    number = phases_of_one_lattice(new_labels, grains, verdicts, same)
+    record["joined_phases"] = {
+        "phase": np.flatnonzero(np.bincount(number)[number] > 1).astype(np.int64),
+        "into": number[np.bincount(number)[number] > 1].astype(np.int64),
+    }
+    if record["joined_phases"]["phase"].size:
+        phases = _join_phases(phases, number, record)
+        labels = np.where(labels >= 0, number[np.maximum(labels, 0)], -1)
+        joined = np.where(new_labels >= 0, number[np.maximum(new_labels, 0)], -1)
+        n_joined = int(joined.max()) + 1
+        _, same = _phase_compositions(joined, counts, n_joined, record)
+        new_labels, phase_lattice, _ = move_grains_by_lattice(joined, grains, verdicts, same)
+        phases = _with_empty_phases(phases, record, int(new_labels.max()) + 1)
+    record["phase_lattice"] = np.concatenate(
+        [phase_lattice, np.full(phases.n_clusters - phase_lattice.size, -1)]
+    ).astype(np.int64)
     return _apply_moves(phases, labels, new_labels, record, "grains"), binned
+
+
+def _with_empty_phases(phases, record, n_phases):
+    """``phases`` with empty phases added up to ``n_phases``: new phases (grains of a lattice no phase of their composition had) start empty, and the moves fill them."""
+    added = n_phases - phases.n_clusters
+    if added <= 0:
+        return phases
+    n = phases.data.size
+    labels = np.asarray(phases.data).reshape(n).astype(np.int64)
+    memberships = np.moveaxis(np.asarray(phases.memberships.data), 0, -1).reshape(n, -1).astype(np.float32)
+    memberships = np.column_stack([memberships, np.zeros((n, added), np.float32)])
+    record["groups"] = [list(g) for g in record["groups"]] + [[] for _ in range(added)]
+    return build_cluster_labels_like(phases.segments, ClusterResult(labels, memberships, phases.parameters), record)
+
+
+def _join_phases(phases, number, record):
+    """``phases`` with every phase renumbered to ``number[phase]``: phases of one number become one, their segments and memberships pooled."""
+    n = phases.data.size
+    labels = np.asarray(phases.data).reshape(n).astype(np.int64)
+    n_joined = int(number.max()) + 1
+    memberships = np.moveaxis(np.asarray(phases.memberships.data), 0, -1).reshape(n, -1).astype(np.float32)
+    pooled = np.zeros((n, n_joined), np.float32)
+    groups = [[] for _ in range(n_joined)]
+    for phase, into in enumerate(number):
+        pooled[:, into] += memberships[:, phase]
+        groups[into] += list(record["groups"][phase])
+    record["groups"] = groups
+    record["segment_phase"] = number[np.asarray(record["segment_phase"], dtype=np.int64)]
+    joined = np.where(labels >= 0, number[np.maximum(labels, 0)], -1)
+    return build_cluster_labels_like(phases.segments, ClusterResult(joined, pooled, phases.parameters), record)
 
 
 def _grain_verdicts(grains, dp, direct_beam, lattices, show_progressbar):

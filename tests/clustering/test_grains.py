@@ -12,6 +12,7 @@ from stemfuse_hs.clustering.grains import (
     move_grains_by_lattice,
     move_patches_by_composition,
     neighbour_distance,
+    phases_of_one_lattice,
     spot_images,
     split_grains,
     split_undecided_grains,
@@ -153,6 +154,35 @@ def test_grains_of_a_lattice_no_phase_of_their_composition_has_become_a_new_phas
     grains = np.repeat([0, 1, 2, 3, 4], [40, 40, 3, 3, 4])
     new, _, moves = move_grains_by_lattice(np.zeros(90, int), grains, np.array([0, 0, 1, 1, 0]), np.ones((1, 1), bool))
     assert moves == [] and (new == 0).all()
+
+
+def test_phases_of_one_composition_and_lattice_join_once_no_grain_of_another_lattice_is_left():
+    # Phases 0, 1 and 3 one composition, all lattice 1 by their grains; phase 2 another composition.
+    labels = np.repeat([0, 0, 1, 2, 3], 4)
+    grains = np.repeat([0, 1, 2, 3, 4], 4)
+    same = np.ones((4, 4), bool)
+    same[2, :] = same[:, 2] = False
+    same[2, 2] = True
+    verdicts = np.array([1, -1, 1, 1, 1])
+    assert phases_of_one_lattice(labels, grains, verdicts, same).tolist() == [0, 0, 1, 0]
+    # A phase still holding a grain of the other lattice is not yet one phase with anything.
+    assert phases_of_one_lattice(labels, grains, np.array([1, 0, 1, 1, 1]), same).tolist() == [0, 1, 2, 1]
+    # Compositions must agree pairwise: phase 3, like phase 0 but not like phase 1, stays apart from their pair.
+    same[1, 3] = same[3, 1] = False
+    assert phases_of_one_lattice(labels, grains, verdicts, same).tolist() == [0, 0, 1, 2]
+    with pytest.raises(ValueError, match=r"^phases_of_one_lattice: same_composition is \(2, 2\) for 4 phases\.$"):
+        phases_of_one_lattice(labels, grains, verdicts, same[:2, :2])
+
+
+def test_map_phases_joins_a_phase_left_of_one_lattice_and_composition_with_the_phase_that_has_both():
+    # Tiny poly_four_phases seed 3 (AVX-512, 2026-12-07): a segment of a bcc and an fcc grain of one
+    # composition stayed a fifth phase (0.72) after its fcc grain moved out; joined to the bcc phase, a
+    # third bcc grain that had two bcc phases to go to moves too (0.81).
+    scan = stemfuse_hs.data.synthetic_scan("poly_four_phases", size="tiny", seed=3)
+    phases = stemfuse_hs.map_phases(scan.dp, scan.eds, random_state=3, show_progressbar=False)
+    joined = phases.phase_merge["joined_phases"]
+    assert phases.n_clusters == 4 and joined["phase"].size == 2 and np.unique(joined["into"]).size == 1
+    assert adjusted_rand_score(scan.truth.ravel(), phases.data.ravel()) > 0.8
 
 
 def test_a_grain_moves_by_its_pooled_counts_where_one_position_s_would_not():
