@@ -679,6 +679,12 @@ def write_report(directory, name=None):
                 "their spots in the same places (one crystal; cosine similarity of the spot images):</p>"
             )
             body.append(_table(rows, ["positions", "lattice", "similarity"], numeric=(0, 1, 2)))
+        if merge.get("loose_positions"):
+            body.append(
+                f"<p>{int(merge['loose_positions'])} positions left out of every grain (specks of a phase inside a "
+                "crystal of another phase of its composition) taken into the grain their patterns put them in, "
+                "and moved with it:</p>"
+            )
         body += _moves_table(
             merge.get("grains"),
             "Grains moved to the phase of their composition whose lattice their interior shows (segments split "

@@ -342,6 +342,14 @@ def test_report_lists_pieces_moved_by_their_lattice(runs, tmp_path):
     assert re.search(r"<td[^>]*>5</td><td[^>]*>1</td><td[^>]*>0</td><td[^>]*>23</td>", page)
 
 
+def test_report_lists_joined_phases_and_the_specks_taken_into_grains(runs, tmp_path):
+    page, original = _demo_report_with(runs, tmp_path, joined_phases=[{"phase": 4, "into_phase": 1}], loose_positions=37)
+    assert original["joined_phases"] == [] and isinstance(original["loose_positions"], int)
+    assert "Phases joined once their grains of another lattice had moved out" in page
+    assert re.search(r"<td[^>]*>4</td><td[^>]*>1</td>", page)
+    assert "37 positions left out of every grain" in page
+
+
 def test_report_names_the_scan_lattice_and_the_merges_it_made(runs, tmp_path):
     lattice = {"centring": "F", "n": [3, 4, 8], "lines_px": [6.02, 6.95, 9.83], "max_error": 0.0031}
     merges = [{"segments": "0", "joined": "1", "p_value": 0.5, "composition_difference": 0.0, "lattice_overlap": 0.33,

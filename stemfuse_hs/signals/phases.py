@@ -1011,6 +1011,7 @@ def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_pr
     """
     from ..clustering.grains import (
         UNDECIDED_SPLIT_SHARE,
+        grains_with_loose_positions,
         move_grains_by_composition,
         move_grains_by_lattice,
         move_patches_by_composition,
@@ -1033,6 +1034,7 @@ def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_pr
     for key in ("grains_by_composition", "grains"):
         record[key] = {name: np.zeros(0, dtype=np.int64) for name in ("from_phase", "into_phase", "positions")}
     record["joined_phases"] = {"phase": np.zeros(0, dtype=np.int64), "into": np.zeros(0, dtype=np.int64)}
+    record["loose_positions"] = 0
     record["same_crystal"] = {"positions": np.zeros(0, dtype=np.int64), "lattice": np.zeros(0, dtype=np.int64),
                               "similarity": np.zeros(0)}
     record["phase_lattice"] = np.full(n_phases, -1, dtype=np.int64)
@@ -1088,7 +1090,11 @@ def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_pr
         "positions": sizes[took].astype(np.int64), "lattice": verdicts[took].astype(np.int64),
         "similarity": similarity[took].astype(np.float64),
     }
-    grains = grains.reshape(n)
+    # Judged, the grains take in the positions left out of them (specks of
+    # another phase inside a crystal) that the patterns put in them.
+    extended = grains_with_loose_positions(binned, labels.reshape(shape), grains, same, threshold=threshold, min_size=min_size)
+    record["loose_positions"] = int(((extended >= 0) & (grains < 0)).sum())
+    grains = extended.reshape(n)
     new_labels, phase_lattice, _ = move_grains_by_lattice(labels, grains, verdicts, same)
     phases = _with_empty_phases(phases, record, int(new_labels.max()) + 1)
     # Phases the merge kept apart for the other lattice's grains in them
