@@ -791,7 +791,8 @@ def phases_of_one_lattice(labels, grains, verdicts, same_composition):
     verdicts : numpy.ndarray
         ``(n_grains,)`` from :func:`grain_lattices`.
     same_composition : numpy.ndarray
-        ``(n_phases, n_phases)`` bool, on ``labels``.
+        ``(n_phases, n_phases)`` bool, on ``labels`` (phases past the last
+        one ``labels`` holds are empty and stay apart).
 
     Returns
     -------
@@ -817,9 +818,12 @@ def phases_of_one_lattice(labels, grains, verdicts, same_composition):
     same_composition = np.asarray(same_composition, dtype=bool)
     if grains.size != labels.size:
         raise ValueError(f"phases_of_one_lattice: {grains.size} grain labels for {labels.size} positions.")
-    n_phases = int(labels.max()) + 1 if labels.size else 0
-    if same_composition.shape != (n_phases, n_phases):
-        raise ValueError(f"phases_of_one_lattice: same_composition is {same_composition.shape} for {n_phases} phases.")
+    # Phases numbered past the last one holding positions (emptied by the
+    # moves) count: they keep their numbers.
+    n_phases = same_composition.shape[0] if same_composition.ndim == 2 else -1
+    if same_composition.shape != (n_phases, n_phases) or (labels.size and labels.max() >= n_phases):
+        n_held = int(labels.max()) + 1 if labels.size else 0
+        raise ValueError(f"phases_of_one_lattice: same_composition is {same_composition.shape} for {n_held} phases.")
     shown = [set() for _ in range(n_phases)]
     for grain in np.flatnonzero(verdicts >= 0):
         held = labels[(grains == grain) & (labels >= 0)]

@@ -183,6 +183,9 @@ def test_phases_of_one_composition_and_lattice_join_once_no_grain_of_another_lat
     # Compositions must agree pairwise: phase 3, like phase 0 but not like phase 1, stays apart from their pair.
     same[1, 3] = same[3, 1] = False
     assert phases_of_one_lattice(labels, grains, verdicts, same).tolist() == [0, 0, 1, 2]
+    # A last phase the moves emptied keeps its number.
+    padded = np.ones((5, 5), bool)
+    assert phases_of_one_lattice(labels, grains, verdicts, padded).tolist() == [0, 0, 0, 0, 1]
     with pytest.raises(ValueError, match=r"^phases_of_one_lattice: same_composition is \(2, 2\) for 4 phases\.$"):
         phases_of_one_lattice(labels, grains, verdicts, same[:2, :2])
 
