@@ -1102,9 +1102,10 @@ def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_pr
     # phases of their lattice to go to move too.
     _, same = _phase_compositions(new_labels, counts, phases.n_clusters, record)
     number = phases_of_one_lattice(new_labels, grains, verdicts, same)
+    shared_number = np.bincount(number)[number] > 1
     record["joined_phases"] = {
-        "phase": np.flatnonzero(np.bincount(number)[number] > 1).astype(np.int64),
-        "into": number[np.bincount(number)[number] > 1].astype(np.int64),
+        "phase": np.flatnonzero(shared_number).astype(np.int64),
+        "into": number[shared_number].astype(np.int64),
     }
     if record["joined_phases"]["phase"].size:
         phases = _join_phases(phases, number, record)
