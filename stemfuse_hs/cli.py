@@ -1381,10 +1381,11 @@ def phase_merge_summary(phases):
         ],
         "unmixed": [
             {"phase": int(q), "host": int(h), "moved_out": int(o), "moved_in": int(i), "host_share": float(hs),
-             "own_share": float(own)}
-            for q, h, o, i, hs, own in zip(
+             "own_share": float(own), "halo": float(halo), "particles": int(particles)}
+            for q, h, o, i, hs, own, halo, particles in zip(
                 unmixed.get("phase", []), unmixed.get("host", []), unmixed.get("moved_out", []),
                 unmixed.get("moved_in", []), unmixed.get("host_share", []), unmixed.get("own_share", []),
+                unmixed.get("halo", []), unmixed.get("particles", []),
             )
         ],
         "boundaries": [

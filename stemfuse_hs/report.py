@@ -705,17 +705,19 @@ def write_report(directory, name=None):
         )
         if merge.get("unmixed"):
             rows = [
-                (m["phase"], m["host"], m["moved_out"], m["moved_in"], f"{m['host_share']:.2f}", f"{m['own_share']:.2f}")
+                (m["phase"], m["host"], m["moved_out"], m["moved_in"], f"{m['host_share']:.2f}", f"{m['own_share']:.2f}",
+                 f"{m.get('halo', 0.0):.2f}", m.get("particles", 0))
                 for m in merge["unmixed"]
             ]
             body.append(
-                "<p>Small phases unmixed from their host, position by position: positions whose probe lies mostly "
+                "<p>Small phases unmixed from their host: positions whose probe lies mostly "
                 "in the host moved out, positions of the host whose probe lies mostly in the phase moved in "
                 "(host share: of the phase's pooled counts; own share: of its host-free spectrum in windows the "
-                "host lacks):</p>"
+                "host lacks; halo: share of the phase's positions measured mostly in the host; particles: judged "
+                "whole by a fitted disk, the rest position by position):</p>"
             )
-            body.append(_table(rows, ["phase", "host", "moved out", "moved in", "host share", "own share"],
-                               numeric=(2, 3, 4, 5)))
+            body.append(_table(rows, ["phase", "host", "moved out", "moved in", "host share", "own share", "halo",
+                                      "particles"], numeric=(2, 3, 4, 5, 6, 7)))
         body += _moves_table(
             merge.get("boundaries"),
             "Positions at phase boundaries moved to the side their diffraction pattern is mostly made of (two "

@@ -1249,6 +1249,8 @@ def _unmix(phases, counts, max_share):
         "moved_in": np.array([m["in"].size for m in moves], dtype=np.int64),
         "host_share": np.array([m["host_share"] for m in moves], dtype=np.float64),
         "own_share": np.array([m["own_share"] for m in moves], dtype=np.float64),
+        "halo": np.array([m["halo"] for m in moves], dtype=np.float64),
+        "particles": np.array([m["particles"] for m in moves], dtype=np.int64),
     }
     if not (new_labels != labels).any():
         return _with_record(phases, record)
