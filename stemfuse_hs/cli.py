@@ -1374,6 +1374,7 @@ def phase_merge_summary(phases):
             {"phase": int(a), "into_phase": int(b)} for a, b in zip(joined.get("phase", []), joined.get("into", []))
         ],
         "loose_positions": int(record.get("loose_positions", 0)),
+        "weakly_judged_grains": int(record.get("weakly_judged_grains", 0)),
         "phase_lattice": [int(v) for v in np.asarray(record.get("phase_lattice", []))],
         "positions_moved": [
             {"from_phase": int(a), "into_phase": int(b), "positions": int(n)}

@@ -679,6 +679,12 @@ def write_report(directory, name=None):
                 "their spots in the same places (one crystal; cosine similarity of the spot images):</p>"
             )
             body.append(_table(rows, ["positions", "lattice", "similarity"], numeric=(0, 1, 2)))
+        if merge.get("weakly_judged_grains"):
+            body.append(
+                f"<p>{int(merge['weakly_judged_grains'])} grains judged on a single spot spacing split like "
+                "undecided ones (they may pool two crystals whose spots their mean pattern measures as one "
+                "line); a part showing no lattice keeps its grain's.</p>"
+            )
         if merge.get("loose_positions"):
             body.append(
                 f"<p>{int(merge['loose_positions'])} positions left out of every grain (specks of a phase inside a "

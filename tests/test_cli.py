@@ -343,11 +343,23 @@ def test_report_lists_pieces_moved_by_their_lattice(runs, tmp_path):
 
 
 def test_report_lists_joined_phases_and_the_specks_taken_into_grains(runs, tmp_path):
-    page, original = _demo_report_with(runs, tmp_path, joined_phases=[{"phase": 4, "into_phase": 1}], loose_positions=37)
+    page, original = _demo_report_with(
+        runs, tmp_path, joined_phases=[{"phase": 4, "into_phase": 1}], loose_positions=37, weakly_judged_grains=6
+    )
     assert original["joined_phases"] == [] and isinstance(original["loose_positions"], int)
+    assert isinstance(original["weakly_judged_grains"], int)
     assert "Phases joined once their grains of another lattice had moved out" in page
     assert re.search(r"<td[^>]*>4</td><td[^>]*>1</td>", page)
     assert "37 positions left out of every grain" in page
+    assert "6 grains judged on a single spot spacing split like undecided ones" in page
+
+
+def test_report_lists_the_particles_judged_whole(runs, tmp_path):
+    unmixed = [{"phase": 1, "host": 0, "moved_out": 99, "moved_in": 0, "host_share": 0.77, "own_share": 0.97,
+                "halo": 0.64, "particles": 10}]
+    page, _ = _demo_report_with(runs, tmp_path, unmixed=unmixed)
+    assert "particles: judged whole by a fitted disk" in page
+    assert re.search(r"<td[^>]*>99</td><td[^>]*>0</td><td[^>]*>0.77</td><td[^>]*>0.97</td><td[^>]*>0.64</td><td[^>]*>10</td>", page)
 
 
 def test_report_names_the_scan_lattice_and_the_merges_it_made(runs, tmp_path):

@@ -1010,6 +1010,7 @@ def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_pr
     no need to read them.
     """
     from ..clustering.grains import (
+        MAX_WEAKLY_JUDGED_SPACINGS,
         UNDECIDED_SPLIT_SHARE,
         grains_with_loose_positions,
         move_grains_by_composition,
@@ -1019,6 +1020,7 @@ def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_pr
         split_grains,
         split_undecided_grains,
         spot_images,
+        verdicts_of_parts,
         verdicts_of_same_crystals,
     )
     from ..clustering.phases import window_shares
@@ -1035,6 +1037,7 @@ def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_pr
         record[key] = {name: np.zeros(0, dtype=np.int64) for name in ("from_phase", "into_phase", "positions")}
     record["joined_phases"] = {"phase": np.zeros(0, dtype=np.int64), "into": np.zeros(0, dtype=np.int64)}
     record["loose_positions"] = 0
+    record["weakly_judged_grains"] = 0
     record["same_crystal"] = {"positions": np.zeros(0, dtype=np.int64), "lattice": np.zeros(0, dtype=np.int64),
                               "similarity": np.zeros(0)}
     record["phase_lattice"] = np.full(n_phases, -1, dtype=np.int64)
@@ -1070,12 +1073,18 @@ def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_pr
     grains, _ = split_grains(binned, labels.reshape(shape), threshold=threshold, min_size=min_size)
     if grains.max() < 0:
         return _with_record(phases, record), binned
-    verdicts, patterns = _grain_verdicts(grains, dp, record["direct_beam"], lattices, show_progressbar)
-    parts = split_undecided_grains(binned, grains, verdicts, threshold=threshold * UNDECIDED_SPLIT_SHARE, min_size=min_size)
+    verdicts, patterns, n_spacings = _grain_verdicts(grains, dp, record["direct_beam"], lattices, show_progressbar)
+    # A grain judged on a single spacing may pool two crystals: split too.
+    weak = (verdicts >= 0) & (n_spacings <= MAX_WEAKLY_JUDGED_SPACINGS)
+    record["weakly_judged_grains"] = int(weak.sum())
+    parts = split_undecided_grains(
+        binned, grains, np.where(weak, -1, verdicts), threshold=threshold * UNDECIDED_SPLIT_SHARE, min_size=min_size
+    )
     if parts.max() >= verdicts.size:
         # Only the new parts are judged (one more pass over dp).
         new_parts = np.where(parts >= verdicts.size, parts - verdicts.size, -1)
-        part_verdicts, part_patterns = _grain_verdicts(new_parts, dp, record["direct_beam"], lattices, show_progressbar)
+        part_verdicts, part_patterns, _ = _grain_verdicts(new_parts, dp, record["direct_beam"], lattices, show_progressbar)
+        part_verdicts = verdicts_of_parts(parts, grains, part_verdicts, verdicts, weak)
         verdicts = np.concatenate([verdicts, part_verdicts])
         patterns = np.concatenate([patterns, part_patterns])
         grains = parts
@@ -1152,7 +1161,7 @@ def _join_phases(phases, number, record):
 
 
 def _grain_verdicts(grains, dp, direct_beam, lattices, show_progressbar):
-    """The lattice (index into ``lattices``, -1 undecided) every grain's interior shows (:func:`~stemfuse_hs.clustering.grains.grain_lattices`), and the interiors' mean patterns."""
+    """The lattice (index into ``lattices``, -1 undecided) every grain's interior shows (:func:`~stemfuse_hs.clustering.grains.grain_lattices`), the interiors' mean patterns, and how many spot spacings each shows."""
     from ..clustering.grains import grain_interiors, grain_lattices
 
     weights = grain_interiors(grains)
@@ -1160,7 +1169,7 @@ def _grain_verdicts(grains, dp, direct_beam, lattices, show_progressbar):
         patterns, _ = cluster_statistics(dp.data, 2, weights)
     patterns = np.nan_to_num(patterns)
     spacings, _ = _pattern_spacings(patterns, weights.sum(axis=0), direct_beam, friedel_centre=True)
-    return grain_lattices(spacings, lattices), patterns
+    return grain_lattices(spacings, lattices), patterns, np.array([np.size(v) for v in spacings], dtype=np.int64)
 
 
 def _move_positions(phases, counts, min_log_ratio):
