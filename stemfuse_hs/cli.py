@@ -210,7 +210,9 @@ OPTIONS = [
          "a phase of another composition (a large value such as 1e9 moves none)", "float", metavar="L"),
     _opt("phase_map", "max_unmixed_share", "--max-unmixed-share", 0.2,
          "very last, unmix phases covering at most this share of the scan from their host position by position "
-         "when they hold elements the host lacks (a precipitate's halo goes back to the matrix); none skips it",
+         "when they hold elements the host lacks (a precipitate's halo goes back to the matrix; where the phase "
+         "pooled its particles' halos, each small particle's positions are judged together by a fitted disk); "
+         "none skips it",
          "optshare", metavar="F"),
     _opt("phase_map", "boundary_margin", "--boundary-margin", 2.0,
          "finally, move a position at a boundary between two phases whose sides diffract differently to the "

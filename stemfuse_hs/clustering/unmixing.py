@@ -47,10 +47,12 @@ __all__ = [
     "DEFAULT_UNMIX_MARGIN",
     "MAX_MODELLED_PARTICLE",
     "MAX_PARTICLE_MISFIT",
+    "MIN_HALO_SHARE",
     "fit_particle",
     "host_free_template",
     "local_rate",
     "probe_fractions",
+    "soft_disk",
     "unmix_small_phases",
 ]
 

@@ -674,10 +674,13 @@ def map_phases(
         at least ``min_piece_size`` positions (15 when that is None) is
         judged on its interior, one position in from its edge, whose probe
         does not reach the neighbouring grains: the lattice explaining more
-        of its spacings is its lattice. A grain no lattice explains is split
+        of its spacings is its lattice. A grain no lattice explains, or one
+        judged on a single spacing (it may pool two crystals;
+        ``phase_merge["weakly_judged_grains"]`` counts them), is split
         once more at half the threshold and its parts judged
         (:func:`stemfuse_hs.clustering.grains.split_undecided_grains`; one
-        more pass over ``dp`` when there is one). A grain whose lattice is not the one
+        more pass over ``dp`` when there is one; a part of a weakly judged
+        grain showing no lattice keeps the grain's). A grain whose lattice is not the one
         most of its phase's judged grains show moves to the one phase of its
         composition that shows it; when no phase of its composition does,
         the phase's grains of that lattice (two or more, a tenth of its
@@ -737,10 +740,16 @@ def map_phases(
         lies in windows the host lacks (elements of its own), each
         position's counts are split between the two; a position moves to
         the phase that fills most of its probe (by half a standard error).
+        Where more than a tenth of the phase's positions are measured
+        mostly in the host (it pooled its particles' halos), the positions
+        around each small particle are judged together instead, by the
+        soft-edged disk fitted to all their shares
+        (:func:`stemfuse_hs.clustering.unmixing.fit_particle`).
         A precipitate a few positions across pools its halo, the matrix
         positions its probe tails reach, without this. Each move becomes
-        one more segment, listed in ``phase_merge["unmixed"]``. None skips
-        it.
+        one more segment, listed in ``phase_merge["unmixed"]`` (with the
+        ``"halo"`` share and the number of ``"particles"`` judged whole).
+        None skips it.
     boundary_margin : float or None, default 2.0
         A position with a position of another phase among its eight
         neighbours is split between the two sides' patterns (each the mean
