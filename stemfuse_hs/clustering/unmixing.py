@@ -472,21 +472,29 @@ def _judged_by_particle(inside, candidates, shares, errors, in_phase, n_cols, ar
     """
     from scipy import ndimage
 
-    pieces, n_pieces = ndimage.label(inside, structure=around)
+    pieces, _ = ndimage.label(inside, structure=around)
     rows, cols = np.divmod(candidates, n_cols)
+    # Each piece is looked at within its bounding box: a scan can hold thousands.
+    candidate_index = np.full(inside.shape, -1, dtype=np.int64)
+    candidate_index.flat[candidates] = np.arange(candidates.size)
     decided = np.zeros(candidates.size, dtype=bool)
     judged = np.zeros(candidates.size, dtype=bool)
     modelled = 0
-    for piece, size in enumerate(np.bincount(pieces.ravel())[1:], start=1):
-        if size > MAX_MODELLED_PARTICLE:
+    for piece, box in enumerate(ndimage.find_objects(pieces), start=1):
+        if box is None:
             continue
-        beside = ndimage.binary_dilation(pieces == piece, structure=around).ravel()[candidates]
-        if beside.sum() < MIN_PARTICLE_POSITIONS:
+        box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
+        own = pieces[box] == piece
+        if own.sum() > MAX_MODELLED_PARTICLE:
+            continue
+        beside = candidate_index[box][ndimage.binary_dilation(own, structure=around)]
+        beside = beside[beside >= 0]
+        if beside.size < MIN_PARTICLE_POSITIONS:
             continue
         fitted, misfit = fit_particle(rows[beside], cols[beside], shares[beside], errors[beside])
         if not misfit <= MAX_PARTICLE_MISFIT:
             continue
         modelled += 1
         decided[beside] |= fitted > 0.5
-        judged |= beside
+        judged[beside] = True
     return np.where(judged, decided, in_phase), modelled
