@@ -1,10 +1,11 @@
 """Compiled kernels for in-memory (eager) arrays.
 
 Lazy data go through dask graphs; on an array already in memory the same
-arithmetic runs here in compiled passes, parallel over threads. Each pass
-keeps ``PARTIAL_SUMS`` partial results over fixed shares of the positions,
-summed at the end in a fixed order: the results depend neither on
-scheduling nor on the number of threads.
+arithmetic runs here in compiled passes, parallel over threads. A pass
+over the positions keeps ``PARTIAL_SUMS`` partial results over fixed shares
+of them, summed at the end in a fixed order; :func:`weighted_moments`
+shares out columns instead, each summed over the positions in order: the
+results depend neither on scheduling nor on the number of threads.
 
 Diffraction patterns (the eager path of :func:`stemfuse_hs.features.sdt.sdt`)
 ------------------------------------------------------------------------------
@@ -33,6 +34,11 @@ Neighbours
 their candidate neighbours, to re-rank candidates found with float32 matrix
 products (:func:`stemfuse_hs.clustering.embed.nearest_neighbors`).
 
+Rings
+-----
+:func:`ring_medians`: medians over the rings of a pattern (the round
+background of :func:`stemfuse_hs.clustering.phases.radial_background`).
+
 Cluster statistics
 ------------------
 :func:`weighted_moments`: every cluster's weighted sums of the data and of
@@ -59,6 +65,7 @@ __all__ = [
     "log_statistics",
     "n_threads",
     "pair_distances",
+    "ring_medians",
     "spectra_statistics",
     "weighted_moments",
 ]
@@ -73,8 +80,9 @@ KERNEL_DTYPES = tuple(
 #: do not depend on the machine or on numba's thread setting (UMAP changes
 #: it while it runs).
 PARTIAL_SUMS = 8
-#: Largest memory (bytes) the partial sums of :func:`weighted_moments` take.
-PARTIAL_SUMS_BYTES = 256 * 2**20
+#: Most columns one thread sums at a time in :func:`weighted_moments` (4 kB
+#: of a float32 row).
+MOMENTS_BLOCK_COLUMNS = 1024
 #: Rows converted to float32 at a time when :func:`weighted_moments` gets
 #: float16 data.
 MOMENTS_CHUNK_ROWS = 1024
@@ -165,21 +173,21 @@ def _compiled():
                 out[p, k] = values[p, columns[k]]
 
     @numba.njit(parallel=True, cache=True)
-    def moments_kernel(values, weights, shift, sums, squares):
+    def moments_kernel(values, row_starts, clusters, row_weights, shift, sums, squares, with_squares, block_columns):
         n, m = values.shape
-        k = weights.shape[1]
-        slabs = sums.shape[0]
-        per_slab = (n + slabs - 1) // slabs
-        for slab in numba.prange(slabs):
-            for p in range(slab * per_slab, min(n, (slab + 1) * per_slab)):
-                for c in range(k):
-                    w = weights[p, c]
-                    if w == 0:
-                        continue
-                    for j in range(m):
+        n_blocks = (m + block_columns - 1) // block_columns
+        for block in numba.prange(n_blocks):
+            first = block * block_columns
+            last = min(m, first + block_columns)
+            for p in range(n):
+                for e in range(row_starts[p], row_starts[p + 1]):
+                    c = clusters[e]
+                    w = row_weights[e]
+                    for j in range(first, last):
                         delta = np.float64(values[p, j]) - shift[c, j]
-                        sums[slab, c, j] += w * delta
-                        squares[slab, c, j] += w * delta * delta
+                        sums[c, j] += w * delta
+                        if with_squares:
+                            squares[c, j] += w * delta * delta
 
     @numba.njit(parallel=True, cache=True)
     def pair_distance_kernel(points, rows, candidates, out):
@@ -223,7 +231,36 @@ def _compiled():
                     window_squares[slab, j] += delta * delta
                     noise[slab, j] += np.float64(windowed * r)
 
+    @numba.njit(cache=True)
+    def ring_medians_kernel(values, ring, n_rings, out):
+        n = ring.size
+        counts = np.zeros(n_rings, dtype=np.int64)
+        for i in range(n):
+            counts[ring[i]] += 1
+        starts = np.empty(n_rings, dtype=np.int64)
+        total = 0
+        for b in range(n_rings):
+            starts[b] = total
+            total += counts[b]
+        filled = starts.copy()
+        order = np.empty(n, dtype=np.int64)
+        for i in range(n):
+            order[filled[ring[i]]] = i
+            filled[ring[i]] += 1
+        segment = np.empty(counts.max(), dtype=np.float64)
+        for row in range(values.shape[0]):
+            j = 0
+            for b in range(n_rings):
+                c = counts[b]
+                if c == 0:
+                    continue
+                for t in range(c):
+                    segment[t] = values[row, order[starts[b] + t]]
+                out[row, j] = np.median(segment[:c])
+                j += 1
+
     _COMPILED.update(
+        ring_medians=ring_medians_kernel,
         spectra=spectra_kernel,
         bin=bin_kernel,
         scale=scale_kernel,
@@ -353,8 +390,13 @@ def gather_columns(values, columns):
     return out
 
 
-def weighted_moments(values, weights, shift=None):
+def weighted_moments(values, weights, shift=None, *, squares=True):
     """Weighted sums of ``values`` and of their squares for every column of ``weights``.
+
+    Threads share out the columns of ``values``: each cluster's sum over
+    the positions runs in one fixed order whatever the number of threads,
+    and no partial sums are kept (a published scan's few hundred grains'
+    mean patterns are 200 MB already).
 
     Parameters
     ----------
@@ -373,6 +415,9 @@ def weighted_moments(values, weights, shift=None):
         it, counts near 4e9 (uint32 sums of frames) square to 1.6e19, where
         float64 resolves nothing finer than about 2000, far above a
         variance of ~100. Default: zero (plain sums).
+    squares : bool, default True
+        False: only the sums (the squares returned as None), in about
+        half the arithmetic.
 
     Returns
     -------
@@ -398,20 +443,29 @@ def weighted_moments(values, weights, shift=None):
     shift = np.zeros((k, m), dtype=np.float64) if shift is None else np.ascontiguousarray(shift, dtype=np.float64)
     if shift.shape != (k, m):
         raise ValueError(f"shift must have shape {(k, m)} (clusters x columns), got {shift.shape}.")
-    slabs = max(1, min(PARTIAL_SUMS, n, PARTIAL_SUMS_BYTES // max(1, 16 * k * m)))
-    sums = np.zeros((slabs, k, m), dtype=np.float64)
-    squares = np.zeros_like(sums)
-    if values.dtype in KERNEL_DTYPES:
-        kernels["moments"](np.ascontiguousarray(values), weights, shift, sums, squares)
-    else:
-        # float16: numba has no half floats. Converted a few rows at a time,
-        # the kernel adds every chunk into the same partial sums.
-        for start in range(0, n, MOMENTS_CHUNK_ROWS):
-            stop = min(n, start + MOMENTS_CHUNK_ROWS)
-            kernels["moments"](
-                np.ascontiguousarray(values[start:stop], dtype=np.float32), weights[start:stop], shift, sums, squares
-            )
-    return sums.sum(axis=0), squares.sum(axis=0)
+    with_squares = bool(squares)
+    sums = np.zeros((k, m), dtype=np.float64)
+    squares = np.zeros((k, m) if with_squares else (1, 1), dtype=np.float64)
+    # Each position's clusters of non-zero weight (a position weighs in one
+    # or two of hundreds of grains).
+    rows, clusters = np.nonzero(weights)
+    row_starts = np.searchsorted(rows, np.arange(n + 1)).astype(np.int64)
+    clusters = clusters.astype(np.int64)
+    row_weights = weights[rows, clusters]
+    # Enough column blocks for every thread, each a few kB of a row.
+    block_columns = max(1, min(MOMENTS_BLOCK_COLUMNS, -(-m // max(1, 4 * n_threads()))))
+    # float16: numba has no half floats. Converted a few rows at a time,
+    # the kernel adds every chunk into the same sums.
+    native = values.dtype in KERNEL_DTYPES
+    chunk_rows = max(1, n if native else MOMENTS_CHUNK_ROWS)
+    for start in range(0, n, chunk_rows):
+        stop = min(n, start + chunk_rows)
+        chunk = np.ascontiguousarray(values[start:stop], dtype=None if native else np.float32)
+        kernels["moments"](
+            chunk, row_starts[start : stop + 1] - row_starts[start], clusters[row_starts[start] : row_starts[stop]],
+            row_weights[row_starts[start] : row_starts[stop]], shift, sums, squares, with_squares, block_columns,
+        )
+    return sums, (squares if with_squares else None)
 
 
 def pair_distances(points, rows, candidates):
@@ -444,6 +498,50 @@ def pair_distances(points, rows, candidates):
     out = np.empty(candidates.shape, dtype=np.float64)
     kernels["pair_distances"](np.ascontiguousarray(points, dtype=np.float32), rows, candidates, out)
     return out
+
+
+def ring_medians(values, ring):
+    """The median of each row of ``values`` over every non-empty ring, rings in ascending order.
+
+    Each ring's values are gathered by a counting pass over ``ring`` and
+    their median selected on its own (a few hundred values per ring): one
+    sort of the whole pattern by (ring, value) cost four times as long and
+    most of a spot search on a 256-pixel detector.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        ``(k, n)`` or ``(n,)``: one or more quantities per pixel.
+    ring : numpy.ndarray
+        ``(n,)`` non-negative integer ring of every pixel.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(k, n_rings)`` float64 (``(n_rings,)`` for 1-D ``values``), ``n_rings``
+        the number of distinct rings; an even count's median is the mean of
+        its two middle values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ring_medians(np.array([5.0, 1.0, 3.0, 7.0, 2.0]), np.array([2, 0, 2, 0, 2])).tolist()
+    [4.0, 3.0]
+    """
+    values = np.asarray(values, dtype=np.float64)
+    flat = values.ndim == 1
+    values = np.ascontiguousarray(values.reshape(1, -1) if flat else values)
+    ring = np.ascontiguousarray(ring, dtype=np.int64).ravel()
+    if ring.size != values.shape[1]:
+        raise ValueError(f"ring_medians: values has {values.shape[1]} pixels, ring {ring.size}.")
+    if ring.size == 0:
+        return np.zeros(0) if flat else np.zeros((values.shape[0], 0))
+    if ring.min() < 0:
+        raise ValueError("ring_medians: rings must be non-negative.")
+    n_rings = int(ring.max()) + 1
+    out = np.empty((values.shape[0], int(np.count_nonzero(np.bincount(ring, minlength=n_rings)))))
+    _compiled()["ring_medians"](values, ring, n_rings, out)
+    return out[0] if flat else out
 
 
 def spectra_statistics(spectra, scale, width):

@@ -119,7 +119,7 @@ def interior_weights(weights, segment_map, *, min_positions=MIN_INTERIOR_POSITIO
     return inner
 
 
-def cluster_statistics(data, signal_ndim, weights):
+def cluster_statistics(data, signal_ndim, weights, *, std=True):
     """Weighted mean and standard deviation of ``data`` for every cluster.
 
     Parameters
@@ -133,6 +133,9 @@ def cluster_statistics(data, signal_ndim, weights):
     signal_ndim : int
     weights : numpy.ndarray
         ``(n_positions, n_clusters)`` from :func:`cluster_weights`.
+    std : bool, default True
+        False: the means only (``std`` returned as None), without the sums
+        of squares.
 
     Returns
     -------
@@ -176,7 +179,7 @@ def cluster_statistics(data, signal_ndim, weights):
         w = da.from_array(weights, chunks=(flat.chunks[0], weights.shape[1]))
         parts = da.blockwise(
             _shifted_moments, "iqcj", flat, "ij", w, "ic", shift, "cj",
-            new_axes={"q": 2}, adjust_chunks={"i": 1}, dtype=np.float64,
+            new_axes={"q": 2}, adjust_chunks={"i": 1}, dtype=np.float64, squares=bool(std),
         )
         moments, shift = da.compute(parts.sum(axis=0), shift)
         sums, squares = moments
@@ -184,13 +187,13 @@ def cluster_statistics(data, signal_ndim, weights):
     else:
         flat = np.asarray(data).reshape((n, -1))
         shift = np.where(total > 0, flat[reference].astype(np.float64), 0.0)
-        sums, squares = weighted_moments(flat, weights, shift)
+        sums, squares = weighted_moments(flat, weights, shift, squares=std)
     with np.errstate(invalid="ignore", divide="ignore"):
         offset = sums / total
         mean = shift + offset
-        var = np.clip(squares / total - offset**2, 0, None)
+        var = np.clip(squares / total - offset**2, 0, None) if std else None
     weighed = total[:, 0] > 0
-    if not (np.all(np.isfinite(mean[weighed])) and np.all(np.isfinite(var[weighed]))):
+    if not (np.all(np.isfinite(mean[weighed])) and (not std or np.all(np.isfinite(var[weighed])))):
         row_sums = flat.sum(axis=1)
         bad = ~np.isfinite(np.asarray(row_sums.compute() if is_lazy_array(row_sums) else row_sums)) & used
         bad = bad.reshape(data.shape[: data.ndim - signal_ndim])
@@ -199,11 +202,12 @@ def cluster_statistics(data, signal_ndim, weights):
             "exclude them when fusing (nan_policy='exclude') and cluster again, or clean the data."
         )
     shape = (weights.shape[1],) + tuple(sig_shape)
-    return mean.reshape(shape).astype(np.float32), np.sqrt(var).reshape(shape).astype(np.float32)
+    mean = mean.reshape(shape).astype(np.float32)
+    return mean, (np.sqrt(var).reshape(shape).astype(np.float32) if std else None)
 
 
-def _shifted_moments(block, weights, shift):
-    """One chunk's ``(1, 2, k, m)`` weighted sums of ``block - shift[c]`` and of their squares.
+def _shifted_moments(block, weights, shift, squares=True):
+    """One chunk's ``(1, 2, k, m)`` weighted sums of ``block - shift[c]`` and of their squares (zero without ``squares``).
 
     numpy (float64) rather than the compiled kernel: dask runs chunks in
     threads of its own, and numba's parallel kernels must not be entered
@@ -218,5 +222,6 @@ def _shifted_moments(block, weights, shift):
         delta = np.asarray(block[rows], dtype=np.float64) - shift[c]
         w = weights[rows, c]
         out[0, 0, c] = w @ delta
-        out[0, 1, c] = w @ (delta * delta)
+        if squares:
+            out[0, 1, c] = w @ (delta * delta)
     return out

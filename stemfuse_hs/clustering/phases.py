@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._validation import check_array, check_bool, check_choice, check_fraction, check_int, check_real
+from .._kernels import ring_medians
 
 __all__ = [
     "PhaseMerge",
@@ -518,24 +519,15 @@ def radial_background(pattern, centre, ring_width=BACKGROUND_RING_WIDTH, *, excl
     """
     pattern = np.asarray(pattern, dtype=np.float64)
     rows, cols = pattern.shape
-    yy, xx = np.mgrid[0:rows, 0:cols]
-    r = np.hypot(yy - float(centre[0]), xx - float(centre[1]))
-    ring = np.floor(r / float(ring_width)).astype(np.int64).ravel()
+    r = np.hypot(np.arange(rows, dtype=np.float64)[:, None] - float(centre[0]), np.arange(cols) - float(centre[1]))
+    # Radii are not negative: truncation is the floor.
+    ring = (r / float(ring_width)).astype(np.int64).ravel()
     kept = slice(None) if exclude is None else ~np.asarray(exclude, dtype=bool).ravel()
     radii, values = r.ravel()[kept], pattern.ravel()[kept]
     if radii.size == 0:
         radii, values, kept = r.ravel(), pattern.ravel(), slice(None)
-    return np.interp(r, _ring_medians(radii, ring[kept]), _ring_medians(values, ring[kept]))
-
-
-def _ring_medians(values, ring):
-    """The median of ``values`` in every non-empty ring (ascending ring index), in one sort."""
-    order = np.lexsort((values, ring))
-    counts = np.bincount(ring)
-    counts = counts[counts > 0]
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    ordered = values[order]
-    return 0.5 * (ordered[starts + (counts - 1) // 2] + ordered[starts + counts // 2])
+    radius_medians, value_medians = ring_medians(np.stack([radii, values]), ring[kept])
+    return np.interp(r, radius_medians, value_medians)
 
 
 def friedel_centre(positions, weights, centre, *, max_shift, match_distance, n_iterations=3):

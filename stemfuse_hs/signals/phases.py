@@ -312,7 +312,7 @@ def merge_phases(
     tolerance = spacing_tolerance
     with dask_progress(show_progressbar):
         if eds is not None and k:
-            mean, _ = cluster_statistics(eds.data, 1, weights)
+            mean, _ = cluster_statistics(eds.data, 1, weights, std=False)
             spectra = np.nan_to_num(mean.astype(np.float64)) * sizes[:, None]
         if dp is not None and k:
             from ..features.sdt import find_direct_beam
@@ -322,10 +322,10 @@ def merge_phases(
                 # give them without their border's weak neighbouring spots.
                 # Both means come from one pass over the patterns.
                 inner = interior_weights(weights, np.asarray(labels.data))
-                both, _ = cluster_statistics(dp.data, 2, np.concatenate([weights, inner], axis=1))
+                both, _ = cluster_statistics(dp.data, 2, np.concatenate([weights, inner], axis=1), std=False)
                 patterns, inner_patterns = both[:k], both[k:]
             else:
-                patterns, _ = cluster_statistics(dp.data, 2, weights)
+                patterns, _ = cluster_statistics(dp.data, 2, weights, std=False)
             # A few grains' mean can hold a Bragg disk brighter than the beam;
             # the scan's mean cannot, and the beam drifts (descan) by less
             # than its radius, so each segment's beam is looked for there.
@@ -974,7 +974,7 @@ def _move_pieces(phases, dp, counts, show_progressbar, min_piece_size):
     inside = flat_pieces >= 0
     weights[np.flatnonzero(inside), flat_pieces[inside]] = 1.0
     with dask_progress(show_progressbar):
-        patterns, _ = cluster_statistics(dp.data, 2, weights)
+        patterns, _ = cluster_statistics(dp.data, 2, weights, std=False)
     piece_spacings, _ = _pattern_spacings(np.nan_to_num(patterns), weights.sum(axis=0), record["direct_beam"])
     sizes = np.bincount(seg_labels[seg_labels >= 0], minlength=segments.n_clusters)
     segment_phase = list(np.asarray(record["segment_phase"]))
@@ -1175,7 +1175,7 @@ def _grain_verdicts(grains, dp, direct_beam, lattices, show_progressbar):
 
     weights = grain_interiors(grains)
     with dask_progress(show_progressbar):
-        patterns, _ = cluster_statistics(dp.data, 2, weights)
+        patterns, _ = cluster_statistics(dp.data, 2, weights, std=False)
     patterns = np.nan_to_num(patterns)
     spacings, _ = _pattern_spacings(patterns, weights.sum(axis=0), direct_beam, friedel_centre=True)
     return grain_lattices(spacings, lattices), patterns, np.array([np.size(v) for v in spacings], dtype=np.int64)

@@ -201,6 +201,39 @@ def test_cluster_statistics_one_pass_on_dask():
     np.testing.assert_allclose(eager[0][0], (weights[:, :1] * data.reshape(30, 4)).sum(0) / weights[:, 0].sum())
 
 
+def test_cluster_means_without_the_squares_equal_the_full_statistics():
+    rng = np.random.default_rng(1)
+    data = rng.poisson(4.0, size=(6, 5, 4, 3)).astype(np.uint16)
+    weights = rng.random((30, 3)) * (rng.random((30, 3)) > 0.4)
+    mean, std = cluster_statistics(data, 2, weights)
+    for source in (data, da.from_array(data, chunks=(2, 5, 4, 3))):
+        means_only, no_std = cluster_statistics(source, 2, weights, std=False)
+        assert no_std is None
+        np.testing.assert_allclose(means_only, mean, rtol=1e-6)
+
+
+def test_weighted_moments_do_not_depend_on_the_number_of_threads():
+    import numba
+
+    from stemfuse_hs._kernels import weighted_moments
+
+    rng = np.random.default_rng(2)
+    values = rng.random((300, 2500)).astype(np.float32) * 1e3
+    weights = np.zeros((300, 40))
+    weights[np.arange(300), rng.integers(0, 40, 300)] = rng.random(300)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = weighted_moments(values, weights)
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        many = weighted_moments(values, weights)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(one[0], many[0])
+    np.testing.assert_array_equal(one[1], many[1])
+    np.testing.assert_allclose(one[0], weights.T @ values.astype(np.float64), rtol=1e-12)
+
+
 def test_min_cluster_size_as_count_or_fraction():
     assert resolve_min_cluster_size(0.02, 7500) == 150
     assert resolve_min_cluster_size(100, 7500) == 100

@@ -1,5 +1,7 @@
 """The physics merge: segments joined into phases by composition and lattice."""
 
+import re
+
 import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
@@ -94,6 +96,21 @@ def test_ring_spacings_do_not_depend_on_orientation():
         np.testing.assert_allclose(radii, spacings, atol=0.15)
         assert strengths.sum() == pytest.approx(1.0)
     np.testing.assert_allclose(turned[0], turned[1], atol=0.15)
+
+
+def test_ring_medians_equal_those_of_a_sort_by_ring_and_value():
+    from stemfuse_hs._kernels import ring_medians
+
+    rng = np.random.default_rng(3)
+    values = rng.poisson(20.0, size=(2, 5000)).astype(float)
+    ring = rng.integers(0, 300, 5000) * 2  # every other ring empty
+    expected = []
+    for row in values:
+        expected.append([np.median(row[ring == r]) for r in np.unique(ring)])
+    np.testing.assert_array_equal(ring_medians(values, ring), expected)
+    np.testing.assert_array_equal(ring_medians(values[1], ring), expected[1])
+    with pytest.raises(ValueError, match=re.escape("ring_medians: values has 5000 pixels, ring 4999.")):
+        ring_medians(values, ring[1:])
 
 
 def test_ring_spacings_of_a_featureless_pattern_are_empty():
