@@ -186,8 +186,12 @@ def cluster_statistics(data, signal_ndim, weights, *, std=True):
         shift = np.where(total > 0, shift, 0.0)
     else:
         flat = np.asarray(data).reshape((n, -1))
-        shift = np.where(total > 0, flat[reference].astype(np.float64), 0.0)
-        sums, squares = weighted_moments(flat, weights, shift, squares=std)
+        if std:
+            shift = np.where(total > 0, flat[reference].astype(np.float64), 0.0)
+        else:
+            # Means keep their digits without a shift (float64 sums).
+            shift = np.zeros((weights.shape[1], 1))
+        sums, squares = weighted_moments(flat, weights, shift if std else None, squares=std)
     with np.errstate(invalid="ignore", divide="ignore"):
         offset = sums / total
         mean = shift + offset
