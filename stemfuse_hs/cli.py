@@ -1323,6 +1323,7 @@ def phase_merge_summary(phases):
     grains = record.get("grains", {})
     grains_by_composition = record.get("grains_by_composition", {})
     same_crystal = record.get("same_crystal", {})
+    weak_rejudged = record.get("weak_grains_rejudged", {})
     joined = record.get("joined_phases", {})
     return {
         "n_segments": int(phases.segments.n_clusters),
@@ -1370,6 +1371,13 @@ def phase_merge_summary(phases):
             {"positions": int(n), "lattice": int(j), "similarity": float(c)}
             for n, j, c in zip(
                 same_crystal.get("positions", []), same_crystal.get("lattice", []), same_crystal.get("similarity", [])
+            )
+        ],
+        "weak_grains_rejudged": [
+            {"positions": int(n), "lattice": int(j), "similarity": float(c)}
+            for n, j, c in zip(
+                weak_rejudged.get("positions", []), weak_rejudged.get("lattice", []),
+                weak_rejudged.get("similarity", []),
             )
         ],
         "joined_phases": [

@@ -679,6 +679,13 @@ def write_report(directory, name=None):
                 "their spots in the same places (one crystal; cosine similarity of the spot images):</p>"
             )
             body.append(_table(rows, ["positions", "lattice", "similarity"], numeric=(0, 1, 2)))
+        if merge.get("weak_grains_rejudged"):
+            rows = [(m["positions"], m["lattice"], f"{m['similarity']:.2f}") for m in merge["weak_grains_rejudged"]]
+            body.append(
+                "<p>Grains judged on a single spot spacing given the lattice of a neighbouring part of their crystal "
+                "judged on more (it shows their spots in the same places):</p>"
+            )
+            body.append(_table(rows, ["positions", "lattice", "similarity"], numeric=(0, 1, 2)))
         if merge.get("weakly_judged_grains"):
             body.append(
                 f"<p>{int(merge['weakly_judged_grains'])} grains judged on a single spot spacing split like "

@@ -343,11 +343,15 @@ def test_report_lists_pieces_moved_by_their_lattice(runs, tmp_path):
 
 
 def test_report_lists_joined_phases_and_the_specks_taken_into_grains(runs, tmp_path):
+    rejudged = [{"positions": 49, "lattice": 1, "similarity": 0.98}]
     page, original = _demo_report_with(
-        runs, tmp_path, joined_phases=[{"phase": 4, "into_phase": 1}], loose_positions=37, weakly_judged_grains=6
+        runs, tmp_path, joined_phases=[{"phase": 4, "into_phase": 1}], loose_positions=37, weakly_judged_grains=6,
+        weak_grains_rejudged=rejudged,
     )
     assert original["joined_phases"] == [] and isinstance(original["loose_positions"], int)
-    assert isinstance(original["weakly_judged_grains"], int)
+    assert isinstance(original["weakly_judged_grains"], int) and isinstance(original["weak_grains_rejudged"], list)
+    assert "given the lattice of a neighbouring part of their crystal judged on more" in page
+    assert re.search(r"<td[^>]*>49</td><td[^>]*>1</td><td[^>]*>0.98</td>", page)
     assert "Phases joined once their grains of another lattice had moved out" in page
     assert re.search(r"<td[^>]*>4</td><td[^>]*>1</td>", page)
     assert "37 positions left out of every grain" in page

@@ -680,7 +680,11 @@ def map_phases(
         once more at half the threshold and its parts judged
         (:func:`stemfuse_hs.clustering.grains.split_undecided_grains`; one
         more pass over ``dp`` when there is one; a part of a weakly judged
-        grain showing no lattice keeps the grain's). A grain whose lattice is not the one
+        grain showing no lattice keeps the grain's). A grain judged on
+        one spacing that shows the spots of neighbouring grains judged on
+        more (at least half its size) takes their lattice when they agree
+        (:func:`stemfuse_hs.clustering.grains.verdicts_of_weak_grains`;
+        ``phase_merge["weak_grains_rejudged"]``). A grain whose lattice is not the one
         most of its phase's judged grains show moves to the one phase of its
         composition that shows it; when no phase of its composition does,
         the phase's grains of that lattice (two or more, a tenth of its
@@ -1031,6 +1035,7 @@ def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_pr
         spot_images,
         verdicts_of_parts,
         verdicts_of_same_crystals,
+        verdicts_of_weak_grains,
     )
     from ..clustering.phases import window_shares
 
@@ -1049,6 +1054,7 @@ def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_pr
     record["weakly_judged_grains"] = 0
     record["same_crystal"] = {"positions": np.zeros(0, dtype=np.int64), "lattice": np.zeros(0, dtype=np.int64),
                               "similarity": np.zeros(0)}
+    record["weak_grains_rejudged"] = {key: value.copy() for key, value in record["same_crystal"].items()}
     record["phase_lattice"] = np.full(n_phases, -1, dtype=np.int64)
     lattices = [record.get("scan_lattice"), record.get("second_lattice")]
     by_lattice = all(lattices) and "direct_beam" in record
@@ -1092,18 +1098,29 @@ def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_pr
     if parts.max() >= verdicts.size:
         # Only the new parts are judged (one more pass over dp).
         new_parts = np.where(parts >= verdicts.size, parts - verdicts.size, -1)
-        part_verdicts, part_patterns, _ = _grain_verdicts(new_parts, dp, record["direct_beam"], lattices, show_progressbar)
+        part_verdicts, part_patterns, part_spacings = _grain_verdicts(
+            new_parts, dp, record["direct_beam"], lattices, show_progressbar
+        )
         part_verdicts = verdicts_of_parts(parts, grains, part_verdicts, verdicts, weak)
         verdicts = np.concatenate([verdicts, part_verdicts])
         patterns = np.concatenate([patterns, part_patterns])
+        n_spacings = np.concatenate([n_spacings, part_spacings])
         grains = parts
+    images = spot_images(patterns, record["direct_beam"])
+    sizes = np.bincount(grains.reshape(n)[grains.reshape(n) >= 0], minlength=verdicts.size)
+    # A grain judged on one spacing that shows the spots of a neighbouring
+    # part of its crystal judged on more is of that part's lattice.
+    rejudged, _, weak_similarity = verdicts_of_weak_grains(images, grains.reshape(shape), verdicts, n_spacings)
+    changed = np.flatnonzero(rejudged != verdicts)
+    record["weak_grains_rejudged"] = {
+        "positions": sizes[changed].astype(np.int64), "lattice": rejudged[changed].astype(np.int64),
+        "similarity": weak_similarity[changed].astype(np.float64),
+    }
+    verdicts = rejudged
     judged = verdicts >= 0
-    verdicts, _, similarity = verdicts_of_same_crystals(
-        spot_images(patterns, record["direct_beam"]), grains.reshape(shape), verdicts
-    )
+    verdicts, _, similarity = verdicts_of_same_crystals(images, grains.reshape(shape), verdicts)
     # Undecided grains that show a judged neighbour's spots are of its crystal.
     took = np.flatnonzero(~judged & (verdicts >= 0))
-    sizes = np.bincount(grains.reshape(n)[grains.reshape(n) >= 0], minlength=verdicts.size)
     record["same_crystal"] = {
         "positions": sizes[took].astype(np.int64), "lattice": verdicts[took].astype(np.int64),
         "similarity": similarity[took].astype(np.float64),

@@ -19,6 +19,7 @@ from stemfuse_hs.clustering.grains import (
     split_undecided_grains,
     verdicts_of_parts,
     verdicts_of_same_crystals,
+    verdicts_of_weak_grains,
 )
 from stemfuse_hs.clustering.indexing import index_cubic
 from _helpers import phase_maps_with_and_without
@@ -430,6 +431,40 @@ def test_undecided_grains_take_the_verdict_of_the_neighbours_showing_their_spots
     assert new.tolist() == [0, -1, 1]
     with pytest.raises(ValueError, match=r"^verdicts_of_same_crystals: 2 spot images and 3 verdicts for 3 grains\.$"):
         verdicts_of_same_crystals(images[:2], np.repeat([[0, 1, 2]], 3, axis=0), np.array([0, -1, 1]))
+
+
+def test_a_grain_judged_on_one_spacing_takes_the_lattice_of_its_crystals_part_judged_on_more():
+    # A row of grains: 1 (one spacing, lattice 0) shows the spots of 0 (three spacings, lattice 1); 3 (one spacing)
+    # shows those of 2 and 4, judged on more but on two lattices; 5 (one spacing) matches 4 only weakly.
+    a, b, c = np.eye(3)
+    images = np.array([a, 0.98 * a + 0.2 * b, b, b, b, 0.6 * b + 0.8 * c])
+    grains = np.repeat(np.arange(6), 3)[None, :].repeat(4, axis=0)
+    verdicts, n_spacings = np.array([1, 0, 0, 1, 1, 0]), np.array([3, 1, 2, 1, 2, 1])
+    new, source, similarity = verdicts_of_weak_grains(images, grains, verdicts, n_spacings)
+    assert new.tolist() == [1, 1, 0, 1, 1, 0]
+    assert source.tolist() == [-1, 0, -1, -1, -1, -1] and similarity[1].round(2) == 0.98
+    # A better-judged part much smaller than the weak grain (on boundaries, mixing crystals) does not judge it.
+    assert verdicts_of_weak_grains(images, grains, verdicts, n_spacings, min_share=1.5)[0].tolist() == verdicts.tolist()
+    # Agreeing with its better-judged part, a weak grain keeps its verdict; with none weak, nothing changes.
+    assert verdicts_of_weak_grains(images, grains, verdicts, n_spacings, max_weak_spacings=0)[0].tolist() == verdicts.tolist()
+    with pytest.raises(ValueError, match=r"^verdicts_of_weak_grains: 5 spacing counts for 6 verdicts\.$"):
+        verdicts_of_weak_grains(images, grains, verdicts, n_spacings[:5])
+
+
+def test_map_phases_rejudges_a_grain_judged_on_one_spacing_by_its_crystals_other_part(monkeypatch):
+    # Tiny poly_four_phases seed 4 (AVX-512, 2026-12-07): a bcc crystal's part of 49 positions showed only 110,
+    # measured 2 % short, and was judged fcc beside its other part judged bcc on two spacings: 0.83, and 0.886
+    # with the weak part given its crystal's lattice.
+    import stemfuse_hs.clustering.grains as grains
+
+    scan = stemfuse_hs.data.synthetic_scan("poly_four_phases", size="tiny", seed=4)
+    truth = scan.truth.ravel()
+    rejudged = stemfuse_hs.map_phases(scan.dp, scan.eds, random_state=4, show_progressbar=False)
+    monkeypatch.setattr(grains, "verdicts_of_weak_grains", lambda images, grains, verdicts, n: (verdicts, None, np.full(verdicts.size, np.nan)))
+    kept = stemfuse_hs.map_phases(scan.dp, scan.eds, random_state=4, show_progressbar=False)
+    assert adjusted_rand_score(truth, kept.data.ravel()) < 0.85 < 0.87 < adjusted_rand_score(truth, rejudged.data.ravel())
+    record = rejudged.phase_merge["weak_grains_rejudged"]
+    assert record["positions"].sum() >= 40 and (record["similarity"] >= 0.8).all()
 
 
 def test_map_phases_decides_the_parts_of_a_grain_by_the_part_that_shows_a_deciding_spot(monkeypatch):
