@@ -672,20 +672,16 @@ def write_report(directory, name=None):
             "to a phase of another composition that explains them far better (phases split into grains by their "
             "patterns):",
         )
-        if merge.get("same_crystal"):
-            rows = [(m["positions"], m["lattice"], f"{m['similarity']:.2f}") for m in merge["same_crystal"]]
-            body.append(
-                "<p>Grains whose spacings decided no lattice, given the lattice of a neighbouring grain that shows "
-                "their spots in the same places (one crystal; cosine similarity of the spot images):</p>"
-            )
-            body.append(_table(rows, ["positions", "lattice", "similarity"], numeric=(0, 1, 2)))
-        if merge.get("weak_grains_rejudged"):
-            rows = [(m["positions"], m["lattice"], f"{m['similarity']:.2f}") for m in merge["weak_grains_rejudged"]]
-            body.append(
-                "<p>Grains judged on a single spot spacing given the lattice of a neighbouring part of their crystal "
-                "judged on more (it shows their spots in the same places):</p>"
-            )
-            body.append(_table(rows, ["positions", "lattice", "similarity"], numeric=(0, 1, 2)))
+        for key, caption in (
+            ("same_crystal", "Grains whose spacings decided no lattice, given the lattice of a neighbouring grain that "
+             "shows their spots in the same places (one crystal; cosine similarity of the spot images):"),
+            ("weak_grains_rejudged", "Grains judged on a single spot spacing given the lattice of a neighbouring part "
+             "of their crystal judged on more (it shows their spots in the same places):"),
+        ):
+            if merge.get(key):
+                rows = [(m["positions"], m["lattice"], f"{m['similarity']:.2f}") for m in merge[key]]
+                body.append(f"<p>{caption}</p>")
+                body.append(_table(rows, ["positions", "lattice", "similarity"], numeric=(0, 1, 2)))
         if merge.get("weakly_judged_grains"):
             body.append(
                 f"<p>{int(merge['weakly_judged_grains'])} grains judged on a single spot spacing split like "
