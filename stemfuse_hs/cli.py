@@ -1294,6 +1294,16 @@ def _lattice_summary(lattice):
     return summary
 
 
+def _refit_summary(lattice):
+    """A lattice as the grain step judged grains by, for the JSON report: refitted on its grains or as indexed."""
+    summary = {"centring": str(lattice["centring"]), "scale_px": float(lattice["scale"])}
+    if summary["centring"] == "hcp":
+        summary["c_over_a"] = float(lattice["c_over_a"])
+    summary["refined_on"] = int(lattice.get("refined_on", 0))
+    summary["spread"] = float(lattice["spread"]) if "spread" in lattice else None
+    return summary
+
+
 def phase_merge_summary(phases):
     """What the physics merge did, as plain data for run.json and the report."""
     import numpy as np
@@ -1385,6 +1395,7 @@ def phase_merge_summary(phases):
         ],
         "loose_positions": int(record.get("loose_positions", 0)),
         "weakly_judged_grains": int(record.get("weakly_judged_grains", 0)),
+        "grain_lattices": [_refit_summary(lattice) for lattice in record.get("grain_lattices", [])],
         "phase_lattice": [int(v) for v in np.asarray(record.get("phase_lattice", []))],
         "positions_moved": [
             {"from_phase": int(a), "into_phase": int(b), "positions": int(n)}

@@ -682,6 +682,20 @@ def write_report(directory, name=None):
                 rows = [(m["positions"], m["lattice"], f"{m['similarity']:.2f}") for m in merge[key]]
                 body.append(f"<p>{caption}</p>")
                 body.append(_table(rows, ["positions", "lattice", "similarity"], numeric=(0, 1, 2)))
+        refitted = [lattice for lattice in merge.get("grain_lattices", []) if lattice.get("refined_on")]
+        if refitted:
+            described = []
+            for lattice in refitted:
+                name = {"F": "face-centred cubic", "I": "body-centred cubic", "hcp": "hcp"}.get(lattice["centring"], lattice["centring"])
+                shape = f", c/a {lattice['c_over_a']:.4f}" if "c_over_a" in lattice else ""
+                described.append(
+                    f"{_e(name)} (scale {lattice['scale_px']:.4f} px{shape}; {int(lattice['refined_on'])} spacings, "
+                    f"spread {100 * lattice['spread']:.2f} %)"
+                )
+            body.append(
+                "<p>Lattices refitted on every spacing of the grains judged to show them by a spacing they alone "
+                f"claim, and the grains judged again: {'; '.join(described)}.</p>"
+            )
         if merge.get("weakly_judged_grains"):
             body.append(
                 f"<p>{int(merge['weakly_judged_grains'])} grains judged on a single spot spacing split like "

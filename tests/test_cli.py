@@ -344,11 +344,15 @@ def test_report_lists_pieces_moved_by_their_lattice(runs, tmp_path):
 
 def test_report_lists_joined_phases_and_the_specks_taken_into_grains(runs, tmp_path):
     rejudged = [{"positions": 49, "lattice": 1, "similarity": 0.98}]
+    refitted = [{"centring": "F", "scale_px": 3.5241, "refined_on": 46, "spread": 0.0012},
+                {"centring": "hcp", "scale_px": 4.9885, "c_over_a": 1.6227, "refined_on": 0, "spread": None}]
     page, original = _demo_report_with(
         runs, tmp_path, joined_phases=[{"phase": 4, "into_phase": 1}], loose_positions=37, weakly_judged_grains=6,
-        weak_grains_rejudged=rejudged,
+        weak_grains_rejudged=rejudged, grain_lattices=refitted,
     )
     assert original["joined_phases"] == [] and isinstance(original["loose_positions"], int)
+    assert isinstance(original["grain_lattices"], list)
+    assert "claim, and the grains judged again: face-centred cubic (scale 3.5241 px; 46 spacings, spread 0.12 %).</p>" in page
     assert isinstance(original["weakly_judged_grains"], int) and isinstance(original["weak_grains_rejudged"], list)
     assert "given the lattice of a neighbouring part of their crystal judged on more" in page
     assert re.search(r"<td[^>]*>49</td><td[^>]*>1</td><td[^>]*>0.98</td>", page)

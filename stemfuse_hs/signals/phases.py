@@ -454,6 +454,8 @@ def _lattice_record(lattice):
     }
     if hcp:
         record.update(c_over_a=float(lattice["c_over_a"]), hkl=[str(v) for v in lattice["hkl"]])
+    if "refined_on" in lattice:
+        record.update(refined_on=int(lattice["refined_on"]), spread=float(lattice["spread"]))
     return record
 
 
@@ -1056,6 +1058,7 @@ def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_pr
                               "similarity": np.zeros(0)}
     record["weak_grains_rejudged"] = {key: value.copy() for key, value in record["same_crystal"].items()}
     record["phase_lattice"] = np.full(n_phases, -1, dtype=np.int64)
+    record["grain_lattices"] = []
     lattices = [record.get("scan_lattice"), record.get("second_lattice")]
     by_lattice = all(lattices) and "direct_beam" in record
     if n_phases < 2 or not (by_lattice or min_log_ratio is not None):
@@ -1088,7 +1091,10 @@ def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_pr
     grains, _ = split_grains(binned, labels.reshape(shape), threshold=threshold, min_size=min_size)
     if grains.max() < 0:
         return _with_record(phases, record), binned
-    verdicts, patterns, n_spacings = _grain_verdicts(grains, dp, record["direct_beam"], lattices, show_progressbar)
+    verdicts, patterns, n_spacings, lattices = _grain_verdicts(
+        grains, dp, record["direct_beam"], lattices, show_progressbar, refine=True
+    )
+    record["grain_lattices"] = [_lattice_record(lattice) for lattice in lattices]
     # A grain judged on a single spacing may pool two crystals: split too.
     weak = (verdicts >= 0) & (n_spacings <= MAX_WEAKLY_JUDGED_SPACINGS)
     record["weakly_judged_grains"] = int(weak.sum())
@@ -1098,7 +1104,7 @@ def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_pr
     if parts.max() >= verdicts.size:
         # Only the new parts are judged (one more pass over dp).
         new_parts = np.where(parts >= verdicts.size, parts - verdicts.size, -1)
-        part_verdicts, part_patterns, part_spacings = _grain_verdicts(
+        part_verdicts, part_patterns, part_spacings, _ = _grain_verdicts(
             new_parts, dp, record["direct_beam"], lattices, show_progressbar
         )
         part_verdicts = verdicts_of_parts(parts, grains, part_verdicts, verdicts, weak)
@@ -1186,16 +1192,26 @@ def _join_phases(phases, number, record):
     return build_cluster_labels_like(phases.segments, ClusterResult(joined, pooled, phases.parameters), record)
 
 
-def _grain_verdicts(grains, dp, direct_beam, lattices, show_progressbar):
-    """The lattice (index into ``lattices``, -1 undecided) every grain's interior shows (:func:`~stemfuse_hs.clustering.grains.grain_lattices`), the interiors' mean patterns, and how many spot spacings each shows."""
-    from ..clustering.grains import grain_interiors, grain_lattices
+def _grain_verdicts(grains, dp, direct_beam, lattices, show_progressbar, refine=False):
+    """The lattice (index into ``lattices``, -1 undecided) every grain's interior shows (:func:`~stemfuse_hs.clustering.grains.grain_lattices`), the interiors' mean patterns, how many spot spacings each shows, and the lattices.
+
+    With ``refine``, the lattices are refitted on the grains they are
+    judged in (:func:`~stemfuse_hs.clustering.grains.lattices_refined_on_grains`)
+    and the grains judged again: the lattices returned are the refitted ones.
+    """
+    from ..clustering.grains import grain_interiors, grain_lattices, lattices_refined_on_grains
 
     weights = grain_interiors(grains)
     with dask_progress(show_progressbar):
         patterns, _ = cluster_statistics(dp.data, 2, weights, std=False)
     patterns = np.nan_to_num(patterns)
     spacings, _ = _pattern_spacings(patterns, weights.sum(axis=0), direct_beam, friedel_centre=True)
-    return grain_lattices(spacings, lattices), patterns, np.array([np.size(v) for v in spacings], dtype=np.int64)
+    verdicts = grain_lattices(spacings, lattices)
+    if refine:
+        lattices = lattices_refined_on_grains(spacings, lattices, verdicts)
+        if any("refined_on" in lattice for lattice in lattices):
+            verdicts = grain_lattices(spacings, lattices)
+    return verdicts, patterns, np.array([np.size(v) for v in spacings], dtype=np.int64), lattices
 
 
 def _move_positions(phases, counts, min_log_ratio):

@@ -10,6 +10,7 @@ from stemfuse_hs.clustering.indexing import (
     claimed_by_lattices,
     index_cubic,
     lattice_members,
+    refined_lattice,
     scan_lattice,
     scan_lattices,
     segment_lattices,
@@ -352,3 +353,20 @@ def test_fcc_and_hcp_cobalt_are_scaled_on_the_lines_they_do_not_share():
     assert hcp["c_over_a"] == pytest.approx(1.623, abs=0.005)
     gap = 2 * hcp["scale"] / hcp["c_over_a"] / (fcc["scale"] * np.sqrt(3)) - 1
     assert 0.005 < gap < 0.008
+
+
+def test_refined_lattice_measures_hcp_c_over_a_on_the_grains_that_show_it():
+    # hcp Co (c/a 1.623) indexed at c/a 1.616 from pooled lines (tiny poly_hcp seed 4, 2026-12-07): its 002 fell
+    # on fcc 111. Spacings of three hcp grains, 0.1 % noise, refit a and c.
+    true = {"centring": "hcp", "scale": 4.99, "c_over_a": 1.623}
+    off = dict(true, c_over_a=1.616, hkl=["100", "002", "101"], n=[1.3333, 1.5314, 1.7128], lines=np.array([5.76, 6.16, 6.53]))
+    reflections = true["scale"] * np.sqrt(np.array([4 / 3, 4 / 1.623**2, 4 / 3 + 1 / 1.623**2, 4 / 3 + 4 / 1.623**2, 4]))
+    noise = 1 + 0.001 * np.array([1, -1, 0.5, -0.5, 0.2])
+    grains = [reflections[[0, 1, 2]] * noise[:3], reflections[[1, 3]] * noise[3:], reflections[[0, 4]] * noise[[1, 2]]]
+    refined = refined_lattice(grains, off)
+    assert refined["c_over_a"] == pytest.approx(1.623, abs=0.002) and refined["refined_on"] == 7
+    assert 0.001 <= refined["spread"] < 0.002
+    # 002 and 101 recomputed at the new c/a; the lines measured stay.
+    assert refined["n"][1] == pytest.approx(4 / refined["c_over_a"] ** 2, abs=1e-4) and refined["lines"] is off["lines"]
+    # One grain does not refit a lattice.
+    assert refined_lattice(grains[:1], off) is off
