@@ -676,7 +676,11 @@ def map_phases(
         at least ``min_piece_size`` positions (15 when that is None) is
         judged on its interior, one position in from its edge, whose probe
         does not reach the neighbouring grains: the lattice explaining more
-        of its spacings is its lattice. A grain no lattice explains, or one
+        of its spacings is its lattice. Each lattice is then refitted on
+        every spacing of the grains judged to it by a spacing it alone
+        claims, and the grains judged again
+        (:func:`stemfuse_hs.clustering.grains.lattices_refined_on_grains`;
+        ``phase_merge["grain_lattices"]``). A grain no lattice explains, or one
         judged on a single spacing (it may pool two crystals;
         ``phase_merge["weakly_judged_grains"]`` counts them), is split
         once more at half the threshold and its parts judged
