@@ -1327,6 +1327,7 @@ def phase_merge_summary(phases):
     minor = record.get("minor_phases", {})
     grown = record.get("grown", {})
     pieces = record.get("pieces", {})
+    returned = record.get("carved_pieces_returned", {})
     moved = record.get("positions_moved", {})
     unmixed = record.get("unmixed", {})
     boundaries = record.get("boundaries", {})
@@ -1358,6 +1359,10 @@ def phase_merge_summary(phases):
                 grown.get("from_phase", []), grown.get("into_phase", []), grown.get("positions", []),
                 grown.get("p_value", []), grown.get("composition_difference", []),
             )
+        ],
+        "carved_pieces_returned": [
+            {"from_phase": int(a), "into_phase": int(b), "positions": int(n)}
+            for a, b, n in zip(returned.get("from_phase", []), returned.get("into_phase", []), returned.get("positions", []))
         ],
         "pieces": [
             {"segment": int(k), "from_phase": int(a), "into_phase": int(b), "positions": int(n)}

@@ -659,6 +659,11 @@ def write_report(directory, name=None):
             )
             body.append(_table(rows, ["from phase", "into phase", "positions", "p-value", "composition difference"],
                                numeric=(2, 3, 4)))
+        body += _moves_table(
+            merge.get("carved_pieces_returned"),
+            "Pieces of a small phase of the finer map given back to its host, whose composition explains their "
+            "pooled X-ray counts better:",
+        )
         if merge.get("pieces"):
             rows = [(m["segment"], m["from_phase"], m["into_phase"], m["positions"]) for m in merge["pieces"]]
             body.append(

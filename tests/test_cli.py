@@ -335,6 +335,14 @@ def test_report_lists_positions_completed_from_the_finer_map(runs, tmp_path):
     assert re.search(r"<td[^>]*>0</td><td[^>]*>2</td><td[^>]*>17</td>", page)
 
 
+def test_report_lists_carved_pieces_given_back_to_their_host(runs, tmp_path):
+    returned = [{"from_phase": 2, "into_phase": 0, "positions": 9}]
+    page, original = _demo_report_with(runs, tmp_path, carved_pieces_returned=returned)
+    assert isinstance(original["carved_pieces_returned"], list)
+    assert "Pieces of a small phase of the finer map given back to its host" in page
+    assert re.search(r"<td[^>]*>2</td><td[^>]*>0</td><td[^>]*>9</td>", page)
+
+
 def test_report_lists_pieces_moved_by_their_lattice(runs, tmp_path):
     pieces = [{"segment": 5, "from_phase": 1, "into_phase": 0, "positions": 23}]
     page, _ = _demo_report_with(runs, tmp_path, pieces=pieces)

@@ -655,7 +655,9 @@ def map_phases(
         this is pooled with its neighbours.
     minor_cluster_size : int or float or None, default 8
         Smallest cluster of the finer map (count or share of the scan);
-        None skips the search for minor phases.
+        None skips the search for minor phases. A carved phase's connected
+        pieces whose pooled counts its host's composition explains better
+        go back to the host.
     min_piece_size : int or None, default 15
         Smallest connected piece of a segment whose lattice is judged on
         its own: a segment can pool off-zone grains of two phases of one
@@ -792,6 +794,10 @@ def map_phases(
     ClusterLabels
         The phase map; ``.segments`` is the segment (grain) map;
         ``phase_merge["minor_phases"]`` lists the carved phases,
+        ``phase_merge["carved_pieces_returned"]`` their connected pieces
+        given back to the host, whose composition explains their pooled
+        counts better
+        (:func:`stemfuse_hs.clustering.phases.carved_pieces_of_the_host`),
         ``phase_merge["grown"]`` the positions moved by ``grow_phases``,
         ``phase_merge["pieces"]`` the pieces moved by their lattice,
         ``phase_merge["grains_by_composition"]`` the grains and patches
@@ -861,6 +867,7 @@ def map_phases(
     if minor_cluster_size is not None:
         fine = merge_phases(fine_segments, dp, eds, show_progressbar=show_progressbar, **merge_kwargs)
         phases = _carve(phases, fine, counts)
+        phases = _return_carved_pieces(phases, counts)
     if min_piece_size is not None:
         phases = _move_pieces(phases, dp, counts, show_progressbar, min_piece_size)
     binned = None  # the scan's binned patterns, once read, serve the boundary step too
@@ -942,6 +949,19 @@ def _carve(phases, fine, counts):
     result = ClusterResult(new_labels, phase_memberships.astype(np.float32), phases.parameters)
     return build_cluster_labels_like(segments, result, record)
 
+
+
+def _return_carved_pieces(phases, counts):
+    """``phases`` with the pieces of each carved minor phase that its host's composition explains better given back (:func:`~stemfuse_hs.clustering.phases.carved_pieces_of_the_host`)."""
+    from ..clustering.phases import carved_pieces_of_the_host
+
+    record = phases.phase_merge
+    minor = record["minor_phases"]
+    first = phases.n_clusters - len(minor["host"])
+    carved = [(first + i, int(host)) for i, host in enumerate(minor["host"])]
+    labels = np.asarray(phases.data).reshape(-1).astype(np.int64)
+    new_labels = carved_pieces_of_the_host(labels, carved, counts, np.asarray(phases.data).shape)
+    return _apply_moves(phases, labels, new_labels, record, "carved_pieces_returned")
 
 
 def _phase_compositions(labels, counts, n_phases, record):

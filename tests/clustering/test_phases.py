@@ -600,6 +600,30 @@ def test_carve_minor_phases_ignores_boundaries():
     assert carved == [] and np.array_equal(new, labels)
 
 
+def test_carved_pieces_of_the_host_composition_go_back_to_the_host():
+    from stemfuse_hs.clustering.phases import carved_pieces_of_the_host
+
+    # A 20 x 20 scan of the matrix with two particles (3 x 3, the minor composition) carved as phase 1, and two
+    # pieces of matrix positions (4 and 2, apart from the particles) carved with them.
+    rng = np.random.default_rng(2)
+    matrix, minor = np.array([60.0, 30.0, 10.0]), np.array([40.0, 30.0, 30.0])
+    truth = np.zeros((20, 20), int)
+    truth[2:5, 2:5] = truth[12:15, 14:17] = 1
+    counts = np.stack([rng.poisson(minor if t else matrix) for t in truth.ravel()])
+    labels = truth.copy()
+    labels[8:10, 5:7] = 1
+    labels[17, 2:4] = 1
+    new = carved_pieces_of_the_host(labels.ravel(), [(1, 0)], counts, (20, 20))
+    assert np.array_equal(new, truth.ravel())
+    # The same pieces of the minor composition stay.
+    counts[labels.ravel() == 1] = rng.poisson(minor, (int((labels == 1).sum()), 3))
+    assert np.array_equal(carved_pieces_of_the_host(labels.ravel(), [(1, 0)], counts, (20, 20)), labels.ravel())
+    with pytest.raises(ValueError, match=r"^carved_pieces_of_the_host: scan_shape \(20, 21\) does not hold 400 positions\.$"):
+        carved_pieces_of_the_host(labels.ravel(), [(1, 0)], counts, (20, 21))
+    with pytest.raises(ValueError, match=r"^carved_pieces_of_the_host: window_counts has 399 rows for 400 positions\.$"):
+        carved_pieces_of_the_host(labels.ravel(), [(1, 0)], counts[:399], (20, 20))
+
+
 def test_grow_phases_moves_only_positions_whose_counts_are_not_their_phase_s():
     from stemfuse_hs.clustering.phases import grow_phases
 
@@ -627,6 +651,8 @@ def test_minor_phase_is_found(default_fit):
                                      fused=default_fit.fused("poly_minor_phase"), show_progressbar=False)
     truth = scan.truth.ravel()
     assert len(phases.phase_merge["minor_phases"]["host"]) >= 1
+    # Every piece of the carved phase was tested against its host (none went back on this scan).
+    assert set(phases.phase_merge["carved_pieces_returned"]) == {"from_phase", "into_phase", "positions"}
     assert adjusted_rand_score(truth, phases.data.ravel()) > 0.5
     assert adjusted_rand_score(truth, without.data.ravel()) < 0.1
 
