@@ -508,15 +508,14 @@ def _likelier_to_show_only_shared(radii, lattices, shares, candidates):
     004 for 111, 220, 311 and 222). The likelier lattice is kept when it is
     :data:`MIN_SHARED_LIKELIHOOD_RATIO` times likelier than every other.
     """
-    from .indexing import _relative_radii
+    from .indexing import nearest_reflections
 
     with np.errstate(divide="ignore"):
         log_likelihood = radii.size * np.log(np.asarray(shares, dtype=np.float64))
     if all("spread" in lattice for lattice in lattices):
         spread = max(float(lattice["spread"]) for lattice in lattices)
         for j, lattice in enumerate(lattices):
-            predicted = lattice["scale"] * _relative_radii(lattice)
-            error = np.abs(radii[:, None] - predicted[None, :]).min(axis=1) / radii
+            error = np.abs(radii - nearest_reflections(radii, lattice)) / radii
             log_likelihood[j] -= float((error**2).sum()) / (2.0 * spread**2)
     order = np.argsort(-log_likelihood)
     if np.isfinite(log_likelihood[order[0]]) and log_likelihood[order[0]] - log_likelihood[order[1]] >= np.log(MIN_SHARED_LIKELIHOOD_RATIO):

@@ -40,6 +40,7 @@ __all__ = [
     "explained_by_lattice",
     "index_cubic",
     "lattice_members",
+    "nearest_reflections",
     "refined_lattice",
     "scan_lattice",
     "scan_lattices",
@@ -237,6 +238,22 @@ def scan_lattice(spacings, rel_tolerance=DEFAULT_INDEX_TOLERANCE, *, min_segment
     return best
 
 
+def nearest_reflections(radii, lattice):
+    """Each spacing's nearest reflection of ``lattice`` (the unit of its scale).
+
+    Examples
+    --------
+    >>> fcc = {"centring": "F", "scale": 3.5}
+    >>> nearest_reflections([6.1, 7.05], fcc).round(3).tolist()
+    [6.062, 7.0]
+    """
+    radii = np.asarray(radii, dtype=np.float64).ravel()
+    predicted = lattice["scale"] * _relative_radii(lattice)
+    if radii.size == 0:
+        return radii
+    return predicted[np.argmin(np.abs(radii[:, None] - predicted[None, :]), axis=1)]
+
+
 def explained_by_lattice(radii, lattice, rel_tolerance=DEFAULT_INDEX_TOLERANCE):
     """Which spacings are reflections of ``lattice`` (from :func:`index_cubic`), within ``rel_tolerance``.
 
@@ -249,8 +266,7 @@ def explained_by_lattice(radii, lattice, rel_tolerance=DEFAULT_INDEX_TOLERANCE):
     radii = np.asarray(radii, dtype=np.float64).ravel()
     if radii.size == 0 or lattice is None:
         return np.zeros(radii.size, dtype=bool)
-    predicted = lattice["scale"] * _relative_radii(lattice)
-    return np.abs(radii[:, None] - predicted[None, :]).min(axis=1) <= rel_tolerance * radii
+    return np.abs(radii - nearest_reflections(radii, lattice)) <= rel_tolerance * radii
 
 
 #: Smallest relative gap between two lattices' reflections that a spacing
@@ -295,11 +311,7 @@ def claimed_by_lattices(radii, lattices, rel_tolerance=DEFAULT_INDEX_TOLERANCE):
     """
     radii = np.asarray(radii, dtype=np.float64).ravel()
     claimed = np.array([explained_by_lattice(radii, lattice, rel_tolerance) for lattice in lattices]).reshape(len(lattices), radii.size)
-    nearest = np.zeros(claimed.shape)
-    for j, lattice in enumerate(lattices):
-        predicted = lattice["scale"] * _relative_radii(lattice)
-        if radii.size:
-            nearest[j] = predicted[np.argmin(np.abs(radii[:, None] - predicted[None, :]), axis=1)]
+    nearest = np.array([nearest_reflections(radii, lattice) for lattice in lattices]).reshape(claimed.shape)
     shared = claimed.sum(axis=0) > 1
     for i in np.flatnonzero(shared):
         by = np.flatnonzero(claimed[:, i])

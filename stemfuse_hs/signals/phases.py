@@ -950,7 +950,6 @@ def _carve(phases, fine, counts):
     return build_cluster_labels_like(segments, result, record)
 
 
-
 def _return_carved_pieces(phases, counts):
     """``phases`` with the pieces of each carved minor phase that its host's composition explains better given back (:func:`~stemfuse_hs.clustering.phases.carved_pieces_of_the_host`)."""
     from ..clustering.phases import carved_pieces_of_the_host
