@@ -360,7 +360,7 @@ def grain_interiors(grains, *, min_interior=6):
     return weights
 
 
-def grain_lattices(spacings, lattices, *, margin=DEFAULT_LATTICE_MARGIN):
+def grain_lattices(spacings, lattices, *, margin=DEFAULT_LATTICE_MARGIN, spots=None):
     """Which lattice each grain shows: the one that explains all its spacings, with ``margin`` lines it alone claims.
 
     "All" as :func:`~stemfuse_hs.clustering.indexing.segment_lattices` has
@@ -374,6 +374,16 @@ def grain_lattices(spacings, lattices, *, margin=DEFAULT_LATTICE_MARGIN):
     orientation per phase: a body-centred lattice fitted to fcc and bcc
     lines together), and then a grain's lines fit each only in part.
 
+    With ``spots``, a grain whose every spacing two lattices explain is
+    first judged by the angles between its spots
+    (:func:`~stemfuse_hs.clustering.indexing.spot_angles_agree`): a
+    lattice whose reflections cannot make most of them is not the
+    grain's, and when one lattice is left that the angles bear out, it is
+    (fcc 111 spots 70.5 degrees apart are not hcp 002, whose family is
+    one line; hcp 002 beside 110 makes 90 degrees, fcc 111 and 220 make
+    35 or 90, and 311 with either of them 30, 59 or 80, the same as hcp
+    112: hcp [1-100] shows fcc [11-2]'s net, which angles cannot tell).
+
     Parameters
     ----------
     spacings : list of numpy.ndarray
@@ -382,6 +392,9 @@ def grain_lattices(spacings, lattices, *, margin=DEFAULT_LATTICE_MARGIN):
         Indexed lattices (:func:`~stemfuse_hs.clustering.indexing.scan_lattices`,
         or their records in ``phase_merge``), at least two.
     margin : int, default 1
+    spots : list of numpy.ndarray, optional
+        Every grain's ``(n_spots, 2)`` spot offsets from the centre its
+        spacings were measured about (pixels).
 
     Returns
     -------
@@ -395,11 +408,19 @@ def grain_lattices(spacings, lattices, *, margin=DEFAULT_LATTICE_MARGIN):
     >>> grain_lattices([[6.1, 8.72, 10.68], [6.96, 9.85], [6.1], [6.96, 8.72]], [fcc, bcc]).tolist()
     [1, 0, -1, -1]
     """
-    from .indexing import DEFAULT_INDEX_TOLERANCE, claimed_by_lattices, explained_by_lattice, segment_lattices, shared_reflection_shares
+    from .indexing import (
+        DEFAULT_INDEX_TOLERANCE,
+        claimed_by_lattices,
+        explained_by_lattice,
+        segment_lattices,
+        shared_reflection_shares,
+    )
 
     margin = check_int("margin", margin, minimum=1)
     if len(lattices) < 2:
         raise ValueError(f"grain_lattices needs two lattices or more, got {len(lattices)}.")
+    if spots is not None and len(spots) != len(spacings):
+        raise ValueError(f"grain_lattices: spots has {len(spots)} entries for {len(spacings)} grains.")
     spacings = [np.asarray(v, dtype=np.float64).ravel() for v in spacings]
     verdicts = segment_lattices(spacings, lattices)
     largest = max((float(v.max()) for v in spacings if v.size), default=0.0)
@@ -412,6 +433,11 @@ def grain_lattices(spacings, lattices, *, margin=DEFAULT_LATTICE_MARGIN):
             # Every spacing explained by two lattices (bcc 310 and fcc 400 of
             # one steel): the one whose reflections they lie clearly nearer.
             explains_all = [j for j, lattice in enumerate(lattices) if explained_by_lattice(radii, lattice).all()]
+            if len(explains_all) > 1 and spots is not None:
+                singled_out = _lattice_the_angles_single_out(spots[grain], [lattices[j] for j in explains_all])
+                if singled_out is not None:
+                    verdicts[grain] = explains_all[singled_out]
+                    continue  # the angles decide; no line of its own is needed
             if len(explains_all) > 1:
                 claiming = [j for j in explains_all if claimed[j].any()]
                 if len(claiming) == 1 and claimed.sum() == claimed[claiming[0]].sum():
@@ -422,6 +448,18 @@ def grain_lattices(spacings, lattices, *, margin=DEFAULT_LATTICE_MARGIN):
         if verdicts[grain] >= 0 and claimed[verdicts[grain]].sum() < margin:
             verdicts[grain] = -1
     return verdicts
+
+
+def _lattice_the_angles_single_out(spots, lattices):
+    """Index of the one lattice whose reflections make most angles between the ``spots``, when every other's make fewer than half; or None."""
+    from .indexing import spot_angles_agree
+
+    votes = [spot_angles_agree(spots, lattice) for lattice in lattices]
+    agreeing = [j for j, (agree, judged) in enumerate(votes) if judged and 2 * agree >= judged]
+    contradicted = [j for j, (agree, judged) in enumerate(votes) if judged and 2 * agree < judged]
+    if len(agreeing) == 1 and len(contradicted) == len(lattices) - 1:
+        return agreeing[0]
+    return None
 
 
 def lattices_refined_on_grains(spacings, lattices, verdicts):

@@ -26,6 +26,7 @@ Indexing needs spacings measured to about 1 %: the beam centre refined on
 the Friedel pairs of the spots (``ring_spacings(..., friedel_centre=True)``).
 """
 
+import functools
 import itertools
 
 import numpy as np
@@ -47,6 +48,7 @@ __all__ = [
     "segment_lattices",
     "shared_reflection_shares",
     "spacing_lines",
+    "spot_angles_agree",
 ]
 
 #: Relative tolerance of the indexing: accurate fcc 111 and bcc 110 of one
@@ -416,6 +418,139 @@ def _fit_scale(lines, relative, scale, rel_tolerance):
     return scale, ok, nearest, float(error[ok].max())
 
 
+#: Largest difference (degrees) between the angle two spots make at the
+#: beam and an angle between the reflections they are indexed as: a spot
+#: measured a fifth of a pixel off at 6 pixels turns by 2 degrees, and a
+#: chance fit's angles miss by 5-50 (tiny ``poly_hcp`` seed 1).
+ANGLE_TOLERANCE = 3.0
+
+
+@functools.lru_cache(maxsize=256)
+def _reflection_vectors(centring, c_over_a=None):
+    """Every reflection of a lattice as a Cartesian vector (units of its scale) and its radius, out to ``sqrt(max N)`` 8."""
+    reach = range(-8, 9)
+    indices = np.array(list(itertools.product(reach, reach, reach)), dtype=np.float64)
+    h, k, l = indices.T
+    if centring == "hcp":
+        allowed = ~(((h - k) % 3 == 0) & (l % 2 == 1))
+        vectors = np.stack([h, (h + 2.0 * k) / np.sqrt(3.0), l / float(c_over_a)], axis=1)
+    else:
+        parity = indices % 2
+        allowed = (parity == parity[:, :1]).all(axis=1) if centring == "F" else (h + k + l) % 2 == 0
+        vectors = indices.copy()
+    radii = np.linalg.norm(vectors, axis=1)
+    keep = allowed & (radii > 0) & (radii <= 8.0)
+    return vectors[keep], radii[keep]
+
+
+@functools.lru_cache(maxsize=65536)
+def _family_angles(centring, c_over_a, radius_a, radius_b):
+    """Every angle (degrees) between a reflection at relative radius ``radius_a`` and one at ``radius_b``."""
+    vectors, radii = _reflection_vectors(centring, c_over_a)
+    a = vectors[np.abs(radii - radius_a) <= 1e-6 * radius_a]
+    b = vectors[np.abs(radii - radius_b) <= 1e-6 * radius_b]
+    cosines = (a @ b.T) / (radius_a * radius_b)
+    return np.unique(np.round(np.degrees(np.arccos(np.clip(cosines, -1.0, 1.0))), 3))
+
+
+def spot_angles_agree(spots, lattice, rel_tolerance=DEFAULT_INDEX_TOLERANCE, angle_tolerance=ANGLE_TOLERANCE):
+    """How many pairs of a pattern's spots make an angle their reflections of ``lattice`` can make, of how many judged.
+
+    A ring pattern tells a lattice by the ratios of its radii alone, and an
+    hcp lattice (two parameters) fits four lines of another by chance. A
+    grain's pattern also fixes the angles between its spots: two spots
+    indexed as reflections ``g1`` and ``g2`` must make, at the beam, one of
+    the angles between the members of their families (the indexing of a
+    zone-axis pattern by ratio and angle). Each spot is given its nearest
+    reflection; a pair is judged when both lie within ``rel_tolerance``
+    of them, unless the two are Friedel mates (one family, opposite).
+
+    Parameters
+    ----------
+    spots : numpy.ndarray
+        ``(n_spots, 2)`` offsets of the spots from the pattern's centre
+        (pixels, the unit of ``lattice["scale"]``).
+    lattice : dict
+        ``"centring"`` (``"F"``, ``"I"`` or ``"hcp"``), ``"scale"`` and,
+        for hcp, ``"c_over_a"``.
+    rel_tolerance : float, default 0.012
+    angle_tolerance : float, default 3
+        Degrees.
+
+    Returns
+    -------
+    (int, int)
+        The pairs that agree and the pairs judged.
+
+    Examples
+    --------
+    fcc 111 and 200 spots make 54.7 degrees (a [01-1] zone); indexed as hcp
+    100 and 002 they would make 90:
+
+    >>> import numpy as np
+    >>> g111, g200 = np.array([1.0, 1.0, 1.0]) * 3.5, np.array([2.0, 0.0, 0.0]) * 3.5
+    >>> angle = np.arccos(g111 @ g200 / np.linalg.norm(g111) / np.linalg.norm(g200))
+    >>> spots = np.array([[0.0, np.linalg.norm(g111)], [np.linalg.norm(g200) * np.sin(angle), np.linalg.norm(g200) * np.cos(angle)]])
+    >>> spot_angles_agree(spots, {"centring": "F", "scale": 3.5})
+    (1, 1)
+    >>> spot_angles_agree(spots, {"centring": "hcp", "scale": 5.25, "c_over_a": 1.5})
+    (0, 1)
+    """
+    spots = np.asarray(spots, dtype=np.float64).reshape(-1, 2)
+    radii = np.hypot(spots[:, 0], spots[:, 1])
+    if radii.size < 2:
+        return 0, 0
+    relative = _relative_radii(lattice)
+    predicted = float(lattice["scale"]) * relative
+    nearest = np.argmin(np.abs(radii[:, None] - predicted[None, :]), axis=1)
+    indexed = np.abs(radii - predicted[nearest]) <= rel_tolerance * radii
+    c_over_a = float(lattice["c_over_a"]) if lattice["centring"] == "hcp" else None
+    unit = spots / np.maximum(radii, 1e-12)[:, None]
+    measured = np.degrees(np.arccos(np.clip(unit @ unit.T, -1.0, 1.0)))
+    agreeing = judged = 0
+    for i, j in itertools.combinations(np.flatnonzero(indexed), 2):
+        if nearest[i] == nearest[j] and measured[i, j] > 180.0 - angle_tolerance:
+            continue
+        allowed = _family_angles(lattice["centring"], c_over_a, round(float(relative[nearest[i]]), 9), round(float(relative[nearest[j]]), 9))
+        judged += 1
+        agreeing += int(np.abs(allowed - measured[i, j]).min() <= angle_tolerance)
+    return agreeing, judged
+
+
+def _angle_verdicts(lattice, measured, spots, rel_tolerance):
+    """Of the segments whose every spacing ``lattice`` explains, how many its spots' angles bear out and how many they contradict."""
+    agree = contradict = 0
+    for radii, offsets in zip(measured, spots):
+        if radii.size == 0 or len(offsets) < 2 or not explained_by_lattice(radii, lattice, rel_tolerance).all():
+            continue
+        agreeing, judged = spot_angles_agree(offsets, lattice, rel_tolerance)
+        if judged:
+            agree += int(2 * agreeing >= judged)
+            contradict += int(2 * agreeing < judged)
+    return agree, contradict
+
+
+def _borne_out_by_angles(candidates, measured, spots, rel_tolerance):
+    """The fitted candidates that the spots' angles contradict on no more segments than they bear them out on.
+
+    A segment is judged by the lattice when it explains all its spacings,
+    and bears the lattice out when at least half its judged pairs of spots
+    agree (:func:`spot_angles_agree`). Without ``spots``, all.
+    """
+    if spots is None:
+        return list(candidates)
+    kept, verdicts = [], {}
+    for candidate in candidates:
+        centring, extra, scale = candidate[:3]
+        key = (centring, extra.get("c_over_a"), round(float(scale), 4))
+        if key not in verdicts:
+            verdicts[key] = _angle_verdicts({"centring": centring, "scale": scale, **extra}, measured, spots, rel_tolerance)
+        agree, contradict = verdicts[key]
+        if contradict <= agree:
+            kept.append(candidate)
+    return kept
+
+
 def _candidate_lattices(max_n):
     """Face- and body-centred cubic, and hcp at every :data:`HCP_AXIAL_RATIOS`: (centring, extra, radii, names)."""
     for centring, allowed in CUBIC_LATTICES.items():
@@ -427,7 +562,7 @@ def _candidate_lattices(max_n):
         yield "hcp", {"c_over_a": float(c_over_a)}, radii[keep], [name for name, k in zip(hkl, keep) if k]
 
 
-def scan_lattices(spacings, rel_tolerance=DEFAULT_INDEX_TOLERANCE, *, min_segments=MIN_SEGMENTS_SHOWING_LINE, max_n=50):
+def scan_lattices(spacings, rel_tolerance=DEFAULT_INDEX_TOLERANCE, *, min_segments=MIN_SEGMENTS_SHOWING_LINE, max_n=50, spots=None):
     """The one or two lattices of a scan's spacings, the one explaining more spacings first; or none.
 
     When :func:`scan_lattice` indexes every line that ``min_segments``
@@ -456,6 +591,14 @@ def scan_lattices(spacings, rel_tolerance=DEFAULT_INDEX_TOLERANCE, *, min_segmen
     hcp fit also gives ``"c_over_a"`` and ``"hkl"``, its ``"n"`` being
     ``4/3 (h^2 + hk + k^2) + (l a / c)^2``.
 
+    With ``spots``, a lattice fitted to the lines is a candidate only when
+    the angles between the spots of the segments it explains bear it out
+    on at least as many segments as they contradict it
+    (:func:`spot_angles_agree`): tiny ``poly_hcp`` seed 1's hcp lattice
+    had been fitted at the wrong scale to lines 1.7 % and 0.8 % off
+    (a bent grain's 002 and 101 as 100 and 002, 103 and 203 as 110 and
+    104), whose spots make angles 10-56 degrees from those reflections'.
+
     Parameters
     ----------
     spacings : list of numpy.ndarray
@@ -464,6 +607,10 @@ def scan_lattices(spacings, rel_tolerance=DEFAULT_INDEX_TOLERANCE, *, min_segmen
     min_segments : int, default 2
     max_n : int, default 50
         Largest ``h^2 + k^2 + l^2`` considered.
+    spots : list of numpy.ndarray, optional
+        Per segment, the ``(n_spots, 2)`` offsets of its spots from the
+        centre its spacings were measured about (pixels;
+        ``ring_spacings(..., return_spots=True)``).
 
     Returns
     -------
@@ -486,9 +633,13 @@ def scan_lattices(spacings, rel_tolerance=DEFAULT_INDEX_TOLERANCE, *, min_segmen
     [0, 0, 0, 0, 1, 1, 1, 1]
     """
     rel_tolerance = check_real("rel_tolerance", rel_tolerance, minimum=0, strict_minimum=True)
+    if spots is not None:
+        if len(spots) != len(spacings):
+            raise ValueError(f"scan_lattices: spots has {len(spots)} entries for {len(spacings)} segments.")
+        spots = [np.asarray(v, dtype=np.float64).reshape(-1, 2) for v in spots]
     first = scan_lattice(spacings, rel_tolerance, min_segments=min_segments)
     if first is not None and np.isnan(first["left_out"]):
-        second = _lattice_of_the_rest(spacings, first, rel_tolerance, max_n)
+        second = _lattice_of_the_rest(spacings, first, rel_tolerance, max_n, spots)
         if second is None:
             return [first]
         return [_rescaled_on_own_lines(first, ~explained_by_lattice(first["lines"], second, rel_tolerance), rel_tolerance), second]
@@ -507,11 +658,11 @@ def scan_lattices(spacings, rel_tolerance=DEFAULT_INDEX_TOLERANCE, *, min_segmen
     # fits more lines by chance: two hcp lattices are never tried, and the
     # cubic one beside an hcp one is the scan's lattice when it has one (an
     # hcp lattice adds to it, never replaces it, or false lines would make one).
-    cubic = _fitted_candidates(lines, rel_tolerance, max_n, hcp=False)
+    cubic = _borne_out_by_angles(_fitted_candidates(lines, rel_tolerance, max_n, hcp=False), measured, spots, rel_tolerance)
     best = _best_pair(itertools.combinations(cubic, 2), strong, counts, rel_tolerance, cubic, lines.max())
     fits = None if best is None else _pair_records(*best[1:], lines, rel_tolerance)
     if best is None or first is not None:
-        hcp = _fitted_candidates(lines, rel_tolerance, max_n, hcp=True)
+        hcp = _borne_out_by_angles(_fitted_candidates(lines, rel_tolerance, max_n, hcp=True), measured, spots, rel_tolerance)
         if first is not None:
             cubic = [c for c in cubic if c[0] == first["centring"] and abs(c[2] - first["scale"]) <= rel_tolerance * c[2]]
 
@@ -554,7 +705,7 @@ def _segments_explained(measured, fits, rel_tolerance):
     )
 
 
-def _lattice_of_the_rest(spacings, first, rel_tolerance, max_n):
+def _lattice_of_the_rest(spacings, first, rel_tolerance, max_n, spots=None):
     """A second lattice for the segments that ``first``, the lattice of every line two segments show, leaves out; or None.
 
     A second phase of one composition that covers few grains shows its own
@@ -563,10 +714,13 @@ def _lattice_of_the_rest(spacings, first, rel_tolerance, max_n):
     with ``MIN_OWN_LINES`` lines that ``first`` does not have, cubic ones
     first, then hcp (two parameters fit more by chance), the one that
     explains every spacing of the most left-out segments (at least two)
-    with two or more spacings.
+    with two or more spacings, and that their spots' angles do not
+    contradict (:func:`_borne_out_by_angles`).
     """
     measured = [np.asarray(v, dtype=np.float64).ravel() for v in spacings]
-    outside = [v for v, found in zip(measured, segment_lattices(measured, [first], rel_tolerance)) if found < 0 and v.size >= 2]
+    left_out = [i for i, found in enumerate(segment_lattices(measured, [first], rel_tolerance)) if found < 0 and measured[i].size >= 2]
+    outside = [measured[i] for i in left_out]
+    outside_spots = None if spots is None else [spots[i] for i in left_out]
     if len(outside) < MIN_SEGMENTS_SHOWING_LINE:
         return None
     lines = spacing_lines(np.concatenate(outside), rel_tolerance)
@@ -575,7 +729,8 @@ def _lattice_of_the_rest(spacings, first, rel_tolerance, max_n):
         return None
     for hcp in (False, True):
         best = None
-        for centring, extra, scale, shown, n, error, nearest, names in _fitted_candidates(lines, rel_tolerance, max_n, hcp=hcp):
+        candidates = _borne_out_by_angles(_fitted_candidates(lines, rel_tolerance, max_n, hcp=hcp), outside, outside_spots, rel_tolerance)
+        for centring, extra, scale, shown, n, error, nearest, names in candidates:
             if centring == first["centring"] and abs(scale - first["scale"]) <= rel_tolerance * scale:
                 continue
             if (shown & own).sum() < MIN_OWN_LINES:

@@ -364,6 +364,7 @@ def ring_spacings(
     min_prominence=0.05,
     merge_distance=None,
     friedel_centre=False,
+    return_spots=False,
 ):
     """Spacings (radii) of the Bragg spots in a segment's mean pattern.
 
@@ -404,6 +405,10 @@ def ring_spacings(
         pixel off. The background is then taken about that centre too and
         the spots found again. Needed where spacings are compared to 1 %
         (:mod:`stemfuse_hs.clustering.indexing`).
+    return_spots : bool, default False
+        Also return every spot's offset from the centre the radii are
+        measured about (the angles between spots index a pattern too:
+        :func:`~stemfuse_hs.clustering.indexing.spot_angles_agree`).
 
     Returns
     -------
@@ -412,6 +417,9 @@ def ring_spacings(
     strengths : numpy.ndarray
         The spots' summed intensity above background at each, normalised to
         sum to 1 (empty when there is no spot).
+    spots : numpy.ndarray
+        ``(n_spots, 2)`` (row, column) offsets, pixels; only with
+        ``return_spots``.
 
     Examples
     --------
@@ -439,7 +447,7 @@ def ring_spacings(
         merge_distance = max(0.25, disk_radius / 6.0)
     searched = (r >= inner_radius) & (r <= outer_radius)
     if not searched.any():
-        return np.zeros(0), np.zeros(0)
+        return (np.zeros(0), np.zeros(0), np.zeros((0, 2))) if return_spots else (np.zeros(0), np.zeros(0))
 
     def spots_on(level):
         residual = pattern - level
@@ -466,7 +474,8 @@ def ring_spacings(
         # fraction of a pixel from the beam's centroid: the background is
         # taken about that centre and the spots found again.
         positions, weights = spots_about(_spots_centre(positions, weights, (cy, cx), disk_radius))
-    return _spacings_of_spots(positions, weights, (cy, cx), disk_radius, merge_distance, friedel_centre)
+    radii, strengths, offsets = _spacings_of_spots(positions, weights, (cy, cx), disk_radius, merge_distance, friedel_centre)
+    return (radii, strengths, offsets) if return_spots else (radii, strengths)
 
 
 def _disks_mask(positions, radius, shape):
@@ -687,7 +696,7 @@ def spot_spacings(
     ([6.0], [1.0])
     """
     positions, weights = _find_spots(residual, noise, searched, disk_radius, significance, min_prominence)
-    return _spacings_of_spots(positions, weights, centre, disk_radius, merge_distance, friedel_centre)
+    return _spacings_of_spots(positions, weights, centre, disk_radius, merge_distance, friedel_centre)[:2]
 
 
 def _find_spots(residual, noise, searched, disk_radius, significance, min_prominence):
@@ -761,12 +770,13 @@ def _spots_centre(positions, weights, centre, disk_radius):
 
 
 def _spacings_of_spots(positions, weights, centre, disk_radius, merge_distance, friedel_centre):
-    """Spots' distances from ``centre`` (or their Friedel centre), chains closer than ``merge_distance`` one spacing."""
+    """Spots' distances from ``centre`` (or their Friedel centre), chains closer than ``merge_distance`` one spacing; and the spots' offsets from it."""
     if len(positions) == 0:
-        return np.zeros(0), np.zeros(0)
+        return np.zeros(0), np.zeros(0), np.zeros((0, 2))
     cy, cx = float(centre[0]), float(centre[1])
     if friedel_centre:
         cy, cx = _spots_centre(positions, weights, (cy, cx), disk_radius)
+    offsets = np.asarray(positions, dtype=np.float64) - np.array([cy, cx])
     spots_r = np.hypot(positions[:, 0] - cy, positions[:, 1] - cx)
     order = np.argsort(spots_r)
     spots_r, spots_s = spots_r[order], weights[order]
@@ -777,7 +787,7 @@ def _spacings_of_spots(positions, weights, centre, disk_radius, merge_distance, 
         radii.append(float((group_r * group_s).sum() / group_s.sum()))
         strengths.append(float(group_s.sum()))
     strengths = np.asarray(strengths)
-    return np.asarray(radii), strengths / strengths.sum()
+    return np.asarray(radii), strengths / strengths.sum(), offsets
 
 
 def lattice_overlap(radii_a, radii_b, tolerance, min_spacings=1):

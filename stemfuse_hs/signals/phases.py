@@ -337,8 +337,8 @@ def merge_phases(
             if index_lattice:
                 # The overlap tests' tolerance was set on the beam-centroid
                 # spacings; indexing needs 1 %, so it gets its own measurement.
-                precise, _ = _pattern_spacings(inner_patterns, inner.sum(axis=0), scan_beam, friedel_centre=True)
-                lattices = scan_lattices(precise)
+                precise, _, spots = _pattern_spacings(inner_patterns, inner.sum(axis=0), scan_beam, friedel_centre=True, with_spots=True)
+                lattices = scan_lattices(precise, spots=spots)
                 if lattices:
                     lattice = lattices[0]
                     second_lattice = lattices[1] if len(lattices) > 1 else None
@@ -459,21 +459,23 @@ def _lattice_record(lattice):
     return record
 
 
-def _pattern_spacings(patterns, sizes, scan_beam, friedel_centre=False):
+def _pattern_spacings(patterns, sizes, scan_beam, friedel_centre=False, with_spots=False):
     """Spot spacings of mean patterns, each one's beam looked for near the scan's; and the beam radii found.
 
     With ``friedel_centre`` (the indexing's measurement) the beam's centre
     is refined (:func:`~stemfuse_hs.clustering.phases.beam_centroid`) and
-    the spots' Friedel pairs centre them again.
+    the spots' Friedel pairs centre them again. With ``with_spots``, also
+    each pattern's spot offsets from that centre.
     """
     from ..clustering.phases import beam_centroid
     from ..features.sdt import find_direct_beam
 
     scan_centre, scan_radius = (scan_beam[0], scan_beam[1]), scan_beam[2]
-    spacings, radii = [], []
+    spacings, radii, spots = [], [], []
     for pattern, size in zip(patterns, sizes):
         if size == 0:
             spacings.append(np.zeros(0))
+            spots.append(np.zeros((0, 2)))
             continue
         centre, beam_radius = find_direct_beam(pattern, near=scan_centre, within=scan_radius)
         if friedel_centre:
@@ -482,12 +484,13 @@ def _pattern_spacings(patterns, sizes, scan_beam, friedel_centre=False):
             # Friedel mate then 1.5 % (see beam_centroid).
             centre = beam_centroid(pattern, centre, beam_radius / 1.25)
         radii.append(beam_radius)
-        found, _ = ring_spacings(
+        found, _, offsets = ring_spacings(
             pattern, centre, inner_radius=beam_radius + 1.0, n_positions=size, disk_radius=beam_radius / 1.25,
-            friedel_centre=friedel_centre,
+            friedel_centre=friedel_centre, return_spots=True,
         )
         spacings.append(found)
-    return spacings, radii
+        spots.append(offsets)
+    return (spacings, radii, spots) if with_spots else (spacings, radii)
 
 
 def _check_merge_parameters(
@@ -1228,12 +1231,12 @@ def _grain_verdicts(grains, dp, direct_beam, lattices, show_progressbar, refine=
     with dask_progress(show_progressbar):
         patterns, _ = cluster_statistics(dp.data, 2, weights, std=False)
     patterns = np.nan_to_num(patterns)
-    spacings, _ = _pattern_spacings(patterns, weights.sum(axis=0), direct_beam, friedel_centre=True)
-    verdicts = grain_lattices(spacings, lattices)
+    spacings, _, spots = _pattern_spacings(patterns, weights.sum(axis=0), direct_beam, friedel_centre=True, with_spots=True)
+    verdicts = grain_lattices(spacings, lattices, spots=spots)
     if refine:
         lattices = lattices_refined_on_grains(spacings, lattices, verdicts)
         if any("refined_on" in lattice for lattice in lattices):
-            verdicts = grain_lattices(spacings, lattices)
+            verdicts = grain_lattices(spacings, lattices, spots=spots)
     return verdicts, patterns, np.array([np.size(v) for v in spacings], dtype=np.int64), lattices
 
 

@@ -14,6 +14,7 @@ from stemfuse_hs.clustering.indexing import (
     scan_lattice,
     scan_lattices,
     segment_lattices,
+    spot_angles_agree,
 )
 from stemfuse_hs.clustering.phases import beam_centroid, friedel_centre, merge_phases, ring_spacings
 
@@ -370,3 +371,59 @@ def test_refined_lattice_measures_hcp_c_over_a_on_the_grains_that_show_it():
     assert refined["n"][1] == pytest.approx(4 / refined["c_over_a"] ** 2, abs=1e-4) and refined["lines"] is off["lines"]
     # One grain does not refit a lattice.
     assert refined_lattice(grains[:1], off) is off
+
+
+# Interior spacings and spot offsets (pixels, from the Friedel centre) of tiny poly_hcp seed 1 (2026-12-07).
+SEED1_SEGMENTS = [[6.09, 7.05, 11.69, 12.2], [7.05, 9.97], [7.05, 9.97], [10.86, 14.76], [6.14, 9.97, 11.71, 12.31], [9.97],
+                  [9.97], [11.68], [7.05, 9.96], [11.69], [7.06, 9.97], [6.24, 6.56], [11.7], [6.09], [7.08, 11.67]]
+SEED1_SPOTS = [
+    [[-3.77, -4.78], [-1.78, -11.56], [1.97, -6.77], [3.77, 4.78], [7.52, 9.61]],
+    [[-6.2, -7.8], [-7.0, -0.79], [-0.8, 7.01], [0.8, -7.0], [7.81, -6.21], [7.0, 0.79]],
+    [[-5.89, -3.87], [-3.88, 5.89], [2.01, 9.77], [3.88, -5.89], [5.89, 3.88], [9.77, -2.0]],
+    [[-9.23, -11.51], [0.75, -10.83]],
+    [[-7.33, 6.76], [-4.17, -4.51], [3.15, -11.28], [4.17, 4.51], [7.32, -6.76], [8.33, 9.06]],
+    [[-8.72, -4.81], [-8.55, 5.15], [8.72, 4.81]],
+    [[-8.1, -5.81], [-9.1, 4.11], [-0.99, 9.92], [8.1, 5.81]],
+    [[-7.52, 8.94], [7.52, -8.94]],
+    [[-7.4, 6.67], [-7.04, -0.36], [-0.37, 7.04], [0.36, -7.03], [6.67, 7.4], [7.41, -6.68], [7.04, 0.36]],
+    [[-9.5, -6.81]],
+    [[-9.57, -2.81], [-6.2, 3.38], [-3.38, -6.19], [2.82, -9.56], [3.38, 6.2], [6.19, -3.38]],
+    [[-6.22, -0.41], [-3.41, 5.59], [-2.71, -5.96], [2.8, 6.06], [3.33, -5.68]],
+    [[-5.53, -10.32]],
+    [[-6.09, -0.01], [6.09, 0.01]],
+    [[-11.0, -3.89], [-7.06, 0.56], [7.06, -0.56]],
+]
+
+
+def test_angles_between_spots_reject_an_hcp_lattice_fitted_to_lines_by_chance():
+    # By their radii alone, hcp's own lines (a bent grain's 002 and 101 at 6.24 and 6.56 px, 103 and 203 at 10.86
+    # and 14.76) fit an hcp lattice 9 % too coarse as 100, 002, 110 and 104; their spots make angles 10-56
+    # degrees from those reflections'. With the angles, Co's lattice: a agrees with fcc's through d_100 / d_111
+    # of hcp and fcc Co (0.2171 / 0.2046 nm) to 0.5 %, and c/a (fitted on four lines, one bent) is Co's 1.623 to 0.02.
+    segments = [np.array(v) for v in SEED1_SEGMENTS]
+    fcc, chance = scan_lattices(segments)
+    assert chance["hkl"] == ["100", "002", "110", "104"] and chance["scale"] == pytest.approx(5.42, abs=0.01)
+    fcc, hcp = scan_lattices(segments, spots=SEED1_SPOTS)
+    assert fcc["centring"] == "F" and hcp["hkl"] == ["002", "101", "103", "203"]
+    assert hcp["scale"] * np.sqrt(4 / 3) == pytest.approx(fcc["scale"] * np.sqrt(3) * 0.2046 / 0.2171, rel=0.005)
+    assert hcp["c_over_a"] == pytest.approx(1.623, abs=0.02)
+    # The chance lattice's 110 and 104 cannot make the 19.4 degrees of the 10.86 and 14.76 px spots; Co's 103 and 203 do.
+    assert spot_angles_agree(SEED1_SPOTS[3], chance) == (0, 1) and spot_angles_agree(SEED1_SPOTS[3], hcp) == (1, 1)
+    with pytest.raises(ValueError, match=r"^scan_lattices: spots has 2 entries for 15 segments\.$"):
+        scan_lattices(segments, spots=SEED1_SPOTS[:2])
+
+
+def test_angles_between_a_grains_spots_decide_spacings_two_lattices_share():
+    # fcc and hcp Co: fcc 111 (6.105 px) and hcp 002 (6.139 px) lie 0.6 % apart. A grain measuring 6.137 px is
+    # claimed by hcp; its two 111 spots 70.5 degrees apart (fcc [01-1]) are not hcp 002, a family of +-g alone.
+    fcc = {"centring": "F", "scale": 3.525, "lines": np.array([6.105, 7.05]), "n": [3, 4], "max_error": 0.0}
+    hcp = {"centring": "hcp", "scale": 4.982, "c_over_a": 1.623, "lines": np.array([5.753, 6.139, 6.52]),
+           "n": [1.3333, 1.5185, 1.7129], "hkl": ["100", "002", "101"], "max_error": 0.0}
+    angle = np.radians(70.53)
+    spots = [np.array([[0.0, 6.137], [6.137 * np.sin(angle), 6.137 * np.cos(angle)]])]
+    assert grain_lattices([np.array([6.137])], [fcc, hcp]).tolist() == [1]
+    assert grain_lattices([np.array([6.137])], [fcc, hcp], spots=spots).tolist() == [0]
+    # A Friedel pair alone (180 degrees) tells nothing: the claim stands.
+    assert grain_lattices([np.array([6.137])], [fcc, hcp], spots=[np.array([[0.0, 6.137], [0.0, -6.137]])]).tolist() == [1]
+    with pytest.raises(ValueError, match=r"^grain_lattices: spots has 2 entries for 1 grains\.$"):
+        grain_lattices([np.array([6.137])], [fcc, hcp], spots=spots * 2)
