@@ -92,11 +92,14 @@ CUBIC_LATTICES = {"F": _allowed_indices("F"), "I": _allowed_indices("I")}
 HCP_AXIAL_RATIOS = np.round(np.arange(1.55, 1.7001, 0.005), 3)
 
 
+@functools.lru_cache(maxsize=1024)
 def _hcp_reflections(c_over_a, max_index=4, max_l=6):
     """Radii (units of ``1/a``) of the reflections of an hcp lattice, and their ``hkl``, sorted by radius.
 
     ``1/d^2 = 4/3 (h^2 + hk + k^2) / a^2 + l^2 / c^2``; the two atoms of the
-    cell extinguish odd ``l`` where ``h - k`` is a multiple of 3.
+    cell extinguish odd ``l`` where ``h - k`` is a multiple of 3. Cached
+    (every candidate lattice's spacings are indexed against them): the
+    radii are read-only and the names a tuple.
     """
     radii = {}
     for h, k, l in itertools.product(range(max_index + 1), range(max_index + 1), range(max_l + 1)):
@@ -105,7 +108,9 @@ def _hcp_reflections(c_over_a, max_index=4, max_l=6):
         radius = round(float(np.sqrt(4.0 / 3.0 * (h * h + h * k + k * k) + (l / c_over_a) ** 2)), 9)
         radii.setdefault(radius, f"{h}{k}{l}")
     order = sorted(radii)
-    return np.array(order), [radii[r] for r in order]
+    radii_array = np.array(order)
+    radii_array.setflags(write=False)
+    return radii_array, tuple(radii[r] for r in order)
 
 
 def _relative_radii(lattice):
