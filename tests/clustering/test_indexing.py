@@ -427,3 +427,19 @@ def test_angles_between_a_grains_spots_decide_spacings_two_lattices_share():
     assert grain_lattices([np.array([6.137])], [fcc, hcp], spots=[np.array([[0.0, 6.137], [0.0, -6.137]])]).tolist() == [1]
     with pytest.raises(ValueError, match=r"^grain_lattices: spots has 2 entries for 1 grains\.$"):
         grain_lattices([np.array([6.137])], [fcc, hcp], spots=spots * 2)
+
+
+def test_ring_spacings_returns_each_spots_offset_from_the_centre_of_its_radii():
+    # Three spots (a Friedel pair at 12 px and one at 20 px) about a beam at (32, 30.4): the offsets give
+    # the radii and the angles the spots were placed at.
+    rows, cols = np.mgrid[:64, :64]
+    pattern = np.ones((64, 64))
+    placed = [(0.3, 12.0), (0.3 + np.pi, 12.0), (1.9, 20.0)]
+    for angle, radius in placed:
+        y, x = 32 + radius * np.sin(angle), 30.4 + radius * np.cos(angle)
+        pattern += 50 * np.exp(-((rows - y) ** 2 + (cols - x) ** 2) / 2)
+    radii, _, spots = ring_spacings(pattern, (32, 30.4), inner_radius=4, friedel_centre=True, return_spots=True)
+    assert radii.round(2).tolist() == [12.0, 20.0] and spots.shape == (3, 2)
+    order = np.argsort(np.arctan2(spots[:, 0], spots[:, 1]) % (2 * np.pi))
+    np.testing.assert_allclose(np.hypot(*spots[order].T), [12.0, 20.0, 12.0], atol=0.02)
+    np.testing.assert_allclose(np.arctan2(spots[order, 0], spots[order, 1]) % (2 * np.pi), [0.3, 1.9, 0.3 + np.pi], atol=0.003)
