@@ -21,6 +21,10 @@ unknown, the scale ``k``.
   shows.
 * :func:`explained_by_lattice` says which spacings are reflections of it,
   and :func:`lattice_members` which segments show that lattice.
+* :func:`spot_angles_agree` checks the angles between a pattern's spots
+  against those between the reflections they are indexed as (ratio and
+  angle, as a zone-axis pattern is indexed): :func:`scan_lattices` keeps
+  only lattices the angles bear out.
 
 Indexing needs spacings measured to about 1 %: the beam centre refined on
 the Friedel pairs of the spots (``ring_spacings(..., friedel_centre=True)``).
