@@ -452,11 +452,11 @@ def grain_lattices(spacings, lattices, *, margin=DEFAULT_LATTICE_MARGIN, spots=N
 
 def _lattice_the_angles_single_out(spots, lattices):
     """Index of the one lattice whose reflections make most angles between the ``spots``, when every other's make fewer than half; or None."""
-    from .indexing import spot_angles_agree
+    from .indexing import _angles_bear_out
 
-    votes = [spot_angles_agree(spots, lattice) for lattice in lattices]
-    agreeing = [j for j, (agree, judged) in enumerate(votes) if judged and 2 * agree >= judged]
-    contradicted = [j for j, (agree, judged) in enumerate(votes) if judged and 2 * agree < judged]
+    verdicts = [_angles_bear_out(spots, lattice) for lattice in lattices]
+    agreeing = [j for j, verdict in enumerate(verdicts) if verdict is True]
+    contradicted = [j for j, verdict in enumerate(verdicts) if verdict is False]
     if len(agreeing) == 1 and len(contradicted) == len(lattices) - 1:
         return agreeing[0]
     return None

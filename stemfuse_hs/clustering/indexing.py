@@ -535,16 +535,21 @@ def spot_angles_agree(spots, lattice, rel_tolerance=DEFAULT_INDEX_TOLERANCE, ang
     return agreeing, judged
 
 
+def _angles_bear_out(spots, lattice, rel_tolerance=DEFAULT_INDEX_TOLERANCE):
+    """Whether at least half the judged pairs of ``spots`` agree with ``lattice`` (:func:`spot_angles_agree`); None when no pair is judged."""
+    agreeing, judged = spot_angles_agree(spots, lattice, rel_tolerance)
+    return None if judged == 0 else 2 * agreeing >= judged
+
+
 def _angle_verdicts(lattice, measured, spots, rel_tolerance):
     """Of the segments whose every spacing ``lattice`` explains, how many its spots' angles bear out and how many they contradict."""
     agree = contradict = 0
     for radii, offsets in zip(measured, spots):
         if radii.size == 0 or len(offsets) < 2 or not explained_by_lattice(radii, lattice, rel_tolerance).all():
             continue
-        agreeing, judged = spot_angles_agree(offsets, lattice, rel_tolerance)
-        if judged:
-            agree += int(2 * agreeing >= judged)
-            contradict += int(2 * agreeing < judged)
+        verdict = _angles_bear_out(offsets, lattice, rel_tolerance)
+        agree += int(verdict is True)
+        contradict += int(verdict is False)
     return agree, contradict
 
 
