@@ -1421,7 +1421,8 @@ def _refine_boundaries(phases, segment_labels, dp, counts, margin, show_progress
     log_likelihood = (counts @ np.log(window_shares(pooled, window_index)).T).reshape(shape + (n_phases,))
     radius = DEFAULT_BOUNDARY_RADIUS
     factor = _binning_factor(dp)
-    binned_pixels = (dp.data.shape[-2] // factor) * (dp.data.shape[-1] // factor)
+    binned_shape = (dp.data.shape[-2] // factor, dp.data.shape[-1] // factor)
+    binned_pixels = binned_shape[0] * binned_shape[1]
     band_rows = _band_rows(shape[1] * binned_pixels * 4, radius)
     starts = [r for r in range(0, shape[0], band_rows) if edge[r:r + band_rows].any()]
     new_labels = labels.copy()
@@ -1436,6 +1437,7 @@ def _refine_boundaries(phases, segment_labels, dp, counts, margin, show_progress
             _, moves = refine_boundaries(
                 patterns, labels[lo:hi], segment_labels[lo:hi], judged=judged, excluded_pairs=excluded,
                 log_likelihood=log_likelihood[lo:hi], same_composition=same, margin=margin, radius=radius,
+                pattern_shape=binned_shape,
             )
             new_labels[moves[:, 0] + lo, moves[:, 1]] = moves[:, 3]
             bar.update()
