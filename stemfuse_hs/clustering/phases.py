@@ -365,6 +365,7 @@ def ring_spacings(
     merge_distance=None,
     friedel_centre=False,
     return_spots=False,
+    faint_disks=False,
 ):
     """Spacings (radii) of the Bragg spots in a segment's mean pattern.
 
@@ -409,6 +410,13 @@ def ring_spacings(
         Also return every spot's offset from the centre the radii are
         measured about (the angles between spots index a pattern too:
         :func:`~stemfuse_hs.clustering.indexing.spot_angles_agree`).
+    faint_disks : bool, default False
+        Test wide disks (``disk_radius`` above 1.5 pixels, smoothed over
+        their width by a Gaussian of ``disk_radius / 2``) against the noise
+        of the smoothed pattern, a pixel's times ``1 / (2 sqrt(pi) sigma)``,
+        instead of one pixel's: disks about ten times fainter (per pixel)
+        are found, such as an off-zone grain's (:ref:`faint-disks`). Small
+        disks are tested pixel by pixel either way.
 
     Returns
     -------
@@ -451,9 +459,14 @@ def ring_spacings(
 
     def spots_on(level):
         residual = pattern - level
-        if disk_radius > 1.5:
-            residual = ndimage.gaussian_filter(residual, disk_radius / 2.0)
         noise = np.sqrt(np.maximum(level, 1e-12) / max(float(n_positions), 1.0))
+        if disk_radius > 1.5:
+            sigma = disk_radius / 2.0
+            residual = ndimage.gaussian_filter(residual, sigma)
+            if faint_disks:
+                # The standard deviation of white noise smoothed by a
+                # normalised 2-D Gaussian of width sigma.
+                noise = noise / (2.0 * np.sqrt(np.pi) * sigma)
         return _find_spots(residual, noise, searched, disk_radius, significance, min_prominence)
 
     def spots_about(background_centre):

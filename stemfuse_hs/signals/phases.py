@@ -459,13 +459,14 @@ def _lattice_record(lattice):
     return record
 
 
-def _pattern_spacings(patterns, sizes, scan_beam, friedel_centre=False, with_spots=False):
+def _pattern_spacings(patterns, sizes, scan_beam, friedel_centre=False, with_spots=False, faint_disks=False):
     """Spot spacings of mean patterns, each one's beam looked for near the scan's; and the beam radii found.
 
     With ``friedel_centre`` (the indexing's measurement) the beam's centre
     is refined (:func:`~stemfuse_hs.clustering.phases.beam_centroid`) and
     the spots' Friedel pairs centre them again. With ``with_spots``, also
-    each pattern's spot offsets from that centre.
+    each pattern's spot offsets from that centre. ``faint_disks`` is
+    :func:`~stemfuse_hs.clustering.phases.ring_spacings`'.
     """
     from ..clustering.phases import beam_centroid
     from ..features.sdt import find_direct_beam
@@ -486,7 +487,7 @@ def _pattern_spacings(patterns, sizes, scan_beam, friedel_centre=False, with_spo
         radii.append(beam_radius)
         found, _, offsets = ring_spacings(
             pattern, centre, inner_radius=beam_radius + 1.0, n_positions=size, disk_radius=beam_radius / 1.25,
-            friedel_centre=friedel_centre, return_spots=True,
+            friedel_centre=friedel_centre, return_spots=True, faint_disks=faint_disks,
         )
         spacings.append(found)
         spots.append(offsets)
@@ -1231,7 +1232,11 @@ def _grain_verdicts(grains, dp, direct_beam, lattices, show_progressbar, refine=
     with dask_progress(show_progressbar):
         patterns, _ = cluster_statistics(dp.data, 2, weights, std=False)
     patterns = np.nan_to_num(patterns)
-    spacings, _, spots = _pattern_spacings(patterns, weights.sum(axis=0), direct_beam, friedel_centre=True, with_spots=True)
+    # An off-zone grain's disks are faint; the scan's indexing, which
+    # fainter spots would offer chance lattices, keeps a pixel's noise.
+    spacings, _, spots = _pattern_spacings(
+        patterns, weights.sum(axis=0), direct_beam, friedel_centre=True, with_spots=True, faint_disks=True
+    )
     verdicts = grain_lattices(spacings, lattices, spots=spots)
     if refine:
         lattices = lattices_refined_on_grains(spacings, lattices, verdicts)

@@ -113,6 +113,28 @@ def test_ring_medians_equal_those_of_a_sort_by_ring_and_value():
         ring_medians(values, ring[1:])
 
 
+def _faint_disk_pattern(amplitude, seed=0):
+    # Mean of 25 patterns on a 128-pixel detector: disks 6 pixels in radius
+    # (a Friedel pair at 40 pixels) 3 standard deviations of a pixel's noise
+    # above a background of 10 counts, about 30 once smoothed over a disk.
+    rows, cols = np.mgrid[:128, :128]
+    expected = np.full((128, 128), 10.0)
+    expected[np.hypot(rows - 64, cols - 64) <= 6] += 2000.0
+    for y, x in ((40, 32), (88, 96)):  # 40 * (0.6, 0.8) either side of the beam
+        expected[np.hypot(rows - y, cols - x) <= 6] += amplitude
+    return np.random.default_rng(seed).poisson(25 * expected) / 25.0
+
+
+def test_faint_wide_disks_are_found_against_the_noise_of_the_smoothed_pattern():
+    pattern = _faint_disk_pattern(2.0)
+    kwargs = dict(inner_radius=9, n_positions=25, disk_radius=6.0)
+    assert ring_spacings(pattern, (64, 64), **kwargs)[0].size == 0
+    radii, _ = ring_spacings(pattern, (64, 64), faint_disks=True, **kwargs)
+    np.testing.assert_allclose(radii, [40.0], atol=0.3)
+    # Noise alone is not taken for disks.
+    assert ring_spacings(_faint_disk_pattern(0.0, seed=1), (64, 64), faint_disks=True, **kwargs)[0].size == 0
+
+
 def test_ring_spacings_of_a_featureless_pattern_are_empty():
     pattern, centre = _spot_pattern([])
     radii, strengths = ring_spacings(pattern, centre, inner_radius=5, n_positions=100)
