@@ -30,7 +30,7 @@ background, which thickness changes: measured on the built-in tiny scans
 (2026-12-06), pairs of one orientation 0.06-0.29 (5-95 %), pairs of two
 orientations 0.3-1.3, but an off-zone grain beside a small delta-ferrite
 grain (tiny ``poly_minor_phase`` seed 1) only 0.25-0.32, as
-weakly diffracting grains do. Their spots tell them apart (2026-12-08,
+weakly diffracting grains do. Their spots tell them apart (2026-12-07,
 pairs judged on tiny ``chemistry_only`` seeds 0 / 3 / 4 and
 ``four_phases`` seeds 0 / 1, one orientation: spot correlation
 0.76-1.00; ``poly_minor_phase`` seeds 1 / 2 and ``poly_structure``

@@ -210,6 +210,6 @@ def test_a_delta_ferrite_grain_beside_weakly_diffracting_austenite_takes_its_edg
     monkeypatch.setattr(boundaries_module, "spot_correlation", lambda a, b, shape: 1.0)
     by_difference_alone = stemfuse_hs.map_phases(scan.dp, scan.eds, **kwargs)
     truth = scan.truth.ravel()
-    # 0.88 -> 0.96 on 2026-12-08 (AVX-512).
+    # 0.88 -> 0.96 on 2026-12-07 (AVX-512).
     assert adjusted_rand_score(truth, by_difference_alone.data.ravel()) < 0.9
     assert adjusted_rand_score(truth, phases.data.ravel()) > 0.93
