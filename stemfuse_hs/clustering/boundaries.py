@@ -139,7 +139,11 @@ def spot_correlation(a, b, shape):
     :data:`DIRECT_BEAM_HALF_WIDTH` about the brightest 3 x 3 block of the
     two patterns (the direct beam, common to both) is left out. Two sides
     of one orientation correlate near 1 whatever their thickness; two
-    orientations near 0.
+    orientations near 0. It asks what
+    :func:`~stemfuse_hs.clustering.grains.spot_images` asks of grains'
+    mean patterns, but of the boundary step's binned sides (about 16 bins
+    a side), whose beam is not known: that needs the scan's beam and a
+    radial background, which a few bins a ring do not give.
 
     Parameters
     ----------
