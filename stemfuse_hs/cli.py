@@ -1301,6 +1301,7 @@ def _refit_summary(lattice):
         summary["c_over_a"] = float(lattice["c_over_a"])
     summary["refined_on"] = int(lattice.get("refined_on", 0))
     summary["spread"] = float(lattice["spread"]) if "spread" in lattice else None
+    summary["indexed_on"] = str(lattice.get("indexed_on", "segments"))
     return summary
 
 

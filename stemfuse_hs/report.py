@@ -687,6 +687,17 @@ def write_report(directory, name=None):
                 rows = [(m["positions"], m["lattice"], f"{m['similarity']:.2f}") for m in merge[key]]
                 body.append(f"<p>{caption}</p>")
                 body.append(_table(rows, ["positions", "lattice", "similarity"], numeric=(0, 1, 2)))
+        reindexed = [lattice for lattice in merge.get("grain_lattices", []) if lattice.get("indexed_on") == "grains"]
+        if reindexed:
+            names = " and ".join(
+                {"F": "face-centred cubic", "I": "body-centred cubic", "hcp": "hcp"}.get(lattice["centring"], lattice["centring"])
+                for lattice in reindexed
+            )
+            body.append(
+                f"<p>The grains were judged by lattices indexed again on their own spacings ({_e(names)}): that "
+                "pair explains every spacing of more grains than the pair indexed on the segments (a segment "
+                "can pool grains of two phases).</p>"
+            )
         refitted = [lattice for lattice in merge.get("grain_lattices", []) if lattice.get("refined_on")]
         if refitted:
             described = []

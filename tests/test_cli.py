@@ -370,6 +370,14 @@ def test_report_lists_joined_phases_and_the_specks_taken_into_grains(runs, tmp_p
     assert "6 grains judged on a single spot spacing split like undecided ones" in page
 
 
+def test_report_says_when_the_grains_were_judged_by_lattices_indexed_on_them(runs, tmp_path):
+    indexed = [{"centring": "F", "scale_px": 27.76, "refined_on": 0, "spread": None, "indexed_on": "grains"},
+               {"centring": "I", "scale_px": 34.91, "refined_on": 0, "spread": None, "indexed_on": "grains"}]
+    page, _ = _demo_report_with(runs, tmp_path, grain_lattices=indexed)
+    assert ("The grains were judged by lattices indexed again on their own spacings (face-centred cubic and "
+            "body-centred cubic)") in page
+
+
 def test_report_lists_the_particles_judged_whole(runs, tmp_path):
     unmixed = [{"phase": 1, "host": 0, "moved_out": 99, "moved_in": 0, "host_share": 0.77, "own_share": 0.97,
                 "halo": 0.64, "particles": 10}]

@@ -456,6 +456,9 @@ def _lattice_record(lattice):
         record.update(c_over_a=float(lattice["c_over_a"]), hkl=[str(v) for v in lattice["hkl"]])
     if "refined_on" in lattice:
         record.update(refined_on=int(lattice["refined_on"]), spread=float(lattice["spread"]))
+    if "indexed_on" in lattice:
+        # How many grains the segments' pair and the grains' pair explain whole.
+        record.update(indexed_on=str(lattice["indexed_on"]), grains_explained=np.asarray(lattice["grains_explained"], dtype=np.int64))
     return record
 
 
@@ -682,7 +685,12 @@ def map_phases(
         at least ``min_piece_size`` positions (15 when that is None) is
         judged on its interior, one position in from its edge, whose probe
         does not reach the neighbouring grains: the lattice explaining more
-        of its spacings is its lattice. Each lattice is then refitted on
+        of its spacings is its lattice. The two lattices are indexed again on
+        the grains' spacings first, and that pair is used when it explains
+        every spacing of more grains than the segments' pair does (segments
+        can pool grains of two phases;
+        :func:`stemfuse_hs.clustering.grains.lattices_indexed_on_grains`;
+        ``"indexed_on"`` in ``phase_merge["grain_lattices"]``). Each lattice is then refitted on
         every spacing of the grains judged to it by a spacing it alone
         claims, and the grains judged again
         (:func:`stemfuse_hs.clustering.grains.lattices_refined_on_grains`;
@@ -1222,11 +1230,19 @@ def _join_phases(phases, number, record):
 def _grain_verdicts(grains, dp, direct_beam, lattices, show_progressbar, refine=False):
     """The lattice (index into ``lattices``, -1 undecided) every grain's interior shows (:func:`~stemfuse_hs.clustering.grains.grain_lattices`), the interiors' mean patterns, how many spot spacings each shows, and the lattices.
 
-    With ``refine``, the lattices are refitted on the grains they are
-    judged in (:func:`~stemfuse_hs.clustering.grains.lattices_refined_on_grains`)
-    and the grains judged again: the lattices returned are the refitted ones.
+    With ``refine``, the lattices are first indexed again on the grains when
+    the grains' pair explains more of them
+    (:func:`~stemfuse_hs.clustering.grains.lattices_indexed_on_grains`), then
+    refitted on the grains they are judged in
+    (:func:`~stemfuse_hs.clustering.grains.lattices_refined_on_grains`)
+    and the grains judged again: the lattices returned are the ones used.
     """
-    from ..clustering.grains import grain_interiors, grain_lattices, lattices_refined_on_grains
+    from ..clustering.grains import (
+        grain_interiors,
+        grain_lattices,
+        lattices_indexed_on_grains,
+        lattices_refined_on_grains,
+    )
 
     weights = grain_interiors(grains)
     with dask_progress(show_progressbar):
@@ -1237,6 +1253,10 @@ def _grain_verdicts(grains, dp, direct_beam, lattices, show_progressbar, refine=
     spacings, _, spots = _pattern_spacings(
         patterns, weights.sum(axis=0), direct_beam, friedel_centre=True, with_spots=True, faint_disks=True
     )
+    if refine:
+        lattices, explained = lattices_indexed_on_grains(spacings, lattices, spots=spots)
+        if lattices[0].get("indexed_on") == "grains":
+            lattices = [dict(lattice, grains_explained=explained) for lattice in lattices]
     verdicts = grain_lattices(spacings, lattices, spots=spots)
     if refine:
         lattices = lattices_refined_on_grains(spacings, lattices, verdicts)
