@@ -508,6 +508,16 @@ def test_a_grain_showing_only_reflections_two_lattices_share_is_of_the_one_with_
     assert grain_lattices([[13.85]], [{"centring": "F", "scale": 3.475}, {"centring": "I", "scale": 4.364}]).tolist() == [-1]
 
 
+def test_a_grain_both_lattices_claim_goes_to_the_one_whose_claims_separate_it_clearly_more():
+    # Published poly_hcp seed 0's refitted lattices (hcp 002 49.13 / 004 98.26 px, fcc 111 48.83 / 222 97.65).
+    # A fcc grain showed 49.14 (0.26 px nearer hcp 002 than fcc 111) and 97.41 (0.70 px nearer fcc 222 than hcp 004):
+    # fcc. An hcp grain the other way round is hcp; claims separating both about equally leave a grain undecided.
+    hcp = {"centring": "hcp", "scale": 39.879, "c_over_a": 1.6224}
+    fcc = {"centring": "F", "scale": 28.188}
+    grains = [[49.14, 93.62, 97.41], [48.86, 98.30], [49.13, 97.71]]
+    assert grain_lattices(grains, [hcp, fcc]).tolist() == [1, 0, -1]
+
+
 def test_lattices_refitted_on_their_grains_tell_hcp_002_from_fcc_111():
     # fcc and hcp Co with hcp c/a fitted 0.5 % small (1.616): hcp 002 at 6.11 px, on fcc 111. Two grains show
     # hcp 100 or 101 beside 002 at 6.14, one fcc 200 beside 111; the last shows 002 and 004 only, judged fcc
