@@ -605,8 +605,8 @@ def lattices_indexed_on_grains(spacings, lattices, *, spots=None):
     Returns
     -------
     lattices : list of dict
-        The grains' pair, each with ``"indexed_on": "grains"``, or
-        ``lattices`` themselves.
+        The grains' pair, each with ``"indexed_on": "grains"`` and
+        ``"grains_explained"`` (``explained``), or ``lattices`` themselves.
     explained : (int, int)
         How many grains a lattice of ``lattices`` and of the grains' pair
         explains whole (0 for a pair the grains do not give).
@@ -641,7 +641,7 @@ def lattices_indexed_on_grains(spacings, lattices, *, spots=None):
     after = _segments_explained(spacings, indexed, DEFAULT_INDEX_TOLERANCE)
     if after <= before:
         return list(lattices), (before, after)
-    return [dict(lattice, indexed_on="grains") for lattice in indexed], (before, after)
+    return [dict(lattice, indexed_on="grains", grains_explained=(before, after)) for lattice in indexed], (before, after)
 
 
 #: How many times likelier one lattice must be than the other to show a

@@ -1254,9 +1254,7 @@ def _grain_verdicts(grains, dp, direct_beam, lattices, show_progressbar, refine=
         patterns, weights.sum(axis=0), direct_beam, friedel_centre=True, with_spots=True, faint_disks=True
     )
     if refine:
-        lattices, explained = lattices_indexed_on_grains(spacings, lattices, spots=spots)
-        if lattices[0].get("indexed_on") == "grains":
-            lattices = [dict(lattice, grains_explained=explained) for lattice in lattices]
+        lattices, _ = lattices_indexed_on_grains(spacings, lattices, spots=spots)
     verdicts = grain_lattices(spacings, lattices, spots=spots)
     if refine:
         lattices = lattices_refined_on_grains(spacings, lattices, verdicts)

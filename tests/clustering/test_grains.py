@@ -564,7 +564,7 @@ def test_lattices_indexed_on_grains_replace_a_chance_pair_and_leave_a_good_one()
               np.array([69.78, 85.47]), np.array([49.34, 98.69, 110.33]), np.array([55.54, 78.54]),
               np.array([49.34, 85.47])]
     indexed, explained = lattices_indexed_on_grains(grains, [fcc, chance_hcp])
-    assert explained == (6, 8) and all(lattice["indexed_on"] == "grains" for lattice in indexed)
+    assert explained == (6, 8) and all(lattice["indexed_on"] == "grains" and lattice["grains_explained"] == (6, 8) for lattice in indexed)
     by_centring = {lattice["centring"]: lattice["scale"] for lattice in indexed}
     assert by_centring["F"] == pytest.approx(27.77, rel=0.003) and by_centring["I"] == pytest.approx(34.89, rel=0.003)
     assert grain_lattices(grains, indexed).tolist() == [
