@@ -1400,6 +1400,7 @@ def phase_merge_summary(phases):
             {"phase": int(a), "into_phase": int(b)} for a, b in zip(joined.get("phase", []), joined.get("into", []))
         ],
         "loose_positions": int(record.get("loose_positions", 0)),
+        "loose_positions_joined": int(record.get("loose_positions_joined", 0)),
         "weakly_judged_grains": int(record.get("weakly_judged_grains", 0)),
         "grain_lattices": [_refit_summary(lattice) for lattice in record.get("grain_lattices", [])],
         "phase_lattice": [int(v) for v in np.asarray(record.get("phase_lattice", []))],

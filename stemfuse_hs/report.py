@@ -724,6 +724,12 @@ def write_report(directory, name=None):
                 "crystal of another phase of its composition) taken into the grain their patterns put them in, "
                 "and moved with it:</p>"
             )
+        if merge.get("loose_positions_joined"):
+            body.append(
+                f"<p>{int(merge['loose_positions_joined'])} positions in no grain (grain boundaries, pieces too small "
+                "to judge) given the phase of the grain nearby that fills most of their probe, their patterns split "
+                "between those grains' (counted with the grains moved below).</p>"
+            )
         body += _moves_table(
             merge.get("grains"),
             "Grains moved to the phase of their composition whose lattice their interior shows (segments split "

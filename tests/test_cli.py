@@ -356,9 +356,11 @@ def test_report_lists_joined_phases_and_the_specks_taken_into_grains(runs, tmp_p
                 {"centring": "hcp", "scale_px": 4.9885, "c_over_a": 1.6227, "refined_on": 0, "spread": None}]
     page, original = _demo_report_with(
         runs, tmp_path, joined_phases=[{"phase": 4, "into_phase": 1}], loose_positions=37, weakly_judged_grains=6,
-        weak_grains_rejudged=rejudged, grain_lattices=refitted,
+        weak_grains_rejudged=rejudged, grain_lattices=refitted, loose_positions_joined=52,
     )
     assert original["joined_phases"] == [] and isinstance(original["loose_positions"], int)
+    assert isinstance(original["loose_positions_joined"], int)
+    assert "52 positions in no grain (grain boundaries, pieces too small to judge) given the phase of the grain" in page
     assert isinstance(original["grain_lattices"], list)
     assert "claim, and the grains judged again: face-centred cubic (scale 3.5241 px; 46 spacings, spread 0.12 %).</p>" in page
     assert isinstance(original["weakly_judged_grains"], int) and isinstance(original["weak_grains_rejudged"], list)

@@ -714,7 +714,13 @@ def map_phases(
         one lattice are then one phase
         (:func:`stemfuse_hs.clustering.grains.phases_of_one_lattice`;
         ``phase_merge["joined_phases"]``: numbers before and after) and
-        the grains are moved once more. The
+        the grains are moved once more. A position in no grain (a grain
+        boundary, a piece too small to judge) then takes the phase of the
+        grain within two positions whose pattern fills most of its probe
+        (:func:`stemfuse_hs.clustering.grains.loose_positions_to_grains`;
+        ``phase_merge["loose_positions_joined"]``), unless its phase's
+        positions nearby away from any boundary explain its pattern better
+        or its counts speak against that grain's composition. The
         positions moved between two phases become one more segment, listed
         in ``phase_merge["grains"]`` (in the numbers after any join);
         ``phase_merge["phase_lattice"]`` holds
@@ -1063,6 +1069,7 @@ def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_pr
         MAX_WEAKLY_JUDGED_SPACINGS,
         UNDECIDED_SPLIT_SHARE,
         grains_with_loose_positions,
+        loose_positions_to_grains,
         move_grains_by_composition,
         move_grains_by_lattice,
         move_patches_by_composition,
@@ -1088,6 +1095,7 @@ def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_pr
         record[key] = {name: np.zeros(0, dtype=np.int64) for name in ("from_phase", "into_phase", "positions")}
     record["joined_phases"] = {"phase": np.zeros(0, dtype=np.int64), "into": np.zeros(0, dtype=np.int64)}
     record["loose_positions"] = 0
+    record["loose_positions_joined"] = 0
     record["weakly_judged_grains"] = 0
     record["same_crystal"] = {"positions": np.zeros(0, dtype=np.int64), "lattice": np.zeros(0, dtype=np.int64),
                               "similarity": np.zeros(0)}
@@ -1194,7 +1202,16 @@ def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_pr
     record["phase_lattice"] = np.concatenate(
         [phase_lattice, np.full(phases.n_clusters - phase_lattice.size, -1)]
     ).astype(np.int64)
-    return _apply_moves(phases, labels, new_labels, record, "grains"), binned
+    # The positions in no grain keep the clustering's phase while the grains
+    # around them moved: each takes the phase of the grain nearby that
+    # fills most of its probe, unless its counts speak against it.
+    pooled, same = _phase_compositions(new_labels, counts, phases.n_clusters, record)
+    log_likelihood = (counts @ np.log(window_shares(pooled, np.arange(counts.shape[1]))).T).reshape(shape + (-1,))
+    joined_loose = loose_positions_to_grains(
+        binned, new_labels.reshape(shape), grains.reshape(shape), log_likelihood=log_likelihood, same_composition=same
+    ).reshape(n)
+    record["loose_positions_joined"] = int((joined_loose != new_labels).sum())
+    return _apply_moves(phases, labels, joined_loose, record, "grains"), binned
 
 
 def _with_empty_phases(phases, record, n_phases):
