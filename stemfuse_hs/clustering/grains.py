@@ -1254,6 +1254,8 @@ def loose_positions_to_grains(
             )
         same_composition = np.asarray(same_composition, dtype=bool)
     inside = (grains >= 0) & (labels >= 0)
+    if not inside.any():
+        return labels.copy()
     tally = np.zeros((int(grains.max()) + 1, int(labels.max()) + 1), dtype=np.int64)
     np.add.at(tally, (grains[inside], labels[inside]), 1)
     grain_phase = np.argmax(tally, axis=1)  # the phase of most of its positions

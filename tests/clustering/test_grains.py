@@ -679,6 +679,8 @@ def test_a_position_in_no_grain_takes_the_phase_of_the_grain_that_fills_most_of_
     assert (kept[:, 7] == 1).all() and (kept[:, 6] == 0).all()
     moved = loose_positions_to_grains(patterns, labels, grains, log_likelihood=log_likelihood, same_composition=~different)
     assert (moved[:, 7] == 2).all()
+    # No grain: nothing to join.
+    np.testing.assert_array_equal(loose_positions_to_grains(patterns, labels, np.full_like(grains, -1)), labels)
     with pytest.raises(ValueError, match=r"^loose_positions_to_grains: log_likelihood needs same_composition and must cover the scan\.$"):
         loose_positions_to_grains(patterns, labels, grains, log_likelihood=log_likelihood)
     with pytest.raises(ValueError, match=r"^loose_positions_to_grains: patterns \(8, 14\), labels \(8, 14\) and grains \(8, 13\) must cover one scan\.$"):
