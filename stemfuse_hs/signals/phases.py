@@ -994,6 +994,17 @@ def _phase_compositions(labels, counts, n_phases, record):
     return pooled, same
 
 
+def _counts_log_likelihood(labels, counts, n_phases, record, shape):
+    """Every position's log-likelihood of its window counts under every phase's pooled composition, ``shape + (n_phases,)``; and which phases are one composition.
+
+    ``labels`` are the flat phase labels, ``counts`` every position's X-ray
+    counts in the composition windows.
+    """
+    pooled, same = _phase_compositions(labels, counts, n_phases, record)
+    shares = window_shares(pooled, np.arange(counts.shape[1]))
+    return (counts @ np.log(shares).T).reshape(tuple(shape) + (n_phases,)), same
+
+
 def _move_pieces(phases, dp, counts, show_progressbar, min_piece_size):
     """``phases`` with the pieces of segments that show another phase's lattice moved there (each one more segment).
 
@@ -1205,8 +1216,7 @@ def _move_grains(phases, dp, counts, threshold, min_size, min_log_ratio, show_pr
     # The positions in no grain keep the clustering's phase while the grains
     # around them moved: each takes the phase of the grain nearby that
     # fills most of its probe, unless its counts speak against it.
-    pooled, same = _phase_compositions(new_labels, counts, phases.n_clusters, record)
-    log_likelihood = (counts @ np.log(window_shares(pooled, np.arange(counts.shape[1]))).T).reshape(shape + (-1,))
+    log_likelihood, same = _counts_log_likelihood(new_labels, counts, phases.n_clusters, record, shape)
     joined_loose = loose_positions_to_grains(
         binned, new_labels.reshape(shape), grains.reshape(shape), log_likelihood=log_likelihood, same_composition=same
     ).reshape(n)
@@ -1456,9 +1466,7 @@ def _refine_boundaries(phases, segment_labels, dp, counts, margin, show_progress
     edge = boundary_positions(labels)
     n_phases = phases.n_clusters
     flat = labels.reshape(-1)
-    window_index = np.arange(counts.shape[1])
-    pooled, same = _phase_compositions(flat, counts, n_phases, record)
-    log_likelihood = (counts @ np.log(window_shares(pooled, window_index)).T).reshape(shape + (n_phases,))
+    log_likelihood, same = _counts_log_likelihood(flat, counts, n_phases, record, shape)
     radius = DEFAULT_BOUNDARY_RADIUS
     factor = _binning_factor(dp)
     binned_shape = (dp.data.shape[-2] // factor, dp.data.shape[-1] // factor)
