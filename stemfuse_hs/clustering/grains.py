@@ -45,6 +45,7 @@ interleave over the same grains and leave pieces too small to judge.
 import numpy as np
 
 from .._validation import check_array, check_int, check_real
+from .boundaries import MAX_COUNTS_AGAINST
 
 __all__ = [
     "DEFAULT_GRAIN_THRESHOLD",
@@ -1173,7 +1174,7 @@ LOOSE_POSITION_POOL_RADIUS = 5
 
 def loose_positions_to_grains(
     patterns, labels, grains, *, reach=LOOSE_POSITION_REACH, pool_radius=LOOSE_POSITION_POOL_RADIUS,
-    log_likelihood=None, same_composition=None, max_counts_against=10.0,
+    log_likelihood=None, same_composition=None, max_counts_against=MAX_COUNTS_AGAINST,
 ):
     """Every position in no grain given the phase of the grain nearby that fills most of its probe.
 
@@ -1211,6 +1212,8 @@ def loose_positions_to_grains(
     same_composition : numpy.ndarray, optional
         ``(n_phases, n_phases)`` bool; required with ``log_likelihood``.
     max_counts_against : float, default 10
+        :data:`~stemfuse_hs.clustering.boundaries.MAX_COUNTS_AGAINST`, the
+        boundary step's own veto.
 
     Returns
     -------
